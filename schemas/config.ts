@@ -1,0 +1,402 @@
+/**
+ * Every setting of the program, defined once: its flag, its environment
+ * variable, its default and how it is parsed. `parseConfig()` is pure — it
+ * takes the arguments and an environment snapshot and returns either a fully
+ * resolved config or every problem at once, so `main.ts` can refuse to start
+ * before touching anything.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+
+export type Role = "all" | "sensors" | "processors" | "api";
+export const ROLES: readonly Role[] = ["all", "sensors", "processors", "api"];
+export const SENSOR_PROFILES = ["normal", "overheat", "flapping", "mobile"] as const;
+
+/** The fully resolved configuration; every field has a value. */
+export interface Config {
+  readonly role: Role;
+  readonly host: string;
+  readonly port: number;
+  readonly apiToken: string | undefined;
+  readonly allowOpen: boolean;
+  readonly kafkaBrokers: readonly string[];
+  readonly kafkaTopic: string;
+  readonly kafkaDlqTopic: string;
+  readonly kafkaPartitions: number;
+  readonly kafkaGroup: string;
+  readonly kafkaClientId: string;
+  readonly mongoUrl: string;
+  readonly mongoDb: string;
+  readonly sensors: number;
+  readonly sensorProfile: (typeof SENSOR_PROFILES)[number];
+  readonly intervalMs: number;
+  readonly maxSensors: number;
+  readonly seed: number;
+  readonly alarmHigh: number;
+  readonly alarmLow: number;
+  readonly alarmRaiseAfter: number;
+  readonly alarmClearAfter: number;
+  readonly passivateAfterMs: number;
+  readonly logFormat: "json" | "pretty";
+  readonly logLevel: "debug" | "info" | "warn" | "error";
+}
+
+type Kind =
+  | { readonly type: "string"; readonly pattern?: RegExp; readonly patternHint?: string }
+  | { readonly type: "int"; readonly min: number; readonly max: number }
+  | { readonly type: "number"; readonly min: number; readonly max: number }
+  | { readonly type: "enum"; readonly values: readonly string[] }
+  | { readonly type: "bool" }
+  | { readonly type: "list" };
+
+/** One setting: how a user sets it and what it means. Exported for --help and the README table. */
+export interface Setting {
+  readonly key: keyof Config;
+  readonly flag: string;
+  readonly env: string;
+  readonly kind: Kind;
+  /** Default as the user would type it; undefined means "unset". */
+  readonly default: string | undefined;
+  readonly help: string;
+  /** Never print the value (tokens, URLs with passwords). */
+  readonly secret?: boolean;
+}
+
+const TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
+
+export const SETTINGS: readonly Setting[] = [
+  {
+    key: "role",
+    flag: "role",
+    env: "ROLE",
+    kind: { type: "enum", values: ROLES },
+    default: "all",
+    help: "Which roles this process runs: all, sensors, processors or api",
+  },
+  {
+    key: "host",
+    flag: "host",
+    env: "HOST",
+    kind: { type: "string" },
+    default: "127.0.0.1",
+    help: "Address the HTTP API binds to",
+  },
+  {
+    key: "port",
+    flag: "port",
+    env: "PORT",
+    kind: { type: "int", min: 0, max: 65535 },
+    default: "8080",
+    help: "HTTP API port (0 picks a free one)",
+  },
+  {
+    key: "apiToken",
+    flag: "api-token",
+    env: "API_TOKEN",
+    kind: { type: "string" },
+    default: undefined,
+    help: "Bearer token required by POST/DELETE endpoints",
+    secret: true,
+  },
+  {
+    key: "allowOpen",
+    flag: "allow-open",
+    env: "ALLOW_OPEN",
+    kind: { type: "bool" },
+    default: "false",
+    help: "Allow binding a non-loopback host without API_TOKEN",
+  },
+  {
+    key: "kafkaBrokers",
+    flag: "kafka-brokers",
+    env: "KAFKA_BROKERS",
+    kind: { type: "list" },
+    default: "127.0.0.1:9092",
+    help: "Kafka bootstrap servers, comma-separated",
+  },
+  {
+    key: "kafkaTopic",
+    flag: "kafka-topic",
+    env: "KAFKA_TOPIC",
+    kind: { type: "string", pattern: TOPIC, patternHint: "letters, digits, '.', '_' or '-'" },
+    default: "iot.readings",
+    help: "Topic carrying sensor readings",
+  },
+  {
+    key: "kafkaDlqTopic",
+    flag: "kafka-dlq-topic",
+    env: "KAFKA_DLQ_TOPIC",
+    kind: { type: "string", pattern: TOPIC, patternHint: "letters, digits, '.', '_' or '-'" },
+    default: undefined,
+    help: "Dead-letter topic for invalid records (default: <topic>.dlq)",
+  },
+  {
+    key: "kafkaPartitions",
+    flag: "kafka-partitions",
+    env: "KAFKA_PARTITIONS",
+    kind: { type: "int", min: 1, max: 1000 },
+    default: "6",
+    help: "Partitions of the readings topic when it is created",
+  },
+  {
+    key: "kafkaGroup",
+    flag: "kafka-group",
+    env: "KAFKA_GROUP",
+    kind: { type: "string" },
+    default: "iot-processors",
+    help: "Consumer group of the processors",
+  },
+  {
+    key: "kafkaClientId",
+    flag: "kafka-client-id",
+    env: "KAFKA_CLIENT_ID",
+    kind: { type: "string" },
+    default: "iot-pipeline",
+    help: "Kafka client id",
+  },
+  {
+    key: "mongoUrl",
+    flag: "mongo-url",
+    env: "MONGO_URL",
+    kind: {
+      type: "string",
+      pattern: /^mongodb(\+srv)?:\/\//,
+      patternHint: "a mongodb:// or mongodb+srv:// URL",
+    },
+    default: "mongodb://127.0.0.1:27017/",
+    help: "MongoDB connection string",
+    secret: true,
+  },
+  {
+    key: "mongoDb",
+    flag: "mongo-db",
+    env: "MONGO_DB",
+    kind: {
+      type: "string",
+      pattern: /^[A-Za-z0-9_-]{1,63}$/,
+      patternHint: "letters, digits, '_' or '-'",
+    },
+    default: "iot",
+    help: "MongoDB database name",
+  },
+  {
+    key: "sensors",
+    flag: "sensors",
+    env: "SENSORS",
+    kind: { type: "int", min: 0, max: 1_000_000 },
+    default: "10",
+    help: "Simulated sensors started at launch",
+  },
+  {
+    key: "sensorProfile",
+    flag: "sensor-profile",
+    env: "SENSOR_PROFILE",
+    kind: { type: "enum", values: SENSOR_PROFILES },
+    default: "normal",
+    help: "Profile of the initial sensors",
+  },
+  {
+    key: "intervalMs",
+    flag: "interval-ms",
+    env: "SENSOR_INTERVAL_MS",
+    kind: { type: "int", min: 100, max: 3_600_000 },
+    default: "3000",
+    help: "Default time between two readings of a sensor",
+  },
+  {
+    key: "maxSensors",
+    flag: "max-sensors",
+    env: "MAX_SENSORS",
+    kind: { type: "int", min: 1, max: 10_000_000 },
+    default: "100000",
+    help: "Cap on running sensors; more are refused with 409",
+  },
+  {
+    key: "seed",
+    flag: "seed",
+    env: "SEED",
+    kind: { type: "int", min: 0, max: 4294967295 },
+    default: "1",
+    help: "Fleet seed; each sensor's seed derives from it and its id",
+  },
+  {
+    key: "alarmHigh",
+    flag: "alarm-high",
+    env: "ALARM_HIGH",
+    kind: { type: "number", min: -100, max: 500 },
+    default: "80",
+    help: "Raise threshold (°C, reading >= high is hot)",
+  },
+  {
+    key: "alarmLow",
+    flag: "alarm-low",
+    env: "ALARM_LOW",
+    kind: { type: "number", min: -100, max: 500 },
+    default: "70",
+    help: "Clear threshold (°C, reading <= low is cool)",
+  },
+  {
+    key: "alarmRaiseAfter",
+    flag: "alarm-raise-after",
+    env: "ALARM_RAISE_AFTER",
+    kind: { type: "int", min: 1, max: 1000 },
+    default: "2",
+    help: "Consecutive hot readings that raise an alert",
+  },
+  {
+    key: "alarmClearAfter",
+    flag: "alarm-clear-after",
+    env: "ALARM_CLEAR_AFTER",
+    kind: { type: "int", min: 1, max: 1000 },
+    default: "2",
+    help: "Consecutive cool readings that clear it",
+  },
+  {
+    key: "passivateAfterMs",
+    flag: "passivate-after-ms",
+    env: "PASSIVATE_AFTER_MS",
+    kind: { type: "int", min: 1000, max: 86_400_000 },
+    default: "300000",
+    help: "Idle time after which a device's processor is released from memory",
+  },
+  {
+    key: "logFormat",
+    flag: "log-format",
+    env: "LOG_FORMAT",
+    kind: { type: "enum", values: ["json", "pretty"] },
+    default: "json",
+    help: "Log lines as JSON objects or readable text",
+  },
+  {
+    key: "logLevel",
+    flag: "log-level",
+    env: "LOG_LEVEL",
+    kind: { type: "enum", values: ["debug", "info", "warn", "error"] },
+    default: "info",
+    help: "Lowest level logged",
+  },
+];
+
+export type ConfigResult =
+  | { readonly ok: true; readonly config: Config }
+  | { readonly ok: false; readonly help: true }
+  | { readonly ok: false; readonly help: false; readonly errors: readonly string[] };
+
+/**
+ * Resolves settings from flags (first) and the environment (second), else the
+ * default. Pure: nothing is read but its arguments.
+ */
+export function parseConfig(
+  args: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): ConfigResult {
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
+    help: { type: "boolean", short: "h" },
+  };
+  for (const s of SETTINGS) {
+    options[s.flag] = { type: s.kind.type === "bool" ? "boolean" : "string" };
+  }
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: [...args], options, strict: true, allowPositionals: false }));
+  } catch (err) {
+    return { ok: false, help: false, errors: [(err as Error).message] };
+  }
+  if (values.help) return { ok: false, help: true };
+
+  const errors: string[] = [];
+  const out: Record<string, unknown> = {};
+  for (const s of SETTINGS) {
+    const flagValue = values[s.flag];
+    const envValue = env[s.env];
+    const [raw, source] = flagValue !== undefined
+      ? [String(flagValue), `--${s.flag}`]
+      : envValue !== undefined && envValue !== ""
+      ? [envValue, s.env]
+      : [s.default, "default"];
+    if (raw === undefined) {
+      out[s.key] = undefined;
+      continue;
+    }
+    const parsed = parseValue(s.kind, raw);
+    if (typeof parsed === "object" && parsed !== null && "problem" in parsed) {
+      const shown = s.secret ? "" : `: "${raw}"`;
+      errors.push(`Invalid ${source}${shown} ${parsed.problem}`);
+    } else {
+      out[s.key] = parsed;
+    }
+  }
+  if (errors.length === 0) {
+    out.kafkaDlqTopic ??= `${out.kafkaTopic}.dlq`;
+    if ((out.alarmLow as number) >= (out.alarmHigh as number)) {
+      errors.push(
+        `Invalid alarm thresholds: low (${out.alarmLow}) must be below high (${out.alarmHigh})`,
+      );
+    }
+    if ((out.sensors as number) > (out.maxSensors as number)) {
+      errors.push(
+        `Invalid fleet size: ${out.sensors} sensors exceeds the cap of ${out.maxSensors}`,
+      );
+    }
+    if (out.kafkaDlqTopic === out.kafkaTopic) {
+      errors.push("Invalid dead-letter topic: it must differ from the readings topic");
+    }
+  }
+  if (errors.length > 0) return { ok: false, help: false, errors };
+  return { ok: true, config: Object.freeze(out) as unknown as Config };
+}
+
+function parseValue(kind: Kind, raw: string): unknown {
+  switch (kind.type) {
+    case "string":
+      if (raw.trim() === "") return { problem: "must not be empty" };
+      if (kind.pattern && !kind.pattern.test(raw)) {
+        return { problem: `must be ${kind.patternHint}` };
+      }
+      return raw;
+    case "int":
+    case "number": {
+      const n = Number(raw);
+      if (raw.trim() === "" || !Number.isFinite(n)) return { problem: "is not a number" };
+      if (kind.type === "int" && !Number.isInteger(n)) return { problem: "is not an integer" };
+      if (n < kind.min || n > kind.max) {
+        return { problem: `must be between ${kind.min} and ${kind.max}` };
+      }
+      return n;
+    }
+    case "enum":
+      return kind.values.includes(raw)
+        ? raw
+        : { problem: `must be one of ${kind.values.join(", ")}` };
+    case "bool":
+      if (["true", "1", "yes"].includes(raw)) return true;
+      if (["false", "0", "no"].includes(raw)) return false;
+      return { problem: "must be true or false" };
+    case "list": {
+      const items = raw.split(",").map((x) => x.trim()).filter((x) => x !== "");
+      if (items.length === 0) return { problem: "must list at least one host:port" };
+      const bad = items.find((x) => !/^[^\s:]+:\d{1,5}$/.test(x));
+      return bad ? { problem: `has "${bad}", expected host:port` } : items;
+    }
+    default:
+      return kind satisfies never;
+  }
+}
+
+/** The --help text, generated from SETTINGS. */
+export function helpText(): string {
+  const lines = [
+    "Usage: deno task start [options]",
+    "",
+    "Every option can also be set through the environment variable shown.",
+    "",
+  ];
+  for (const s of SETTINGS) {
+    const flag = s.kind.type === "bool" ? `--${s.flag}` : `--${s.flag} <value>`;
+    const def = s.default === undefined ? "" : ` (default: ${s.default})`;
+    lines.push(`  ${flag.padEnd(30)} ${s.env.padEnd(20)} ${s.help}${def}`);
+  }
+  lines.push(`  ${"-h, --help".padEnd(30)} ${"".padEnd(20)} Show this help`);
+  return lines.join("\n");
+}

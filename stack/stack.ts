@@ -1,0 +1,413 @@
+/**
+ * The local service stack: a single-node Apache Kafka broker (KRaft) run from
+ * the broker jars on Maven Central, and FerretDB (MongoDB wire protocol,
+ * SQLite backend) built with the Go toolchain. No Docker needed.
+ *
+ *   deno task stack:up       fetch (first time), start, health-check
+ *   deno task stack:status   running / healthy per service
+ *   deno task stack:down     stop both by their pid files
+ *
+ * `up` only starts a service whose address is not already given by the
+ * environment (KAFKA_BROKERS / MONGO_URL), so the test task can call it
+ * unconditionally. Everything lives on loopback.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { probeKafka, probeMongo } from "../adapters/probe.ts";
+
+export const KAFKA_VERSION = "4.1.1";
+export const FERRETDB_VERSION = "v1.24.2";
+
+const STACK_DIR = fileURLToPath(new URL("./", import.meta.url));
+const ROOT = join(STACK_DIR, "..");
+const STATE = Deno.env.get("STACK_DIR") ?? join(ROOT, ".stack");
+const CACHE = join(
+  Deno.env.get("XDG_CACHE_HOME") ?? join(Deno.env.get("HOME") ?? "/tmp", ".cache"),
+  "iot-pipeline-stack",
+);
+
+type Service = "kafka" | "ferretdb";
+
+interface StackSettings {
+  readonly kafkaPort: number;
+  readonly kafkaControllerPort: number;
+  readonly mongoPort: number;
+  readonly healthTimeoutMs: number;
+}
+
+class StackError extends Error {
+  override name = "StackError";
+}
+
+function settingsFromEnv(): StackSettings {
+  const port = (name: string, fallback: number) => {
+    const raw = Deno.env.get(name);
+    if (raw === undefined || raw === "") return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 1 || n > 65535) {
+      throw new StackError(`Invalid ${name}: "${raw}" is not a TCP port`);
+    }
+    return n;
+  };
+  return {
+    kafkaPort: port("STACK_KAFKA_PORT", 9092),
+    kafkaControllerPort: port("STACK_KAFKA_CONTROLLER_PORT", 9093),
+    mongoPort: port("STACK_MONGO_PORT", 27017),
+    healthTimeoutMs: port("STACK_HEALTH_TIMEOUT_S", 90) * 1000,
+  };
+}
+
+function say(message: string) {
+  console.error(`[stack] ${message}`);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}
+
+/** Runs a command to completion; on failure the error carries its output. */
+async function run(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string> } = {},
+) {
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(cmd, { args, ...opts, stdin: "null" }).output();
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) throw missingTool(cmd);
+    throw err;
+  }
+  if (!out.success) {
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    throw new StackError(`Command failed: ${cmd} ${args.join(" ")}\n${text.slice(-4000)}`);
+  }
+  return new TextDecoder().decode(out.stdout);
+}
+
+function missingTool(cmd: string): StackError {
+  const hint: Record<string, string> = {
+    java: "install a Java 17+ runtime (e.g. `apt-get install openjdk-17-jre-headless`)",
+    mvn: "install Apache Maven (e.g. `apt-get install maven`)",
+    go: "install Go 1.22+ (https://go.dev/doc/install)",
+  };
+  return new StackError(
+    `"${cmd}" was not found on PATH: ${
+      hint[cmd] ?? "install it"
+    }, or run Kafka and MongoDB yourself ` +
+      "(compose.yaml) and set KAFKA_BROKERS and MONGO_URL",
+  );
+}
+
+// ---------------------------------------------------------------- processes
+
+function pidFile(service: Service) {
+  return join(STATE, "run", `${service}.pid`);
+}
+
+/** The pid from the pid file if that process is alive and is ours. */
+async function runningPid(service: Service): Promise<number | undefined> {
+  let pid: number;
+  try {
+    pid = Number((await Deno.readTextFile(pidFile(service))).trim());
+  } catch {
+    return undefined;
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  // `ps` rather than /proc: Deno only lets --allow-all read other processes' /proc.
+  const out = await new Deno.Command("ps", { args: ["-p", String(pid), "-o", "args="] }).output();
+  const cmdline = new TextDecoder().decode(out.stdout);
+  const marker = service === "kafka" ? "kafka.Kafka" : "ferretdb";
+  return out.success && cmdline.includes(marker) ? pid : undefined;
+}
+
+/** Starts a detached background process whose output goes to a log file. */
+async function spawnDetached(service: Service, argv: string[], cwd: string): Promise<number> {
+  const log = join(STATE, "logs", `${service}.out`);
+  const quoted = argv.map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(" ");
+  const pid = Number(
+    (await run("sh", ["-c", `setsid ${quoted} >>'${log}' 2>&1 </dev/null & echo $!`], { cwd }))
+      .trim(),
+  );
+  await Deno.writeTextFile(pidFile(service), `${pid}\n`);
+  return pid;
+}
+
+async function stopPid(service: Service): Promise<boolean> {
+  const pid = await runningPid(service);
+  if (pid === undefined) return false;
+  Deno.kill(pid, "SIGTERM");
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline && (await runningPid(service)) === pid) {
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  if ((await runningPid(service)) === pid) Deno.kill(pid, "SIGKILL");
+  await Deno.remove(pidFile(service)).catch(() => {});
+  return true;
+}
+
+async function waitHealthy(
+  name: string,
+  probe: () => Promise<void>,
+  timeoutMs: number,
+  stillRunning: () => Promise<boolean>,
+  logPath: string,
+) {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      await probe();
+      return;
+    } catch (err) {
+      last = err;
+    }
+    if (!(await stillRunning())) {
+      throw new StackError(`${name} exited during start-up: see ${logPath}`);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new StackError(
+    `${name} did not become healthy within ${timeoutMs / 1000}s: ${String(last)} (log: ${logPath})`,
+  );
+}
+
+// -------------------------------------------------------------------- kafka
+
+async function kafkaClasspath(): Promise<string> {
+  const libs = join(CACHE, `kafka-${KAFKA_VERSION}`, "libs");
+  if (!(await exists(join(libs, `kafka_2.13-${KAFKA_VERSION}.jar`)))) {
+    say(`resolving Apache Kafka ${KAFKA_VERSION} broker jars with Maven (first run only)`);
+    await run("mvn", [
+      "-q",
+      "-B",
+      "-f",
+      join(STACK_DIR, "kafka", "pom.xml"),
+      `-Dkafka.version=${KAFKA_VERSION}`,
+      "dependency:copy-dependencies",
+      "-DincludeScope=runtime",
+      `-DoutputDirectory=${libs}`,
+    ]);
+  }
+  return `${libs}/*`;
+}
+
+function kafkaProperties(s: StackSettings, dataDir: string): string {
+  return [
+    "# Written by stack/stack.ts; single-node KRaft broker + controller on loopback",
+    "process.roles=broker,controller",
+    "node.id=1",
+    `controller.quorum.voters=1@127.0.0.1:${s.kafkaControllerPort}`,
+    `listeners=PLAINTEXT://127.0.0.1:${s.kafkaPort},CONTROLLER://127.0.0.1:${s.kafkaControllerPort}`,
+    `advertised.listeners=PLAINTEXT://127.0.0.1:${s.kafkaPort}`,
+    "controller.listener.names=CONTROLLER",
+    "inter.broker.listener.name=PLAINTEXT",
+    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+    `log.dirs=${dataDir}`,
+    "num.partitions=1",
+    "offsets.topic.replication.factor=1",
+    "offsets.topic.num.partitions=6",
+    "transaction.state.log.replication.factor=1",
+    "transaction.state.log.min.isr=1",
+    "share.coordinator.state.topic.replication.factor=1",
+    "share.coordinator.state.topic.min.isr=1",
+    // Tests create many short-lived groups; don't make each wait 3 s to rebalance.
+    "group.initial.rebalance.delay.ms=0",
+    "auto.create.topics.enable=true",
+    "",
+  ].join("\n");
+}
+
+const LOG4J2 = (logFile: string) =>
+  [
+    "status = warn",
+    "appender.file.type = RollingFile",
+    "appender.file.name = FILE",
+    `appender.file.fileName = ${logFile}`,
+    `appender.file.filePattern = ${logFile}.%i`,
+    "appender.file.layout.type = PatternLayout",
+    "appender.file.layout.pattern = [%d] %p %m (%c)%n",
+    "appender.file.policies.type = Policies",
+    "appender.file.policies.size.type = SizeBasedTriggeringPolicy",
+    "appender.file.policies.size.size = 20MB",
+    "appender.file.strategy.type = DefaultRolloverStrategy",
+    "appender.file.strategy.max = 3",
+    "rootLogger.level = INFO",
+    "rootLogger.appenderRef.file.ref = FILE",
+    "logger.kafka.name = kafka",
+    "logger.kafka.level = INFO",
+    "logger.apache.name = org.apache.kafka",
+    "logger.apache.level = WARN",
+    "",
+  ].join("\n");
+
+async function kafkaUp(s: StackSettings): Promise<string> {
+  const brokers = `127.0.0.1:${s.kafkaPort}`;
+  if (await runningPid("kafka")) {
+    await probeKafka(brokers, 5000);
+    return `Kafka ${KAFKA_VERSION} already running on ${brokers}`;
+  }
+  const java = Deno.env.get("JAVA_HOME") ? join(Deno.env.get("JAVA_HOME")!, "bin", "java") : "java";
+  await run(java, ["-version"]);
+  const cp = await kafkaClasspath();
+  const home = join(STATE, "kafka");
+  const dataDir = join(home, "data");
+  await Deno.mkdir(dataDir, { recursive: true });
+  const props = join(home, "server.properties");
+  await Deno.writeTextFile(props, kafkaProperties(s, dataDir));
+  const log4j = join(home, "log4j2.properties");
+  await Deno.writeTextFile(log4j, LOG4J2(join(STATE, "logs", "kafka.log")));
+  const jvm = ["-Xms256m", "-Xmx1g", `-Dlog4j2.configurationFile=${log4j}`, "-cp", cp];
+  if (!(await exists(join(dataDir, "meta.properties")))) {
+    const clusterId = (await run(java, [...jvm, "kafka.tools.StorageTool", "random-uuid"])).trim();
+    await run(java, [...jvm, "kafka.tools.StorageTool", "format", "-t", clusterId, "-c", props]);
+  }
+  const started = Date.now();
+  await spawnDetached("kafka", [java, ...jvm, "kafka.Kafka", props], home);
+  await waitHealthy(
+    "Kafka",
+    () => probeKafka(brokers, 3000),
+    s.healthTimeoutMs,
+    async () => (await runningPid("kafka")) !== undefined,
+    join(STATE, "logs", "kafka.log"),
+  );
+  return `Kafka ${KAFKA_VERSION} started on ${brokers} in ${Date.now() - started} ms`;
+}
+
+// ----------------------------------------------------------------- ferretdb
+
+async function ferretBinary(): Promise<string> {
+  const bin = join(CACHE, `ferretdb-${FERRETDB_VERSION}`, "ferretdb");
+  if (await exists(bin)) return bin;
+  say(`building FerretDB ${FERRETDB_VERSION} with Go (first run only)`);
+  const mod = `github.com/FerretDB/FerretDB@${FERRETDB_VERSION}`;
+  const info = JSON.parse(await run("go", ["mod", "download", "-json", mod]));
+  // The module zip lacks build/version/version.txt, which FerretDB requires at
+  // init (a plain `go install` binary panics), so build from a writable copy.
+  const src = join(CACHE, `ferretdb-${FERRETDB_VERSION}`, "src");
+  await Deno.remove(src, { recursive: true }).catch(() => {});
+  await Deno.mkdir(join(src, ".."), { recursive: true });
+  await run("cp", ["-R", info.Dir, src]);
+  await run("chmod", ["-R", "u+w", src]);
+  await Deno.writeTextFile(join(src, "build", "version", "version.txt"), `${FERRETDB_VERSION}\n`);
+  await run("go", ["build", "-o", bin, "./cmd/ferretdb"], { cwd: src });
+  await Deno.remove(src, { recursive: true });
+  return bin;
+}
+
+async function ferretUp(s: StackSettings): Promise<string> {
+  const url = `mongodb://127.0.0.1:${s.mongoPort}/`;
+  if (await runningPid("ferretdb")) {
+    await probeMongo(url, 5000);
+    return `FerretDB ${FERRETDB_VERSION} already running on ${url}`;
+  }
+  const bin = await ferretBinary();
+  const home = join(STATE, "ferretdb");
+  await Deno.mkdir(join(home, "data"), { recursive: true });
+  const started = Date.now();
+  await spawnDetached("ferretdb", [
+    bin,
+    "--handler=sqlite",
+    `--sqlite-url=file:${join(home, "data")}/`,
+    `--state-dir=${home}`,
+    `--listen-addr=127.0.0.1:${s.mongoPort}`,
+    "--debug-addr=-",
+    "--telemetry=disable",
+    "--log-level=warn",
+  ], home);
+  await waitHealthy(
+    "FerretDB",
+    () => probeMongo(url, 2000),
+    s.healthTimeoutMs,
+    async () => (await runningPid("ferretdb")) !== undefined,
+    join(STATE, "logs", "ferretdb.out"),
+  );
+  return `FerretDB ${FERRETDB_VERSION} started on ${url} in ${Date.now() - started} ms`;
+}
+
+// ----------------------------------------------------------------- commands
+
+async function up(s: StackSettings) {
+  await Deno.mkdir(join(STATE, "run"), { recursive: true });
+  await Deno.mkdir(join(STATE, "logs"), { recursive: true });
+  const t0 = Date.now();
+  // Each service is skipped when the environment already points elsewhere.
+  const jobs: Promise<string>[] = [];
+  if (Deno.env.get("KAFKA_BROKERS")) say(`KAFKA_BROKERS is set: not starting a local Kafka`);
+  else jobs.push(kafkaUp(s));
+  if (Deno.env.get("MONGO_URL")) say(`MONGO_URL is set: not starting a local FerretDB`);
+  else jobs.push(ferretUp(s));
+  const results = await Promise.allSettled(jobs);
+  let failed = false;
+  for (const r of results) {
+    if (r.status === "fulfilled") say(r.value);
+    else {
+      failed = true;
+      say(r.reason instanceof StackError ? r.reason.message : String(r.reason));
+    }
+  }
+  if (failed) Deno.exit(1);
+  say(`ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+async function down() {
+  for (const service of ["kafka", "ferretdb"] as const) {
+    say((await stopPid(service)) ? `${service} stopped` : `${service} was not running`);
+  }
+}
+
+async function status(s: StackSettings) {
+  let healthy = true;
+  const check = async (service: Service, probe: () => Promise<void>) => {
+    const pid = await runningPid(service);
+    let health = "not running";
+    if (pid !== undefined) {
+      try {
+        await probe();
+        health = "healthy";
+      } catch (err) {
+        health = `unhealthy: ${(err as Error).message}`;
+      }
+    }
+    if (health !== "healthy") healthy = false;
+    say(`${service}: ${pid ? `pid ${pid}, ` : ""}${health}`);
+  };
+  await check("kafka", () => probeKafka(`127.0.0.1:${s.kafkaPort}`, 3000));
+  await check("ferretdb", () => probeMongo(`mongodb://127.0.0.1:${s.mongoPort}/`, 3000));
+  if (!healthy) Deno.exit(3);
+}
+
+if (import.meta.main) {
+  const { positionals } = parseArgs({ args: Deno.args, allowPositionals: true });
+  try {
+    const s = settingsFromEnv();
+    switch (positionals[0]) {
+      case "up":
+        await up(s);
+        break;
+      case "down":
+        await down();
+        break;
+      case "status":
+        await status(s);
+        break;
+      default:
+        console.error("Usage: deno task stack:up | stack:down | stack:status");
+        Deno.exit(2);
+    }
+  } catch (err) {
+    say(err instanceof StackError ? err.message : String(err));
+    Deno.exit(1);
+  }
+  // kafkajs / mongodb may leave sockets lingering; the job is done.
+  Deno.exit(0);
+}
