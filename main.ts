@@ -1,81 +1,292 @@
 /**
- * Composition root: parses the configuration once, builds the adapters and
- * actors, serves the HTTP API, and releases everything in reverse order on
- * SIGINT/SIGTERM. `start()` is exported so tests run the real program
+ * Composition root: parses the configuration once, serves the HTTP API at
+ * once (so `/health` answers while dependencies come up), then connects the
+ * adapters and starts the actors of the configured role. On SIGINT/SIGTERM it
+ * stops taking requests, then releases everything in reverse start order:
+ * sensors stop, the producer flushes, in-flight batches finish and commit,
+ * clients close. `start()` is exported so tests run the real program
  * in-process.
  *
  * @module
  */
 import { type Config, helpText, parseConfig } from "./schemas/config.ts";
 import { createLogger, type Logger } from "./adapters/log.ts";
-import { createHealth } from "./adapters/health.ts";
-import { createApi } from "./adapters/http_api.ts";
+import { createHealth, type HealthCheck } from "./adapters/health.ts";
+import { createApi, type SensorControl, type StoreQueries } from "./adapters/http_api.ts";
+import { ApiError } from "./adapters/http_errors.ts";
 import { probeKafka, probeMongo, redactUrl } from "./adapters/probe.ts";
+import { createKafka, ensureTopics } from "./adapters/kafka_client.ts";
+import { KafkaReadingProducer } from "./adapters/kafka_producer.ts";
+import { KafkaDeadLetterSink, KafkaReadingSource } from "./adapters/kafka_consumer.ts";
+import { MongoStore } from "./adapters/mongo_store.ts";
+import { SensorFleet } from "./actors/sensor_supervisor.ts";
+import { ProcessorSupervisor } from "./actors/processor_supervisor.ts";
+import { StoreWriter } from "./actors/store_writer.ts";
+import type { AlarmRule } from "./domain/hysteresis.ts";
 
-export const VERSION = "0.1.0";
+export const VERSION = "0.2.0";
 
 export interface App extends AsyncDisposable {
   /** Base URL of the HTTP API, e.g. `http://127.0.0.1:8080`. */
   readonly url: string;
-  /** Resolves when the app has been stopped (by a signal or dispose). */
-  readonly finished: Promise<void>;
+  /** Resolves once every role is connected and running; rejects if start-up gave up. */
+  readonly ready: Promise<void>;
+  /** Resolves when the app has stopped; its value is the exit code. */
+  readonly finished: Promise<number>;
+  /** Live components, for tests and diagnostics; undefined until ready or for other roles. */
+  readonly parts: Readonly<Parts>;
+}
+
+export interface Parts {
+  store?: MongoStore;
+  fleet?: SensorFleet;
+  producer?: KafkaReadingProducer;
+  processors?: ProcessorSupervisor;
+  writer?: StoreWriter;
 }
 
 export interface StartOptions {
   readonly logger?: Logger;
+  /** Attempts to connect at start-up before giving up (default: keep trying). */
+  readonly connectAttempts?: number;
 }
 
+type Cleanup = readonly [name: string, run: () => Promise<void> | void];
+
 /** Starts every role the config asks for; dispose the result to stop it. */
-export async function start(config: Config, options: StartOptions = {}): Promise<App> {
+export function start(config: Config, options: StartOptions = {}): App {
   const logger = options.logger ??
     createLogger({ level: config.logLevel, format: config.logFormat });
-  const cleanups: Array<[string, () => Promise<void> | void]> = [];
+  const cleanups: Cleanup[] = [];
+  const parts: Parts = {};
+  const runs = {
+    sensors: config.role === "all" || config.role === "sensors",
+    processors: config.role === "all" || config.role === "processors",
+  };
+  const usesKafka = config.role !== "api";
+  const usesStore = config.role !== "sensors";
+  const shutdown = new AbortController();
+  let fatal: unknown;
 
+  const checks: HealthCheck[] = [];
   const brokers = config.kafkaBrokers.join(",");
-  const health = createHealth([
-    { name: "kafka", probe: () => probeKafka(brokers, 2000) },
-    { name: "mongodb", probe: () => probeMongo(config.mongoUrl, 2000) },
-  ]);
-
-  const api = createApi({ health, info: { role: config.role, version: VERSION }, logger });
-  const server = Deno.serve({
-    hostname: config.host,
-    port: config.port,
-    onListen: () => {},
-  }, api.fetch);
-  cleanups.push(["http", () => server.shutdown()]);
-  const url = `http://${config.host}:${server.addr.port}`;
-  logger.info("http api listening", { url, role: config.role });
-  logger.info("dependencies", {
-    kafka: brokers,
-    mongo: redactUrl(config.mongoUrl),
-    db: config.mongoDb,
-  });
-  // Start even when a dependency is down: /health names it, and it may come back.
-  const initial = await health();
-  for (const [name, check] of Object.entries(initial.checks)) {
-    if (check.ok) logger.info("connected", { dependency: name, latencyMs: check.latencyMs });
-    else logger.warn("dependency unreachable", { dependency: name, error: check.error });
+  if (usesKafka) checks.push({ name: "kafka", probe: () => probeKafka(brokers, 2000) });
+  if (usesStore) {
+    checks.push({
+      name: "mongodb",
+      probe: () => parts.store ? parts.store.ping() : probeMongo(config.mongoUrl, 2000),
+    });
   }
+  checks.push({
+    name: "pipeline",
+    probe: () => {
+      if (fatal) return Promise.reject(new Error(`stopped: ${String(fatal)}`));
+      return started ? Promise.resolve() : Promise.reject(new Error("starting"));
+    },
+  });
+  const health = createHealth(checks);
 
-  let resolveFinished!: () => void;
-  const finished = new Promise<void>((r) => (resolveFinished = r));
+  const api = createApi({
+    health,
+    info: { role: config.role, version: VERSION },
+    logger,
+    ...(runs.sensors ? { sensors: lazySensors(() => parts.fleet) } : {}),
+    ...(usesStore ? { queries: lazyQueries(() => parts.store) } : {}),
+    ...(config.apiToken ? { apiToken: config.apiToken } : {}),
+  });
+  const server = Deno.serve(
+    { hostname: config.host, port: config.port, onListen: () => {} },
+    api.fetch,
+  );
+  const url = `http://${config.host}:${server.addr.port}`;
+  logger.info("http api listening", {
+    url,
+    role: config.role,
+    auth: config.apiToken ? "bearer token" : "none (loopback only)",
+  });
+
+  let started = false;
+  const connect = async () => {
+    const kafka = createKafka({
+      brokers: config.kafkaBrokers,
+      clientId: config.kafkaClientId,
+      logger,
+    });
+    if (usesStore) {
+      parts.store = await MongoStore.open(config.mongoUrl, config.mongoDb, logger);
+      cleanups.push(["mongodb", () => parts.store?.[Symbol.asyncDispose]()]);
+      logger.info("connected to mongodb", { url: redactUrl(config.mongoUrl), db: config.mongoDb });
+    }
+    if (usesKafka) {
+      const created = await ensureTopics(kafka, [
+        { topic: config.kafkaTopic, numPartitions: config.kafkaPartitions },
+        { topic: config.kafkaDlqTopic, numPartitions: 1 },
+      ]);
+      logger.info("connected to kafka", { brokers, topicsCreated: created });
+    }
+    const rule: AlarmRule = {
+      high: config.alarmHigh,
+      low: config.alarmLow,
+      raiseAfter: config.alarmRaiseAfter,
+      clearAfter: config.alarmClearAfter,
+    };
+    if (runs.processors) {
+      const dlq = new KafkaDeadLetterSink(kafka, {
+        topic: config.kafkaDlqTopic,
+        sourceTopic: config.kafkaTopic,
+      });
+      await dlq.connect();
+      cleanups.push(["dead-letter producer", () => dlq[Symbol.asyncDispose]()]);
+      parts.writer = new StoreWriter(parts.store!);
+      const processors = new ProcessorSupervisor({
+        store: parts.store!,
+        writer: parts.writer,
+        deadLetters: dlq,
+        rule,
+        passivateAfterMs: config.passivateAfterMs,
+        logger,
+      });
+      parts.processors = processors;
+      cleanups.push(["processors", () => processors.stop()]);
+      const source = new KafkaReadingSource(kafka, {
+        topic: config.kafkaTopic,
+        groupId: config.kafkaGroup,
+        logger,
+      });
+      cleanups.push(["consumer", () => source[Symbol.asyncDispose]()]);
+      await source.start(processors.handleBatch, {
+        onAssignment: (partitions) => void processors.onAssignment(partitions),
+        onFatal: (error) => {
+          fatal = error;
+          logger.error("consumer stopped for good; exiting so a supervisor restarts us", {
+            error: error as Error,
+          });
+          void stop(1);
+        },
+      });
+    }
+    if (runs.sensors) {
+      const producer = new KafkaReadingProducer(kafka, { topic: config.kafkaTopic, logger });
+      await producer.connect();
+      parts.producer = producer;
+      cleanups.push(["producer", () => producer.close()]);
+      const fleet = new SensorFleet({
+        sink: producer,
+        logger,
+        cap: config.maxSensors,
+        defaults: { intervalMs: config.intervalMs, rule, seed: config.seed },
+        ...(parts.store ? { lastSeqs: await parts.store.lastSeqs() } : {}),
+      });
+      parts.fleet = fleet;
+      cleanups.push(["sensors", () => fleet.stop()]);
+      if (config.sensors > 0) {
+        fleet.add({
+          kind: "batch",
+          count: config.sensors,
+          idPrefix: undefined,
+          template: { profile: config.sensorProfile },
+        });
+      }
+    }
+    started = true;
+    logger.info("pipeline running", { role: config.role });
+  };
+
+  const ready = (async () => {
+    const attempts = options.connectAttempts ?? Infinity;
+    for (let attempt = 1;; attempt++) {
+      try {
+        await connect();
+        return;
+      } catch (err) {
+        // Undo the partial start before trying again.
+        await runCleanups(cleanups.splice(0), logger);
+        for (const key of Object.keys(parts) as (keyof Parts)[]) delete parts[key];
+        if (shutdown.signal.aborted) throw new Error("Start-up cancelled by shutdown");
+        if (attempt >= attempts) throw err;
+        const delayMs = Math.min(10_000, 500 * 2 ** Math.min(attempt - 1, 5));
+        logger.warn("start-up failed; retrying", {
+          attempt,
+          retryInMs: delayMs,
+          error: err as Error,
+        });
+        await abortableDelay(delayMs, shutdown.signal);
+        if (shutdown.signal.aborted) throw new Error("Start-up cancelled by shutdown");
+      }
+    }
+  })();
+  ready.catch(() => {}); // observed through `app.ready` and /health
+
+  const { promise: finished, resolve: resolveFinished } = Promise.withResolvers<number>();
   let stopping: Promise<void> | undefined;
-  const stop = () =>
+  function stop(code = 0): Promise<void> {
     stopping ??= (async () => {
       logger.info("shutting down");
-      for (const [name, cleanup] of cleanups.reverse()) {
-        try {
-          await cleanup();
-        } catch (err) {
-          logger.error("cleanup failed", { resource: name, error: err });
-        }
-      }
-      logger.info("stopped");
-      resolveFinished();
+      shutdown.abort();
+      await ready.catch(() => {});
+      // Stop taking requests first, then release the pipeline in reverse start order.
+      await server.shutdown();
+      await runCleanups(cleanups.splice(0), logger);
+      logger.info("stopped", { exitCode: code });
+      resolveFinished(code);
     })();
+    return stopping;
+  }
 
-  return { url, finished, [Symbol.asyncDispose]: stop };
+  return { url, ready, finished, parts, [Symbol.asyncDispose]: () => stop(0) };
+}
+
+async function runCleanups(cleanups: Cleanup[], logger: Logger) {
+  for (const [name, cleanup] of cleanups.reverse()) {
+    try {
+      await cleanup();
+    } catch (err) {
+      logger.error("cleanup failed", { resource: name, error: err as Error });
+    }
+  }
+}
+
+function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+function notReady(what: string): never {
+  throw new ApiError(503, "unavailable", `${what} is not connected yet; see /health`);
+}
+
+/** The fleet as the API sees it before and after start-up. */
+function lazySensors(get: () => SensorControl | undefined): SensorControl {
+  const fleet = () => get() ?? notReady("The sensor fleet");
+  return {
+    add: (request) => fleet().add(request),
+    remove: (id) => fleet().remove(id),
+    list: (offset, limit) => fleet().list(offset, limit),
+    get: (id) => fleet().get(id),
+    get size() {
+      return get()?.size ?? 0;
+    },
+    get cap() {
+      return get()?.cap ?? 0;
+    },
+  };
+}
+
+function lazyQueries(get: () => StoreQueries | undefined): StoreQueries {
+  const store = () => get() ?? notReady("The store");
+  return {
+    device: (id) => store().device(id),
+    readings: (id, limit) => store().readings(id, limit),
+    alerts: (filter) => store().alerts(filter),
+  };
 }
 
 if (import.meta.main) {
@@ -85,13 +296,14 @@ if (import.meta.main) {
       console.log(helpText());
       Deno.exit(0);
     }
-    console.error(`Cannot start:\n${parsed.errors.map((e) => `  - ${e}`).join("\n")}\nSee --help.`);
+    console.error(
+      `Cannot start:\n${parsed.errors.map((e) => `  - ${e}`).join("\n")}\nSee --help.`,
+    );
     Deno.exit(2);
   }
   const app = await start(parsed.config);
   const onSignal = () => void app[Symbol.asyncDispose]();
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
-  await app.finished;
-  Deno.exit(0);
+  Deno.exit(await app.finished);
 }

@@ -1,22 +1,96 @@
 /**
  * The HTTP control API (Hono). Routes are grouped by resource; each handler
- * validates its input with the shared schemas and answers JSON.
+ * validates its input with the shared schemas and answers JSON. The API
+ * declares the two ports it needs — sensor control and store queries — and
+ * knows nothing of Kafka or MongoDB.
  *
  * @module
  */
-import { Hono } from "@hono/hono";
+import { createHash, timingSafeEqual } from "node:crypto";
+import { type Context, Hono, type MiddlewareHandler } from "@hono/hono";
+import { bodyLimit } from "@hono/hono/body-limit";
 import { ApiError, errorBody } from "./http_errors.ts";
 import type { HealthReport } from "./health.ts";
 import type { Logger } from "./log.ts";
+import { DEVICE_ID_PATTERN, type Reading } from "../schemas/reading.ts";
+import {
+  parseSensorRequest,
+  type SensorProfile,
+  type SensorRequest,
+} from "../schemas/sensor_request.ts";
+import type { AlertDoc, AlertStatus, DeviceDoc, ReadingDoc } from "../schemas/documents.ts";
+import type { AlarmRule } from "../domain/hysteresis.ts";
+
+export type SensorStatus = "running" | "completed" | "failed";
+
+export interface SensorInfo {
+  readonly id: string;
+  readonly profile: SensorProfile;
+  readonly intervalMs: number;
+  /** seq of the last reading emitted (0 before the first). */
+  readonly seq: number;
+  readonly status: SensorStatus;
+  readonly thresholds: AlarmRule;
+}
+
+export interface SensorDetail extends SensorInfo {
+  readonly lastReading: Reading | null;
+}
+
+export type AddSensorsResult =
+  | { readonly ok: true; readonly ids: readonly string[] }
+  | { readonly ok: false; readonly code: "conflict" | "cap" | "invalid"; readonly message: string };
+
+/** Port: the running fleet (implemented by the sensor supervisor). */
+export interface SensorControl {
+  /** Adds sensors atomically: all or none; the cap and id uniqueness are checked synchronously. */
+  add(request: SensorRequest): AddSensorsResult;
+  /** Stops a sensor at once; false when the id is unknown. */
+  remove(id: string): Promise<boolean>;
+  /** Sensors in start order, paginated. */
+  list(offset: number, limit: number): readonly SensorInfo[];
+  get(id: string): SensorDetail | undefined;
+  readonly size: number;
+  readonly cap: number;
+}
+
+/** Port: read side of the store. */
+export interface StoreQueries {
+  device(id: string): Promise<DeviceDoc | null>;
+  /** Newest first. */
+  readings(deviceId: string, limit: number): Promise<readonly ReadingDoc[]>;
+  /** Newest raised first. */
+  alerts(
+    filter: { readonly status?: AlertStatus; readonly deviceId?: string; readonly limit: number },
+  ): Promise<readonly AlertDoc[]>;
+}
 
 export interface ApiDeps {
   readonly health: () => Promise<HealthReport>;
   readonly info: { readonly role: string; readonly version: string };
   readonly logger: Logger;
+  /** Absent when this process does not run the sensors role: sensor routes answer 503. */
+  readonly sensors?: SensorControl;
+  /** Absent when this process has no store: device and alert routes answer 503. */
+  readonly queries?: StoreQueries;
+  /** When set, POST/DELETE/PATCH/PUT need `Authorization: Bearer <token>`. */
+  readonly apiToken?: string;
 }
 
+/** Largest accepted request body. */
+export const MAX_BODY_BYTES = 2 * 1024 * 1024;
+/** Largest `limit` any list route accepts. */
+export const MAX_PAGE = 1000;
+const DEFAULT_PAGE = 100;
+
+/**
+ * The HTTP API. Sensor routes need `deps.sensors` and device/alert routes
+ * `deps.queries`; without them those routes answer 503.
+ */
 export function createApi(deps: ApiDeps): Hono {
   const app = new Hono();
+
+  if (deps.apiToken !== undefined) app.use(bearerToken({ token: deps.apiToken }));
 
   app.get("/health", async (c) => {
     const report = await deps.health();
@@ -25,6 +99,9 @@ export function createApi(deps: ApiDeps): Hono {
       report.ok ? 200 : 503,
     );
   });
+  app.route("/sensors", sensorRoutes(deps.sensors));
+  app.route("/devices", deviceRoutes(deps.queries));
+  app.route("/alerts", alertRoutes(deps.queries));
 
   app.notFound((c) =>
     c.json(errorBody("not_found", `No route for ${c.req.method} ${c.req.path}`), 404)
@@ -35,4 +112,213 @@ export function createApi(deps: ApiDeps): Hono {
     return c.json(errorBody("internal", "Internal error"), 500);
   });
   return app;
+}
+
+function sensorRoutes(port: SensorControl | undefined): Hono {
+  const sensors = () => available(port, "sensors");
+  return new Hono()
+    .get("/", (c) => {
+      const fleet = sensors();
+      const offset = intParam(c, "offset", { min: 0, max: Number.MAX_SAFE_INTEGER, fallback: 0 });
+      const limit = intParam(c, "limit", { min: 1, max: MAX_PAGE, fallback: DEFAULT_PAGE });
+      return c.json({ total: fleet.size, offset, limit, sensors: fleet.list(offset, limit) });
+    })
+    .post(
+      "/",
+      bodyLimit({
+        maxSize: MAX_BODY_BYTES,
+        onError: () => {
+          throw new ApiError(413, "payload_too_large", "Body is too large: the limit is 2 MiB");
+        },
+      }),
+      async (c) => {
+        const fleet = sensors();
+        const parsed = parseSensorRequest(await jsonBody(c));
+        if (!parsed.ok) throw new ApiError(400, "bad_request", parsed.message);
+        const result = fleet.add(parsed.request);
+        if (!result.ok) {
+          switch (result.code) {
+            case "conflict":
+              throw new ApiError(409, "conflict", result.message);
+            case "cap":
+              // The configured fleet size, not overload: retrying will not help.
+              throw new ApiError(409, "conflict", result.message);
+            case "invalid":
+              throw new ApiError(400, "bad_request", result.message);
+            default:
+              throw result.code satisfies never;
+          }
+        }
+        const [only] = result.ids;
+        if (result.ids.length === 1 && only !== undefined) {
+          c.header("Location", `/sensors/${encodeURIComponent(only)}`);
+        }
+        return c.json({ ids: result.ids }, 201);
+      },
+    )
+    .get("/:id", (c) => {
+      const fleet = sensors();
+      const id = idParam(c.req.param("id"), "sensor id");
+      const detail = fleet.get(id);
+      if (!detail) throw new ApiError(404, "not_found", `Unknown sensor: ${quote(id)}`);
+      return c.json(detail);
+    })
+    .delete("/:id", async (c) => {
+      const fleet = sensors();
+      const id = idParam(c.req.param("id"), "sensor id");
+      if (!(await fleet.remove(id))) {
+        throw new ApiError(404, "not_found", `Unknown sensor: ${quote(id)}`);
+      }
+      return c.body(null, 204);
+    });
+}
+
+function deviceRoutes(port: StoreQueries | undefined): Hono {
+  const queries = () => available(port, "store");
+  return new Hono()
+    .get("/:id", async (c) => {
+      const store = queries();
+      const id = idParam(c.req.param("id"), "device id");
+      const device = await store.device(id);
+      if (!device) throw new ApiError(404, "not_found", `Unknown device: ${quote(id)}`);
+      return c.json(device);
+    })
+    .get("/:id/readings", async (c) => {
+      const store = queries();
+      const deviceId = idParam(c.req.param("id"), "device id");
+      const limit = intParam(c, "limit", { min: 1, max: MAX_PAGE, fallback: DEFAULT_PAGE });
+      return c.json({ deviceId, readings: await store.readings(deviceId, limit) });
+    });
+}
+
+const ALERT_STATUSES: readonly AlertStatus[] = ["active", "cleared"];
+
+function alertRoutes(port: StoreQueries | undefined): Hono {
+  const queries = () => available(port, "store");
+  return new Hono()
+    .get("/", async (c) => {
+      const store = queries();
+      const rawStatus = c.req.query("status");
+      const status = ALERT_STATUSES.find((s) => s === rawStatus);
+      if (rawStatus !== undefined && status === undefined) {
+        throw new ApiError(
+          400,
+          "bad_request",
+          `Invalid status: ${quote(rawStatus)} must be "active" or "cleared"`,
+        );
+      }
+      const rawDevice = c.req.query("deviceId");
+      const deviceId = rawDevice === undefined ? undefined : idParam(rawDevice, "deviceId");
+      const limit = intParam(c, "limit", { min: 1, max: MAX_PAGE, fallback: DEFAULT_PAGE });
+      const filter = {
+        limit,
+        ...(status === undefined ? {} : { status }),
+        ...(deviceId === undefined ? {} : { deviceId }),
+      };
+      return c.json({ alerts: await store.alerts(filter) });
+    });
+}
+
+export interface BearerTokenOptions {
+  /** The token every unsafe request must present. */
+  readonly token: string;
+  /** Methods that need no token. */
+  readonly openMethods?: readonly string[];
+}
+
+/**
+ * Requires `Authorization: Bearer <token>` on every request whose method is
+ * not open (by default everything but GET, HEAD and OPTIONS).
+ */
+export function bearerToken(
+  { token, openMethods = ["GET", "HEAD", "OPTIONS"] }: BearerTokenOptions,
+): MiddlewareHandler {
+  const expected = sha256(token);
+  return async function bearerToken(c, next) {
+    if (openMethods.includes(c.req.method)) return await next();
+    const match = /^Bearer +(\S+) *$/i.exec(c.req.header("Authorization") ?? "");
+    if (!match?.[1]) {
+      c.header("WWW-Authenticate", `Bearer realm="api"`);
+      throw new ApiError(
+        401,
+        "unauthorized",
+        "Missing bearer token: send Authorization: Bearer <token>",
+      );
+    }
+    // Equal-length digests, so the comparison time says nothing about the token.
+    if (!timingSafeEqual(sha256(match[1]), expected)) {
+      c.header("WWW-Authenticate", `Bearer realm="api", error="invalid_token"`);
+      throw new ApiError(401, "unauthorized", "Invalid bearer token");
+    }
+    await next();
+  };
+}
+
+function sha256(text: string): Uint8Array {
+  return createHash("sha256").update(text, "utf8").digest();
+}
+
+function available<T>(port: T | undefined, role: "sensors" | "store"): T {
+  if (port !== undefined) return port;
+  throw new ApiError(
+    503,
+    "unavailable",
+    role === "sensors"
+      ? "This process does not run the sensors role"
+      : "This process has no store: device and alert queries are unavailable",
+  );
+}
+
+/** The body parsed as JSON, or a 400 naming what is wrong. */
+async function jsonBody(c: Context): Promise<unknown> {
+  const type = c.req.header("Content-Type") ?? "";
+  if (!/^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(type)) {
+    throw new ApiError(
+      400,
+      "bad_request",
+      `Unsupported Content-Type: ${quote(type)} must be application/json`,
+    );
+  }
+  const text = await c.req.text();
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new ApiError(400, "bad_request", `Body is not valid JSON: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+}
+
+function idParam(value: string, name: string): string {
+  if (DEVICE_ID_PATTERN.test(value)) return value;
+  throw new ApiError(
+    400,
+    "bad_request",
+    `Invalid ${name}: ${
+      quote(value)
+    } must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+  );
+}
+
+/** A query-string integer in `[min, max]`, `fallback` when absent. */
+function intParam(
+  c: Context,
+  name: string,
+  { min, max, fallback }: { min: number; max: number; fallback: number },
+): number {
+  const raw = c.req.query(name);
+  if (raw === undefined) return fallback;
+  const value = /^\d{1,16}$/.test(raw) ? Number(raw) : NaN;
+  if (Number.isSafeInteger(value) && value >= min && value <= max) return value;
+  const range = max === Number.MAX_SAFE_INTEGER ? `of ${min} or more` : `from ${min} to ${max}`;
+  throw new ApiError(
+    400,
+    "bad_request",
+    `Invalid ${name}: ${quote(raw)} must be an integer ${range}`,
+  );
+}
+
+/** A client-supplied value for an error message: quoted, escaped and short. */
+function quote(value: string): string {
+  return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
 }

@@ -1,0 +1,104 @@
+/**
+ * One device's processor: owns that device's alarm state, applies the pure
+ * hysteresis step to each reading in order, and answers with the documents to
+ * store. It shares nothing with other devices' processors.
+ *
+ * The actor adopts the new state as soon as it computed it; if storing the
+ * result fails, its supervisor discards the actor, and the next owner restores
+ * the last stored state and replays — the step is deterministic, so the replay
+ * produces the same documents.
+ *
+ * @module
+ */
+import { Actor } from "./actor.ts";
+import { type AlarmRule, type AlarmState, step, type Transition } from "../domain/hysteresis.ts";
+import {
+  type AlertDoc,
+  type DeviceDoc,
+  type ReadingDoc,
+  toAlertDoc,
+  toDeviceDoc,
+  toReadingDoc,
+} from "../schemas/documents.ts";
+import type { Reading } from "../schemas/reading.ts";
+
+/** What one batch of a device's readings produced. */
+export interface DeviceOutput {
+  readonly readings: readonly ReadingDoc[];
+  readonly alerts: readonly AlertDoc[];
+  readonly device: DeviceDoc;
+  readonly transitions: readonly Transition[];
+  /** Readings ignored because their seq was already applied. */
+  readonly duplicates: number;
+}
+
+export type ProcessorMsg =
+  | {
+    readonly type: "apply";
+    readonly readings: readonly Reading[];
+    readonly processedAt: Date;
+    readonly reply: (out: DeviceOutput) => void;
+  }
+  | { readonly type: "state"; readonly reply: (state: AlarmState) => void };
+
+/** Creates the actor for one device, starting from its restored (or initial) state. */
+export function createProcessor(
+  deviceId: string,
+  initial: AlarmState,
+  defaultRule: AlarmRule,
+  onFailure: (error: unknown) => void,
+): Actor<ProcessorMsg> {
+  let state = initial;
+  let rule = defaultRule;
+
+  function apply(readings: readonly Reading[], processedAt: Date): DeviceOutput {
+    const docs: ReadingDoc[] = [];
+    const transitions: Transition[] = [];
+    // The latest snapshot of each alert touched in this batch; last write wins.
+    const alerts = new Map<string, AlertDoc>();
+    let duplicates = 0;
+    for (const reading of readings) {
+      const readingRule = reading.thresholds ?? defaultRule;
+      const result = step(state, reading, readingRule);
+      if (!result.applied) {
+        duplicates++;
+        state = result.state;
+        continue;
+      }
+      rule = readingRule;
+      state = result.state;
+      docs.push(toReadingDoc(reading, state.level === "critical", processedAt));
+      const t = result.transition;
+      if (t) {
+        transitions.push(t);
+        const doc = t.type === "raised"
+          ? toAlertDoc(deviceId, t.episode, rule)
+          : toAlertDoc(deviceId, t.episode, rule, { seq: t.seq, ts: t.ts });
+        alerts.set(doc._id, doc);
+      }
+    }
+    // Keep an open episode's peak current even when this batch had no transition.
+    if (state.episode && docs.length > 0) {
+      const doc = toAlertDoc(deviceId, state.episode, rule);
+      alerts.set(doc._id, doc);
+    }
+    return {
+      readings: docs,
+      alerts: [...alerts.values()],
+      device: toDeviceDoc(deviceId, state, rule, processedAt),
+      transitions,
+      duplicates,
+    };
+  }
+
+  return new Actor<ProcessorMsg>((msg) => {
+    switch (msg.type) {
+      case "apply":
+        return msg.reply(apply(msg.readings, msg.processedAt));
+      case "state":
+        return msg.reply(state);
+      default:
+        return msg satisfies never;
+    }
+  }, { capacity: 64, name: `processor ${deviceId}`, onFailure });
+}

@@ -1,0 +1,152 @@
+/**
+ * One simulated sensor: an actor whose only message is the tick of its own
+ * timer. Each tick draws the next sample from its signal model and hands a
+ * reading to the sink. Ticks are scheduled against the start time (no drift);
+ * a tick that arrives while the previous one is still handled is skipped and
+ * counted as late rather than queued.
+ *
+ * @module
+ */
+import { Actor } from "./actor.ts";
+import type { ChildExit } from "./supervisor.ts";
+import { initialSignal, nextSample, type SignalState } from "../domain/signal.ts";
+import type { AlarmRule } from "../domain/hysteresis.ts";
+import type { GeoLocation, Reading } from "../schemas/reading.ts";
+import type { SensorProfile } from "../schemas/sensor_request.ts";
+import type { ReadingSink } from "../adapters/kafka_producer.ts";
+
+/** Everything that defines a sensor, defaults already filled in. */
+export interface SensorSettings {
+  readonly id: string;
+  readonly profile: SensorProfile;
+  readonly intervalMs: number;
+  readonly seed: number;
+  readonly location: GeoLocation;
+  readonly temperatures?: readonly number[];
+  readonly humidity?: readonly number[];
+  readonly rule: AlarmRule;
+  /** True when the sensor has its own thresholds: they then travel in every reading. */
+  readonly customRule: boolean;
+}
+
+export type SensorMsg = { readonly type: "tick" };
+
+export interface SensorDeps {
+  readonly sink: ReadingSink;
+  /** Wall clock in ms; the reading's `ts` comes from it. */
+  readonly now: () => number;
+  /** Called when the sink refused a reading (it is lost; the seq is not reused). */
+  readonly onDropped?: (id: string) => void;
+  /** Called with each emitted reading (e.g. for `GET /sensors/:id`). */
+  readonly onEmit?: (reading: Reading) => void;
+}
+
+export class Sensor {
+  readonly settings: SensorSettings;
+  readonly #actor: Actor<SensorMsg>;
+  readonly #deps: SensorDeps;
+  readonly #exit: (e: ChildExit) => void;
+  #signal: SignalState;
+  #seq: number;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #startedAt: number;
+  #ticks = 0;
+  #late = 0;
+
+  /** Starts emitting; `lastSeq` is the seq this device emitted last (0 for a new one). */
+  constructor(
+    settings: SensorSettings,
+    lastSeq: number,
+    deps: SensorDeps,
+    exit: (e: ChildExit) => void,
+  ) {
+    this.settings = settings;
+    this.#deps = deps;
+    this.#exit = exit;
+    this.#seq = lastSeq;
+    this.#signal = initialSignal({
+      profile: settings.profile,
+      seed: settings.seed,
+      location: settings.location,
+      intervalMs: settings.intervalMs,
+      band: settings.rule,
+      ...(settings.temperatures ? { temperatures: settings.temperatures } : {}),
+      ...(settings.humidity ? { humidity: settings.humidity } : {}),
+    });
+    this.#actor = new Actor<SensorMsg>((msg) => this.#receive(msg), {
+      capacity: 1,
+      name: `sensor ${settings.id}`,
+      onFailure: (error) => {
+        clearTimeout(this.#timer);
+        exit({ type: "failed", error });
+      },
+    });
+    // Random profiles start at a seed-derived phase so a fleet does not tick in lockstep.
+    const phase = settings.profile === "scripted" ? 0 : settings.seed % settings.intervalMs;
+    this.#startedAt = deps.now() + phase;
+    this.#schedule();
+  }
+
+  /** seq of the last reading emitted. */
+  get seq(): number {
+    return this.#seq;
+  }
+
+  /** Ticks skipped because the previous one was still being handled. */
+  get late(): number {
+    return this.#late;
+  }
+
+  get running(): boolean {
+    return this.#actor.status === "running";
+  }
+
+  stop(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    return this.#actor.stop();
+  }
+
+  #schedule() {
+    const due = this.#startedAt + this.#ticks * this.settings.intervalMs;
+    this.#timer = setTimeout(() => {
+      this.#ticks++;
+      if (!this.#actor.trySend({ type: "tick" })) this.#late++;
+      if (this.#actor.status === "running") this.#schedule();
+    }, Math.max(0, due - this.#deps.now()));
+  }
+
+  #receive(msg: SensorMsg) {
+    switch (msg.type) {
+      case "tick":
+        return this.#tick();
+      default:
+        return msg.type satisfies never;
+    }
+  }
+
+  #tick() {
+    const next = nextSample(this.#signal);
+    if (next === null) {
+      // A scripted series is done: a normal exit, so a transient sensor is not restarted.
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      void this.#actor.stop().then(() => this.#exit({ type: "normal" }));
+      return;
+    }
+    this.#signal = next.state;
+    const { sample } = next;
+    const reading: Reading = {
+      deviceId: this.settings.id,
+      seq: this.#seq + 1,
+      ts: new Date(this.#deps.now()).toISOString(),
+      temperature: sample.temperature,
+      humidity: sample.humidity,
+      location: sample.location,
+      ...(this.settings.customRule ? { thresholds: this.settings.rule } : {}),
+    };
+    this.#seq = reading.seq;
+    this.#deps.onEmit?.(reading);
+    if (!this.#deps.sink.publish(reading)) this.#deps.onDropped?.(this.settings.id);
+  }
+}

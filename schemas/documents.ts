@@ -1,0 +1,149 @@
+/**
+ * What the pipeline stores in MongoDB, defined once: the three collections'
+ * document shapes, their deterministic `_id`s (so every write is an
+ * idempotent upsert) and the schema that validates a stored alarm state
+ * before a processor trusts it after a restart.
+ *
+ * @module
+ */
+import { z } from "zod";
+import type { AlarmRule, AlarmState, Episode } from "../domain/hysteresis.ts";
+import type { Reading } from "./reading.ts";
+
+export const COLLECTIONS = { readings: "readings", alerts: "alerts", devices: "devices" } as const;
+
+export interface ReadingDoc {
+  readonly _id: string;
+  readonly deviceId: string;
+  readonly seq: number;
+  readonly ts: Date;
+  readonly temperature: number;
+  readonly humidity: number;
+  readonly location: { readonly type: "Point"; readonly coordinates: readonly [number, number] };
+  /** The device's alarm state after this reading. */
+  readonly is_critical: boolean;
+  readonly processedAt: Date;
+}
+
+export type AlertStatus = "active" | "cleared";
+
+export interface AlertDoc {
+  readonly _id: string;
+  readonly deviceId: string;
+  readonly type: "overheat";
+  readonly status: AlertStatus;
+  readonly raisedAt: Date;
+  readonly raisedSeq: number;
+  readonly peakTemperature: number;
+  readonly thresholds: AlarmRule;
+  readonly clearedAt?: Date;
+  readonly clearedSeq?: number;
+}
+
+export interface DeviceDoc {
+  readonly _id: string;
+  readonly deviceId: string;
+  readonly level: AlarmState["level"];
+  readonly since: Date | null;
+  readonly lastSeq: number;
+  readonly lastTs: Date | null;
+  readonly counters: AlarmState["counters"];
+  readonly thresholds: AlarmRule;
+  /** The full alarm state, restored by the next owner of this device. */
+  readonly alarm: AlarmState;
+  readonly updatedAt: Date;
+}
+
+export function readingId(deviceId: string, seq: number): string {
+  return `${deviceId}:${seq}`;
+}
+
+export function alertId(deviceId: string, raisedSeq: number): string {
+  return `${deviceId}:overheat:${raisedSeq}`;
+}
+
+export function toReadingDoc(reading: Reading, isCritical: boolean, processedAt: Date): ReadingDoc {
+  return {
+    _id: readingId(reading.deviceId, reading.seq),
+    deviceId: reading.deviceId,
+    seq: reading.seq,
+    ts: new Date(reading.ts),
+    temperature: reading.temperature,
+    humidity: reading.humidity,
+    location: { type: "Point", coordinates: [reading.location.lon, reading.location.lat] },
+    is_critical: isCritical,
+    processedAt,
+  };
+}
+
+/** The alert document for an episode, open or (with `cleared`) closed. */
+export function toAlertDoc(
+  deviceId: string,
+  episode: Episode,
+  rule: AlarmRule,
+  cleared?: { readonly seq: number; readonly ts: string },
+): AlertDoc {
+  return {
+    _id: alertId(deviceId, episode.raisedSeq),
+    deviceId,
+    type: "overheat",
+    status: cleared ? "cleared" : "active",
+    raisedAt: new Date(episode.raisedAt),
+    raisedSeq: episode.raisedSeq,
+    peakTemperature: episode.peakTemperature,
+    thresholds: rule,
+    ...(cleared ? { clearedAt: new Date(cleared.ts), clearedSeq: cleared.seq } : {}),
+  };
+}
+
+export function toDeviceDoc(
+  deviceId: string,
+  state: AlarmState,
+  rule: AlarmRule,
+  updatedAt: Date,
+): DeviceDoc {
+  return {
+    _id: deviceId,
+    deviceId,
+    level: state.level,
+    since: state.since === null ? null : new Date(state.since),
+    lastSeq: state.lastSeq,
+    lastTs: state.lastTs === null ? null : new Date(state.lastTs),
+    counters: state.counters,
+    thresholds: rule,
+    alarm: state,
+    updatedAt,
+  };
+}
+
+const count = z.int().min(0);
+const EpisodeSchema = z.object({
+  raisedSeq: z.int().min(1),
+  raisedAt: z.string(),
+  peakTemperature: z.number(),
+});
+
+/** Validates an alarm state read back from the store. */
+export const AlarmStateSchema = z.object({
+  level: z.enum(["normal", "critical"]),
+  since: z.string().nullable(),
+  lastSeq: count,
+  lastTs: z.string().nullable(),
+  hotStreak: count,
+  streakPeak: z.number().nullable(),
+  coolStreak: count,
+  episode: EpisodeSchema.nullable(),
+  counters: z.object({ readings: count, duplicates: count, gaps: count, outOfOrder: count }),
+});
+
+/** The stored alarm state of a device document, or an error message when it is unusable. */
+export function restoreAlarmState(
+  doc: unknown,
+): { ok: true; state: AlarmState } | { ok: false; reason: string } {
+  const alarm = (doc as { alarm?: unknown } | null)?.alarm;
+  const parsed = AlarmStateSchema.safeParse(alarm);
+  if (!parsed.success) {
+    return { ok: false, reason: parsed.error.issues.map((i) => i.message).join("; ") };
+  }
+  return { ok: true, state: parsed.data };
+}

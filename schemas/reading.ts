@@ -1,0 +1,104 @@
+/**
+ * The Kafka wire format of a sensor reading — defined once, validated where
+ * it enters (the consumer) and produced only through `encodeReading()`.
+ *
+ *   key   = deviceId
+ *   value = {"deviceId":"sensor-0001","seq":42,"ts":"2026-11-27T13:00:00.000Z",
+ *            "temperature":23.4,"humidity":51.2,"location":{"lat":48.8566,"lon":2.3522}}
+ *
+ * An optional `thresholds` object carries a sensor's own alarm rule, so the
+ * rule travels with the data and a replay applies the same rule.
+ *
+ * @module
+ */
+import { z } from "zod";
+
+/** Device ids: 1–64 characters, no ':' (it separates the id from seq in `_id`). */
+export const DEVICE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const TEMPERATURE_RANGE = { min: -100, max: 200 } as const;
+
+export const DeviceIdSchema = z.string().regex(
+  DEVICE_ID_PATTERN,
+  "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+);
+export const TemperatureSchema = z.number().min(TEMPERATURE_RANGE.min).max(TEMPERATURE_RANGE.max);
+export const HumiditySchema = z.number().min(0).max(100);
+export const LocationSchema = z.strictObject({
+  lat: z.number().min(-90).max(90),
+  lon: z.number().min(-180).max(180),
+});
+
+/** A complete alarm rule as carried by a reading. */
+export const RuleSchema = z.strictObject({
+  high: TemperatureSchema,
+  low: TemperatureSchema,
+  raiseAfter: z.int().min(1).max(1000),
+  clearAfter: z.int().min(1).max(1000),
+}).refine((r) => r.low < r.high, { message: "low must be below high" });
+
+// Not strict: a newer producer may add fields, and this consumer ignores them.
+export const ReadingSchema = z.object({
+  deviceId: DeviceIdSchema,
+  seq: z.int().min(1).max(Number.MAX_SAFE_INTEGER),
+  ts: z.iso.datetime({ offset: true }),
+  temperature: TemperatureSchema,
+  humidity: HumiditySchema,
+  location: LocationSchema,
+  thresholds: RuleSchema.optional(),
+});
+
+export type Reading = z.infer<typeof ReadingSchema>;
+export type GeoLocation = z.infer<typeof LocationSchema>;
+
+export type DecodeResult =
+  | { readonly ok: true; readonly reading: Reading }
+  | { readonly ok: false; readonly reason: string };
+
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Parses and validates one Kafka record. Never throws: a bad record is data
+ * with a reason, destined for the dead-letter topic.
+ */
+export function decodeReading(
+  value: Uint8Array | null | undefined,
+  key?: Uint8Array | null,
+): DecodeResult {
+  if (!value || value.length === 0) return { ok: false, reason: "empty value" };
+  let json: unknown;
+  try {
+    json = JSON.parse(decoder.decode(value));
+  } catch (err) {
+    return { ok: false, reason: `invalid JSON: ${(err as Error).message}` };
+  }
+  const result = ReadingSchema.safeParse(json);
+  if (!result.success) return { ok: false, reason: describeIssues(result.error) };
+  if (key && key.length > 0) {
+    let keyText: string;
+    try {
+      keyText = decoder.decode(key);
+    } catch {
+      return { ok: false, reason: "key is not UTF-8" };
+    }
+    if (keyText !== result.data.deviceId) {
+      return {
+        ok: false,
+        reason: `key "${keyText.slice(0, 64)}" does not match deviceId "${result.data.deviceId}"`,
+      };
+    }
+  }
+  return { ok: true, reading: result.data };
+}
+
+/** The record value for a reading (the key is `reading.deviceId`). */
+export function encodeReading(reading: Reading): string {
+  return JSON.stringify(reading);
+}
+
+/** One readable line listing each problem with its path, e.g. `temperature: Too big`. */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 5)
+    .map((i) => `${i.path.length ? i.path.join(".") : "value"}: ${i.message}`)
+    .join("; ");
+}

@@ -1,0 +1,620 @@
+import assert from "node:assert/strict";
+import {
+  type AddSensorsResult,
+  type ApiDeps,
+  createApi,
+  MAX_BODY_BYTES,
+  type SensorControl,
+  type SensorDetail,
+  type StoreQueries,
+} from "../adapters/http_api.ts";
+import { silentLogger } from "../adapters/log.ts";
+import { parseSensorRequest, type SensorRequest } from "../schemas/sensor_request.ts";
+import {
+  type AlertDoc,
+  type DeviceDoc,
+  type ReadingDoc,
+  toAlertDoc,
+  toDeviceDoc,
+  toReadingDoc,
+} from "../schemas/documents.ts";
+import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
+
+const TOKEN = "s3cret-token";
+
+/** An in-memory fleet: ids are unique, adds are all-or-none and bounded by `cap`. */
+class FakeFleet implements SensorControl {
+  readonly sensors = new Map<string, SensorDetail>();
+  readonly requests: SensorRequest[] = [];
+  #next = 1;
+
+  constructor(
+    readonly cap = 10,
+    readonly reject?: (request: SensorRequest) => AddSensorsResult | undefined,
+  ) {}
+
+  get size(): number {
+    return this.sensors.size;
+  }
+
+  add(request: SensorRequest): AddSensorsResult {
+    this.requests.push(request);
+    const rejected = this.reject?.(request);
+    if (rejected) return rejected;
+    const ids = request.kind === "one"
+      ? [request.id ?? `sensor-${this.#next}`]
+      : Array.from({ length: request.count }, (_, i) => `${request.idPrefix ?? "sensor"}-${i + 1}`);
+    if (this.size + ids.length > this.cap) {
+      return {
+        ok: false,
+        code: "cap",
+        message: `Sensor cap reached: ${ids.length} more would exceed the limit of ${this.cap}`,
+      };
+    }
+    const taken = ids.find((id) => this.sensors.has(id));
+    if (taken) {
+      return { ok: false, code: "conflict", message: `Sensor already running: "${taken}"` };
+    }
+    for (const id of ids) {
+      this.#next++;
+      this.sensors.set(id, {
+        id,
+        profile: request.template.profile ?? "normal",
+        intervalMs: request.template.intervalMs ?? 1000,
+        seq: 0,
+        status: "running",
+        thresholds: DEFAULT_RULE,
+        lastReading: null,
+      });
+    }
+    return { ok: true, ids };
+  }
+
+  remove(id: string): Promise<boolean> {
+    return Promise.resolve(this.sensors.delete(id));
+  }
+
+  list(offset: number, limit: number): readonly SensorDetail[] {
+    return [...this.sensors.values()].slice(offset, offset + limit);
+  }
+
+  get(id: string): SensorDetail | undefined {
+    return this.sensors.get(id);
+  }
+}
+
+type AlertFilter = Parameters<StoreQueries["alerts"]>[0];
+
+/** An in-memory read side that records what it was asked. */
+class FakeStore implements StoreQueries {
+  readonly devices = new Map<string, DeviceDoc>();
+  readonly readingDocs: ReadingDoc[] = [];
+  readonly alertDocs: AlertDoc[] = [];
+  readonly readingCalls: Array<[string, number]> = [];
+  readonly alertCalls: AlertFilter[] = [];
+
+  device(id: string): Promise<DeviceDoc | null> {
+    return Promise.resolve(this.devices.get(id) ?? null);
+  }
+
+  readings(deviceId: string, limit: number): Promise<readonly ReadingDoc[]> {
+    this.readingCalls.push([deviceId, limit]);
+    const mine = this.readingDocs.filter((r) => r.deviceId === deviceId);
+    return Promise.resolve(mine.sort((a, b) => b.seq - a.seq).slice(0, limit));
+  }
+
+  alerts(filter: AlertFilter): Promise<readonly AlertDoc[]> {
+    this.alertCalls.push(filter);
+    return Promise.resolve(
+      this.alertDocs
+        .filter((a) => filter.status === undefined || a.status === filter.status)
+        .filter((a) => filter.deviceId === undefined || a.deviceId === filter.deviceId)
+        .slice(0, filter.limit),
+    );
+  }
+}
+
+function makeApi(overrides: Partial<ApiDeps> = {}) {
+  const fleet = new FakeFleet();
+  const store = new FakeStore();
+  const app = createApi({
+    health: () => Promise.resolve({ ok: true, checks: {} }),
+    info: { role: "all", version: "test" },
+    logger: silentLogger,
+    sensors: fleet,
+    queries: store,
+    ...overrides,
+  });
+  return { app, fleet, store };
+}
+
+function post(body: string, headers: Record<string, string> = {}): RequestInit {
+  return { method: "POST", body, headers: { "Content-Type": "application/json", ...headers } };
+}
+
+/** Asserts the status and the exact error shape, and returns the message. */
+async function assertError(res: Response, status: number, code: string): Promise<string> {
+  assert.equal(res.status, status);
+  assert.match(res.headers.get("Content-Type") ?? "", /^application\/json/);
+  const body = await res.json();
+  assert.deepEqual(Object.keys(body), ["error"]);
+  assert.deepEqual(Object.keys(body.error).sort(), ["code", "message"]);
+  assert.equal(body.error.code, code);
+  assert.equal(typeof body.error.message, "string");
+  assert.doesNotMatch(body.error.message, /\n\s+at /, "no stack trace");
+  return body.error.message;
+}
+
+const reading = (deviceId: string, seq: number, temperature: number) =>
+  toReadingDoc(
+    {
+      deviceId,
+      seq,
+      ts: new Date(Date.UTC(2026, 0, 1, 0, 0, seq)).toISOString(),
+      temperature,
+      humidity: 50,
+      location: { lat: 48.85, lon: 2.35 },
+    },
+    temperature >= 80,
+    new Date(Date.UTC(2026, 0, 1, 0, 1)),
+  );
+
+// --- health and routing -----------------------------------------------------
+
+Deno.test("GET /health still answers 200 with the role and version", async () => {
+  const { app } = makeApi();
+  const res = await app.request("/health");
+  assert.equal(res.status, 200);
+  const body = await res.json();
+  assert.equal(body.status, "ok");
+  assert.equal(body.role, "all");
+  assert.equal(body.version, "test");
+});
+
+Deno.test("an unknown route answers 404 not_found with the error body", async () => {
+  const { app } = makeApi();
+  const message = await assertError(await app.request("/nope"), 404, "not_found");
+  assert.equal(message, "No route for GET /nope");
+});
+
+Deno.test("an unexpected port failure answers 500 internal without details", async () => {
+  const fleet = new FakeFleet();
+  fleet.list = () => {
+    throw new Error("secret detail at /srv/app.ts:12");
+  };
+  const { app } = makeApi({ sensors: fleet });
+  const message = await assertError(await app.request("/sensors"), 500, "internal");
+  assert.equal(message, "Internal error");
+});
+
+// --- GET /sensors -------------------------------------------------------------
+
+Deno.test("GET /sensors lists the fleet with total, offset and default limit", async () => {
+  const { app, fleet } = makeApi();
+  fleet.add(parseBatch(3));
+  const res = await app.request("/sensors");
+  assert.equal(res.status, 200);
+  const body = await res.json();
+  assert.equal(body.total, 3);
+  assert.equal(body.offset, 0);
+  assert.equal(body.limit, 100);
+  assert.deepEqual(body.sensors.map((s: { id: string }) => s.id), [
+    "sensor-1",
+    "sensor-2",
+    "sensor-3",
+  ]);
+});
+
+Deno.test("GET /sensors pages with offset and limit", async () => {
+  const { app, fleet } = makeApi();
+  fleet.add(parseBatch(3));
+  const body = await (await app.request("/sensors?offset=1&limit=1")).json();
+  assert.equal(body.total, 3);
+  assert.equal(body.offset, 1);
+  assert.equal(body.limit, 1);
+  assert.deepEqual(body.sensors.map((s: { id: string }) => s.id), ["sensor-2"]);
+});
+
+Deno.test("GET /sensors answers 400 for a limit or offset that is not an allowed integer", async () => {
+  const { app } = makeApi();
+  for (
+    const query of [
+      "limit=abc",
+      "limit=0",
+      "limit=1001",
+      "limit=1.5",
+      "limit=-1",
+      "limit=1e2",
+      "limit=",
+      "offset=-1",
+      "offset=x",
+      "offset=99999999999999999999",
+    ]
+  ) {
+    const message = await assertError(await app.request(`/sensors?${query}`), 400, "bad_request");
+    assert.match(message, new RegExp(`^Invalid ${query.split("=")[0]}: `), query);
+  }
+  const message = await assertError(await app.request("/sensors?limit=abc"), 400, "bad_request");
+  assert.equal(message, 'Invalid limit: "abc" must be an integer from 1 to 1000');
+});
+
+Deno.test("GET /sensors accepts the limit bounds 1 and 1000", async () => {
+  const { app } = makeApi();
+  assert.equal((await app.request("/sensors?limit=1")).status, 200);
+  assert.equal((await app.request("/sensors?limit=1000")).status, 200);
+});
+
+// --- POST /sensors --------------------------------------------------------------
+
+function parseBatch(count: number): SensorRequest {
+  const parsed = parseSensorRequest({ count });
+  assert.ok(parsed.ok);
+  return parsed.request;
+}
+
+Deno.test("POST /sensors answers 201 with the id and a Location for one sensor", async () => {
+  const { app, fleet } = makeApi();
+  const res = await app.request("/sensors", post('{"id":"boiler-1","intervalMs":500}'));
+  assert.equal(res.status, 201);
+  assert.equal(res.headers.get("Location"), "/sensors/boiler-1");
+  assert.deepEqual(await res.json(), { ids: ["boiler-1"] });
+  assert.equal(fleet.get("boiler-1")?.intervalMs, 500);
+});
+
+Deno.test("POST /sensors passes a parsed batch request to add and answers every id", async () => {
+  const { app, fleet } = makeApi();
+  const res = await app.request("/sensors", post('{"count":3}'));
+  assert.equal(res.status, 201);
+  assert.equal(res.headers.get("Location"), null);
+  assert.deepEqual(await res.json(), { ids: ["sensor-1", "sensor-2", "sensor-3"] });
+  assert.deepEqual(fleet.requests, [parseBatch(3)]);
+  assert.equal(fleet.requests[0]?.kind, "batch");
+});
+
+Deno.test("POST /sensors accepts a JSON content type with parameters", async () => {
+  const { app } = makeApi();
+  const res = await app.request(
+    "/sensors",
+    post("{}", { "Content-Type": "application/json; charset=utf-8" }),
+  );
+  assert.equal(res.status, 201);
+});
+
+Deno.test("POST /sensors answers 400 for a body that is not valid JSON", async () => {
+  const { app, fleet } = makeApi();
+  for (const body of ['{"id":', "", "not json"]) {
+    const message = await assertError(
+      await app.request("/sensors", post(body)),
+      400,
+      "bad_request",
+    );
+    assert.match(message, /^Body is not valid JSON/);
+  }
+  assert.equal(fleet.requests.length, 0);
+});
+
+Deno.test("POST /sensors answers 400 for a content type other than JSON", async () => {
+  const { app, fleet } = makeApi();
+  for (const type of ["text/plain", "application/x-www-form-urlencoded"]) {
+    const res = await app.request("/sensors", post("{}", { "Content-Type": type }));
+    assert.match(await assertError(res, 400, "bad_request"), /must be application\/json/);
+  }
+  assert.equal(fleet.requests.length, 0);
+});
+
+Deno.test("POST /sensors answers 400 with the schema's message for an invalid request", async () => {
+  const cases: Array<[string, string, RegExp]> = [
+    ["unknown field", '{"id":"a","role":"admin"}', /role|Unrecognized/i],
+    ["$-key", '{"$where":"1"}', /^Forbidden key: "\$where"$/],
+    ["nested $-key", '{"location":{"$gt":1}}', /^Forbidden key: "\$gt"$/],
+    ["__proto__ key", '{"__proto__":{"admin":true}}', /^Forbidden key: "__proto__"$/],
+    ["intervalMs below 100", '{"intervalMs":99}', /^intervalMs: /],
+    ["intervalMs above one hour", '{"intervalMs":3600001}', /^intervalMs: /],
+    ["bad id", '{"id":"a:b"}', /^id: /],
+    ["an array", "[]", /^Body must be a JSON object$/],
+    ["count 0", '{"count":0}', /^count: /],
+  ];
+  for (const [name, body, expected] of cases) {
+    const { app, fleet } = makeApi();
+    const res = await app.request("/sensors", post(body));
+    assert.match(await assertError(res, 400, "bad_request"), expected, name);
+    assert.equal(fleet.requests.length, 0, `${name}: add not called`);
+  }
+});
+
+Deno.test("POST /sensors answers 400 when the fleet calls the request invalid", async () => {
+  const fleet = new FakeFleet(10, () => ({
+    ok: false,
+    code: "invalid",
+    message: "idPrefix: ids would be too long",
+  }));
+  const { app } = makeApi({ sensors: fleet });
+  const message = await assertError(
+    await app.request("/sensors", post('{"count":2,"idPrefix":"x"}')),
+    400,
+    "bad_request",
+  );
+  assert.equal(message, "idPrefix: ids would be too long");
+});
+
+Deno.test("POST /sensors answers 409 when the id is already running", async () => {
+  const { app, fleet } = makeApi();
+  assert.equal((await app.request("/sensors", post('{"id":"dup"}'))).status, 201);
+  const res = await app.request("/sensors", post('{"id":"dup"}'));
+  assert.equal(await assertError(res, 409, "conflict"), 'Sensor already running: "dup"');
+  assert.equal(fleet.size, 1);
+});
+
+Deno.test("POST /sensors answers 409 conflict naming the cap when the fleet is full", async () => {
+  const fleet = new FakeFleet(2);
+  const { app } = makeApi({ sensors: fleet });
+  const res = await app.request("/sensors", post('{"count":3}'));
+  const message = await assertError(res, 409, "conflict");
+  assert.match(message, /cap/i);
+  assert.match(message, /\b2\b/);
+  assert.equal(fleet.size, 0);
+});
+
+Deno.test("POST /sensors answers 413 for a body over 2 MiB", async () => {
+  const { app, fleet } = makeApi();
+  const big = `{"id":"a","pad":"${"x".repeat(MAX_BODY_BYTES)}"}`;
+  const message = await assertError(
+    await app.request("/sensors", post(big)),
+    413,
+    "payload_too_large",
+  );
+  assert.match(message, /2 MiB/);
+  assert.equal(fleet.requests.length, 0);
+});
+
+Deno.test("POST /sensors answers 413 from Content-Length alone and for a streamed body", async () => {
+  const { app } = makeApi();
+  const declared = await app.request(
+    "/sensors",
+    post("{}", { "Content-Length": String(MAX_BODY_BYTES + 1) }),
+  );
+  await assertError(declared, 413, "payload_too_large");
+
+  const chunk = new TextEncoder().encode("x".repeat(64 * 1024));
+  let sent = 0;
+  const stream = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (sent > MAX_BODY_BYTES) return controller.close();
+      sent += chunk.length;
+      controller.enqueue(chunk);
+    },
+  });
+  const streamed = await app.request("/sensors", {
+    method: "POST",
+    body: stream,
+    headers: { "Content-Type": "application/json" },
+  });
+  await assertError(streamed, 413, "payload_too_large");
+});
+
+Deno.test("POST /sensors reads a body of exactly 2 MiB", async () => {
+  const { app } = makeApi();
+  const prefix = '{"id":"a","pad":"';
+  const suffix = '"}';
+  const body = prefix + "x".repeat(MAX_BODY_BYTES - prefix.length - suffix.length) + suffix;
+  assert.equal(body.length, MAX_BODY_BYTES);
+  // Past the limit, into validation: the unknown field is what is wrong.
+  await assertError(await app.request("/sensors", post(body)), 400, "bad_request");
+});
+
+// --- GET and DELETE /sensors/:id ------------------------------------------------
+
+Deno.test("GET /sensors/:id answers 200 with the sensor detail", async () => {
+  const { app, fleet } = makeApi();
+  fleet.add({ kind: "one", id: "probe-7", template: { profile: "overheat" } });
+  const res = await app.request("/sensors/probe-7");
+  assert.equal(res.status, 200);
+  assert.deepEqual(await res.json(), fleet.get("probe-7"));
+});
+
+Deno.test("GET /sensors/:id answers 404 for an unknown sensor", async () => {
+  const { app } = makeApi();
+  const message = await assertError(await app.request("/sensors/ghost"), 404, "not_found");
+  assert.equal(message, 'Unknown sensor: "ghost"');
+});
+
+Deno.test("GET /sensors/:id answers 400 for a malformed id", async () => {
+  const { app } = makeApi();
+  for (const id of ["bad%3Aid", "-leading-dash", "x".repeat(65), "sp%20ace"]) {
+    const message = await assertError(await app.request(`/sensors/${id}`), 400, "bad_request");
+    assert.match(message, /^Invalid sensor id: /, id);
+  }
+});
+
+Deno.test("DELETE /sensors/:id answers 204 with no body and removes the sensor", async () => {
+  const { app, fleet } = makeApi();
+  fleet.add({ kind: "one", id: "gone", template: {} });
+  const res = await app.request("/sensors/gone", { method: "DELETE" });
+  assert.equal(res.status, 204);
+  assert.equal(await res.text(), "");
+  assert.equal(fleet.get("gone"), undefined);
+});
+
+Deno.test("DELETE /sensors/:id answers 404 for an unknown sensor", async () => {
+  const { app } = makeApi();
+  const res = await app.request("/sensors/ghost", { method: "DELETE" });
+  assert.equal(await assertError(res, 404, "not_found"), 'Unknown sensor: "ghost"');
+});
+
+// --- devices and readings -------------------------------------------------------
+
+Deno.test("GET /devices/:id answers 200 with the device document, dates as ISO strings", async () => {
+  const { app, store } = makeApi();
+  const updatedAt = new Date(Date.UTC(2026, 0, 2, 3, 4, 5));
+  store.devices.set("dev-1", toDeviceDoc("dev-1", INITIAL_ALARM_STATE, DEFAULT_RULE, updatedAt));
+  const res = await app.request("/devices/dev-1");
+  assert.equal(res.status, 200);
+  const body = await res.json();
+  assert.equal(body._id, "dev-1");
+  assert.equal(body.level, "normal");
+  assert.equal(body.updatedAt, "2026-01-02T03:04:05.000Z");
+  assert.deepEqual(body.thresholds, DEFAULT_RULE);
+});
+
+Deno.test("GET /devices/:id answers 404 for an unknown device and 400 for a bad id", async () => {
+  const { app } = makeApi();
+  const message = await assertError(await app.request("/devices/ghost"), 404, "not_found");
+  assert.equal(message, 'Unknown device: "ghost"');
+  await assertError(await app.request("/devices/a%3Ab"), 400, "bad_request");
+});
+
+Deno.test("GET /devices/:id/readings answers newest first, honouring limit", async () => {
+  const { app, store } = makeApi();
+  store.readingDocs.push(reading("dev-1", 1, 20), reading("dev-1", 2, 21), reading("dev-1", 3, 22));
+  store.readingDocs.push(reading("other", 9, 20));
+  const res = await app.request("/devices/dev-1/readings?limit=2");
+  assert.equal(res.status, 200);
+  const body = await res.json();
+  assert.equal(body.deviceId, "dev-1");
+  assert.deepEqual(body.readings.map((r: { seq: number }) => r.seq), [3, 2]);
+  assert.equal(body.readings[0].ts, "2026-01-01T00:00:03.000Z");
+  assert.deepEqual(store.readingCalls, [["dev-1", 2]]);
+});
+
+Deno.test("GET /devices/:id/readings defaults limit to 100 and rejects a bad one", async () => {
+  const { app, store } = makeApi();
+  assert.equal((await app.request("/devices/dev-1/readings")).status, 200);
+  assert.deepEqual(store.readingCalls, [["dev-1", 100]]);
+  for (const limit of ["0", "1001", "ten"]) {
+    const res = await app.request(`/devices/dev-1/readings?limit=${limit}`);
+    assert.match(await assertError(res, 400, "bad_request"), /^Invalid limit: /);
+  }
+});
+
+// --- alerts ---------------------------------------------------------------------
+
+Deno.test("GET /alerts answers 200 filtered by status and deviceId", async () => {
+  const { app, store } = makeApi();
+  const episode = { raisedSeq: 3, raisedAt: "2026-01-01T00:00:03.000Z", peakTemperature: 91 };
+  store.alertDocs.push(
+    toAlertDoc("dev-1", episode, DEFAULT_RULE),
+    toAlertDoc("dev-2", episode, DEFAULT_RULE, { seq: 9, ts: "2026-01-01T00:00:09.000Z" }),
+  );
+  const res = await app.request("/alerts?status=active&deviceId=dev-1&limit=5");
+  assert.equal(res.status, 200);
+  const body = await res.json();
+  assert.deepEqual(body.alerts.map((a: { _id: string }) => a._id), ["dev-1:overheat:3"]);
+  assert.equal(body.alerts[0].raisedAt, "2026-01-01T00:00:03.000Z");
+  assert.deepEqual(store.alertCalls, [{ status: "active", deviceId: "dev-1", limit: 5 }]);
+});
+
+Deno.test("GET /alerts without filters asks for the default limit only", async () => {
+  const { app, store } = makeApi();
+  const res = await app.request("/alerts");
+  assert.equal(res.status, 200);
+  assert.deepEqual(await res.json(), { alerts: [] });
+  assert.deepEqual(store.alertCalls, [{ limit: 100 }]);
+});
+
+Deno.test("GET /alerts answers 400 for a bad status, deviceId or limit", async () => {
+  const { app, store } = makeApi();
+  const status = await assertError(await app.request("/alerts?status=open"), 400, "bad_request");
+  assert.equal(status, 'Invalid status: "open" must be "active" or "cleared"');
+  const device = await assertError(
+    await app.request("/alerts?deviceId=a%3Ab"),
+    400,
+    "bad_request",
+  );
+  assert.match(device, /^Invalid deviceId: "a:b"/);
+  const limit = await assertError(await app.request("/alerts?limit=5000"), 400, "bad_request");
+  assert.equal(limit, 'Invalid limit: "5000" must be an integer from 1 to 1000');
+  assert.equal(store.alertCalls.length, 0);
+});
+
+// --- roles ----------------------------------------------------------------------
+
+Deno.test("sensor routes answer 503 when this process does not run the sensors role", async () => {
+  const { app } = makeApi({ sensors: undefined });
+  const requests: Array<[string, RequestInit]> = [
+    ["/sensors", {}],
+    ["/sensors", post('{"id":"a"}')],
+    ["/sensors/a", {}],
+    ["/sensors/a", { method: "DELETE" }],
+  ];
+  for (const [path, init] of requests) {
+    const message = await assertError(await app.request(path, init), 503, "unavailable");
+    assert.equal(message, "This process does not run the sensors role");
+  }
+});
+
+Deno.test("device and alert routes answer 503 when this process has no store", async () => {
+  const { app } = makeApi({ queries: undefined });
+  for (const path of ["/devices/a", "/devices/a/readings", "/alerts"]) {
+    await assertError(await app.request(path), 503, "unavailable");
+  }
+  assert.equal((await app.request("/sensors")).status, 200);
+});
+
+// --- auth -----------------------------------------------------------------------
+
+Deno.test("with an API token, POST without Authorization answers 401 with WWW-Authenticate", async () => {
+  const { app, fleet } = makeApi({ apiToken: TOKEN });
+  const res = await app.request("/sensors", post('{"id":"a"}'));
+  assert.match(res.headers.get("WWW-Authenticate") ?? "", /^Bearer\b/);
+  assert.match(await assertError(res, 401, "unauthorized"), /^Missing bearer token/);
+  assert.equal(fleet.requests.length, 0);
+});
+
+Deno.test("with an API token, a wrong token or scheme answers 401", async () => {
+  const { app, fleet } = makeApi({ apiToken: TOKEN });
+  for (
+    const authorization of [
+      "Bearer wrong",
+      `Bearer ${TOKEN}x`,
+      `Bearer ${TOKEN.slice(0, -1)}`,
+      `Basic ${btoa(`u:${TOKEN}`)}`,
+      TOKEN,
+      "Bearer ",
+    ]
+  ) {
+    const res = await app.request("/sensors", post("{}", { Authorization: authorization }));
+    assert.match(res.headers.get("WWW-Authenticate") ?? "", /^Bearer\b/, authorization);
+    await assertError(res, 401, "unauthorized");
+  }
+  assert.equal(fleet.requests.length, 0);
+});
+
+Deno.test("with an API token, GETs stay open while POST and DELETE need the token", async () => {
+  const { app, fleet } = makeApi({ apiToken: TOKEN });
+  fleet.add({ kind: "one", id: "kept", template: {} });
+  assert.equal((await app.request("/sensors")).status, 200);
+  assert.equal((await app.request("/sensors/kept")).status, 200);
+  assert.equal((await app.request("/alerts")).status, 200);
+  assert.equal((await app.request("/health")).status, 200);
+
+  await assertError(await app.request("/sensors/kept", { method: "DELETE" }), 401, "unauthorized");
+  assert.ok(fleet.get("kept"));
+
+  const auth = { Authorization: `Bearer ${TOKEN}` };
+  const created = await app.request("/sensors", post('{"id":"new"}', auth));
+  assert.equal(created.status, 201);
+  const deleted = await app.request("/sensors/kept", { method: "DELETE", headers: auth });
+  assert.equal(deleted.status, 204);
+  const lowerCase = await app.request("/sensors/new", {
+    method: "DELETE",
+    headers: { Authorization: `bearer ${TOKEN}` },
+  });
+  assert.equal(lowerCase.status, 204);
+});
+
+Deno.test("with an API token, PUT and PATCH need the token even on unknown routes", async () => {
+  const { app } = makeApi({ apiToken: TOKEN });
+  for (const method of ["PUT", "PATCH"]) {
+    await assertError(await app.request("/sensors/a", { method }), 401, "unauthorized");
+    const res = await app.request("/sensors/a", {
+      method,
+      headers: { Authorization: `Bearer ${TOKEN}` },
+    });
+    await assertError(res, 404, "not_found");
+  }
+});
+
+Deno.test("without an API token, POST needs no Authorization", async () => {
+  const { app } = makeApi();
+  assert.equal((await app.request("/sensors", post('{"id":"open"}'))).status, 201);
+});
