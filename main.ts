@@ -93,6 +93,12 @@ export function start(config: Config, options: StartOptions = {}): App {
     ...(runs.sensors ? { sensors: lazySensors(() => parts.fleet) } : {}),
     ...(usesStore ? { queries: lazyQueries(() => parts.store) } : {}),
     ...(config.apiToken ? { apiToken: config.apiToken } : {}),
+    stats: () => ({
+      ...(parts.fleet ? { sensors: parts.fleet.stats } : {}),
+      ...(parts.producer ? { producer: parts.producer.stats } : {}),
+      ...(parts.processors ? { processors: parts.processors.stats } : {}),
+      ...(parts.writer ? { store: parts.writer.stats } : {}),
+    }),
   });
   const server = Deno.serve(
     { hostname: config.host, port: config.port, onListen: () => {} },
@@ -144,6 +150,7 @@ export function start(config: Config, options: StartOptions = {}): App {
         deadLetters: dlq,
         rule,
         passivateAfterMs: config.passivateAfterMs,
+        checkpointMs: config.checkpointMs,
         logger,
       });
       parts.processors = processors;
@@ -153,7 +160,16 @@ export function start(config: Config, options: StartOptions = {}): App {
         groupId: config.kafkaGroup,
         logger,
       });
-      cleanups.push(["consumer", () => source[Symbol.asyncDispose]()]);
+      cleanups.push(["consumer", async () => {
+        // Finish in-flight batches, store their device states, commit, then leave the group.
+        await source.drain();
+        await processors.checkpoint().catch((error) =>
+          logger.error("final checkpoint failed; the next start replays from the last one", {
+            error: error as Error,
+          })
+        );
+        await source[Symbol.asyncDispose]();
+      }]);
       await source.start(processors.handleBatch, {
         onAssignment: (partitions) => void processors.onAssignment(partitions),
         onFatal: (error) => {
@@ -164,6 +180,7 @@ export function start(config: Config, options: StartOptions = {}): App {
           void stop(1);
         },
       });
+      processors.attach(source);
     }
     if (runs.sensors) {
       const producer = new KafkaReadingProducer(kafka, { topic: config.kafkaTopic, logger });
@@ -301,8 +318,15 @@ if (import.meta.main) {
     );
     Deno.exit(2);
   }
-  const app = await start(parsed.config);
-  const onSignal = () => void app[Symbol.asyncDispose]();
+  const app = start(parsed.config);
+  const onSignal = () => {
+    // A store or broker that hangs must not keep the process from exiting.
+    setTimeout(() => {
+      console.error(JSON.stringify({ level: "error", msg: "shutdown took over 30 s; exiting" }));
+      Deno.exit(1);
+    }, 30_000);
+    void app[Symbol.asyncDispose]();
+  };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   Deno.exit(await app.finished);

@@ -45,11 +45,14 @@ export type ProcessorMsg =
 export function createProcessor(
   deviceId: string,
   initial: AlarmState,
-  defaultRule: AlarmRule,
+  rules: { readonly default: AlarmRule; readonly current: AlarmRule },
   onFailure: (error: unknown) => void,
 ): Actor<ProcessorMsg> {
   let state = initial;
-  let rule = defaultRule;
+  const defaultRule = rules.default;
+  // The rule last applied, restored with the state, so a batch of replayed
+  // duplicates does not write the default over a device's own thresholds.
+  let rule = rules.current;
 
   function apply(readings: readonly Reading[], processedAt: Date): DeviceOutput {
     const docs: ReadingDoc[] = [];

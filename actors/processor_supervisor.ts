@@ -3,9 +3,17 @@
  * each partition batch it validates the records (invalid ones go to the
  * dead-letter sink with their reason), routes each device's readings — in
  * partition order — to that device's processor actor, creating it on first
- * sight from the state stored for it, and hands the results to the store
- * writer. The batch handler resolves only when the dead letters and the
- * writes are durable; only then does the source commit the offsets.
+ * sight from the state stored for it, and hands the readings and alerts to the
+ * store writer. The batch handler resolves only when the dead letters and
+ * those writes are durable.
+ *
+ * Device states are checkpointed, not written per batch: every
+ * `checkpointMs` the states of the devices that changed — each one covering
+ * only readings already stored — are written, and then the offsets processed
+ * before that moment are committed. A restart resumes from the committed
+ * offsets with states at least that new; replayed readings are duplicates or
+ * recomputed identically. This keeps store writes per device bounded however
+ * many readings a device sends.
  *
  * If anything in a batch fails, the processors of the devices it touched are
  * discarded before the error propagates (their in-memory state may be ahead of
@@ -20,23 +28,28 @@ import { Supervisor } from "./supervisor.ts";
 import { createProcessor, type DeviceOutput, type ProcessorMsg } from "./processor.ts";
 import type { StoreWriter } from "./store_writer.ts";
 import { type AlarmRule, type AlarmState, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
-import { decodeReading, type Reading } from "../schemas/reading.ts";
+import { decodeReading, type Reading, RuleSchema } from "../schemas/reading.ts";
 import { restoreAlarmState } from "../schemas/documents.ts";
 import type { DeviceStore } from "../adapters/mongo_store.ts";
+import type { DeviceDoc } from "../schemas/documents.ts";
 import type {
   BatchContext,
   DeadLetter,
   DeadLetterSink,
+  ReadingSource,
   RecordBatch,
 } from "../adapters/kafka_consumer.ts";
 import type { Logger } from "../adapters/log.ts";
 
 export interface ProcessorSupervisorOptions {
-  readonly store: Pick<DeviceStore, "loadDevices">;
+  /** Loads device states; checkpoints write them directly, beside the readings' queue. */
+  readonly store: Pick<DeviceStore, "loadDevices" | "write">;
   readonly writer: StoreWriter;
   readonly deadLetters: DeadLetterSink;
   readonly rule: AlarmRule;
   readonly passivateAfterMs: number;
+  /** Time between two checkpoints of device states and offsets (default 1000). */
+  readonly checkpointMs?: number;
   readonly logger: Logger;
   readonly now?: () => number;
 }
@@ -51,10 +64,15 @@ export interface ProcessorStats {
   readonly activeDevices: number;
   readonly passivated: number;
   readonly failedBatches: number;
+  readonly checkpoints: number;
+  readonly failedCheckpoints: number;
+  /** Devices whose state changed since the last checkpoint. */
+  readonly pendingStates: number;
 }
 
 interface Device {
   readonly actor: Actor<ProcessorMsg>;
+  readonly partition: number;
   lastActive: number;
   busy: number;
 }
@@ -65,7 +83,17 @@ export class ProcessorSupervisor implements AsyncDisposable {
   readonly #now: () => number;
   readonly #supervisor = new Supervisor({ name: "processors" });
   readonly #devices = new Map<string, Device>();
+  /** Processors being stopped; a device may only be spawned again once its old actor is gone. */
+  readonly #stopping = new Map<string, Promise<unknown>>();
+  /** Latest state of each changed device whose readings are all stored, not yet checkpointed. */
+  #dirty = new Map<string, { readonly doc: DeviceDoc; readonly partition: number }>();
+  #source: Pick<ReadingSource, "processed" | "commit"> | undefined;
+  #checkpointTimer: ReturnType<typeof setTimeout> | undefined;
+  #checkpointing: Promise<void> | undefined;
   #sweep: ReturnType<typeof setInterval> | undefined;
+  #assignment: readonly number[] = [];
+  /** Partitions owned; undefined until the first assignment (then every partition counts). */
+  #owned: Set<number> | undefined;
   #stats = {
     batches: 0,
     readings: 0,
@@ -75,6 +103,8 @@ export class ProcessorSupervisor implements AsyncDisposable {
     alertsCleared: 0,
     passivated: 0,
     failedBatches: 0,
+    checkpoints: 0,
+    failedCheckpoints: 0,
   };
 
   constructor(options: ProcessorSupervisorOptions) {
@@ -85,8 +115,13 @@ export class ProcessorSupervisor implements AsyncDisposable {
     this.#sweep = setInterval(() => void this.passivateIdle(), every);
   }
 
+  /** Partitions this member owns since the last rebalance. */
+  get assignment(): readonly number[] {
+    return this.#assignment;
+  }
+
   get stats(): ProcessorStats {
-    return { ...this.#stats, activeDevices: this.#devices.size };
+    return { ...this.#stats, activeDevices: this.#devices.size, pendingStates: this.#dirty.size };
   }
 
   /** The batch handler for the reading source. */
@@ -106,7 +141,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
     const ids = [...byDevice.keys()];
     const held: Device[] = [];
     try {
-      await this.#ensure(ids);
+      await this.#ensure(ids, batch.partition);
       const processedAt = new Date(this.#now());
       const outputs = await Promise.all(ids.map((id) => {
         const device = this.#devices.get(id)!;
@@ -120,15 +155,31 @@ export class ProcessorSupervisor implements AsyncDisposable {
           reply,
         }));
       }));
-      if (ctx.isStale()) return; // reassigned meanwhile: leave it to the new owner
-      await Promise.all([
-        this.#opts.deadLetters.send(letters),
-        this.#opts.writer.write({
-          readings: outputs.flatMap((o) => o.readings),
-          alerts: outputs.flatMap((o) => o.alerts),
-          devices: outputs.map((o) => o.device),
-        }),
-      ]);
+      if (ctx.isStale()) {
+        // Reassigned meanwhile: the new owner replays from the store; our states ran ahead.
+        await this.#discard(ids);
+        return;
+      }
+      await keepingMembership(
+        ctx,
+        Promise.all([
+          this.#opts.deadLetters.send(letters),
+          this.#opts.writer.write({
+            readings: outputs.flatMap((o) => o.readings),
+            alerts: outputs.flatMap((o) => o.alerts),
+            devices: [],
+          }),
+        ]),
+      );
+      if (ctx.isStale() || !this.#owns(batch.partition)) {
+        // The partition moved during the write: its new owner resumes from the checkpoint.
+        await this.#discard(ids);
+        return;
+      }
+      // These states now cover only stored readings: eligible for the next checkpoint.
+      for (const o of outputs) {
+        this.#dirty.set(o.device.deviceId, { doc: o.device, partition: batch.partition });
+      }
       this.#account(batch, outputs, letters);
     } catch (error) {
       this.#stats.failedBatches++;
@@ -145,11 +196,76 @@ export class ProcessorSupervisor implements AsyncDisposable {
     }
   };
 
-  /** Another member may own some of our devices now: forget every in-memory state. */
+  /**
+   * After a rebalance, forget the devices of partitions this member lost (and
+   * their unsaved states: the new owner resumes from the last checkpoint).
+   */
   async onAssignment(partitions: readonly number[]): Promise<void> {
-    const count = this.#devices.size;
-    await this.#discard([...this.#devices.keys()]);
-    if (count > 0) this.#log.info("device states released after rebalance", { count, partitions });
+    this.#assignment = [...partitions].sort((a, b) => a - b);
+    const kept = new Set(partitions);
+    this.#owned = kept;
+    for (const [id, d] of this.#dirty) if (!kept.has(d.partition)) this.#dirty.delete(id);
+    const lost = [...this.#devices].filter(([, d]) => !kept.has(d.partition)).map(([id]) => id);
+    await this.#discard(lost);
+    if (lost.length > 0) {
+      this.#log.info("device states released after rebalance", { count: lost.length, partitions });
+    }
+  }
+
+  /** Starts periodic checkpoints against the source whose batches this supervisor handles. */
+  attach(source: Pick<ReadingSource, "processed" | "commit">): void {
+    this.#source = source;
+    const every = this.#opts.checkpointMs ?? 1000;
+    const loop = () => {
+      this.#checkpointTimer = setTimeout(async () => {
+        await this.checkpoint().catch((error) =>
+          this.#log.warn("checkpoint failed; will retry", { error: error as Error })
+        );
+        if (this.#source) loop();
+      }, every);
+    };
+    loop();
+  }
+
+  /**
+   * Stores the changed device states, then commits the offsets processed
+   * before them. Both snapshots are taken in one synchronous step.
+   */
+  checkpoint(): Promise<void> {
+    const run = async () => {
+      const source = this.#source;
+      if (!source) return;
+      const offsets = source.processed();
+      const pending = this.#dirty;
+      this.#dirty = new Map();
+      if (pending.size > 0) {
+        try {
+          // Not through the writer's queue: a long checkpoint must not hold up readings.
+          await this.#opts.store.write({
+            readings: [],
+            alerts: [],
+            devices: [...pending.values()].map((d) => d.doc),
+          });
+        } catch (error) {
+          // Put them back unless a newer state arrived or their partition moved meanwhile.
+          for (const [id, d] of pending) {
+            if (!this.#dirty.has(id) && this.#owns(d.partition)) this.#dirty.set(id, d);
+          }
+          this.#stats.failedCheckpoints++;
+          throw error;
+        }
+      }
+      if (offsets.size > 0) await source.commit(offsets);
+      this.#stats.checkpoints++;
+    };
+    // One checkpoint at a time; a caller arriving during one waits for a fresh one.
+    const next = (this.#checkpointing ?? Promise.resolve()).catch(() => {}).then(run);
+    this.#checkpointing = next;
+    // The caller observes the outcome; this branch only tidies up and must not reject.
+    next.catch(() => {}).finally(() => {
+      if (this.#checkpointing === next) this.#checkpointing = undefined;
+    });
+    return next;
   }
 
   /** Releases processors idle for longer than `passivateAfterMs`. */
@@ -172,6 +288,9 @@ export class ProcessorSupervisor implements AsyncDisposable {
   async stop(): Promise<void> {
     clearInterval(this.#sweep);
     this.#sweep = undefined;
+    this.#source = undefined;
+    clearTimeout(this.#checkpointTimer);
+    await this.#checkpointing?.catch(() => {});
     await this.#supervisor.stop();
     this.#devices.clear();
   }
@@ -180,13 +299,24 @@ export class ProcessorSupervisor implements AsyncDisposable {
     return this.stop();
   }
 
-  async #ensure(ids: readonly string[]) {
+  #owns(partition: number): boolean {
+    return this.#owned === undefined || this.#owned.has(partition);
+  }
+
+  async #ensure(ids: readonly string[], partition: number) {
     const missing = ids.filter((id) => !this.#devices.has(id));
     if (missing.length === 0) return;
-    const stored = await this.#opts.store.loadDevices(missing);
+    await Promise.all(missing.map((id) => this.#stopping.get(id)));
+    // A state not yet checkpointed is newer than the stored one and just as safe.
+    const unsaved = missing.filter((id) => this.#dirty.has(id));
+    const stored = await this.#opts.store.loadDevices(missing.filter((id) => !this.#dirty.has(id)));
+    for (const id of unsaved) stored.set(id, this.#dirty.get(id)!.doc);
     for (const id of missing) {
       const doc = stored.get(id);
       let initial: AlarmState = INITIAL_ALARM_STATE;
+      // The rule in force is the device's own when it has one (it came with its readings).
+      const storedRule = RuleSchema.safeParse(doc?.thresholds);
+      const rule = storedRule.success ? storedRule.data : this.#opts.rule;
       if (doc) {
         const restored = restoreAlarmState(doc);
         if (restored.ok) initial = restored.state;
@@ -199,30 +329,41 @@ export class ProcessorSupervisor implements AsyncDisposable {
           initial = { ...INITIAL_ALARM_STATE, lastSeq: doc.lastSeq ?? 0 };
         }
       }
-      this.#spawn(id, initial);
+      this.#spawn(id, initial, rule, partition);
     }
   }
 
-  #spawn(id: string, initial: AlarmState) {
+  #spawn(id: string, initial: AlarmState, rule: AlarmRule, partition: number) {
     let actor!: Actor<ProcessorMsg>;
-    void this.#supervisor.startChild({
+    this.#supervisor.startChild({
       id,
       restart: "temporary",
       start: (exit) => {
-        actor = createProcessor(id, initial, this.#opts.rule, (error) => {
-          this.#devices.delete(id);
-          exit({ type: "failed", error });
-        });
+        actor = createProcessor(
+          id,
+          initial,
+          { default: this.#opts.rule, current: rule },
+          (error) => {
+            this.#devices.delete(id);
+            exit({ type: "failed", error });
+          },
+        );
         return actor;
       },
-    });
+    }).catch((error) => this.#log.error("processor failed to start", { deviceId: id, error }));
     // start() ran synchronously above, so the actor exists now.
-    this.#devices.set(id, { actor, lastActive: this.#now(), busy: 0 });
+    this.#devices.set(id, { actor, partition, lastActive: this.#now(), busy: 0 });
   }
 
   async #discard(ids: readonly string[]) {
-    for (const id of ids) this.#devices.delete(id);
-    await Promise.all(ids.map((id) => this.#supervisor.stopChild(id)));
+    await Promise.all(ids.map((id) => {
+      this.#devices.delete(id);
+      const stopping = this.#supervisor.stopChild(id).finally(() => {
+        if (this.#stopping.get(id) === stopping) this.#stopping.delete(id);
+      });
+      this.#stopping.set(id, stopping);
+      return stopping;
+    }));
   }
 
   #account(batch: RecordBatch, outputs: readonly DeviceOutput[], letters: readonly DeadLetter[]) {
@@ -255,5 +396,15 @@ export class ProcessorSupervisor implements AsyncDisposable {
       }
     }
     void batch;
+  }
+}
+
+/** Heartbeats while a slow write runs, so a slow store does not cost the group membership. */
+async function keepingMembership<T>(ctx: BatchContext, work: Promise<T>): Promise<T> {
+  const timer = setInterval(() => void ctx.heartbeat().catch(() => {}), 3000);
+  try {
+    return await work;
+  } finally {
+    clearInterval(timer);
   }
 }

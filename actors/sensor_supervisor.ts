@@ -45,6 +45,7 @@ interface Entry {
   sensor: Sensor | undefined;
   status: SensorStatus;
   lastReading: Reading | null;
+  removing: boolean;
 }
 
 const DEFAULT_LOCATION: GeoLocation = { lat: 48.8566, lon: 2.3522 };
@@ -122,12 +123,14 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
 
   async remove(id: string): Promise<boolean> {
     const entry = this.#entries.get(id);
-    if (!entry) return false;
-    this.#entries.delete(id);
+    if (!entry || entry.removing) return false;
+    entry.removing = true;
     // Stop the timer first: the sensor must not emit once remove() was called.
     const stopping = entry.sensor?.stop();
     await this.#supervisor.stopChild(id);
     await stopping;
+    // Only now may the id be reused: until here add() answers "conflict".
+    this.#entries.delete(id);
     this.#log.info("sensor removed", {
       id,
       seq: this.#lastSeq.get(id),
@@ -211,7 +214,13 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   }
 
   #start(settings: SensorSettings) {
-    const entry: Entry = { settings, sensor: undefined, status: "running", lastReading: null };
+    const entry: Entry = {
+      settings,
+      sensor: undefined,
+      status: "running",
+      lastReading: null,
+      removing: false,
+    };
     this.#entries.set(settings.id, entry);
     void this.#supervisor.startChild({
       id: settings.id,

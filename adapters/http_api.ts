@@ -75,6 +75,8 @@ export interface ApiDeps {
   readonly queries?: StoreQueries;
   /** When set, POST/DELETE/PATCH/PUT need `Authorization: Bearer <token>`. */
   readonly apiToken?: string;
+  /** Live counters of the running roles, shown in `/health`. */
+  readonly stats?: () => Record<string, unknown>;
 }
 
 /** Largest accepted request body. */
@@ -95,7 +97,12 @@ export function createApi(deps: ApiDeps): Hono {
   app.get("/health", async (c) => {
     const report = await deps.health();
     return c.json(
-      { status: report.ok ? "ok" : "degraded", ...deps.info, ...report },
+      {
+        status: report.ok ? "ok" : "degraded",
+        ...deps.info,
+        ...report,
+        ...(deps.stats ? { stats: deps.stats() } : {}),
+      },
       report.ok ? 200 : 503,
     );
   });

@@ -1,8 +1,10 @@
 /**
  * The processors' side of Kafka: a consumer-group member that hands each
- * partition batch to a handler and commits the batch's offsets only after the
- * handler resolves — i.e. after the store acknowledged the writes it covers
- * (at-least-once into an idempotent store). Also the dead-letter sink.
+ * partition batch to a handler and records the batch as processed once the
+ * handler resolved (its writes are durable). Offsets are committed only by
+ * `commit()`, which the processors call at a checkpoint, after the device
+ * states covering those offsets are stored (at-least-once into an idempotent
+ * store). Also the dead-letter sink.
  *
  * @module
  */
@@ -42,9 +44,18 @@ export interface SourceEvents {
   readonly onFatal: (error: unknown) => void;
 }
 
-/** Port: an ordered, partitioned source with "batch then commit" semantics. */
+/** Next offset to read per partition, for the batches whose handler resolved. */
+export type Offsets = ReadonlyMap<number, string>;
+
+/** Port: an ordered, partitioned source with "batch, then commit at a checkpoint" semantics. */
 export interface ReadingSource extends AsyncDisposable {
   start(handler: BatchHandler, events: SourceEvents): Promise<void>;
+  /** A snapshot of what was processed and not yet committed. */
+  processed(): Offsets;
+  /** Commits offsets (e.g. a `processed()` snapshot); partitions no longer owned are skipped. */
+  commit(offsets: Offsets): Promise<void>;
+  /** Stops fetching and waits until no batch is being handled (before a final checkpoint). */
+  drain(): Promise<void>;
   /** Highest offsets vs committed, per partition (consumer lag). */
   lag(): Promise<Record<number, number>>;
 }
@@ -73,6 +84,11 @@ export class KafkaReadingSource implements ReadingSource {
   readonly #consumer: Consumer;
   readonly #options: KafkaReadingSourceOptions;
   readonly #log: Logger;
+  #processed = new Map<number, string>();
+  #committed = new Map<number, string>();
+  #assigned = new Set<number>();
+  #inFlight = 0;
+  #idle: PromiseWithResolvers<void> | undefined;
 
   constructor(kafka: Kafka, options: KafkaReadingSourceOptions) {
     this.#kafka = kafka;
@@ -93,6 +109,11 @@ export class KafkaReadingSource implements ReadingSource {
     const c = this.#consumer;
     c.on(c.events.GROUP_JOIN, ({ payload }) => {
       const partitions = payload.memberAssignment[topic] ?? [];
+      // Offsets of partitions we lost can no longer be committed by us.
+      this.#assigned = new Set(partitions);
+      for (const p of [...this.#processed.keys()]) {
+        if (!this.#assigned.has(p)) this.#processed.delete(p);
+      }
       this.#log.info("partitions assigned", {
         memberId: payload.memberId,
         leader: payload.isLeader,
@@ -118,22 +139,48 @@ export class KafkaReadingSource implements ReadingSource {
           offset: m.offset,
           timestamp: m.timestamp,
         }));
-        await handler(
-          { topic: batch.topic, partition: batch.partition, records },
-          { heartbeat, isStale },
-        );
-        // Only now are the batch's writes durable: commit past its last record.
+        this.#inFlight++;
+        try {
+          await handler(
+            { topic: batch.topic, partition: batch.partition, records },
+            { heartbeat, isStale },
+          );
+        } finally {
+          this.#inFlight--;
+          if (this.#inFlight === 0) this.#idle?.resolve();
+        }
         const last = batch.messages[batch.messages.length - 1]!.offset;
+        // Fetching goes on from here; committing waits for the next checkpoint.
         resolveOffset(last);
-        if (isStale()) return; // the partition moved; the new owner re-reads idempotently
-        await c.commitOffsets([{
-          topic: batch.topic,
-          partition: batch.partition,
-          offset: (BigInt(last) + 1n).toString(),
-        }]);
+        if (!isStale()) this.#processed.set(batch.partition, (BigInt(last) + 1n).toString());
         await heartbeat();
       },
     });
+  }
+
+  processed(): Offsets {
+    const pending = new Map<number, string>();
+    for (const [p, offset] of this.#processed) {
+      if (this.#committed.get(p) !== offset) pending.set(p, offset);
+    }
+    return pending;
+  }
+
+  async commit(offsets: Offsets): Promise<void> {
+    const owned = [...offsets].filter(([p]) => this.#assigned.has(p));
+    if (owned.length === 0) return;
+    await this.#consumer.commitOffsets(
+      owned.map(([partition, offset]) => ({ topic: this.#options.topic, partition, offset })),
+    );
+    for (const [p, offset] of owned) this.#committed.set(p, offset);
+  }
+
+  async drain(): Promise<void> {
+    this.#consumer.pause([{ topic: this.#options.topic }]);
+    while (this.#inFlight > 0) {
+      this.#idle = Promise.withResolvers<void>();
+      await this.#idle.promise;
+    }
   }
 
   async lag(): Promise<Record<number, number>> {

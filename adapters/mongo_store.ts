@@ -47,6 +47,14 @@ export interface SeqLookup {
 }
 
 const DUPLICATE_KEY = 11000;
+/** Write-ahead copies of device states being replaced (normally empty). */
+const PENDING_DEVICES = "devices_pending";
+
+interface PendingDevice {
+  readonly _id: string;
+  readonly checkpointId: string;
+  readonly doc: DeviceDoc;
+}
 
 export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDisposable {
   readonly #client: MongoClient;
@@ -58,7 +66,7 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
   }
 
   /** Connects and creates the indexes the queries rely on. */
-  static async open(url: string, dbName: string, _logger: Logger): Promise<MongoStore> {
+  static async open(url: string, dbName: string, logger: Logger): Promise<MongoStore> {
     const client = new MongoClient(url, {
       serverSelectionTimeoutMS: 5000,
       connectTimeoutMS: 5000,
@@ -68,6 +76,8 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
     const store = new MongoStore(client, client.db(dbName));
     try {
       await store.#ensureIndexes();
+      const recovered = await store.#recover();
+      if (recovered > 0) logger.warn("finished interrupted device-state writes", { recovered });
     } catch (err) {
       await client.close();
       throw err;
@@ -92,6 +102,9 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
   #devices() {
     return this.#db.collection<DeviceDoc>(COLLECTIONS.devices);
   }
+  #pending() {
+    return this.#db.collection<PendingDevice>(PENDING_DEVICES);
+  }
 
   async ping(): Promise<void> {
     await this.#db.command({ ping: 1 });
@@ -109,7 +122,7 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
     // Readings and alerts first; device states only once those are durable,
     // so a stored state never claims readings that were not stored.
     await Promise.all([
-      bulk(this.#readings(), batch.readings.map(insertOnce)),
+      insertOnce(this.#readings(), batch.readings),
       // Alert documents are full, deterministic snapshots: the latest wins.
       bulk(
         this.#alerts(),
@@ -118,19 +131,57 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
         })),
       ),
     ]);
-    await bulk(
-      this.#devices(),
-      batch.devices.map((d) => ({
-        updateOne: {
-          filter: { _id: d._id, lastSeq: { $lte: d.lastSeq } },
-          update: { $set: withoutId(d) },
-          upsert: true,
-        },
-      })),
-      // An upsert that matched nothing because a newer state is stored fails
-      // with a duplicate key: that newer state is the one to keep.
-      true,
+    await this.#writeDevices(batch.devices);
+  }
+
+  /**
+   * Writes device states unless a newer one (higher `lastSeq`) is stored.
+   *
+   * FerretDB's SQLite backend scans the whole collection for every update, so
+   * thousands of per-device upserts take minutes; one `deleteMany` + one
+   * `insertMany` costs a single scan. To make that pair crash-safe the new
+   * states are first written to a small write-ahead collection, which
+   * `open()` replays if a crash fell between the delete and the insert.
+   */
+  async #writeDevices(devices: readonly DeviceDoc[]) {
+    if (devices.length === 0) return;
+    const stored = await this.#devices()
+      .find({ _id: { $in: devices.map((d) => d._id) } }, { projection: { lastSeq: 1 } })
+      .toArray();
+    const storedSeq = new Map(stored.map((d) => [d._id, d.lastSeq]));
+    const fresh = devices.filter((d) => (storedSeq.get(d._id) ?? -1) <= d.lastSeq);
+    if (fresh.length === 0) return;
+    const checkpointId = crypto.randomUUID();
+    await insertOnce(
+      this.#pending(),
+      fresh.map((d) => ({ _id: `${checkpointId}:${d._id}`, checkpointId, doc: d })),
     );
+    await this.#replaceDevices(fresh);
+    await this.#pending().deleteMany({ checkpointId });
+  }
+
+  async #replaceDevices(docs: readonly DeviceDoc[]) {
+    await this.#devices().deleteMany({ _id: { $in: docs.map((d) => d._id) } });
+    // A concurrent writer (a stale owner) may have inserted one meanwhile: keep either.
+    await insertOnce(this.#devices(), docs);
+  }
+
+  /** Finishes device writes a crash interrupted (see `#writeDevices`). */
+  async #recover(): Promise<number> {
+    const entries = await this.#pending().find({}).toArray();
+    if (entries.length === 0) return 0;
+    const newest = new Map<string, DeviceDoc>();
+    for (const { doc } of entries) {
+      const seen = newest.get(doc._id);
+      if (!seen || seen.lastSeq <= doc.lastSeq) newest.set(doc._id, doc);
+    }
+    const stored = await this.loadDevices([...newest.keys()]);
+    const fresh = [...newest.values()].filter((d) =>
+      (stored.get(d._id)?.lastSeq ?? -1) <= d.lastSeq
+    );
+    if (fresh.length > 0) await this.#replaceDevices(fresh);
+    await this.#pending().deleteMany({});
+    return fresh.length;
   }
 
   async lastSeqs(): Promise<Map<string, number>> {
@@ -162,35 +213,46 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
   }
 }
 
-function insertOnce(doc: ReadingDoc): AnyBulkWriteOperation<ReadingDoc> {
-  // $setOnInsert: a replayed reading keeps the document (and processedAt) it first got.
-  return {
-    updateOne: { filter: { _id: doc._id }, update: { $setOnInsert: withoutId(doc) }, upsert: true },
-  };
+/**
+ * Inserts documents whose `_id` may already exist; an existing one is kept as
+ * it is (a replayed reading keeps the document and `processedAt` it first
+ * got). An unordered insert reports the duplicates and inserts the rest; it is
+ * also far cheaper than one upsert per document on FerretDB's SQLite backend.
+ */
+async function insertOnce<T extends { _id: string }>(
+  collection: Collection<T>,
+  docs: readonly T[],
+): Promise<void> {
+  if (docs.length === 0) return;
+  try {
+    // deno-lint-ignore no-explicit-any
+    await collection.insertMany(docs as any[], { ordered: false });
+  } catch (err) {
+    if (onlyDuplicateKeys(err)) return;
+    throw err;
+  }
 }
 
-function withoutId<T extends { _id: string }>(doc: T): Omit<T, "_id"> {
-  const { _id, ...rest } = doc;
-  return rest;
-}
+/**
+ * FerretDB 1.24 stops answering an update command that carries 100 or more
+ * statements (seen here with upserts and plain updates alike), so updates go
+ * out in chunks well below that; MongoDB is indifferent to the chunking.
+ */
+const UPDATE_CHUNK = 50;
 
 async function bulk<T extends { _id: string }>(
   collection: Collection<T>,
   ops: AnyBulkWriteOperation<T>[],
-  tolerateDuplicateKeys = false,
 ): Promise<void> {
-  if (ops.length === 0) return;
-  try {
-    await collection.bulkWrite(ops, { ordered: false });
-  } catch (err) {
-    if (
-      tolerateDuplicateKeys && err instanceof MongoBulkWriteError &&
-      err.writeErrors && toArray(err.writeErrors).every((e) => e.code === DUPLICATE_KEY)
-    ) {
-      return;
-    }
-    throw err;
+  for (let i = 0; i < ops.length; i += UPDATE_CHUNK) {
+    await collection.bulkWrite(ops.slice(i, i + UPDATE_CHUNK), { ordered: false });
   }
+}
+
+function onlyDuplicateKeys(err: unknown): boolean {
+  return err instanceof MongoBulkWriteError && err.writeErrors !== undefined &&
+    toArray(err.writeErrors).length > 0 &&
+    toArray(err.writeErrors).every((e) => e.code === DUPLICATE_KEY);
 }
 
 function toArray<T>(x: T | readonly T[]): readonly T[] {

@@ -38,6 +38,7 @@ export interface Config {
   readonly alarmRaiseAfter: number;
   readonly alarmClearAfter: number;
   readonly passivateAfterMs: number;
+  readonly checkpointMs: number;
   readonly logFormat: "json" | "pretty";
   readonly logLevel: "debug" | "info" | "warn" | "error";
 }
@@ -259,6 +260,14 @@ export const SETTINGS: readonly Setting[] = [
     kind: { type: "int", min: 1000, max: 86_400_000 },
     default: "300000",
     help: "Idle time after which a device's processor is released from memory",
+  },
+  {
+    key: "checkpointMs",
+    flag: "checkpoint-ms",
+    env: "CHECKPOINT_MS",
+    kind: { type: "int", min: 50, max: 600_000 },
+    default: "1000",
+    help: "Time between checkpoints of device states and consumer offsets",
   },
   {
     key: "logFormat",

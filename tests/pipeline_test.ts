@@ -231,3 +231,31 @@ Deno.test("pipeline: restarting the processors mid-stream loses and duplicates n
     }
   });
 });
+
+Deno.test("pipeline: two processor processes share the consumer group and split the partitions", async () => {
+  const env = testEnv("e2e-split");
+  await using _cleanup = cleanupEnv(env);
+  await using sensors = await startApp(env, { ROLE: "sensors" });
+  await using a = await startApp(env, { ROLE: "processors" });
+  await using b = await startApp(env, { ROLE: "processors" });
+  const res = await post(`${sensors.url}/sensors`, {
+    count: 12,
+    intervalMs: 100,
+    idPrefix: "split",
+  });
+  assert.equal(res.status, 201);
+  const [pa, pb] = await eventually("both members to own partitions", () => {
+    const x = a.parts.processors!.assignment;
+    const y = b.parts.processors!.assignment;
+    return x.length > 0 && y.length > 0 && x.length + y.length === 3 ? [x, y] : undefined;
+  }, 30_000);
+  assert.deepEqual([...pa, ...pb].sort(), [0, 1, 2], "every partition owned exactly once");
+  await eventually(
+    "both members to store readings",
+    () =>
+      a.parts.processors!.stats.readings > 0 && b.parts.processors!.stats.readings > 0
+        ? true
+        : undefined,
+    30_000,
+  );
+});

@@ -34,6 +34,7 @@ export function testConfig(env: TestEnv, overrides: Record<string, string> = {})
     KAFKA_PARTITIONS: "3",
     MONGO_DB: env.db,
     SENSORS: "0",
+    CHECKPOINT_MS: "200",
     ...overrides,
   });
   if (!parsed.ok) throw new Error(`Bad test config: ${JSON.stringify(parsed)}`);

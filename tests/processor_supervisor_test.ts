@@ -1,0 +1,979 @@
+import assert from "node:assert/strict";
+import { ProcessorSupervisor } from "../actors/processor_supervisor.ts";
+import { StoreWriter } from "../actors/store_writer.ts";
+import {
+  type AlarmRule,
+  type AlarmState,
+  DEFAULT_RULE,
+  INITIAL_ALARM_STATE,
+  replay,
+} from "../domain/hysteresis.ts";
+import {
+  type AlertDoc,
+  type DeviceDoc,
+  type ReadingDoc,
+  toDeviceDoc,
+} from "../schemas/documents.ts";
+import { encodeReading, type Reading } from "../schemas/reading.ts";
+import type { DeviceStore, WriteBatch } from "../adapters/mongo_store.ts";
+import type {
+  BatchContext,
+  DeadLetter,
+  DeadLetterSink,
+  Offsets,
+  RawRecord,
+  ReadingSource,
+  RecordBatch,
+} from "../adapters/kafka_consumer.ts";
+import { silentLogger } from "../adapters/log.ts";
+
+const BASE_MS = Date.UTC(2026, 10, 27, 13, 0, 0);
+const WORKED_EXAMPLE = [70, 81, 82, 79, 76, 71, 69, 68, 85, 86];
+const encoder = new TextEncoder();
+
+/** A device state as `id@lastSeq`, to compare the states written. */
+function tagOf(doc: DeviceDoc): string {
+  return `${doc._id}@${doc.lastSeq}`;
+}
+
+/** The device states of a write, as sorted tags. */
+function statesOf(batch: WriteBatch | undefined): string[] {
+  return (batch?.devices ?? []).map(tagOf).sort();
+}
+
+/**
+ * An in-memory DeviceStore: upserts by `_id`, records every call, fails or
+ * waits on demand. Stored device states are logged to `events`.
+ */
+class MemoryStore implements DeviceStore {
+  readonly readings = new Map<string, ReadingDoc>();
+  readonly alerts = new Map<string, AlertDoc>();
+  readonly devices = new Map<string, DeviceDoc>();
+  readonly batches: WriteBatch[] = [];
+  readonly loads: string[][] = [];
+  /** What became durable, in order, shared with the source's commits. */
+  readonly events: string[] = [];
+  /** Each write call first waits for the next of these, if any is queued. */
+  readonly gates: Promise<void>[] = [];
+  /** The next write calls reject with this error while it is set. */
+  failWrites: Error | undefined;
+  /** Write calls carrying device states reject with this error while it is set. */
+  failDeviceWrites: Error | undefined;
+  failLoads: Error | undefined;
+
+  loadDevices(ids: readonly string[]): Promise<Map<string, DeviceDoc>> {
+    this.loads.push([...ids]);
+    if (this.failLoads) return Promise.reject(this.failLoads);
+    const found = new Map<string, DeviceDoc>();
+    for (const id of ids) {
+      const doc = this.devices.get(id);
+      if (doc) found.set(id, structuredClone(doc));
+    }
+    return Promise.resolve(found);
+  }
+
+  async write(batch: WriteBatch): Promise<void> {
+    this.batches.push(batch);
+    const gate = this.gates.shift();
+    if (gate) await gate;
+    if (this.failWrites) throw this.failWrites;
+    if (this.failDeviceWrites && batch.devices.length > 0) throw this.failDeviceWrites;
+    for (const doc of batch.readings) this.readings.set(doc._id, structuredClone(doc));
+    for (const doc of batch.alerts) this.alerts.set(doc._id, structuredClone(doc));
+    for (const doc of batch.devices) {
+      // Like the Mongo adapter: a device document never moves backwards.
+      const stored = this.devices.get(doc._id);
+      if (!stored || stored.lastSeq <= doc.lastSeq) this.devices.set(doc._id, structuredClone(doc));
+    }
+    if (batch.devices.length > 0) this.events.push(`stored ${statesOf(batch).join(" ")}`);
+  }
+
+  /** Everything stored, for comparing two runs. */
+  snapshot() {
+    const sorted = <T>(m: Map<string, T>) => [...m].sort(([a], [b]) => a.localeCompare(b));
+    return {
+      readings: sorted(this.readings),
+      alerts: sorted(this.alerts),
+      devices: sorted(this.devices),
+    };
+  }
+}
+
+/**
+ * The source as the supervisor sees it: `offsets` holds the next offset per
+ * partition once a batch was handled (the test controls it), `processed()`
+ * returns those not committed yet, and commits are recorded (logged to the
+ * store's `events`).
+ */
+class FakeSource implements Pick<ReadingSource, "processed" | "commit"> {
+  readonly offsets = new Map<number, string>();
+  readonly committed = new Map<number, string>();
+  readonly commits: Offsets[] = [];
+  readonly #events: string[];
+  /** Commits reject with this error while it is set. */
+  failCommits: Error | undefined;
+
+  constructor(events: string[]) {
+    this.#events = events;
+  }
+
+  /** What the real source does once the handler of `batch` resolved. */
+  markProcessed(batch: RecordBatch): void {
+    this.offsets.set(batch.partition, offsetAfter(batch));
+  }
+
+  processed(): Offsets {
+    return new Map([...this.offsets].filter(([p, offset]) => this.committed.get(p) !== offset));
+  }
+
+  commit(offsets: Offsets): Promise<void> {
+    const copy = new Map(offsets);
+    this.commits.push(copy);
+    this.#events.push(`commit ${[...copy].map(([p, offset]) => `${p}:${offset}`).join(" ")}`);
+    if (this.failCommits) return Promise.reject(this.failCommits);
+    for (const [p, offset] of copy) this.committed.set(p, offset);
+    return Promise.resolve();
+  }
+}
+
+class RecordingDeadLetters implements DeadLetterSink {
+  readonly letters: DeadLetter[] = [];
+  fail: Error | undefined;
+
+  send(letters: readonly DeadLetter[]): Promise<void> {
+    if (this.fail) return Promise.reject(this.fail);
+    this.letters.push(...letters);
+    return Promise.resolve();
+  }
+}
+
+/** A manual clock in ms. */
+function clock(start = BASE_MS + 3_600_000) {
+  let now = start;
+  return {
+    now: () => now,
+    advance(ms: number) {
+      now += ms;
+    },
+  };
+}
+
+/** Lets every pending promise callback run. */
+function settle(ms = 0): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Waits (on real time, at most about 2 s) until `done()` holds. */
+async function until(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 400 && !done(); i++) await settle(5);
+  assert.ok(done(), "condition not reached in time");
+}
+
+interface Harness extends AsyncDisposable {
+  readonly supervisor: ProcessorSupervisor;
+  readonly store: MemoryStore;
+  readonly source: FakeSource;
+  readonly deadLetters: RecordingDeadLetters;
+  readonly clock: ReturnType<typeof clock>;
+  /** Handles `batch` as the source does: marked processed once handled, unless stale. */
+  deliver(batch: RecordBatch, ctx?: BatchContext): Promise<void>;
+}
+
+/**
+ * A supervisor attached to a fake source (unless `attach` is false). The
+ * checkpoint period is long enough never to elapse during a test: tests call
+ * `checkpoint()` themselves. Disposing stops the supervisor and its timers.
+ */
+function harness(
+  options: {
+    store?: MemoryStore;
+    passivateAfterMs?: number;
+    rule?: AlarmRule;
+    checkpointMs?: number;
+    attach?: boolean;
+  } = {},
+): Harness {
+  const {
+    store = new MemoryStore(),
+    passivateAfterMs = 60_000,
+    rule = DEFAULT_RULE,
+    checkpointMs = 60_000,
+    attach = true,
+  } = options;
+  const deadLetters = new RecordingDeadLetters();
+  const source = new FakeSource(store.events);
+  const time = clock();
+  const supervisor = new ProcessorSupervisor({
+    store,
+    writer: new StoreWriter(store),
+    deadLetters,
+    rule,
+    passivateAfterMs,
+    checkpointMs,
+    logger: silentLogger,
+    now: time.now,
+  });
+  if (attach) supervisor.attach(source);
+  return {
+    supervisor,
+    store,
+    source,
+    deadLetters,
+    clock: time,
+    async deliver(batch, ctx = LIVE) {
+      await supervisor.handleBatch(batch, ctx);
+      if (!ctx.isStale()) source.markProcessed(batch);
+    },
+    [Symbol.asyncDispose]: () => supervisor.stop(),
+  };
+}
+
+function reading(deviceId: string, seq: number, temperature: number): Reading {
+  return {
+    deviceId,
+    seq,
+    ts: new Date(BASE_MS + seq * 1000).toISOString(),
+    temperature,
+    humidity: 50,
+    location: { lat: 48.8566, lon: 2.3522 },
+  };
+}
+
+/** Readings of one device with consecutive seq from `firstSeq`. */
+function series(deviceId: string, temperatures: readonly number[], firstSeq = 1): Reading[] {
+  return temperatures.map((t, i) => reading(deviceId, firstSeq + i, t));
+}
+
+let nextOffset = 0;
+
+function raw(value: string | Uint8Array | null, key: string | null): RawRecord {
+  return {
+    key: key === null ? null : encoder.encode(key),
+    value: typeof value === "string" ? encoder.encode(value) : value,
+    offset: String(nextOffset++),
+    timestamp: String(BASE_MS),
+  };
+}
+
+function recordOf(r: Reading): RawRecord {
+  return raw(encodeReading(r), r.deviceId);
+}
+
+function batchOf(records: readonly RawRecord[], partition = 0): RecordBatch {
+  return { topic: "readings", partition, records };
+}
+
+/** The offset following a batch's last record: what a checkpoint commits for it. */
+function offsetAfter(batch: RecordBatch): string {
+  return String(Number(batch.records.at(-1)!.offset) + 1);
+}
+
+function readingsBatch(list: readonly Reading[], partition = 0): RecordBatch {
+  return batchOf(list.map(recordOf), partition);
+}
+
+const LIVE: BatchContext = { heartbeat: () => Promise.resolve(), isStale: () => false };
+const STALE: BatchContext = { heartbeat: () => Promise.resolve(), isStale: () => true };
+
+function criticalOf(store: MemoryStore, deviceId: string): boolean[] {
+  return [...store.readings.values()]
+    .filter((r) => r.deviceId === deviceId)
+    .sort((a, b) => a.seq - b.seq)
+    .map((r) => r.is_critical);
+}
+
+Deno.test("ProcessorSupervisor dead-letters invalid records with reasons and writes the valid ones", async () => {
+  await using h = harness();
+  const good = series("a", [20, 21]);
+  const notJson = raw("{oops", "a");
+  const outOfRange = raw(encodeReading({ ...reading("a", 3, 20), temperature: 500 }), "a");
+  const wrongKey = raw(encodeReading(reading("b", 1, 20)), "a");
+  const empty = raw(null, "a");
+  const records = [recordOf(good[0]!), notJson, outOfRange, recordOf(good[1]!), wrongKey, empty];
+  await h.supervisor.handleBatch(batchOf(records, 2), LIVE);
+
+  assert.deepEqual(
+    h.deadLetters.letters.map((l) => [l.record, l.partition]),
+    [[notJson, 2], [outOfRange, 2], [wrongKey, 2], [empty, 2]],
+  );
+  const reasons = h.deadLetters.letters.map((l) => l.reason);
+  assert.match(reasons[0]!, /^invalid JSON: /);
+  assert.match(reasons[1]!, /^temperature: /);
+  assert.match(reasons[2]!, /does not match deviceId/);
+  assert.equal(reasons[3], "empty value");
+
+  assert.deepEqual([...h.store.readings.keys()].sort(), ["a:1", "a:2"]);
+  await h.supervisor.checkpoint();
+  assert.equal(h.store.devices.get("a")?.lastSeq, 2);
+  assert.equal(h.store.devices.has("b"), false);
+  assert.equal(h.supervisor.stats.deadLettered, 4);
+  assert.equal(h.supervisor.stats.readings, 2);
+});
+
+Deno.test("ProcessorSupervisor sends a batch of only invalid records to the dead-letter sink", async () => {
+  await using h = harness();
+  await h.supervisor.handleBatch(batchOf([raw("[]", "x"), raw("null", null)]), LIVE);
+  assert.equal(h.deadLetters.letters.length, 2);
+  assert.equal(h.store.readings.size, 0);
+  assert.equal(h.supervisor.stats.activeDevices, 0);
+});
+
+Deno.test("ProcessorSupervisor applies each device's readings in partition order", async () => {
+  await using h = harness();
+  const a = series("a", WORKED_EXAMPLE);
+  const b = series("b", [81, 82, 60, 60]);
+  const interleaved: Reading[] = [];
+  for (let i = 0; i < a.length; i++) {
+    interleaved.push(a[i]!);
+    if (b[i]) interleaved.push(b[i]!);
+  }
+  await h.supervisor.handleBatch(readingsBatch(interleaved), LIVE);
+  assert.deepEqual(
+    criticalOf(h.store, "a"),
+    [false, false, true, true, true, true, true, false, false, true],
+  );
+  assert.deepEqual(criticalOf(h.store, "b"), [false, true, true, false]);
+  const [written] = h.store.batches;
+  const seqsOfA = written!.readings.filter((r) => r.deviceId === "a").map((r) => r.seq);
+  assert.deepEqual(seqsOfA, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+});
+
+Deno.test("ProcessorSupervisor writes the worked example's alerts and device state", async () => {
+  await using h = harness();
+  await h.supervisor.handleBatch(readingsBatch(series("a", WORKED_EXAMPLE)), LIVE);
+  const first = h.store.alerts.get("a:overheat:3");
+  const second = h.store.alerts.get("a:overheat:10");
+  assert.equal(first?.status, "cleared");
+  assert.equal(first?.clearedSeq, 8);
+  assert.equal(first?.peakTemperature, 82);
+  assert.equal(second?.status, "active");
+  assert.equal(second?.peakTemperature, 86);
+  await h.supervisor.checkpoint();
+  const device = h.store.devices.get("a")!;
+  assert.equal(device.level, "critical");
+  assert.equal(device.lastSeq, 10);
+  assert.deepEqual(device.updatedAt, new Date(h.clock.now()));
+});
+
+Deno.test("ProcessorSupervisor counts readings, duplicates, dead letters and alerts", async () => {
+  await using h = harness();
+  await h.supervisor.handleBatch(readingsBatch(series("a", WORKED_EXAMPLE)), LIVE);
+  await h.supervisor.handleBatch(
+    batchOf([...series("a", [90, 91], 9).map(recordOf), raw("x", null)]),
+    LIVE,
+  );
+  assert.deepEqual(h.supervisor.stats, {
+    batches: 2,
+    readings: 10,
+    duplicates: 2,
+    deadLettered: 1,
+    alertsRaised: 2,
+    alertsCleared: 1,
+    activeDevices: 1,
+    passivated: 0,
+    failedBatches: 0,
+    checkpoints: 0,
+    failedCheckpoints: 0,
+    pendingStates: 1,
+  });
+  await h.supervisor.checkpoint();
+  assert.equal(h.supervisor.stats.checkpoints, 1);
+  assert.equal(h.supervisor.stats.pendingStates, 0);
+});
+
+Deno.test("ProcessorSupervisor restores a device from the store on first sight", async () => {
+  const store = new MemoryStore();
+  const stored: AlarmState = { ...INITIAL_ALARM_STATE, lastSeq: 5 };
+  store.devices.set("a", toDeviceDoc("a", stored, DEFAULT_RULE, new Date(BASE_MS)));
+  await using h = harness({ store });
+  await h.supervisor.handleBatch(
+    readingsBatch(series("a", [20, 21, 22, 23, 24, 25, 26, 27])),
+    LIVE,
+  );
+  assert.deepEqual(store.loads, [["a"]]);
+  assert.deepEqual([...store.readings.keys()].sort(), ["a:6", "a:7", "a:8"]);
+  assert.equal(h.supervisor.stats.duplicates, 5);
+  assert.equal(h.supervisor.stats.readings, 3);
+  assert.equal(store.devices.get("a")?.lastSeq, 5, "not stored before a checkpoint");
+  await h.supervisor.checkpoint();
+  assert.equal(store.devices.get("a")?.lastSeq, 8);
+});
+
+Deno.test("ProcessorSupervisor continues an open episode restored from the store", async () => {
+  const store = new MemoryStore();
+  const before = replay(
+    series("a", [81, 82, 95]).map(({ seq, ts, temperature }) => ({ seq, ts, temperature })),
+    DEFAULT_RULE,
+  ).state;
+  // Stored documents come back with dates and a JSON-shaped alarm.
+  store.devices.set(
+    "a",
+    JSON.parse(JSON.stringify(toDeviceDoc("a", before, DEFAULT_RULE, new Date(BASE_MS)))),
+  );
+  await using h = harness({ store });
+  await h.supervisor.handleBatch(readingsBatch(series("a", [60, 60], 4)), LIVE);
+  const alert = store.alerts.get("a:overheat:2");
+  assert.equal(alert?.status, "cleared");
+  assert.equal(alert?.clearedSeq, 5);
+  assert.equal(alert?.peakTemperature, 95);
+  assert.equal(h.supervisor.stats.alertsCleared, 1);
+});
+
+Deno.test("ProcessorSupervisor keeps the stored lastSeq of an unusable device state", async () => {
+  const store = new MemoryStore();
+  const doc = toDeviceDoc("a", { ...INITIAL_ALARM_STATE, lastSeq: 3 }, DEFAULT_RULE, new Date());
+  store.devices.set("a", { ...doc, alarm: { level: "panic" } as unknown as AlarmState });
+  await using h = harness({ store });
+  await h.supervisor.handleBatch(readingsBatch(series("a", [20, 21, 22, 23])), LIVE);
+  assert.deepEqual([...store.readings.keys()], ["a:4"]);
+  assert.equal(h.supervisor.stats.duplicates, 3);
+});
+
+Deno.test("ProcessorSupervisor rejects a batch whose write fails and replays it exactly on retry", async () => {
+  const all = series("a", WORKED_EXAMPLE);
+  const other = series("b", [81, 82, 83]);
+  const first = readingsBatch([...all.slice(0, 4), ...other.slice(0, 1)]);
+  const second = readingsBatch([...all.slice(4), ...other.slice(1)]);
+
+  await using clean = harness();
+  await clean.supervisor.handleBatch(first, LIVE);
+  await clean.supervisor.handleBatch(second, LIVE);
+
+  await using flaky = harness();
+  await flaky.supervisor.handleBatch(first, LIVE);
+  const outage = new Error("Store write failed: not primary");
+  flaky.store.failWrites = outage;
+  await assert.rejects(flaky.supervisor.handleBatch(second, LIVE), outage);
+  assert.equal(flaky.supervisor.stats.failedBatches, 1);
+  assert.equal(flaky.supervisor.stats.activeDevices, 0, "touched devices were discarded");
+
+  flaky.store.failWrites = undefined;
+  await flaky.supervisor.handleBatch(second, LIVE);
+  assert.deepEqual(flaky.store.snapshot(), clean.store.snapshot());
+  assert.deepEqual(flaky.store.batches.at(-1), clean.store.batches.at(-1));
+  assert.equal(flaky.store.readings.size, 13);
+  assert.equal(flaky.supervisor.stats.duplicates, 0);
+  assert.equal(flaky.supervisor.stats.alertsRaised, clean.supervisor.stats.alertsRaised);
+  await clean.supervisor.checkpoint();
+  await flaky.supervisor.checkpoint();
+  assert.deepEqual(flaky.store.snapshot(), clean.store.snapshot());
+  assert.deepEqual(statesOf(flaky.store.batches.at(-1)), ["a@10", "b@3"]);
+});
+
+Deno.test("ProcessorSupervisor rejects a batch whose dead letters cannot be sent, and retries it cleanly", async () => {
+  await using h = harness();
+  const batch = batchOf([...series("a", [81, 82]).map(recordOf), raw("bad", "a")]);
+  const outage = new Error("Dead-letter topic unavailable");
+  h.deadLetters.fail = outage;
+  await assert.rejects(h.supervisor.handleBatch(batch, LIVE), outage);
+  h.deadLetters.fail = undefined;
+  await h.supervisor.handleBatch(batch, LIVE);
+  assert.deepEqual(criticalOf(h.store, "a"), [false, true]);
+  assert.equal(h.deadLetters.letters.length, 1);
+});
+
+Deno.test("ProcessorSupervisor rejects a batch whose device states cannot be loaded", async () => {
+  await using h = harness();
+  const outage = new Error("Store read failed");
+  h.store.failLoads = outage;
+  const batch = readingsBatch(series("a", [20]));
+  await assert.rejects(h.supervisor.handleBatch(batch, LIVE), outage);
+  assert.equal(h.store.batches.length, 0);
+  h.store.failLoads = undefined;
+  await h.supervisor.handleBatch(batch, LIVE);
+  assert.deepEqual([...h.store.readings.keys()], ["a:1"]);
+});
+
+Deno.test("ProcessorSupervisor.onAssignment() keeps the devices of kept partitions and drops the others' states unwritten", async () => {
+  await using h = harness();
+  await h.deliver(readingsBatch(series("b", [81]), 1));
+  await h.supervisor.checkpoint(); // b@1 stored
+  await h.deliver(readingsBatch(series("a", [81]), 0));
+  await h.deliver(readingsBatch(series("b", [82], 2), 1)); // b@2 not stored yet
+  assert.equal(h.supervisor.stats.activeDevices, 2);
+  assert.equal(h.supervisor.stats.pendingStates, 2);
+  const writes = h.store.batches.length;
+
+  await h.supervisor.onAssignment([2, 0]);
+  assert.deepEqual(h.supervisor.assignment, [0, 2]);
+  assert.equal(h.store.batches.length, writes, "nothing written on a rebalance");
+  assert.equal((await h.supervisor.state("a"))?.hotStreak, 1, "partition 0 was kept");
+  assert.equal(await h.supervisor.state("b"), undefined, "partition 1 was lost");
+  assert.equal(h.supervisor.stats.activeDevices, 1);
+  assert.equal(h.supervisor.stats.pendingStates, 1);
+
+  await h.supervisor.checkpoint();
+  assert.deepEqual(statesOf(h.store.batches.at(-1)), ["a@1"]);
+  assert.equal(h.store.devices.get("b")?.lastSeq, 1, "b's unsaved state was dropped");
+
+  // a goes on from memory.
+  await h.deliver(readingsBatch(series("a", [82], 2), 0));
+  assert.deepEqual(criticalOf(h.store, "a"), [false, true]);
+
+  // Partition 1 comes back after its other owner moved on: b starts from the store.
+  h.store.devices.set(
+    "b",
+    toDeviceDoc("b", { ...INITIAL_ALARM_STATE, lastSeq: 4 }, DEFAULT_RULE, new Date()),
+  );
+  await h.supervisor.onAssignment([0, 1]);
+  assert.equal((await h.supervisor.state("a"))?.lastSeq, 2);
+  await h.deliver(readingsBatch(series("b", [90, 91, 92, 93, 94], 2), 1));
+  assert.deepEqual(h.store.loads.flat(), ["b", "a", "b"], "only lost or new devices are loaded");
+  assert.deepEqual((await h.supervisor.state("b"))?.lastSeq, 6);
+  assert.equal(h.store.readings.has("b:4"), false);
+  assert.deepEqual(criticalOf(h.store, "b"), [false, true, false, true]);
+  assert.equal(h.supervisor.stats.duplicates, 3);
+});
+
+Deno.test("ProcessorSupervisor.passivateIdle() releases devices idle longer than the limit", async () => {
+  await using h = harness({ passivateAfterMs: 60_000 });
+  await h.supervisor.handleBatch(readingsBatch(series("a", [81])), LIVE);
+  h.clock.advance(30_000);
+  await h.supervisor.handleBatch(readingsBatch(series("b", [20])), LIVE);
+  h.clock.advance(30_001);
+
+  assert.equal(await h.supervisor.passivateIdle(), 1);
+  assert.equal(await h.supervisor.state("a"), undefined);
+  assert.equal((await h.supervisor.state("b"))?.lastSeq, 1);
+  assert.equal(h.supervisor.stats.passivated, 1);
+  assert.equal(h.supervisor.stats.activeDevices, 1);
+  assert.equal(await h.supervisor.passivateIdle(), 0, "b is not idle long enough yet");
+
+  // A passivated device resumes from its latest state, even if not checkpointed yet.
+  await h.supervisor.handleBatch(readingsBatch(series("a", [81, 82])), LIVE);
+  assert.deepEqual(h.store.loads.flat(), ["a", "b"]);
+  assert.deepEqual(criticalOf(h.store, "a"), [false, true]);
+  assert.equal(h.supervisor.stats.duplicates, 1);
+
+  // Once checkpointed, it resumes from the store.
+  await h.supervisor.checkpoint();
+  h.clock.advance(60_001);
+  assert.equal(await h.supervisor.passivateIdle(), 2);
+  await h.supervisor.handleBatch(readingsBatch(series("a", [83], 3)), LIVE);
+  assert.deepEqual(h.store.loads.flat(), ["a", "b", "a"]);
+  assert.deepEqual(criticalOf(h.store, "a"), [false, true, true]);
+});
+
+Deno.test("ProcessorSupervisor.passivateIdle() keeps a device that had a batch recently", async () => {
+  await using h = harness({ passivateAfterMs: 1000 });
+  await h.supervisor.handleBatch(readingsBatch(series("a", [20])), LIVE);
+  h.clock.advance(900);
+  await h.supervisor.handleBatch(readingsBatch(series("a", [20], 2)), LIVE);
+  h.clock.advance(900);
+  assert.equal(await h.supervisor.passivateIdle(), 0);
+  assert.equal((await h.supervisor.state("a"))?.lastSeq, 2);
+});
+
+Deno.test("ProcessorSupervisor writes nothing for a batch that went stale", async () => {
+  await using h = harness();
+  await h.supervisor.handleBatch(
+    batchOf([...series("a", [81, 82]).map(recordOf), raw("bad", "a")]),
+    STALE,
+  );
+  assert.equal(h.store.batches.length, 0);
+  assert.equal(h.deadLetters.letters.length, 0);
+  assert.equal(h.supervisor.stats.batches, 0);
+  assert.equal(h.supervisor.stats.readings, 0);
+  assert.equal(h.supervisor.stats.pendingStates, 0);
+});
+
+Deno.test("ProcessorSupervisor writes a stale batch's readings when the batch is delivered again", async () => {
+  // The stale batch's states ran ahead of the store; they must not turn the redelivery into
+  // duplicates.
+  await using h = harness();
+  const batch = readingsBatch(series("a", [81, 82]));
+  await h.supervisor.handleBatch(batch, STALE);
+  await h.supervisor.handleBatch(batch, LIVE);
+  assert.deepEqual([...h.store.readings.keys()].sort(), ["a:1", "a:2"]);
+  assert.deepEqual(criticalOf(h.store, "a"), [false, true]);
+  assert.equal(h.supervisor.stats.duplicates, 0);
+});
+
+Deno.test({
+  name:
+    "ProcessorSupervisor keeps a device's own thresholds when a redelivered batch is all duplicates",
+  fn: async () => {
+    const own: AlarmRule = { high: 50, low: 40, raiseAfter: 1, clearAfter: 1 };
+    const batch = readingsBatch(series("a", [55, 56]).map((r) => ({ ...r, thresholds: own })));
+    const store = new MemoryStore();
+    {
+      await using first = harness({ store });
+      await first.supervisor.handleBatch(batch, LIVE);
+      await first.supervisor.checkpoint(); // as before a shutdown
+    }
+    assert.deepEqual(store.devices.get("a")?.thresholds, own);
+    await using restarted = harness({ store });
+    await restarted.supervisor.handleBatch(batch, LIVE);
+    assert.equal(restarted.supervisor.stats.duplicates, 2);
+    await restarted.supervisor.checkpoint();
+    assert.deepEqual(store.devices.get("a")?.thresholds, own);
+  },
+});
+
+Deno.test({
+  name: "ProcessorSupervisor handles a batch for a device that is being passivated",
+  fn: async () => {
+    await using h = harness({ passivateAfterMs: 1000 });
+    await h.supervisor.handleBatch(readingsBatch(series("a", [81])), LIVE);
+    h.clock.advance(5000);
+    const passivating = h.supervisor.passivateIdle(); // the sweep timer does not await it
+    await h.supervisor.handleBatch(readingsBatch(series("a", [82], 2)), LIVE);
+    assert.equal(await passivating, 1);
+    assert.deepEqual(criticalOf(h.store, "a"), [false, true]);
+    assert.equal(h.supervisor.stats.failedBatches, 0);
+  },
+});
+
+Deno.test("ProcessorSupervisor.state() is undefined for a device it does not hold", async () => {
+  await using h = harness();
+  assert.equal(await h.supervisor.state("nobody"), undefined);
+});
+
+Deno.test("ProcessorSupervisor.stop() releases every device, its sweep and its checkpoint timer", async () => {
+  const h = harness();
+  await h.supervisor.handleBatch(readingsBatch([...series("a", [1]), ...series("b", [2])]), LIVE);
+  await h.supervisor.stop();
+  assert.equal(h.supervisor.stats.activeDevices, 0);
+  assert.equal(await h.supervisor.state("a"), undefined);
+  await h.supervisor.stop();
+});
+
+Deno.test("ProcessorSupervisor stores device states only at a checkpoint", async () => {
+  await using h = harness();
+  const first = readingsBatch(series("a", [81, 82]));
+  await h.deliver(first);
+  assert.deepEqual(h.store.batches.map((b) => b.devices), [[]], "the batch wrote no state");
+  assert.deepEqual([...h.store.readings.keys()].sort(), ["a:1", "a:2"]);
+  assert.equal(h.store.devices.size, 0);
+  assert.equal(h.supervisor.stats.pendingStates, 1);
+
+  await h.supervisor.checkpoint();
+  const written = h.store.batches.at(-1)!;
+  assert.deepEqual(written.readings, []);
+  assert.deepEqual(written.alerts, []);
+  assert.deepEqual(statesOf(written), ["a@2"]);
+  assert.equal(h.store.devices.get("a")?.level, "critical");
+  assert.deepEqual(h.source.commits, [new Map([[0, offsetAfter(first)]])]);
+  assert.equal(h.supervisor.stats.checkpoints, 1);
+  assert.equal(h.supervisor.stats.pendingStates, 0);
+
+  // A later batch's state waits for the next checkpoint.
+  const second = readingsBatch(series("a", [60, 60], 3));
+  await h.deliver(second);
+  assert.equal(h.store.devices.get("a")?.lastSeq, 2);
+  await h.supervisor.checkpoint();
+  assert.equal(h.store.devices.get("a")?.lastSeq, 4);
+  assert.equal(h.store.devices.get("a")?.level, "normal");
+  assert.deepEqual(h.source.commits.at(-1), new Map([[0, offsetAfter(second)]]));
+
+  // Nothing changed or processed since: nothing written, nothing committed.
+  const writes = h.store.batches.length;
+  await h.supervisor.checkpoint();
+  assert.equal(h.store.batches.length, writes);
+  assert.equal(h.source.commits.length, 2);
+  assert.equal(h.supervisor.stats.checkpoints, 3);
+});
+
+Deno.test("ProcessorSupervisor.checkpoint() commits the offsets processed before it, after storing the states", async () => {
+  await using h = harness();
+  const p0 = readingsBatch(series("a", [81, 82]), 0);
+  const p1 = readingsBatch(series("b", [20]), 1);
+  await h.deliver(p0);
+  await h.deliver(p1);
+
+  const stored = Promise.withResolvers<void>();
+  h.store.gates.push(stored.promise);
+  const checkpoint = h.supervisor.checkpoint();
+  // Handled while the states are being written: its readings are stored at once
+  // (a checkpoint does not hold up the data path), its state waits for the next checkpoint.
+  const later = readingsBatch(series("a", [83], 3), 0);
+  const delivering = h.deliver(later);
+  await settle();
+  assert.deepEqual(statesOf(h.store.batches.find((b) => b.devices.length > 0)), ["a@2", "b@1"]);
+  await delivering;
+  assert.ok(h.store.readings.has("a:3"), "readings flow during a checkpoint");
+  assert.deepEqual(h.source.commits, [], "nothing committed before the states are stored");
+
+  stored.resolve();
+  await checkpoint;
+  await delivering;
+  assert.deepEqual(h.store.events, [
+    "stored a@2 b@1",
+    `commit 0:${offsetAfter(p0)} 1:${offsetAfter(p1)}`,
+  ]);
+  assert.equal(h.supervisor.stats.pendingStates, 1);
+
+  await h.supervisor.checkpoint();
+  assert.deepEqual(h.store.events.slice(2), ["stored a@3", `commit 0:${offsetAfter(later)}`]);
+});
+
+Deno.test("ProcessorSupervisor.checkpoint() called during another one waits for it and takes a fresh snapshot", async () => {
+  await using h = harness();
+  const batch = readingsBatch(series("a", [20]));
+  await h.deliver(batch);
+  const stored = Promise.withResolvers<void>();
+  h.store.gates.push(stored.promise);
+  const first = h.supervisor.checkpoint();
+  await settle();
+  h.source.offsets.set(3, "1000");
+  const second = h.supervisor.checkpoint();
+  await settle();
+  assert.deepEqual(h.store.events, [], "the second one waits for the first");
+
+  stored.resolve();
+  await Promise.all([first, second]);
+  assert.deepEqual(h.store.events, [
+    "stored a@1",
+    `commit 0:${offsetAfter(batch)}`,
+    "commit 3:1000",
+  ]);
+  assert.equal(h.supervisor.stats.checkpoints, 2);
+});
+
+Deno.test("ProcessorSupervisor.checkpoint() rejects when the states cannot be stored, commits nothing, and the next one stores them", async () => {
+  await using h = harness();
+  const first = readingsBatch([...series("a", [81, 82]), ...series("b", [20])]);
+  await h.deliver(first);
+  const outage = new Error("Store write failed: not primary");
+  h.store.failDeviceWrites = outage;
+  await assert.rejects(h.supervisor.checkpoint(), outage);
+  assert.deepEqual(h.source.commits, []);
+  assert.equal(h.store.devices.size, 0);
+  assert.equal(h.supervisor.stats.failedCheckpoints, 1);
+  assert.equal(h.supervisor.stats.checkpoints, 0);
+  assert.equal(h.supervisor.stats.pendingStates, 2, "the states were put back");
+
+  // A newer state of a arrives before the retry: it replaces the one that failed.
+  h.store.failDeviceWrites = undefined;
+  const second = readingsBatch(series("a", [83, 84], 3));
+  await h.deliver(second);
+  await h.supervisor.checkpoint();
+  assert.deepEqual(statesOf(h.store.batches.at(-1)), ["a@4", "b@1"]);
+  assert.equal(h.store.devices.get("a")?.lastSeq, 4);
+  assert.deepEqual(h.source.commits, [new Map([[0, offsetAfter(second)]])]);
+  assert.equal(h.supervisor.stats.checkpoints, 1);
+  assert.equal(h.supervisor.stats.failedCheckpoints, 1);
+  assert.equal(h.supervisor.stats.pendingStates, 0);
+});
+
+Deno.test("ProcessorSupervisor.checkpoint() that fails keeps a state that became newer during its write", async () => {
+  await using h = harness();
+  await h.deliver(readingsBatch([...series("a", [81, 82]), ...series("b", [20])]));
+
+  // A batch of a is being written when the checkpoint starts; it completes before the
+  // checkpoint's write fails.
+  const batchWritten = Promise.withResolvers<void>();
+  const checkpointWritten = Promise.withResolvers<void>();
+  h.store.gates.push(batchWritten.promise, checkpointWritten.promise);
+  const newer = readingsBatch(series("a", [83, 84], 3));
+  const delivering = h.deliver(newer);
+  await until(() => h.store.batches.length === 2);
+  const outage = new Error("Store write failed: not primary");
+  h.store.failDeviceWrites = outage;
+  const failing = assert.rejects(h.supervisor.checkpoint(), outage);
+  batchWritten.resolve();
+  await delivering;
+  assert.equal(h.supervisor.stats.pendingStates, 1, "a@4 is pending, the checkpoint holds a@2");
+  checkpointWritten.resolve();
+  await failing;
+  assert.equal(h.supervisor.stats.pendingStates, 2);
+
+  h.store.failDeviceWrites = undefined;
+  await h.supervisor.checkpoint();
+  assert.deepEqual(statesOf(h.store.batches.at(-1)), ["a@4", "b@1"]);
+  assert.deepEqual(h.source.commits, [new Map([[0, offsetAfter(newer)]])]);
+});
+
+Deno.test("ProcessorSupervisor.checkpoint() rejects when the commit fails, and the next one commits", async () => {
+  await using h = harness();
+  const batch = readingsBatch(series("a", [81]));
+  await h.deliver(batch);
+  const unavailable = new Error("The coordinator is not available");
+  h.source.failCommits = unavailable;
+  await assert.rejects(h.supervisor.checkpoint(), unavailable);
+  assert.equal(h.store.devices.get("a")?.lastSeq, 1, "the states were stored");
+  assert.equal(h.supervisor.stats.pendingStates, 0);
+
+  h.source.failCommits = undefined;
+  const writes = h.store.batches.length;
+  await h.supervisor.checkpoint();
+  assert.equal(h.store.batches.length, writes, "stored states are not written again");
+  assert.deepEqual(h.source.commits, [
+    new Map([[0, offsetAfter(batch)]]),
+    new Map([[0, offsetAfter(batch)]]),
+  ]);
+  assert.deepEqual(h.source.processed(), new Map());
+});
+
+Deno.test("ProcessorSupervisor restores a device discarded after a failed batch from its unsaved state", async () => {
+  const all = series("a", WORKED_EXAMPLE);
+  const early = readingsBatch(all.slice(0, 2)); // checkpointed: the store holds a@2
+  const middle = readingsBatch(all.slice(2, 5)); // a@5, not checkpointed
+  const last = readingsBatch(all.slice(5));
+
+  await using clean = harness();
+  await clean.deliver(early);
+  await clean.supervisor.checkpoint();
+  await clean.deliver(middle);
+  await clean.deliver(last);
+
+  await using flaky = harness();
+  await flaky.deliver(early);
+  await flaky.supervisor.checkpoint();
+  await flaky.deliver(middle);
+  const outage = new Error("Store write failed: not primary");
+  flaky.store.failWrites = outage;
+  await assert.rejects(flaky.supervisor.handleBatch(last, LIVE), outage);
+  assert.equal(flaky.supervisor.stats.activeDevices, 0, "the device was discarded");
+  assert.equal(flaky.supervisor.stats.pendingStates, 1, "its last good state is kept");
+  assert.equal(flaky.store.devices.get("a")?.lastSeq, 2, "the store is behind it");
+
+  flaky.store.failWrites = undefined;
+  await flaky.deliver(last);
+  assert.deepEqual(flaky.store.loads.flat(), ["a"], "the older stored state was not loaded");
+  assert.deepEqual(flaky.store.batches.at(-1), clean.store.batches.at(-1));
+  assert.equal(flaky.supervisor.stats.duplicates, 0);
+
+  await clean.supervisor.checkpoint();
+  await flaky.supervisor.checkpoint();
+  assert.deepEqual(flaky.store.snapshot(), clean.store.snapshot());
+  assert.deepEqual(criticalOf(flaky.store, "a"), [
+    false,
+    false,
+    true,
+    true,
+    true,
+    true,
+    true,
+    false,
+    false,
+    true,
+  ]);
+  assert.deepEqual(flaky.source.commits.at(-1), new Map([[0, offsetAfter(last)]]));
+});
+
+Deno.test("ProcessorSupervisor.checkpoint() does nothing without an attached source", async () => {
+  await using h = harness({ attach: false });
+  await h.deliver(readingsBatch(series("a", [81])));
+  await h.supervisor.checkpoint();
+  assert.equal(h.store.devices.size, 0);
+  assert.deepEqual(h.store.batches.map((b) => b.devices), [[]]);
+  assert.equal(h.supervisor.stats.checkpoints, 0);
+  assert.equal(h.supervisor.stats.pendingStates, 1);
+});
+
+Deno.test("ProcessorSupervisor.attach() checkpoints periodically and stop() ends it", async () => {
+  const h = harness({ checkpointMs: 5 });
+  try {
+    const batch = readingsBatch(series("a", [81]));
+    await h.deliver(batch);
+    await until(() => h.source.commits.length > 0);
+    assert.equal(h.store.devices.get("a")?.lastSeq, 1);
+    assert.deepEqual(h.source.commits, [new Map([[0, offsetAfter(batch)]])]);
+    assert.deepEqual(h.store.events, ["stored a@1", `commit 0:${offsetAfter(batch)}`]);
+  } finally {
+    await h.supervisor.stop();
+  }
+  const checkpoints = h.supervisor.stats.checkpoints;
+  await settle(30);
+  assert.equal(h.supervisor.stats.checkpoints, checkpoints, "no checkpoint after stop()");
+  await h.supervisor.checkpoint();
+  assert.equal(h.supervisor.stats.checkpoints, checkpoints, "detached by stop()");
+});
+
+Deno.test({
+  name:
+    "ProcessorSupervisor.attach() retries a failed periodic checkpoint without an unhandled rejection",
+  fn: async () => {
+    const h = harness({ checkpointMs: 5 });
+    try {
+      h.store.failDeviceWrites = new Error("Store write failed: not primary");
+      const batch = readingsBatch(series("a", [81]));
+      await h.deliver(batch);
+      await until(() => h.supervisor.stats.failedCheckpoints > 1);
+      assert.deepEqual(h.source.commits, []);
+      assert.equal(h.supervisor.stats.pendingStates, 1);
+
+      h.store.failDeviceWrites = undefined;
+      await until(() => h.source.commits.length > 0);
+      assert.equal(h.store.devices.get("a")?.lastSeq, 1);
+      assert.deepEqual(h.source.commits, [new Map([[0, offsetAfter(batch)]])]);
+    } finally {
+      await h.supervisor.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "ProcessorSupervisor.checkpoint() that fails during a rebalance does not bring back the states of lost partitions",
+  fn: async () => {
+    await using h = harness();
+    await h.deliver(readingsBatch(series("a", [81]), 0));
+    await h.deliver(readingsBatch(series("b", [81]), 1));
+    const written = Promise.withResolvers<void>();
+    h.store.gates.push(written.promise);
+    const outage = new Error("Store write failed: not primary");
+    h.store.failDeviceWrites = outage;
+    const failing = assert.rejects(h.supervisor.checkpoint(), outage);
+    await settle();
+    await h.supervisor.onAssignment([0]);
+    written.resolve();
+    await failing;
+    assert.equal(h.supervisor.stats.pendingStates, 1, "only a's state is pending");
+
+    // Partition 1 is back after its other owner stored b@5 (this member's writes kept failing).
+    h.store.devices.set(
+      "b",
+      toDeviceDoc("b", { ...INITIAL_ALARM_STATE, lastSeq: 5 }, DEFAULT_RULE, new Date()),
+    );
+    await h.supervisor.onAssignment([0, 1]);
+    await h.deliver(readingsBatch(series("b", [90], 6), 1));
+    // Resumed from b@1 (hot streak 1), reading 6 would be critical.
+    assert.deepEqual(criticalOf(h.store, "b"), [false, false], "b resumed from the store");
+    h.store.failDeviceWrites = undefined;
+    await h.supervisor.checkpoint();
+    assert.deepEqual(statesOf(h.store.batches.at(-1)), ["a@1", "b@6"]);
+  },
+});
+
+Deno.test({
+  name:
+    "ProcessorSupervisor leaves no state behind for a batch whose partition was lost during its write",
+  fn: async () => {
+    await using h = harness();
+    let stale = false;
+    const ctx: BatchContext = { heartbeat: () => Promise.resolve(), isStale: () => stale };
+    const written = Promise.withResolvers<void>();
+    h.store.gates.push(written.promise);
+    const handling = h.deliver(readingsBatch(series("b", [81]), 1), ctx);
+    await until(() => h.store.batches.length === 1);
+    stale = true; // what the source reports once the group rebalanced
+    await h.supervisor.onAssignment([0]);
+    written.resolve();
+    await handling;
+    assert.equal(h.supervisor.stats.activeDevices, 0);
+    assert.equal(h.supervisor.stats.pendingStates, 0, "b's partition is no longer ours");
+    await h.supervisor.checkpoint();
+    assert.equal(h.store.devices.has("b"), false);
+  },
+});
+
+Deno.test("ProcessorSupervisor.stop() waits for a checkpoint in progress", async () => {
+  await using h = harness();
+  const batch = readingsBatch(series("a", [81]));
+  await h.deliver(batch);
+  const stored = Promise.withResolvers<void>();
+  h.store.gates.push(stored.promise);
+  const checkpoint = h.supervisor.checkpoint();
+  await settle(); // its write is in flight
+  assert.equal(h.store.batches.length, 2);
+  let stopped = false;
+  const stopping = h.supervisor.stop().then(() => (stopped = true));
+  await settle();
+  assert.equal(stopped, false);
+  stored.resolve();
+  await stopping;
+  await checkpoint;
+  assert.deepEqual(h.store.events, ["stored a@1", `commit 0:${offsetAfter(batch)}`]);
+});

@@ -1,0 +1,301 @@
+import assert from "node:assert/strict";
+import { SensorFleet, type SensorFleetOptions } from "../actors/sensor_supervisor.ts";
+import { DEFAULT_RULE } from "../domain/hysteresis.ts";
+import type { Reading } from "../schemas/reading.ts";
+import type { SensorRequest, SensorTemplate } from "../schemas/sensor_request.ts";
+import type { ReadingSink } from "../adapters/kafka_producer.ts";
+import { silentLogger } from "../adapters/log.ts";
+
+/** A sink that records what it is offered; it accepts while `accepting` is true. */
+class RecordingSink implements ReadingSink {
+  readonly readings: Reading[] = [];
+  accepting = true;
+
+  publish(reading: Reading): boolean {
+    this.readings.push(reading);
+    return this.accepting;
+  }
+
+  of(id: string): Reading[] {
+    return this.readings.filter((r) => r.deviceId === id);
+  }
+}
+
+function fleet(overrides: Partial<SensorFleetOptions> = {}) {
+  const sink = new RecordingSink();
+  const sensors = new SensorFleet({
+    sink,
+    logger: silentLogger,
+    cap: 100,
+    defaults: { intervalMs: 5, rule: DEFAULT_RULE, seed: 1 },
+    ...overrides,
+  });
+  const recording = (overrides.sink as RecordingSink | undefined) ?? sink;
+  return Object.assign(sensors, { sink: recording });
+}
+
+function one(id?: string, template: SensorTemplate = {}): SensorRequest {
+  return { kind: "one", id, template };
+}
+
+function batch(count: number, idPrefix?: string, template: SensorTemplate = {}): SensorRequest {
+  return { kind: "batch", count, idPrefix, template };
+}
+
+function idsOf(result: ReturnType<SensorFleet["add"]>): readonly string[] {
+  assert.ok(result.ok, `expected success, got ${JSON.stringify(result)}`);
+  return result.ids;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `condition` every few ms; fails after `timeoutMs`. */
+async function until(what: string, condition: () => boolean, timeoutMs = 1000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await delay(2);
+  }
+}
+
+Deno.test("SensorFleet.add() names a sensor without an id sensor-0001, sensor-0002, ...", async () => {
+  await using f = fleet();
+  assert.deepEqual(idsOf(f.add(one())), ["sensor-0001"]);
+  assert.deepEqual(idsOf(f.add(one())), ["sensor-0002"]);
+  assert.deepEqual(idsOf(f.add(one("boiler-7"))), ["boiler-7"]);
+  assert.equal(f.size, 3);
+});
+
+Deno.test("SensorFleet.add() starts a batch under generated ids, with or without a prefix", async () => {
+  await using f = fleet();
+  assert.deepEqual(idsOf(f.add(batch(3))), ["sensor-0001", "sensor-0002", "sensor-0003"]);
+  await using g = fleet();
+  assert.deepEqual(idsOf(g.add(batch(2, "hall"))), ["hall-0001", "hall-0002"]);
+  assert.equal(f.size, 3);
+  assert.equal(g.size, 2);
+});
+
+Deno.test("SensorFleet.add() skips generated ids that are already taken", async () => {
+  await using f = fleet();
+  idsOf(f.add(one("sensor-0002")));
+  assert.deepEqual(idsOf(f.add(batch(2))), ["sensor-0001", "sensor-0003"]);
+});
+
+Deno.test("SensorFleet.add() starts sensors that emit into the sink", async () => {
+  await using f = fleet();
+  const ids = idsOf(f.add(batch(3)));
+  await until("a reading from each", () => ids.every((id) => f.sink.of(id).length >= 2));
+  assert.equal(f.stats.running, 3);
+  assert.ok(f.stats.emitted >= 6);
+  assert.equal(f.stats.dropped, 0);
+});
+
+Deno.test("SensorFleet.add() refuses an id that is already running, changing nothing", async () => {
+  await using f = fleet();
+  idsOf(f.add(one("a")));
+  assert.deepEqual(f.add(one("a")), {
+    ok: false,
+    code: "conflict",
+    message: 'Sensor already running: "a"',
+  });
+  assert.equal(f.size, 1);
+});
+
+Deno.test("SensorFleet.add() refuses a batch that would exceed the cap, atomically", async () => {
+  await using f = fleet({ cap: 5 });
+  idsOf(f.add(batch(3)));
+  const refused = f.add(batch(3, "extra"));
+  assert.equal(refused.ok, false);
+  assert.equal(!refused.ok && refused.code, "cap");
+  assert.match(
+    !refused.ok ? refused.message : "",
+    /3 running \+ 3 requested exceeds the limit of 5/,
+  );
+  assert.equal(f.size, 3);
+  assert.deepEqual(f.list(0, 10).map((s) => s.id), ["sensor-0001", "sensor-0002", "sensor-0003"]);
+  await until("some readings", () => f.sink.readings.length >= 6);
+  assert.ok(f.sink.readings.every((r) => r.deviceId.startsWith("sensor-")), "none was started");
+
+  assert.equal(idsOf(f.add(batch(2))).length, 2, "filling up to the cap exactly is allowed");
+  assert.equal(f.size, 5);
+  const full = f.add(one("last"));
+  assert.equal(!full.ok && full.code, "cap");
+  assert.equal(f.get("last"), undefined);
+});
+
+Deno.test("SensorFleet.add() never exceeds the cap under many concurrent requests", async () => {
+  await using f = fleet({ cap: 10 });
+  const results = await Promise.all(
+    Array.from(
+      { length: 40 },
+      (_, i) => Promise.resolve().then(() => f.add(i % 2 ? one() : batch(3))),
+    ),
+  );
+  const accepted = results.flatMap((r) => (r.ok ? r.ids : []));
+  // batch(3), one, batch(3), one fill 8; then one batch is refused and two single adds fit.
+  assert.equal(accepted.length, 10);
+  assert.equal(f.size, 10);
+  assert.equal(new Set(accepted).size, 10, "ids are unique");
+  assert.ok(results.filter((r) => !r.ok).every((r) => !r.ok && r.code === "cap"));
+  assert.equal(f.list(0, 100).length, 10);
+});
+
+Deno.test("SensorFleet.list() pages through the sensors in start order", async () => {
+  await using f = fleet();
+  idsOf(f.add(batch(5)));
+  const page = (offset: number, limit: number) => f.list(offset, limit).map((s) => s.id);
+  assert.deepEqual(page(0, 2), ["sensor-0001", "sensor-0002"]);
+  assert.deepEqual(page(2, 2), ["sensor-0003", "sensor-0004"]);
+  assert.deepEqual(page(4, 2), ["sensor-0005"]);
+  assert.deepEqual(page(5, 2), []);
+  assert.deepEqual(page(0, 0), []);
+  assert.equal(page(0, 100).length, 5);
+});
+
+Deno.test("SensorFleet.list() describes each sensor with its resolved settings", async () => {
+  await using f = fleet({ lastSeqs: new Map([["b", 9]]) });
+  idsOf(f.add(one("a", { profile: "overheat", intervalMs: 50, thresholds: { high: 90 } })));
+  idsOf(f.add(one("b")));
+  const [a, b] = f.list(0, 10);
+  assert.deepEqual(a, {
+    id: "a",
+    profile: "overheat",
+    intervalMs: 50,
+    seq: 0,
+    status: "running",
+    thresholds: { ...DEFAULT_RULE, high: 90 },
+  });
+  assert.equal(b?.profile, "normal");
+  assert.equal(b?.intervalMs, 5);
+  assert.equal(b?.seq, 9);
+  assert.deepEqual(b?.thresholds, DEFAULT_RULE);
+});
+
+Deno.test("SensorFleet.get() returns a sensor with its last reading", async () => {
+  await using f = fleet();
+  idsOf(f.add(one("a")));
+  assert.equal(f.get("a")?.lastReading, null);
+  assert.equal(f.get("nobody"), undefined);
+  await until("two readings", () => f.sink.of("a").length >= 2);
+  const detail = f.get("a")!;
+  const emitted = f.sink.of("a");
+  assert.deepEqual(detail.lastReading, emitted.at(-1));
+  assert.equal(detail.seq, emitted.at(-1)!.seq);
+  assert.equal(detail.status, "running");
+});
+
+Deno.test("SensorFleet.remove() stops a sensor for good and forgets it", async () => {
+  await using f = fleet();
+  idsOf(f.add(batch(2)));
+  await until("readings", () => f.sink.of("sensor-0001").length >= 1);
+  assert.equal(await f.remove("sensor-0001"), true);
+  const count = f.sink.of("sensor-0001").length;
+  assert.equal(f.get("sensor-0001"), undefined);
+  assert.equal(f.size, 1);
+  assert.deepEqual(f.list(0, 10).map((s) => s.id), ["sensor-0002"]);
+  const other = f.sink.of("sensor-0002").length;
+  await until("the other sensor to go on", () => f.sink.of("sensor-0002").length >= other + 3);
+  assert.equal(f.sink.of("sensor-0001").length, count, "no reading after remove()");
+});
+
+Deno.test("SensorFleet.remove() returns false for an unknown id", async () => {
+  await using f = fleet();
+  assert.equal(await f.remove("nobody"), false);
+  idsOf(f.add(one("a")));
+  assert.equal(await f.remove("a"), true);
+  assert.equal(await f.remove("a"), false);
+});
+
+Deno.test("SensorFleet continues a device's seq after remove and add of the same id", async () => {
+  await using f = fleet();
+  idsOf(f.add(one("a")));
+  await until("readings", () => f.sink.of("a").length >= 3);
+  await f.remove("a");
+  const last = f.sink.of("a").at(-1)!.seq;
+  assert.equal(f.add(one("a")).ok, true);
+  assert.equal(f.get("a")?.seq, last);
+  await until("a new reading", () => f.sink.of("a").length > last);
+  assert.deepEqual(f.sink.of("a").map((r) => r.seq), f.sink.of("a").map((_, i) => i + 1));
+});
+
+Deno.test("SensorFleet continues seqs from the lastSeqs it was given", async () => {
+  await using f = fleet({ lastSeqs: new Map([["a", 41]]) });
+  idsOf(f.add(one("a")));
+  idsOf(f.add(one("b")));
+  await until("readings", () => f.sink.of("a").length >= 2 && f.sink.of("b").length >= 1);
+  assert.deepEqual(f.sink.of("a").slice(0, 2).map((r) => r.seq), [42, 43]);
+  assert.equal(f.sink.of("b")[0]?.seq, 1);
+});
+
+Deno.test("SensorFleet.add() refuses thresholds whose low is not below the merged high", async () => {
+  await using f = fleet();
+  const low = f.add(one("a", { thresholds: { low: 80 } }));
+  assert.equal(!low.ok && low.code, "invalid");
+  assert.match(!low.ok ? low.message : "", /low \(80\) must be below high \(80\)/);
+  const high = f.add(batch(2, "b", { thresholds: { high: 60 } }));
+  assert.equal(!high.ok && high.code, "invalid");
+  assert.equal(f.size, 0);
+  assert.equal(f.get("a"), undefined);
+});
+
+Deno.test("SensorFleet sends a sensor's own thresholds, merged with the defaults, in its readings", async () => {
+  await using f = fleet();
+  idsOf(f.add(one("own", { thresholds: { high: 90, raiseAfter: 3 } })));
+  idsOf(f.add(one("plain")));
+  await until("readings", () => f.sink.of("own").length >= 1 && f.sink.of("plain").length >= 1);
+  assert.deepEqual(f.sink.of("own")[0]?.thresholds, { ...DEFAULT_RULE, high: 90, raiseAfter: 3 });
+  assert.equal("thresholds" in f.sink.of("plain")[0]!, false);
+});
+
+Deno.test("SensorFleet marks a scripted sensor completed once its script is done", async () => {
+  await using f = fleet();
+  idsOf(f.add(one("s", { profile: "scripted", temperatures: [70, 81, 82] })));
+  await until("completion", () => f.get("s")?.status === "completed");
+  assert.deepEqual(f.sink.of("s").map((r) => r.temperature), [70, 81, 82]);
+  assert.equal(f.get("s")?.seq, 3);
+  assert.equal(f.size, 1, "a completed sensor stays listed until removed");
+  assert.equal(await f.remove("s"), true);
+});
+
+Deno.test("SensorFleet counts readings the sink refused as dropped", async () => {
+  const sink = new RecordingSink();
+  sink.accepting = false;
+  await using f = fleet({ sink });
+  idsOf(f.add(one("a")));
+  await until("refused readings", () => f.stats.dropped >= 2);
+  assert.equal(f.stats.emitted, sink.readings.length);
+  assert.equal(f.stats.dropped, sink.readings.length);
+});
+
+Deno.test("SensorFleet.stop() stops every sensor", async () => {
+  const f = fleet();
+  idsOf(f.add(batch(4)));
+  await until("readings", () => f.sink.readings.length >= 8);
+  await f.stop();
+  const count = f.sink.readings.length;
+  await delay(25);
+  assert.equal(f.sink.readings.length, count);
+  await f.stop();
+});
+
+Deno.test({
+  name: "SensorFleet.add() of an id whose removal is still in progress starts a running sensor",
+  fn: async () => {
+    await using f = fleet();
+    idsOf(f.add(one("a")));
+    await until("a reading", () => f.sink.of("a").length >= 1);
+    const removing = f.remove("a");
+    const again = f.add(one("a"));
+    await removing;
+    if (again.ok) {
+      await delay(0);
+      assert.equal(f.get("a")?.status, "running");
+      const count = f.sink.of("a").length;
+      await until("a reading after re-adding", () => f.sink.of("a").length > count, 300);
+    } else {
+      assert.equal(again.code, "conflict");
+    }
+  },
+});

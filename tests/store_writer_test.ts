@@ -1,0 +1,159 @@
+import assert from "node:assert/strict";
+import { StoreWriter } from "../actors/store_writer.ts";
+import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
+import { toDeviceDoc, toReadingDoc } from "../schemas/documents.ts";
+import type { WriteBatch } from "../adapters/mongo_store.ts";
+
+const AT = new Date("2026-11-27T13:00:00.000Z");
+
+/** A batch with one reading and one device document for `deviceId`. */
+function batchFor(deviceId: string, seq = 1): WriteBatch {
+  return {
+    readings: [
+      toReadingDoc(
+        {
+          deviceId,
+          seq,
+          ts: AT.toISOString(),
+          temperature: 20,
+          humidity: 50,
+          location: { lat: 0, lon: 0 },
+        },
+        false,
+        AT,
+      ),
+    ],
+    alerts: [],
+    devices: [toDeviceDoc(deviceId, { ...INITIAL_ALARM_STATE, lastSeq: seq }, DEFAULT_RULE, AT)],
+  };
+}
+
+/** A store whose writes wait until the test settles them, one gate per call. */
+class GatedStore {
+  readonly calls: WriteBatch[] = [];
+  readonly #gates: PromiseWithResolvers<void>[] = [];
+
+  write(batch: WriteBatch): Promise<void> {
+    this.calls.push(batch);
+    const gate = Promise.withResolvers<void>();
+    this.#gates.push(gate);
+    return gate.promise;
+  }
+
+  succeed(call: number): void {
+    this.#gates[call]!.resolve();
+  }
+
+  fail(call: number, error: Error): void {
+    this.#gates[call]!.reject(error);
+  }
+}
+
+/** Lets every queued microtask and pending callback run (a zero-delay macrotask). */
+function settle(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/** Tracks whether a promise has settled, without leaving a rejection unhandled. */
+function track(promise: Promise<void>) {
+  const state = { settled: false, error: undefined as unknown };
+  const done = promise.then(
+    () => void (state.settled = true),
+    (error) => void Object.assign(state, { settled: true, error }),
+  );
+  return { state, done };
+}
+
+Deno.test("StoreWriter.write() passes a lone batch to the store unchanged", async () => {
+  const store = new GatedStore();
+  const writer = new StoreWriter(store);
+  const batch = batchFor("a");
+  const written = writer.write(batch);
+  assert.equal(store.calls.length, 1);
+  assert.equal(store.calls[0], batch);
+  store.succeed(0);
+  await written;
+  assert.deepEqual(writer.stats, { writes: 1, readings: 1, alerts: 0, failures: 0 });
+});
+
+Deno.test("StoreWriter merges writes queued behind one in flight into one store call", async () => {
+  const store = new GatedStore();
+  const writer = new StoreWriter(store);
+  const first = track(writer.write(batchFor("a")));
+  const second = track(writer.write(batchFor("b")));
+  const third = track(writer.write(batchFor("c")));
+  await settle();
+  assert.equal(store.calls.length, 1, "only the first write goes out while it is in flight");
+
+  store.succeed(0);
+  await first.done;
+  await settle();
+  assert.equal(store.calls.length, 2);
+  assert.deepEqual(store.calls[1], {
+    readings: [...batchFor("b").readings, ...batchFor("c").readings],
+    alerts: [],
+    devices: [...batchFor("b").devices, ...batchFor("c").devices],
+  });
+  assert.equal(second.state.settled, false, "a caller waits for the write holding its batch");
+  assert.equal(third.state.settled, false);
+
+  store.succeed(1);
+  await Promise.all([second.done, third.done]);
+  assert.equal(second.state.error, undefined);
+  assert.equal(third.state.error, undefined);
+  assert.deepEqual(writer.stats, { writes: 2, readings: 3, alerts: 0, failures: 0 });
+});
+
+Deno.test("StoreWriter resolves each caller only after the write that holds its batch", async () => {
+  const store = new GatedStore();
+  const writer = new StoreWriter(store);
+  const order: string[] = [];
+  const first = writer.write(batchFor("a")).then(() => void order.push("a"));
+  const second = writer.write(batchFor("b")).then(() => void order.push("b"));
+  await settle();
+  assert.deepEqual(order, []);
+  store.succeed(0);
+  await first;
+  assert.deepEqual(order, ["a"]);
+  await settle();
+  store.succeed(1);
+  await second;
+  assert.deepEqual(order, ["a", "b"]);
+});
+
+Deno.test("StoreWriter rejects every caller of a failed group and keeps working", async () => {
+  const store = new GatedStore();
+  const writer = new StoreWriter(store);
+  const first = track(writer.write(batchFor("a")));
+  const second = track(writer.write(batchFor("b")));
+  const third = track(writer.write(batchFor("c")));
+  store.succeed(0);
+  await first.done;
+  await settle();
+
+  const outage = new Error("Store write failed: connection reset");
+  store.fail(1, outage);
+  await Promise.all([second.done, third.done]);
+  assert.equal(first.state.error, undefined);
+  assert.equal(second.state.error, outage);
+  assert.equal(third.state.error, outage);
+  assert.equal(writer.stats.failures, 1);
+
+  const later = writer.write(batchFor("d"));
+  assert.equal(store.calls.length, 3, "a write after a failure goes out at once");
+  assert.deepEqual(store.calls[2], batchFor("d"));
+  store.succeed(2);
+  await later;
+  assert.deepEqual(writer.stats, { writes: 2, readings: 2, alerts: 0, failures: 1 });
+});
+
+Deno.test("StoreWriter rejects a lone caller when the store throws synchronously", async () => {
+  const error = new Error("Store closed");
+  const writer = new StoreWriter({
+    write() {
+      throw error;
+    },
+  });
+  await assert.rejects(writer.write(batchFor("a")), error);
+  assert.equal(writer.stats.failures, 1);
+});
