@@ -14,11 +14,16 @@ import { createLogger, type Logger } from "./adapters/log.ts";
 import { createHealth, type HealthCheck } from "./adapters/health.ts";
 import { createApi, type SensorControl, type StoreQueries } from "./adapters/http_api.ts";
 import { ApiError } from "./adapters/http_errors.ts";
-import { probeKafka, probeMongo, redactUrl } from "./adapters/probe.ts";
-import { createKafka, ensureTopics } from "./adapters/kafka_client.ts";
-import { KafkaReadingProducer } from "./adapters/kafka_producer.ts";
-import { KafkaDeadLetterSink, KafkaReadingSource } from "./adapters/kafka_consumer.ts";
-import { MongoStore } from "./adapters/mongo_store.ts";
+import { probeKafka, probeMongo } from "./adapters/probe.ts";
+import {
+  describeStore,
+  openStore,
+  openTransport,
+  type Producer,
+  type Store,
+  type Transport,
+} from "./adapters/ports.ts";
+import type { MemoryTransport } from "./adapters/memory_transport.ts";
 import { SensorFleet } from "./actors/sensor_supervisor.ts";
 import { ProcessorSupervisor } from "./actors/processor_supervisor.ts";
 import { StoreWriter } from "./actors/store_writer.ts";
@@ -38,9 +43,10 @@ export interface App extends AsyncDisposable {
 }
 
 export interface Parts {
-  store?: MongoStore;
+  store?: Store;
+  transport?: Transport;
   fleet?: SensorFleet;
-  producer?: KafkaReadingProducer;
+  producer?: Producer;
   processors?: ProcessorSupervisor;
   writer?: StoreWriter;
 }
@@ -51,7 +57,7 @@ export interface StartOptions {
   readonly connectAttempts?: number;
 }
 
-type Cleanup = readonly [name: string, run: () => Promise<void> | void];
+type Cleanup = readonly [name: string, run: () => PromiseLike<void> | void];
 
 /** Starts every role the config asks for; dispose the result to stop it. */
 export function start(config: Config, options: StartOptions = {}): App {
@@ -63,18 +69,30 @@ export function start(config: Config, options: StartOptions = {}): App {
     sensors: config.role === "all" || config.role === "sensors",
     processors: config.role === "all" || config.role === "processors",
   };
-  const usesKafka = config.role !== "api";
+  const usesTransport = config.role !== "api";
   const usesStore = config.role !== "sensors";
   const shutdown = new AbortController();
   let fatal: unknown;
+  const store = describeStore(config);
+  const mode = {
+    transport: config.kafkaBrokers ? "kafka" : "embedded",
+    store: store.kind,
+  };
 
   const checks: HealthCheck[] = [];
-  const brokers = config.kafkaBrokers.join(",");
-  if (usesKafka) checks.push({ name: "kafka", probe: () => probeKafka(brokers, 2000) });
+  if (usesTransport && config.kafkaBrokers) {
+    const brokers = config.kafkaBrokers.join(",");
+    checks.push({ name: "kafka", probe: () => probeKafka(brokers, 2000) });
+  }
   if (usesStore) {
     checks.push({
-      name: "mongodb",
-      probe: () => parts.store ? parts.store.ping() : probeMongo(config.mongoUrl, 2000),
+      name: store.kind,
+      probe: () =>
+        parts.store
+          ? parts.store.ping()
+          : config.mongoUrl
+          ? probeMongo(config.mongoUrl, 2000)
+          : Promise.reject(new Error("not open")),
     });
   }
   checks.push({
@@ -88,7 +106,7 @@ export function start(config: Config, options: StartOptions = {}): App {
 
   const api = createApi({
     health,
-    info: { role: config.role, version: VERSION },
+    info: { role: config.role, version: VERSION, mode },
     logger,
     ...(runs.sensors ? { sensors: lazySensors(() => parts.fleet) } : {}),
     ...(usesStore ? { queries: lazyQueries(() => parts.store) } : {}),
@@ -110,44 +128,31 @@ export function start(config: Config, options: StartOptions = {}): App {
     role: config.role,
     auth: config.apiToken ? "bearer token" : "none (loopback only)",
   });
+  logger.info(modeLine(config), { transport: mode.transport, store: mode.store });
 
   let started = false;
   const connect = async () => {
-    const kafka = createKafka({
-      brokers: config.kafkaBrokers,
-      clientId: config.kafkaClientId,
-      logger,
-    });
     if (usesStore) {
-      parts.store = await MongoStore.open(config.mongoUrl, config.mongoDb, logger);
-      cleanups.push(["mongodb", () => parts.store?.[Symbol.asyncDispose]()]);
-      logger.info("connected to mongodb", { url: redactUrl(config.mongoUrl), db: config.mongoDb });
+      parts.store = await openStore(config, logger);
+      cleanups.push(["store", () => parts.store?.[Symbol.asyncDispose]()]);
+      logger.info("store open", { store: store.kind, at: store.where });
     }
-    if (usesKafka) {
-      const created = await ensureTopics(kafka, [
-        { topic: config.kafkaTopic, numPartitions: config.kafkaPartitions },
-        { topic: config.kafkaDlqTopic, numPartitions: 1 },
-      ]);
-      logger.info("connected to kafka", { brokers, topicsCreated: created });
-    }
+    const transport = usesTransport ? await openTransport(config, logger) : undefined;
+    parts.transport = transport;
     const rule: AlarmRule = {
       high: config.alarmHigh,
       low: config.alarmLow,
       raiseAfter: config.alarmRaiseAfter,
       clearAfter: config.alarmClearAfter,
     };
-    if (runs.processors) {
-      const dlq = new KafkaDeadLetterSink(kafka, {
-        topic: config.kafkaDlqTopic,
-        sourceTopic: config.kafkaTopic,
-      });
-      await dlq.connect();
-      cleanups.push(["dead-letter producer", () => dlq[Symbol.asyncDispose]()]);
+    if (runs.processors && transport) {
+      const { source, deadLetters } = await transport.consumer();
+      cleanups.push(["dead-letter sink", () => deadLetters[Symbol.asyncDispose]()]);
       parts.writer = new StoreWriter(parts.store!);
       const processors = new ProcessorSupervisor({
         store: parts.store!,
         writer: parts.writer,
-        deadLetters: dlq,
+        deadLetters,
         rule,
         passivateAfterMs: config.passivateAfterMs,
         checkpointMs: config.checkpointMs,
@@ -155,11 +160,6 @@ export function start(config: Config, options: StartOptions = {}): App {
       });
       parts.processors = processors;
       cleanups.push(["processors", () => processors.stop()]);
-      const source = new KafkaReadingSource(kafka, {
-        topic: config.kafkaTopic,
-        groupId: config.kafkaGroup,
-        logger,
-      });
       cleanups.push(["consumer", async () => {
         // Finish in-flight batches, store their device states, commit, then leave the group.
         await source.drain();
@@ -182,11 +182,14 @@ export function start(config: Config, options: StartOptions = {}): App {
       });
       processors.attach(source);
     }
-    if (runs.sensors) {
-      const producer = new KafkaReadingProducer(kafka, { topic: config.kafkaTopic, logger });
-      await producer.connect();
+    if (runs.sensors && transport) {
+      const producer = await transport.producer();
       parts.producer = producer;
-      cleanups.push(["producer", () => producer.close()]);
+      cleanups.push(["producer", async () => {
+        await producer.close();
+        // Embedded: what the sensors produced last is still queued; let the processors drain it.
+        if (transport.embedded) await waitForBacklog(transport.embedded, 10_000);
+      }]);
       const fleet = new SensorFleet({
         sink: producer,
         logger,
@@ -220,7 +223,10 @@ export function start(config: Config, options: StartOptions = {}): App {
         await runCleanups(cleanups.splice(0), logger);
         for (const key of Object.keys(parts) as (keyof Parts)[]) delete parts[key];
         if (shutdown.signal.aborted) throw new Error("Start-up cancelled by shutdown");
-        if (attempt >= attempts) throw err;
+        // A missing permission will not appear by waiting.
+        const hopeless = err instanceof Deno.errors.NotCapable ||
+          err instanceof Deno.errors.PermissionDenied;
+        if (attempt >= attempts || hopeless) throw err;
         const delayMs = Math.min(10_000, 500 * 2 ** Math.min(attempt - 1, 5));
         logger.warn("start-up failed; retrying", {
           attempt,
@@ -251,6 +257,24 @@ export function start(config: Config, options: StartOptions = {}): App {
   }
 
   return { url, ready, finished, parts, [Symbol.asyncDispose]: () => stop(0) };
+}
+
+/** The one start-up line that says what is in use and how to switch. */
+function modeLine(config: Config): string {
+  const transport = config.kafkaBrokers
+    ? `Kafka at ${config.kafkaBrokers.join(",")}`
+    : "the embedded in-process queue (set KAFKA_BROKERS=127.0.0.1:9092 to use Kafka)";
+  const store = config.mongoUrl
+    ? "MongoDB"
+    : `the embedded Deno KV store ${config.kvPath} (set MONGO_URL=mongodb://127.0.0.1:27017/ to use MongoDB)`;
+  return `using ${transport} and ${store}`;
+}
+
+async function waitForBacklog(queue: MemoryTransport, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  while (queue.backlog > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 async function runCleanups(cleanups: Cleanup[], logger: Logger) {
@@ -319,6 +343,10 @@ if (import.meta.main) {
     Deno.exit(2);
   }
   const app = start(parsed.config);
+  app.ready.catch((error) => {
+    console.error(JSON.stringify({ level: "error", msg: "cannot start", error: String(error) }));
+    void app[Symbol.asyncDispose]().then(() => Deno.exit(1));
+  });
   const onSignal = () => {
     // A store or broker that hangs must not keep the process from exiting.
     setTimeout(() => {

@@ -67,7 +67,7 @@ export interface StoreQueries {
 
 export interface ApiDeps {
   readonly health: () => Promise<HealthReport>;
-  readonly info: { readonly role: string; readonly version: string };
+  readonly info: { readonly role: string; readonly version: string; readonly mode?: unknown };
   readonly logger: Logger;
   /** Absent when this process does not run the sensors role: sensor routes answer 503. */
   readonly sensors?: SensorControl;

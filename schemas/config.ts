@@ -20,13 +20,16 @@ export interface Config {
   readonly port: number;
   readonly apiToken: string | undefined;
   readonly allowOpen: boolean;
-  readonly kafkaBrokers: readonly string[];
+  /** Unset: the embedded in-process transport. */
+  readonly kafkaBrokers: readonly string[] | undefined;
   readonly kafkaTopic: string;
   readonly kafkaDlqTopic: string;
   readonly kafkaPartitions: number;
   readonly kafkaGroup: string;
   readonly kafkaClientId: string;
-  readonly mongoUrl: string;
+  /** Unset: the embedded Deno KV store at `kvPath`. */
+  readonly mongoUrl: string | undefined;
+  readonly kvPath: string;
   readonly mongoDb: string;
   readonly sensors: number;
   readonly sensorProfile: (typeof SENSOR_PROFILES)[number];
@@ -113,8 +116,8 @@ export const SETTINGS: readonly Setting[] = [
     flag: "kafka-brokers",
     env: "KAFKA_BROKERS",
     kind: { type: "list" },
-    default: "127.0.0.1:9092",
-    help: "Kafka bootstrap servers, comma-separated",
+    default: undefined,
+    help: "Kafka bootstrap servers, comma-separated (unset: embedded in-process queue)",
   },
   {
     key: "kafkaTopic",
@@ -165,9 +168,17 @@ export const SETTINGS: readonly Setting[] = [
       pattern: /^mongodb(\+srv)?:\/\//,
       patternHint: "a mongodb:// or mongodb+srv:// URL",
     },
-    default: "mongodb://127.0.0.1:27017/",
-    help: "MongoDB connection string",
+    default: undefined,
+    help: "MongoDB connection string (unset: embedded Deno KV store)",
     secret: true,
+  },
+  {
+    key: "kvPath",
+    flag: "kv-path",
+    env: "KV_PATH",
+    kind: { type: "string" },
+    default: "data/iot.kv",
+    help: "Deno KV file of the embedded store (':memory:' keeps nothing)",
   },
   {
     key: "mongoDb",
@@ -350,6 +361,11 @@ export function parseConfig(
     }
     if (out.kafkaDlqTopic === out.kafkaTopic) {
       errors.push("Invalid dead-letter topic: it must differ from the readings topic");
+    }
+    if (out.kafkaBrokers === undefined && (out.role === "sensors" || out.role === "processors")) {
+      errors.push(
+        `Invalid --role: "${out.role}" needs KAFKA_BROKERS (the embedded queue lives inside one process)`,
+      );
     }
   }
   if (errors.length > 0) return { ok: false, help: false, errors };

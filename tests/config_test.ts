@@ -7,7 +7,9 @@ Deno.test("parseConfig() fills every setting with its default", () => {
   const { config } = result;
   assert.equal(config.port, 8080);
   assert.equal(config.host, "127.0.0.1");
-  assert.deepEqual(config.kafkaBrokers, ["127.0.0.1:9092"]);
+  assert.equal(config.kafkaBrokers, undefined, "embedded transport by default");
+  assert.equal(config.mongoUrl, undefined, "embedded store by default");
+  assert.equal(config.kvPath, "data/iot.kv");
   assert.equal(config.kafkaTopic, "iot.readings");
   assert.equal(config.kafkaDlqTopic, "iot.readings.dlq");
   assert.equal(config.kafkaPartitions, 6);
@@ -85,4 +87,11 @@ Deno.test("helpText() lists every flag, variable and default", () => {
     assert.ok(text.includes(s.env), s.env);
     if (s.default !== undefined) assert.ok(text.includes(`(default: ${s.default})`), s.flag);
   }
+});
+
+Deno.test("parseConfig() refuses a split role without Kafka", () => {
+  const result = parseConfig(["--role", "processors"], {});
+  assert.ok(!result.ok && !result.help);
+  assert.match(result.errors[0]!, /"processors" needs KAFKA_BROKERS/);
+  assert.ok(parseConfig(["--role", "processors"], { KAFKA_BROKERS: "k:9092" }).ok);
 });

@@ -3,21 +3,20 @@
  * and by reading MongoDB, against the real broker and MongoDB-protocol server.
  */
 import assert from "node:assert/strict";
-import { MongoClient } from "mongodb";
 import { DEFAULT_RULE, replay } from "../domain/hysteresis.ts";
 import { encodeReading } from "../schemas/reading.ts";
-import type { AlertDoc, DeviceDoc, ReadingDoc } from "../schemas/documents.ts";
-import { eventually, MONGO_URL, testKafka } from "./fixtures.ts";
-import { cleanupEnv, startApp, testEnv } from "./test_app.ts";
-
-async function withDb<T>(name: string, fn: (db: import("mongodb").Db) => Promise<T>): Promise<T> {
-  const client = new MongoClient(MONGO_URL);
-  try {
-    return await fn(client.db(name));
-  } finally {
-    await client.close();
-  }
-}
+import type { AlertDoc, ReadingDoc } from "../schemas/documents.ts";
+import type { App } from "../main.ts";
+import { eventually, testKafka } from "./fixtures.ts";
+import {
+  EMBEDDED,
+  EMBEDDED_MONGO,
+  KAFKA_KV,
+  KAFKA_MONGO,
+  type Mode,
+  startApp,
+  testEnv,
+} from "./test_app.ts";
 
 function post(url: string, body: unknown) {
   return fetch(url, {
@@ -27,12 +26,68 @@ function post(url: string, body: unknown) {
   });
 }
 
-Deno.test("pipeline: the scripted example yields the documented readings and alerts", async () => {
-  const env = testEnv("e2e-script");
-  await using _cleanup = cleanupEnv(env);
-  await using app = await startApp(env);
-  const temperatures = [70, 81, 82, 79, 76, 71, 69, 68, 85, 86];
-  const res = await post(`${app.url}/sensors`, { id: "script-1", temperatures, intervalMs: 100 });
+/** Every stored reading of a device, oldest first, through the store port. */
+async function storedReadings(app: App, deviceId: string): Promise<ReadingDoc[]> {
+  return [...await app.parts.store!.readings(deviceId, 100_000)].reverse();
+}
+
+async function storedAlerts(app: App, deviceId: string): Promise<AlertDoc[]> {
+  const alerts = await app.parts.store!.alerts({ deviceId, limit: 1000 });
+  return [...alerts].sort((a, b) => a.raisedSeq - b.raisedSeq);
+}
+
+/** Recomputes a device's whole history from its stored readings and compares. */
+async function assertConsistent(app: App, deviceId: string, lastSeq: number) {
+  const readings = await storedReadings(app, deviceId);
+  assert.deepEqual(
+    readings.map((r) => r.seq),
+    Array.from({ length: lastSeq }, (_, i) => i + 1),
+    `${deviceId}: every seq exactly once`,
+  );
+  const expected = replay(
+    readings.map((r) => ({
+      seq: r.seq,
+      ts: new Date(r.ts).toISOString(),
+      temperature: r.temperature,
+    })),
+    DEFAULT_RULE,
+  );
+  assert.deepEqual(readings.map((r) => r.is_critical), expected.critical, `${deviceId}: flags`);
+  const raised = expected.transitions.filter((t) => t.type === "raised").map((t) => t.seq);
+  const alerts = await storedAlerts(app, deviceId);
+  assert.deepEqual(alerts.map((a) => a.raisedSeq), raised, `${deviceId}: one alert per episode`);
+  return raised.length;
+}
+
+const WORKED_EXAMPLE = [70, 81, 82, 79, 76, 71, 69, 68, 85, 86];
+
+for (const mode of [KAFKA_MONGO, EMBEDDED, KAFKA_KV, EMBEDDED_MONGO]) {
+  Deno.test(`pipeline (${mode.name}): the scripted example yields the documented readings and alerts`, async () => {
+    await using env = await testEnv("e2e-script", mode);
+    await using app = await startApp(env);
+    await scriptedExample(app);
+  });
+}
+
+for (const mode of [KAFKA_MONGO, EMBEDDED]) {
+  Deno.test(`pipeline (${mode.name}): added sensors appear as devices and a removed one stops`, async () => {
+    await using env = await testEnv("e2e-fleet", mode);
+    await using app = await startApp(env);
+    await addAndRemove(app);
+  });
+
+  Deno.test(`pipeline (${mode.name}): a restart mid-stream loses and duplicates nothing`, async () => {
+    await using env = await testEnv("e2e-restart-all", mode);
+    await restartMidStream(mode, env);
+  });
+}
+
+async function scriptedExample(app: App) {
+  const res = await post(`${app.url}/sensors`, {
+    id: "script-1",
+    temperatures: WORKED_EXAMPLE,
+    intervalMs: 100,
+  });
   assert.equal(res.status, 201, await res.clone().text());
   assert.deepEqual(await res.json(), { ids: ["script-1"] });
 
@@ -44,31 +99,26 @@ Deno.test("pipeline: the scripted example yields the documented readings and ale
   assert.equal(device.level, "critical");
   assert.equal(device.counters.readings, 10);
 
-  await withDb(env.db, async (db) => {
-    const readings = await db.collection<ReadingDoc>("readings")
-      .find({ deviceId: "script-1" }).sort({ seq: 1 }).toArray();
-    assert.deepEqual(readings.map((r) => r.seq), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-    assert.deepEqual(readings.map((r) => r.temperature), temperatures);
-    assert.deepEqual(
-      readings.map((r) => r.is_critical),
-      [false, false, true, true, true, true, true, false, false, true],
-    );
-    assert.equal(readings[0]!._id, "script-1:1");
-    assert.ok(readings[0]!.ts instanceof Date);
-    assert.equal(readings[0]!.location.type, "Point");
+  const readings = await storedReadings(app, "script-1");
+  assert.deepEqual(readings.map((r) => r.seq), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  assert.deepEqual(readings.map((r) => r.temperature), WORKED_EXAMPLE);
+  assert.deepEqual(
+    readings.map((r) => r.is_critical),
+    [false, false, true, true, true, true, true, false, false, true],
+  );
+  assert.equal(readings[0]!._id, "script-1:1");
+  assert.ok(readings[0]!.ts instanceof Date);
+  assert.equal(readings[0]!.location.type, "Point");
 
-    const alerts = await db.collection<AlertDoc>("alerts").find({ deviceId: "script-1" })
-      .sort({ raisedSeq: 1 }).toArray();
-    assert.equal(alerts.length, 2);
-    assert.deepEqual(
-      alerts.map((a) => [a._id, a.status, a.raisedSeq, a.clearedSeq, a.peakTemperature]),
-      [
-        ["script-1:overheat:3", "cleared", 3, 8, 82],
-        ["script-1:overheat:10", "active", 10, undefined, 86],
-      ],
-    );
-    assert.deepEqual(alerts[0]!.thresholds, DEFAULT_RULE);
-  });
+  const alerts = await storedAlerts(app, "script-1");
+  assert.deepEqual(
+    alerts.map((a) => [a._id, a.status, a.raisedSeq, a.clearedSeq, a.peakTemperature]),
+    [
+      ["script-1:overheat:3", "cleared", 3, 8, 82],
+      ["script-1:overheat:10", "active", 10, undefined, 86],
+    ],
+  );
+  assert.deepEqual(alerts[0]!.thresholds, DEFAULT_RULE);
 
   const active = await (await fetch(`${app.url}/alerts?status=active&deviceId=script-1`)).json();
   assert.deepEqual(active.alerts.map((a: AlertDoc) => a._id), ["script-1:overheat:10"]);
@@ -79,17 +129,13 @@ Deno.test("pipeline: the scripted example yields the documented readings and ale
     return body.status === "completed" ? body : undefined;
   });
   assert.equal(sensor.lastReading.seq, 10);
-});
+}
 
-Deno.test("pipeline: added sensors appear as devices and a removed one stops", async () => {
-  const env = testEnv("e2e-fleet");
-  await using _cleanup = cleanupEnv(env);
-  await using app = await startApp(env);
+async function addAndRemove(app: App) {
   const res = await post(`${app.url}/sensors`, { count: 4, intervalMs: 150, idPrefix: "fleet" });
   assert.equal(res.status, 201);
   const { ids } = await res.json() as { ids: string[] };
   assert.equal(ids.length, 4);
-
   for (const id of ids) {
     await eventually(`readings of ${id}`, async () => {
       const body = await (await fetch(`${app.url}/devices/${id}/readings?limit=1`)).json();
@@ -101,30 +147,61 @@ Deno.test("pipeline: added sensors appear as devices and a removed one stops", a
 
   const removed = ids[0]!;
   assert.equal((await fetch(`${app.url}/sensors/${removed}`, { method: "DELETE" })).status, 204);
-  const seqAtRemoval = await eventually("the removed sensor's last reading stored", async () => {
-    const device = await (await fetch(`${app.url}/devices/${removed}`)).json() as DeviceDoc;
-    const sensorSeq = app.parts.fleet!.stats.emitted; // fleet keeps counting others
-    return device.lastSeq > 0 && sensorSeq > 0 ? device.lastSeq : undefined;
-  });
   assert.equal((await fetch(`${app.url}/sensors/${removed}`)).status, 404);
+  const lastEmitted = await eventually("the removed sensor's readings all stored", async () => {
+    const stored = await storedReadings(app, removed);
+    const device = await app.parts.store!.device(removed);
+    return device && stored.length > 0 && device.lastSeq === stored.at(-1)!.seq
+      ? stored.at(-1)!.seq
+      : undefined;
+  });
   // Others keep going for a while; the removed one adds nothing.
   const other = ids[1]!;
-  const before = (await (await fetch(`${app.url}/devices/${other}`)).json()).lastSeq;
+  const before = (await app.parts.store!.device(other))?.lastSeq ?? 0;
   await eventually("another sensor to advance", async () => {
-    const now = (await (await fetch(`${app.url}/devices/${other}`)).json()).lastSeq;
+    const now = (await app.parts.store!.device(other))?.lastSeq ?? 0;
     return now >= before + 3 ? true : undefined;
   });
-  const after = await (await fetch(`${app.url}/devices/${removed}`)).json();
-  assert.ok(after.lastSeq <= seqAtRemoval + 1, `removed sensor went on: ${after.lastSeq}`);
-  await withDb(env.db, async (db) => {
-    const n = await db.collection("readings").countDocuments({ deviceId: removed });
-    assert.equal(n, after.lastSeq, "one document per seq, none after removal");
-  });
-});
+  const after = await storedReadings(app, removed);
+  assert.equal(after.at(-1)!.seq, lastEmitted, "no reading after removal");
+  assert.equal(after.length, lastEmitted, "one document per seq");
+}
 
-Deno.test("pipeline: a malformed record goes to the dead-letter topic and processing goes on", async () => {
-  const env = testEnv("e2e-dlq");
-  await using _cleanup = cleanupEnv(env);
+/** Stops the whole app mid-stream and starts it again on the same data. */
+async function restartMidStream(mode: Mode, env: Awaited<ReturnType<typeof testEnv>>) {
+  const cycle = [60, 81, 85, 90, 79, 75, 69, 65, 62, 72];
+  const temperatures = Array.from({ length: 40 }, (_, i) => cycle[i % cycle.length]!);
+  const sensors = { count: 3, temperatures, intervalMs: 100, idPrefix: "hot" };
+  let ids: string[];
+  {
+    await using first = await startApp(env);
+    const res = await post(`${first.url}/sensors`, sensors);
+    ids = (await res.json()).ids;
+    await eventually(
+      "first run stores readings",
+      () => (first.parts.processors?.stats.readings ?? 0) >= 45 ? true : undefined,
+    );
+  }
+  // The same sensors again: their seq continues where the store left off.
+  await using second = await startApp(env);
+  const res = await post(`${second.url}/sensors`, sensors);
+  assert.deepEqual((await res.json()).ids, ids, `${mode.name}: same ids`);
+  for (const id of ids) {
+    const last = await eventually(`${id} completes and is stored`, async () => {
+      const sensor = second.parts.fleet!.get(id);
+      const device = await second.parts.store!.device(id);
+      return sensor?.status === "completed" && device?.lastSeq === sensor.seq
+        ? sensor.seq
+        : undefined;
+    }, 30_000);
+    assert.ok(last > temperatures.length, `${id}: seq continued after the restart (${last})`);
+    const episodes = await assertConsistent(second, id, last);
+    assert.ok(episodes >= 5, `${id}: episodes in both runs`);
+  }
+}
+
+Deno.test("pipeline (kafka+mongodb): a malformed record goes to the dead-letter topic and processing goes on", async () => {
+  await using env = await testEnv("e2e-dlq", KAFKA_MONGO);
   await using app = await startApp(env);
   const kafka = testKafka();
   const producer = kafka.producer();
@@ -172,9 +249,8 @@ Deno.test("pipeline: a malformed record goes to the dead-letter topic and proces
   assert.equal(app.parts.processors!.stats.deadLettered, 2);
 });
 
-Deno.test("pipeline: restarting the processors mid-stream loses and duplicates nothing", async () => {
-  const env = testEnv("e2e-restart");
-  await using _cleanup = cleanupEnv(env);
+Deno.test("pipeline (kafka+mongodb): restarting the processor role mid-stream loses and duplicates nothing", async () => {
+  await using env = await testEnv("e2e-restart", KAFKA_MONGO);
   await using sensors = await startApp(env, { ROLE: "sensors" });
   // A deterministic series with an overheat episode every 10 readings.
   const cycle = [60, 81, 85, 90, 79, 75, 69, 65, 62, 72];
@@ -202,39 +278,18 @@ Deno.test("pipeline: restarting the processors mid-stream loses and duplicates n
     "second processor stores readings",
     () => (second.parts.processors?.stats.readings ?? 0) >= 60 ? true : undefined,
   );
-  const produced = new Map(ids.map((id) => [id, temperatures.length]));
-
-  await withDb(env.db, async (db) => {
-    for (const id of ids) {
-      const last = await eventually(`${id} fully stored`, async () => {
-        const d = await db.collection<DeviceDoc>("devices").findOne({ _id: id });
-        return d && d.lastSeq >= produced.get(id)! ? d.lastSeq : undefined;
-      }, 30_000);
-      const readings = await db.collection<ReadingDoc>("readings").find({ deviceId: id })
-        .sort({ seq: 1 }).toArray();
-      assert.deepEqual(
-        readings.map((r) => r.seq),
-        Array.from({ length: last }, (_, i) => i + 1),
-        `${id}: every seq exactly once`,
-      );
-      // Recompute the whole history from the stored readings: flags and alerts must agree.
-      const expected = replay(
-        readings.map((r) => ({ seq: r.seq, ts: r.ts.toISOString(), temperature: r.temperature })),
-        DEFAULT_RULE,
-      );
-      assert.deepEqual(readings.map((r) => r.is_critical), expected.critical, `${id}: flags`);
-      const alerts = await db.collection<AlertDoc>("alerts").find({ deviceId: id })
-        .sort({ raisedSeq: 1 }).toArray();
-      const raised = expected.transitions.filter((t) => t.type === "raised").map((t) => t.seq);
-      assert.deepEqual(alerts.map((a) => a.raisedSeq), raised, `${id}: one alert per episode`);
-      assert.equal(raised.length, 10, `${id}: one episode per cycle`);
-    }
-  });
+  for (const id of ids) {
+    await eventually(`${id} fully stored`, async () => {
+      const d = await second.parts.store!.device(id);
+      return d && d.lastSeq >= temperatures.length ? true : undefined;
+    }, 30_000);
+    const episodes = await assertConsistent(second, id, temperatures.length);
+    assert.equal(episodes, 10, `${id}: one episode per cycle`);
+  }
 });
 
-Deno.test("pipeline: two processor processes share the consumer group and split the partitions", async () => {
-  const env = testEnv("e2e-split");
-  await using _cleanup = cleanupEnv(env);
+Deno.test("pipeline (kafka+mongodb): two processor processes share the consumer group and split the partitions", async () => {
+  await using env = await testEnv("e2e-split", KAFKA_MONGO);
   await using sensors = await startApp(env, { ROLE: "sensors" });
   await using a = await startApp(env, { ROLE: "processors" });
   await using b = await startApp(env, { ROLE: "processors" });
@@ -258,4 +313,26 @@ Deno.test("pipeline: two processor processes share the consumer group and split 
         : undefined,
     30_000,
   );
+});
+
+Deno.test("pipeline (embedded+kv): a malformed record is dead-lettered and processing goes on", async () => {
+  await using env = await testEnv("e2e-dlq-embedded", EMBEDDED);
+  await using app = await startApp(env);
+  const queue = app.parts.transport!.embedded!;
+  const good = {
+    deviceId: "dlq-1",
+    seq: 1,
+    ts: "2026-11-27T13:00:00.000Z",
+    temperature: 21.5,
+    humidity: 40,
+    location: { lat: 48.85, lon: 2.35 },
+  };
+  assert.ok(queue.publishRaw("dlq-1", "{not json"));
+  assert.ok(queue.publishRaw("dlq-1", encodeReading(good)));
+  await eventually(
+    "the valid reading stored",
+    () => app.parts.store!.device("dlq-1").then((d) => d ?? undefined),
+  );
+  assert.equal(app.parts.processors!.stats.deadLettered, 1);
+  assert.match(queue.deadLetters[0]!.reason, /invalid JSON/);
 });

@@ -1,7 +1,8 @@
 /**
  * Runs the real program in-process for a test, with its own topic, consumer
- * group and database, against the real Kafka and MongoDB-protocol servers;
- * disposing it stops the app and removes the topic and database.
+ * group, database and KV file, against the real Kafka and MongoDB-protocol
+ * servers or the embedded adapters; disposing the environment removes what
+ * the test created.
  *
  * @module
  */
@@ -11,28 +12,66 @@ import { silentLogger } from "../adapters/log.ts";
 import { KAFKA_BROKERS, MONGO_URL, requireServices, testKafka, uniqueName } from "./fixtures.ts";
 import { MongoClient } from "mongodb";
 
-export interface TestEnv {
+/** Which adapter serves each port. */
+export interface Mode {
+  readonly name: string;
+  readonly kafka: boolean;
+  readonly mongo: boolean;
+}
+
+export const KAFKA_MONGO: Mode = { name: "kafka+mongodb", kafka: true, mongo: true };
+export const EMBEDDED: Mode = { name: "embedded+kv", kafka: false, mongo: false };
+export const KAFKA_KV: Mode = { name: "kafka+kv", kafka: true, mongo: false };
+export const EMBEDDED_MONGO: Mode = { name: "embedded+mongodb", kafka: false, mongo: true };
+
+export interface TestEnv extends AsyncDisposable {
+  readonly mode: Mode;
   readonly topic: string;
   readonly db: string;
   readonly group: string;
+  readonly kvPath: string;
 }
 
-export function testEnv(prefix: string): TestEnv {
-  return {
+/** A fresh environment; dispose it to remove the topic, group, database and KV file. */
+export async function testEnv(prefix: string, mode: Mode = KAFKA_MONGO): Promise<TestEnv> {
+  if (mode.kafka || mode.mongo) await requireServices();
+  const dir = await Deno.makeTempDir({ prefix: "iot-test-" });
+  const env = {
+    mode,
     topic: uniqueName(prefix),
     db: uniqueName(prefix).replaceAll("-", "_").slice(0, 60),
     group: uniqueName(`${prefix}-group`),
+    kvPath: `${dir}/iot.kv`,
+  };
+  return {
+    ...env,
+    async [Symbol.asyncDispose]() {
+      if (mode.kafka) {
+        const admin = testKafka().admin();
+        await admin.connect();
+        await admin.deleteTopics({ topics: [env.topic, `${env.topic}.dlq`] }).catch(() => {});
+        await admin.deleteGroups([env.group]).catch(() => {});
+        await admin.disconnect();
+      }
+      if (mode.mongo) {
+        const client = new MongoClient(MONGO_URL);
+        await client.db(env.db).dropDatabase().catch(() => {});
+        await client.close();
+      }
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
   };
 }
 
 export function testConfig(env: TestEnv, overrides: Record<string, string> = {}): Config {
   const parsed = parseConfig(["--port", "0"], {
-    KAFKA_BROKERS,
-    MONGO_URL,
+    ...(env.mode.kafka ? { KAFKA_BROKERS } : {}),
+    ...(env.mode.mongo ? { MONGO_URL } : {}),
     KAFKA_TOPIC: env.topic,
     KAFKA_GROUP: env.group,
     KAFKA_PARTITIONS: "3",
     MONGO_DB: env.db,
+    KV_PATH: env.kvPath,
     SENSORS: "0",
     CHECKPOINT_MS: "200",
     ...overrides,
@@ -43,7 +82,6 @@ export function testConfig(env: TestEnv, overrides: Record<string, string> = {})
 
 /** Starts the app and waits until it is ready. */
 export async function startApp(env: TestEnv, overrides: Record<string, string> = {}): Promise<App> {
-  await requireServices();
   const app = start(testConfig(env, overrides), { logger: silentLogger });
   try {
     await app.ready;
@@ -52,20 +90,4 @@ export async function startApp(env: TestEnv, overrides: Record<string, string> =
     throw err;
   }
   return app;
-}
-
-/** Removes what a test environment created in Kafka and MongoDB. */
-export function cleanupEnv(env: TestEnv): AsyncDisposable {
-  return {
-    async [Symbol.asyncDispose]() {
-      const admin = testKafka().admin();
-      await admin.connect();
-      await admin.deleteTopics({ topics: [env.topic, `${env.topic}.dlq`] }).catch(() => {});
-      await admin.deleteGroups([env.group]).catch(() => {});
-      await admin.disconnect();
-      const client = new MongoClient(MONGO_URL);
-      await client.db(env.db).dropDatabase().catch(() => {});
-      await client.close();
-    },
-  };
 }

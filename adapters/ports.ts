@@ -1,0 +1,122 @@
+/**
+ * The two ports the composition root chooses adapters for — transport and
+ * store — and the factories that build the chosen adapter. Everything past
+ * this file (sensors, processors, API) sees only these interfaces.
+ *
+ * @module
+ */
+import type { Kafka } from "kafkajs";
+import type { Config } from "../schemas/config.ts";
+import type { StoreQueries } from "./http_api.ts";
+import { type DeviceStore, MongoStore, type SeqLookup } from "./mongo_store.ts";
+import { KvStore } from "./kv_store.ts";
+import { KafkaReadingProducer, type ProducerStats, type ReadingSink } from "./kafka_producer.ts";
+import {
+  type DeadLetterSink,
+  KafkaDeadLetterSink,
+  KafkaReadingSource,
+  type ReadingSource,
+} from "./kafka_consumer.ts";
+import { createKafka, ensureTopics } from "./kafka_client.ts";
+import { MemoryTransport } from "./memory_transport.ts";
+import { probeKafka, redactUrl } from "./probe.ts";
+import type { Logger } from "./log.ts";
+
+/** Port: everything the pipeline needs of a store. */
+export interface Store extends DeviceStore, StoreQueries, SeqLookup, AsyncDisposable {
+  ping(): Promise<void>;
+}
+
+/** The producer side of a transport, as the sensor fleet uses it. */
+export interface Producer extends ReadingSink {
+  readonly stats: ProducerStats;
+  close(): Promise<void>;
+}
+
+/** Port: the transport, opened for the roles this process runs. */
+export interface Transport {
+  readonly kind: "kafka" | "embedded";
+  /** The in-process queue when embedded (tests publish raw records through it). */
+  readonly embedded?: MemoryTransport;
+  /** Makes the producer side ready (connects; creates topics). */
+  producer(): Promise<Producer>;
+  /** The consumer side and its dead-letter sink. */
+  consumer(): Promise<{ source: ReadingSource; deadLetters: DeadLetterSink & AsyncDisposable }>;
+  /** Rejects when the transport is unusable. */
+  probe(): Promise<void>;
+}
+
+export function describeStore(config: Config): { kind: "mongodb" | "kv"; where: string } {
+  return config.mongoUrl
+    ? { kind: "mongodb", where: `${redactUrl(config.mongoUrl)} db ${config.mongoDb}` }
+    : { kind: "kv", where: config.kvPath };
+}
+
+export async function openStore(config: Config, logger: Logger): Promise<Store> {
+  return config.mongoUrl
+    ? await MongoStore.open(config.mongoUrl, config.mongoDb, logger)
+    : await KvStore.open(config.kvPath);
+}
+
+/** The transport the config selects: Kafka when brokers are given, else the embedded queue. */
+export async function openTransport(config: Config, logger: Logger): Promise<Transport> {
+  if (!config.kafkaBrokers) return embeddedTransport(config, logger);
+  const kafka = createKafka({
+    brokers: config.kafkaBrokers,
+    clientId: config.kafkaClientId,
+    logger,
+  });
+  const created = await ensureTopics(kafka, [
+    { topic: config.kafkaTopic, numPartitions: config.kafkaPartitions },
+    { topic: config.kafkaDlqTopic, numPartitions: 1 },
+  ]);
+  logger.info("connected to kafka", {
+    brokers: config.kafkaBrokers.join(","),
+    topicsCreated: created,
+  });
+  return kafkaTransport(kafka, config, logger);
+}
+
+function kafkaTransport(kafka: Kafka, config: Config, logger: Logger): Transport {
+  const brokers = config.kafkaBrokers!.join(",");
+  return {
+    kind: "kafka",
+    async producer() {
+      const producer = new KafkaReadingProducer(kafka, { topic: config.kafkaTopic, logger });
+      await producer.connect();
+      return producer;
+    },
+    async consumer() {
+      const deadLetters = new KafkaDeadLetterSink(kafka, {
+        topic: config.kafkaDlqTopic,
+        sourceTopic: config.kafkaTopic,
+      });
+      await deadLetters.connect();
+      const source = new KafkaReadingSource(kafka, {
+        topic: config.kafkaTopic,
+        groupId: config.kafkaGroup,
+        logger,
+      });
+      return { source, deadLetters };
+    },
+    probe: () => probeKafka(brokers, 2000),
+  };
+}
+
+function embeddedTransport(config: Config, logger: Logger): Transport {
+  const queue = new MemoryTransport({ partitions: config.kafkaPartitions, logger });
+  return {
+    kind: "embedded",
+    embedded: queue,
+    producer: () => Promise.resolve(queue),
+    consumer: () =>
+      Promise.resolve({
+        source: queue,
+        deadLetters: {
+          send: (letters) => queue.send(letters),
+          [Symbol.asyncDispose]: () => Promise.resolve(),
+        },
+      }),
+    probe: () => Promise.resolve(),
+  };
+}
