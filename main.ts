@@ -126,7 +126,7 @@ export function start(config: Config, options: StartOptions = {}): App {
   logger.info("http api listening", {
     url,
     role: config.role,
-    auth: config.apiToken ? "bearer token" : "none (loopback only)",
+    auth: config.apiToken ? "bearer token" : "none",
   });
   logger.info(modeLine(config), { transport: mode.transport, store: mode.store });
 

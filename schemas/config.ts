@@ -362,6 +362,12 @@ export function parseConfig(
     if (out.kafkaDlqTopic === out.kafkaTopic) {
       errors.push("Invalid dead-letter topic: it must differ from the readings topic");
     }
+    const loopback = ["127.0.0.1", "localhost", "::1"].includes(out.host as string);
+    if (!loopback && out.apiToken === undefined && !out.allowOpen) {
+      errors.push(
+        `Refusing to listen on "${out.host}" without API_TOKEN: set API_TOKEN, or pass --allow-open to accept an open control API`,
+      );
+    }
     if (out.kafkaBrokers === undefined && (out.role === "sensors" || out.role === "processors")) {
       errors.push(
         `Invalid --role: "${out.role}" needs KAFKA_BROKERS (the embedded queue lives inside one process)`,

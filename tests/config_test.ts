@@ -95,3 +95,12 @@ Deno.test("parseConfig() refuses a split role without Kafka", () => {
   assert.match(result.errors[0]!, /"processors" needs KAFKA_BROKERS/);
   assert.ok(parseConfig(["--role", "processors"], { KAFKA_BROKERS: "k:9092" }).ok);
 });
+
+Deno.test("parseConfig() refuses an open control API on a public address", () => {
+  const open = parseConfig(["--host", "0.0.0.0"], {});
+  assert.ok(!open.ok && !open.help);
+  assert.match(open.errors[0]!, /without API_TOKEN/);
+  assert.ok(parseConfig(["--host", "0.0.0.0"], { API_TOKEN: "s3cret" }).ok);
+  assert.ok(parseConfig(["--host", "0.0.0.0", "--allow-open"], {}).ok);
+  assert.ok(parseConfig([], {}).ok, "loopback needs no token");
+});
