@@ -111,6 +111,7 @@ export function start(config: Config, options: StartOptions = {}): App {
     ...(runs.sensors ? { sensors: lazySensors(() => parts.fleet) } : {}),
     ...(usesStore ? { queries: lazyQueries(() => parts.store) } : {}),
     ...(config.apiToken ? { apiToken: config.apiToken } : {}),
+    rateLimit: { perMinute: config.rateLimitPerMinute },
     stats: () => ({
       ...(parts.fleet ? { sensors: parts.fleet.stats } : {}),
       ...(parts.producer ? { producer: parts.producer.stats } : {}),

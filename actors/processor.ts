@@ -82,7 +82,7 @@ export function createProcessor(
     }
     // Keep an open episode's peak current even when this batch had no transition.
     if (state.episode && docs.length > 0) {
-      const doc = toAlertDoc(deviceId, state.episode, rule);
+      const doc = toAlertDoc(deviceId, state.episode, rule, undefined, state.lastSeq);
       alerts.set(doc._id, doc);
     }
     return {

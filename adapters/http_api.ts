@@ -77,6 +77,11 @@ export interface ApiDeps {
   readonly apiToken?: string;
   /** Live counters of the running roles, shown in `/health`. */
   readonly stats?: () => Record<string, unknown>;
+  /**
+   * Token bucket on POST/DELETE/PATCH/PUT, per token when `apiToken` is set,
+   * else per client address. Absent or `perMinute: 0`: no limit.
+   */
+  readonly rateLimit?: { readonly perMinute: number; readonly now?: () => number };
 }
 
 /** Largest accepted request body. */
@@ -92,7 +97,11 @@ const DEFAULT_PAGE = 100;
 export function createApi(deps: ApiDeps): Hono {
   const app = new Hono();
 
+  // Auth first: a flood without the right token gets a cheap 401 and uses no bucket.
   if (deps.apiToken !== undefined) app.use(bearerToken({ token: deps.apiToken }));
+  if (deps.rateLimit && deps.rateLimit.perMinute > 0) {
+    app.use(rateLimit({ ...deps.rateLimit, byToken: deps.apiToken !== undefined }));
+  }
 
   app.get("/health", async (c) => {
     const report = await deps.health();
@@ -243,8 +252,8 @@ export function bearerToken(
   const expected = sha256(token);
   return async function bearerToken(c, next) {
     if (openMethods.includes(c.req.method)) return await next();
-    const match = /^Bearer +(\S+) *$/i.exec(c.req.header("Authorization") ?? "");
-    if (!match?.[1]) {
+    const presented = bearerOf(c);
+    if (presented === undefined) {
       c.header("WWW-Authenticate", `Bearer realm="api"`);
       throw new ApiError(
         401,
@@ -253,12 +262,116 @@ export function bearerToken(
       );
     }
     // Equal-length digests, so the comparison time says nothing about the token.
-    if (!timingSafeEqual(sha256(match[1]), expected)) {
+    if (!timingSafeEqual(sha256(presented), expected)) {
       c.header("WWW-Authenticate", `Bearer realm="api", error="invalid_token"`);
       throw new ApiError(401, "unauthorized", "Invalid bearer token");
     }
     await next();
   };
+}
+
+export interface RateLimitOptions {
+  /** Requests a caller may make per minute, which is also the largest burst. */
+  readonly perMinute: number;
+  /** Methods never limited. */
+  readonly openMethods?: readonly string[];
+  /**
+   * Key callers by their bearer token (hashed) instead of their address. Only
+   * safe after `bearerToken()` has checked it: otherwise every made-up token
+   * would get a fresh bucket.
+   */
+  readonly byToken?: boolean;
+  /** Clock in milliseconds; tests inject one. */
+  readonly now?: () => number;
+  /** Buckets kept in memory; past it, full buckets go first, then the least recently used. */
+  readonly maxBuckets?: number;
+}
+
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+/**
+ * A token bucket per caller on every request whose method is not open: it
+ * holds `perMinute` tokens and refills continuously. An empty bucket answers
+ * 429 with `Retry-After`. The caller is the client address from
+ * `Deno.serve`'s connection info, or "anonymous" when there is none.
+ */
+export function rateLimit(
+  {
+    perMinute,
+    openMethods = ["GET", "HEAD", "OPTIONS"],
+    byToken = false,
+    now = Date.now,
+    maxBuckets = 10_000,
+  }: RateLimitOptions,
+): MiddlewareHandler {
+  if (!Number.isFinite(perMinute) || perMinute <= 0) {
+    throw new RangeError(`Invalid perMinute: ${perMinute} must be a positive number`);
+  }
+  const perMs = perMinute / 60_000;
+  const keep = Math.floor(maxBuckets * 0.9);
+  // Insertion order is recency order: a used bucket is moved to the end.
+  const buckets = new Map<string, Bucket>();
+  const level = (bucket: Bucket, t: number) =>
+    Math.min(perMinute, bucket.tokens + Math.max(0, t - bucket.at) * perMs);
+  const evict = (t: number) => {
+    // A full bucket is the same as no bucket, so dropping it forgets nothing.
+    for (const [key, bucket] of buckets) {
+      if (level(bucket, t) >= perMinute) buckets.delete(key);
+    }
+    // Still crowded: forget the least recently used (they start over full);
+    // trimming below the cap spreads the cost of the sweep over many requests.
+    for (const key of buckets.keys()) {
+      if (buckets.size <= keep) break;
+      buckets.delete(key);
+    }
+  };
+  return async function rateLimit(c, next) {
+    if (openMethods.includes(c.req.method)) return await next();
+    const token = byToken ? bearerOf(c) : undefined;
+    const key = token === undefined
+      ? `address:${clientAddress(c.env)}`
+      : `token:${createHash("sha256").update(token, "utf8").digest("base64")}`;
+    const t = now();
+    let bucket = buckets.get(key);
+    if (bucket) {
+      buckets.delete(key);
+    } else {
+      if (buckets.size >= maxBuckets) evict(t);
+      bucket = { tokens: perMinute, at: t };
+    }
+    buckets.set(key, bucket);
+    bucket.tokens = level(bucket, t);
+    bucket.at = t;
+    if (bucket.tokens < 1) {
+      const seconds = Math.max(1, Math.ceil((1 - bucket.tokens) / perMs / 1000));
+      c.header("Retry-After", String(seconds));
+      throw new ApiError(
+        429,
+        "rate_limited",
+        `Too many requests: the limit is ${perMinute} per minute, retry in ${seconds} s`,
+      );
+    }
+    bucket.tokens -= 1;
+    await next();
+  };
+}
+
+/** The token of `Authorization: Bearer <token>`, if well formed. */
+function bearerOf(c: Context): string | undefined {
+  return /^Bearer +(\S+) *$/i.exec(c.req.header("Authorization") ?? "")?.[1];
+}
+
+/**
+ * The peer address `Deno.serve` passes as the handler's second argument
+ * (Hono's `c.env`). Read directly: `getConnInfo` from `hono/deno` is
+ * deprecated and throws when there is no connection info, as in `app.request()`.
+ */
+function clientAddress(env: unknown): string {
+  const addr = (env as { remoteAddr?: { hostname?: unknown } } | undefined)?.remoteAddr;
+  return typeof addr?.hostname === "string" ? addr.hostname : "anonymous";
 }
 
 function sha256(text: string): Uint8Array {

@@ -4,20 +4,35 @@
  *
  * @module
  */
-import { Kafka, type KafkaConfig, type LogEntry, logLevel } from "kafkajs";
+import { Kafka, type KafkaConfig, type LogEntry, logLevel, type SASLOptions } from "kafkajs";
 import type { Logger } from "./log.ts";
+import type { Config, KafkaSaslMechanism } from "../schemas/config.ts";
 
 export interface KafkaClientOptions {
   readonly brokers: readonly string[];
   readonly clientId: string;
   readonly logger: Logger;
+  /** SASL authentication; absent: none. */
+  readonly sasl?: {
+    readonly mechanism: KafkaSaslMechanism;
+    readonly username: string;
+    readonly password: string;
+  };
+  /** TLS: `true` trusts the system roots, `{ ca }` these PEM certificates instead; absent: plaintext. */
+  readonly ssl?: boolean | { readonly ca: readonly string[] };
 }
 
-export function createKafka({ brokers, clientId, logger }: KafkaClientOptions): Kafka {
+export function createKafka(
+  { brokers, clientId, logger, sasl, ssl }: KafkaClientOptions,
+): Kafka {
   const log = logger.child({ component: "kafkajs" });
   const config: KafkaConfig = {
     clientId,
     brokers: [...brokers],
+    // Each of our mechanisms takes a username and a password; TypeScript just
+    // does not distribute the mechanism union over kafkajs's per-mechanism types.
+    ...(sasl ? { sasl: { ...sasl } as SASLOptions } : {}),
+    ...(ssl === undefined ? {} : { ssl: typeof ssl === "boolean" ? ssl : { ca: [...ssl.ca] } }),
     connectionTimeout: 3000,
     requestTimeout: 30_000,
     // Few retries per call: callers (start-up, the producer's buffer, the
@@ -34,6 +49,32 @@ export function createKafka({ brokers, clientId, logger }: KafkaClientOptions): 
     },
   };
   return new Kafka(config);
+}
+
+/**
+ * The `sasl` and `ssl` options the config asks for, reading the CA bundle
+ * through `readFile` (e.g. `(path) => Deno.readTextFileSync(path)`).
+ * `parseConfig()` has already checked that the settings fit together.
+ */
+export function kafkaSecurity(
+  config: Pick<
+    Config,
+    "kafkaSaslMechanism" | "kafkaUsername" | "kafkaPassword" | "kafkaTls" | "kafkaTlsCaFile"
+  >,
+  readFile: (path: string) => string,
+): Pick<KafkaClientOptions, "sasl" | "ssl"> {
+  const { kafkaSaslMechanism: mechanism, kafkaUsername: username, kafkaPassword: password } =
+    config;
+  return {
+    ...(mechanism !== undefined && username !== undefined && password !== undefined
+      ? { sasl: { mechanism, username, password } }
+      : {}),
+    ...(config.kafkaTls
+      ? {
+        ssl: config.kafkaTlsCaFile === undefined ? true : { ca: [readFile(config.kafkaTlsCaFile)] },
+      }
+      : {}),
+  };
 }
 
 /** Creates the readings and dead-letter topics if they do not exist yet. */

@@ -123,15 +123,28 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
     // so a stored state never claims readings that were not stored.
     await Promise.all([
       insertOnce(this.#readings(), batch.readings),
-      // Alert documents are full, deterministic snapshots: the latest wins.
-      bulk(
-        this.#alerts(),
-        batch.alerts.map((a) => ({
-          replaceOne: { filter: { _id: a._id }, replacement: a, upsert: true },
-        })),
-      ),
+      this.#writeAlerts(batch.alerts),
     ]);
     await this.#writeDevices(batch.devices);
+  }
+
+  /**
+   * Alert documents are full, deterministic snapshots: one replaces the stored
+   * one unless that reflects a later reading (`asOfSeq`), as a stale owner's
+   * would after a rebalance. Read-then-replace by `_id`, for the same FerretDB
+   * reason as device states.
+   */
+  async #writeAlerts(alerts: readonly AlertDoc[]) {
+    if (alerts.length === 0) return;
+    const stored = await this.#alerts()
+      .find({ _id: { $in: alerts.map((a) => a._id) } }, { projection: { asOfSeq: 1 } })
+      .toArray();
+    const storedSeq = new Map(stored.map((a) => [a._id, a.asOfSeq ?? -1]));
+    const fresh = alerts.filter((a) => (storedSeq.get(a._id) ?? -1) <= a.asOfSeq);
+    await bulk(
+      this.#alerts(),
+      fresh.map((a) => ({ replaceOne: { filter: { _id: a._id }, replacement: a, upsert: true } })),
+    );
   }
 
   /**

@@ -17,7 +17,7 @@ import {
   KafkaReadingSource,
   type ReadingSource,
 } from "./kafka_consumer.ts";
-import { createKafka, ensureTopics } from "./kafka_client.ts";
+import { createKafka, ensureTopics, kafkaSecurity } from "./kafka_client.ts";
 import { MemoryTransport } from "./memory_transport.ts";
 import { probeKafka, redactUrl } from "./probe.ts";
 import type { Logger } from "./log.ts";
@@ -65,6 +65,7 @@ export async function openTransport(config: Config, logger: Logger): Promise<Tra
     brokers: config.kafkaBrokers,
     clientId: config.kafkaClientId,
     logger,
+    ...kafkaSecurity(config, (path) => Deno.readTextFileSync(path)),
   });
   const created = await ensureTopics(kafka, [
     { topic: config.kafkaTopic, numPartitions: config.kafkaPartitions },

@@ -12,6 +12,8 @@ import { parseArgs } from "node:util";
 export type Role = "all" | "sensors" | "processors" | "api";
 export const ROLES: readonly Role[] = ["all", "sensors", "processors", "api"];
 export const SENSOR_PROFILES = ["normal", "overheat", "flapping", "mobile"] as const;
+export const KAFKA_SASL_MECHANISMS = ["scram-sha-256", "scram-sha-512", "plain"] as const;
+export type KafkaSaslMechanism = (typeof KAFKA_SASL_MECHANISMS)[number];
 
 /** The fully resolved configuration; every field has a value. */
 export interface Config {
@@ -20,6 +22,8 @@ export interface Config {
   readonly port: number;
   readonly apiToken: string | undefined;
   readonly allowOpen: boolean;
+  /** Mutating requests per minute per token (or client); 0: no limit. */
+  readonly rateLimitPerMinute: number;
   /** Unset: the embedded in-process transport. */
   readonly kafkaBrokers: readonly string[] | undefined;
   readonly kafkaTopic: string;
@@ -27,6 +31,13 @@ export interface Config {
   readonly kafkaPartitions: number;
   readonly kafkaGroup: string;
   readonly kafkaClientId: string;
+  /** Set together with `kafkaUsername` and `kafkaPassword`, or not at all. */
+  readonly kafkaSaslMechanism: KafkaSaslMechanism | undefined;
+  readonly kafkaUsername: string | undefined;
+  readonly kafkaPassword: string | undefined;
+  readonly kafkaTls: boolean;
+  /** PEM CA bundle trusted for the brokers (unset: the system roots); needs `kafkaTls`. */
+  readonly kafkaTlsCaFile: string | undefined;
   /** Unset: the embedded Deno KV store at `kvPath`. */
   readonly mongoUrl: string | undefined;
   readonly kvPath: string;
@@ -112,6 +123,14 @@ export const SETTINGS: readonly Setting[] = [
     help: "Allow binding a non-loopback host without API_TOKEN",
   },
   {
+    key: "rateLimitPerMinute",
+    flag: "rate-limit",
+    env: "RATE_LIMIT_PER_MINUTE",
+    kind: { type: "int", min: 0, max: 1_000_000 },
+    default: "600",
+    help: "Mutating requests per minute per token (or client) before 429; 0 disables",
+  },
+  {
     key: "kafkaBrokers",
     flag: "kafka-brokers",
     env: "KAFKA_BROKERS",
@@ -158,6 +177,47 @@ export const SETTINGS: readonly Setting[] = [
     kind: { type: "string" },
     default: "iot-pipeline",
     help: "Kafka client id",
+  },
+  {
+    key: "kafkaSaslMechanism",
+    flag: "kafka-sasl-mechanism",
+    env: "KAFKA_SASL_MECHANISM",
+    kind: { type: "enum", values: KAFKA_SASL_MECHANISMS },
+    default: undefined,
+    help: "SASL mechanism for the brokers: scram-sha-256, scram-sha-512 or plain (unset: none)",
+  },
+  {
+    key: "kafkaUsername",
+    flag: "kafka-username",
+    env: "KAFKA_USERNAME",
+    kind: { type: "string" },
+    default: undefined,
+    help: "SASL username; needs KAFKA_SASL_MECHANISM",
+  },
+  {
+    key: "kafkaPassword",
+    flag: "kafka-password",
+    env: "KAFKA_PASSWORD",
+    kind: { type: "string" },
+    default: undefined,
+    help: "SASL password; needs KAFKA_SASL_MECHANISM",
+    secret: true,
+  },
+  {
+    key: "kafkaTls",
+    flag: "kafka-tls",
+    env: "KAFKA_TLS",
+    kind: { type: "bool" },
+    default: "false",
+    help: "Connect to the brokers over TLS",
+  },
+  {
+    key: "kafkaTlsCaFile",
+    flag: "kafka-tls-ca-file",
+    env: "KAFKA_TLS_CA_FILE",
+    kind: { type: "string" },
+    default: undefined,
+    help: "PEM CA bundle for the brokers' certificates (unset: system roots); needs KAFKA_TLS",
   },
   {
     key: "mongoUrl",
@@ -368,6 +428,7 @@ export function parseConfig(
         `Refusing to listen on "${out.host}" without API_TOKEN: set API_TOKEN, or pass --allow-open to accept an open control API`,
       );
     }
+    errors.push(...kafkaSecurityProblems(out as Partial<Config>));
     if (out.kafkaBrokers === undefined && (out.role === "sensors" || out.role === "processors")) {
       errors.push(
         `Invalid --role: "${out.role}" needs KAFKA_BROKERS (the embedded queue lives inside one process)`,
@@ -376,6 +437,37 @@ export function parseConfig(
   }
   if (errors.length > 0) return { ok: false, help: false, errors };
   return { ok: true, config: Object.freeze(out) as unknown as Config };
+}
+
+/** SASL settings come all together or not at all; a CA file only means something over TLS. */
+function kafkaSecurityProblems(config: Partial<Config>): string[] {
+  const problems: string[] = [];
+  const credentials = [
+    ...(config.kafkaUsername === undefined ? [] : ["KAFKA_USERNAME"]),
+    ...(config.kafkaPassword === undefined ? [] : ["KAFKA_PASSWORD"]),
+  ];
+  if (config.kafkaSaslMechanism !== undefined) {
+    const missing = ["KAFKA_USERNAME", "KAFKA_PASSWORD"].filter((n) => !credentials.includes(n));
+    if (missing.length > 0) {
+      problems.push(
+        `Invalid KAFKA_SASL_MECHANISM: "${config.kafkaSaslMechanism}" needs ${
+          missing.join(" and ")
+        }`,
+      );
+    }
+  } else if (credentials.length > 0) {
+    problems.push(
+      `Invalid Kafka credentials: ${credentials.join(" and ")} ${
+        credentials.length === 1 ? "needs" : "need"
+      } KAFKA_SASL_MECHANISM`,
+    );
+  }
+  if (config.kafkaTlsCaFile !== undefined && !config.kafkaTls) {
+    problems.push(
+      `Invalid KAFKA_TLS_CA_FILE: "${config.kafkaTlsCaFile}" needs KAFKA_TLS=true`,
+    );
+  }
+  return problems;
 }
 
 function parseValue(kind: Kind, raw: string): unknown {

@@ -38,6 +38,11 @@ export interface AlertDoc {
   readonly thresholds: AlarmRule;
   readonly clearedAt?: Date;
   readonly clearedSeq?: number;
+  /**
+   * seq of the last reading this snapshot reflects. A snapshot never replaces
+   * a newer one, so a stale owner after a rebalance cannot reopen a cleared alert.
+   */
+  readonly asOfSeq: number;
 }
 
 export interface DeviceDoc {
@@ -82,6 +87,7 @@ export function toAlertDoc(
   episode: Episode,
   rule: AlarmRule,
   cleared?: { readonly seq: number; readonly ts: string },
+  asOfSeq: number = cleared?.seq ?? episode.raisedSeq,
 ): AlertDoc {
   return {
     _id: alertId(deviceId, episode.raisedSeq),
@@ -93,6 +99,7 @@ export function toAlertDoc(
     peakTemperature: episode.peakTemperature,
     thresholds: rule,
     ...(cleared ? { clearedAt: new Date(cleared.ts), clearedSeq: cleared.seq } : {}),
+    asOfSeq,
   };
 }
 

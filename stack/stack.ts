@@ -124,10 +124,12 @@ async function runningPid(service: Service): Promise<number | undefined> {
   }
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
   // `ps` rather than /proc: Deno only lets --allow-all read other processes' /proc.
-  const out = await new Deno.Command("ps", { args: ["-p", String(pid), "-o", "args="] }).output();
-  const cmdline = new TextDecoder().decode(out.stdout);
+  const out = await new Deno.Command("ps", { args: ["-p", String(pid), "-o", "stat=,args="] })
+    .output();
+  const [stat = "", ...args] = new TextDecoder().decode(out.stdout).trim().split(/\s+/);
   const marker = service === "kafka" ? "kafka.Kafka" : "ferretdb";
-  return out.success && cmdline.includes(marker) ? pid : undefined;
+  // A killed process nobody reaped yet (a zombie, state Z) is not running.
+  return out.success && !stat.startsWith("Z") && args.join(" ").includes(marker) ? pid : undefined;
 }
 
 /** Starts a detached background process whose output goes to a log file. */
@@ -359,8 +361,9 @@ async function up(s: StackSettings) {
   say(`ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 }
 
-async function down() {
+async function down(only?: string) {
   for (const service of ["kafka", "ferretdb"] as const) {
+    if (only && only !== service) continue;
     say((await stopPid(service)) ? `${service} stopped` : `${service} was not running`);
   }
 }
@@ -395,7 +398,11 @@ if (import.meta.main) {
         await up(s);
         break;
       case "down":
-        await down();
+        if (positionals[1] && !["kafka", "ferretdb"].includes(positionals[1])) {
+          console.error("Usage: deno task stack:down [kafka|ferretdb]");
+          Deno.exit(2);
+        }
+        await down(positionals[1]);
         break;
       case "status":
         await status(s);

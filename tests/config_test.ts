@@ -104,3 +104,127 @@ Deno.test("parseConfig() refuses an open control API on a public address", () =>
   assert.ok(parseConfig(["--host", "0.0.0.0", "--allow-open"], {}).ok);
   assert.ok(parseConfig([], {}).ok, "loopback needs no token");
 });
+
+Deno.test("parseConfig() defaults the rate limit to 600 and Kafka security to off", () => {
+  const result = parseConfig([], {});
+  assert.ok(result.ok);
+  const { config } = result;
+  assert.equal(config.rateLimitPerMinute, 600);
+  assert.equal(config.kafkaSaslMechanism, undefined);
+  assert.equal(config.kafkaUsername, undefined);
+  assert.equal(config.kafkaPassword, undefined);
+  assert.equal(config.kafkaTls, false);
+  assert.equal(config.kafkaTlsCaFile, undefined);
+});
+
+Deno.test("parseConfig() reads the rate limit, 0 included, and checks its range", () => {
+  const flag = parseConfig(["--rate-limit", "0"], { RATE_LIMIT_PER_MINUTE: "30" });
+  assert.ok(flag.ok);
+  assert.equal(flag.config.rateLimitPerMinute, 0);
+  const env = parseConfig([], { RATE_LIMIT_PER_MINUTE: "30" });
+  assert.ok(env.ok);
+  assert.equal(env.config.rateLimitPerMinute, 30);
+  for (const bad of ["-1", "1000001", "2.5", "lots"]) {
+    const result = parseConfig([], { RATE_LIMIT_PER_MINUTE: bad });
+    assert.ok(!result.ok && !result.help, bad);
+    assert.match(result.errors[0]!, /^Invalid RATE_LIMIT_PER_MINUTE: /, bad);
+  }
+});
+
+Deno.test("parseConfig() reads SASL credentials and TLS from flags and the environment", () => {
+  const result = parseConfig(["--kafka-tls", "--kafka-sasl-mechanism", "scram-sha-256"], {
+    KAFKA_USERNAME: "pipeline",
+    KAFKA_PASSWORD: "hunter2",
+    KAFKA_TLS_CA_FILE: "/etc/kafka/ca.pem",
+  });
+  assert.ok(result.ok, JSON.stringify(result));
+  assert.equal(result.config.kafkaSaslMechanism, "scram-sha-256");
+  assert.equal(result.config.kafkaUsername, "pipeline");
+  assert.equal(result.config.kafkaPassword, "hunter2");
+  assert.equal(result.config.kafkaTls, true);
+  assert.equal(result.config.kafkaTlsCaFile, "/etc/kafka/ca.pem");
+  for (const mechanism of ["scram-sha-512", "plain"]) {
+    const other = parseConfig([], {
+      KAFKA_SASL_MECHANISM: mechanism,
+      KAFKA_USERNAME: "u",
+      KAFKA_PASSWORD: "p",
+    });
+    assert.ok(other.ok && other.config.kafkaSaslMechanism === mechanism, mechanism);
+  }
+});
+
+Deno.test("parseConfig() rejects an unknown SASL mechanism", () => {
+  const result = parseConfig([], {
+    KAFKA_SASL_MECHANISM: "gssapi",
+    KAFKA_USERNAME: "u",
+    KAFKA_PASSWORD: "p",
+  });
+  assert.ok(!result.ok && !result.help);
+  assert.deepEqual(result.errors, [
+    'Invalid KAFKA_SASL_MECHANISM: "gssapi" must be one of scram-sha-256, scram-sha-512, plain',
+  ]);
+});
+
+Deno.test("parseConfig() requires a username and a password with a SASL mechanism", () => {
+  const none = parseConfig([], { KAFKA_SASL_MECHANISM: "plain" });
+  assert.ok(!none.ok && !none.help);
+  assert.deepEqual(none.errors, [
+    'Invalid KAFKA_SASL_MECHANISM: "plain" needs KAFKA_USERNAME and KAFKA_PASSWORD',
+  ]);
+  const noPassword = parseConfig([], { KAFKA_SASL_MECHANISM: "plain", KAFKA_USERNAME: "u" });
+  assert.ok(!noPassword.ok && !noPassword.help);
+  assert.deepEqual(noPassword.errors, [
+    'Invalid KAFKA_SASL_MECHANISM: "plain" needs KAFKA_PASSWORD',
+  ]);
+  const noUser = parseConfig([], { KAFKA_SASL_MECHANISM: "plain", KAFKA_PASSWORD: "hunter2" });
+  assert.ok(!noUser.ok && !noUser.help);
+  assert.deepEqual(noUser.errors, ['Invalid KAFKA_SASL_MECHANISM: "plain" needs KAFKA_USERNAME']);
+  assert.doesNotMatch(noUser.errors.join(""), /hunter2/);
+});
+
+Deno.test("parseConfig() refuses credentials without a SASL mechanism", () => {
+  const both = parseConfig([], { KAFKA_USERNAME: "u", KAFKA_PASSWORD: "hunter2" });
+  assert.ok(!both.ok && !both.help);
+  assert.deepEqual(both.errors, [
+    "Invalid Kafka credentials: KAFKA_USERNAME and KAFKA_PASSWORD need KAFKA_SASL_MECHANISM",
+  ]);
+  assert.doesNotMatch(both.errors.join(""), /hunter2/);
+  const password = parseConfig([], { KAFKA_PASSWORD: "hunter2" });
+  assert.ok(!password.ok && !password.help);
+  assert.deepEqual(password.errors, [
+    "Invalid Kafka credentials: KAFKA_PASSWORD needs KAFKA_SASL_MECHANISM",
+  ]);
+});
+
+Deno.test("parseConfig() refuses a CA file without TLS", () => {
+  const result = parseConfig(["--kafka-tls-ca-file", "/etc/kafka/ca.pem"], {});
+  assert.ok(!result.ok && !result.help);
+  assert.deepEqual(result.errors, [
+    'Invalid KAFKA_TLS_CA_FILE: "/etc/kafka/ca.pem" needs KAFKA_TLS=true',
+  ]);
+  const off = parseConfig([], { KAFKA_TLS: "false", KAFKA_TLS_CA_FILE: "/etc/kafka/ca.pem" });
+  assert.ok(!off.ok && !off.help);
+  assert.ok(parseConfig([], { KAFKA_TLS: "true", KAFKA_TLS_CA_FILE: "/etc/kafka/ca.pem" }).ok);
+  assert.ok(parseConfig([], { KAFKA_TLS: "true" }).ok, "TLS alone trusts the system roots");
+});
+
+Deno.test("parseConfig() reports every Kafka security problem at once", () => {
+  const result = parseConfig([], {
+    KAFKA_SASL_MECHANISM: "scram-sha-512",
+    KAFKA_PASSWORD: "hunter2",
+    KAFKA_TLS_CA_FILE: "/ca.pem",
+  });
+  assert.ok(!result.ok && !result.help);
+  assert.equal(result.errors.length, 2, result.errors.join("\n"));
+});
+
+Deno.test("parseConfig() never echoes the Kafka password, even when it is invalid", () => {
+  const result = parseConfig([], {
+    KAFKA_SASL_MECHANISM: "plain",
+    KAFKA_USERNAME: "u",
+    KAFKA_PASSWORD: "   ",
+  });
+  assert.ok(!result.ok && !result.help);
+  assert.deepEqual(result.errors, ["Invalid KAFKA_PASSWORD must not be empty"]);
+  assert.ok(SETTINGS.find((s) => s.key === "kafkaPassword")?.secret);
+});

@@ -89,6 +89,7 @@ Deno.test("toAlertDoc() describes an open episode as active, a closed one as cle
     raisedSeq: 3,
     peakTemperature: 82,
     thresholds: DEFAULT_RULE,
+    asOfSeq: 3,
   });
   const cleared = toAlertDoc("d", episode, DEFAULT_RULE, {
     seq: 8,
@@ -97,6 +98,7 @@ Deno.test("toAlertDoc() describes an open episode as active, a closed one as cle
   assert.equal(cleared.status, "cleared");
   assert.equal(cleared.clearedSeq, 8);
   assert.deepEqual(cleared.clearedAt, new Date("2026-11-27T13:00:08.000Z"));
+  assert.equal(cleared.asOfSeq, 8, "a cleared snapshot reflects the clearing reading");
 });
 
 Deno.test("toDeviceDoc() keys the document by device id and keeps the full alarm state", () => {

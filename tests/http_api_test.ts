@@ -4,11 +4,14 @@ import {
   type ApiDeps,
   createApi,
   MAX_BODY_BYTES,
+  rateLimit,
   type SensorControl,
   type SensorDetail,
   type StoreQueries,
 } from "../adapters/http_api.ts";
 import { silentLogger } from "../adapters/log.ts";
+import { ApiError, errorBody } from "../adapters/http_errors.ts";
+import { Hono } from "@hono/hono";
 import { parseSensorRequest, type SensorRequest } from "../schemas/sensor_request.ts";
 import {
   type AlertDoc,
@@ -617,4 +620,157 @@ Deno.test("with an API token, PUT and PATCH need the token even on unknown route
 Deno.test("without an API token, POST needs no Authorization", async () => {
   const { app } = makeApi();
   assert.equal((await app.request("/sensors", post('{"id":"open"}'))).status, 201);
+});
+
+// --- rate limit -------------------------------------------------------------------
+
+/** A settable clock in milliseconds. */
+function manualClock(start = 1_000_000) {
+  let t = start;
+  return { now: () => t, advance: (ms: number) => void (t += ms) };
+}
+
+/** The connection info `Deno.serve` hands to `app.fetch` as Hono's `c.env`. */
+function from(hostname: string) {
+  return { remoteAddr: { hostname, port: 40_000, transport: "tcp" } };
+}
+
+Deno.test("with a rate limit, mutating requests within the limit pass", async () => {
+  const clock = manualClock();
+  const { app, fleet } = makeApi({ rateLimit: { perMinute: 3, now: clock.now } });
+  for (const id of ["a", "b", "c"]) {
+    assert.equal((await app.request("/sensors", post(`{"id":"${id}"}`))).status, 201, id);
+  }
+  assert.equal(fleet.size, 3);
+});
+
+Deno.test("over the rate limit, POST and DELETE answer 429 rate_limited with Retry-After", async () => {
+  const clock = manualClock();
+  const { app, fleet } = makeApi({ rateLimit: { perMinute: 3, now: clock.now } });
+  for (const id of ["a", "b", "c"]) await app.request("/sensors", post(`{"id":"${id}"}`));
+  const res = await app.request("/sensors", post('{"id":"d"}'));
+  assert.equal(res.headers.get("Retry-After"), "20", "one token every 60/3 s");
+  const message = await assertError(res, 429, "rate_limited");
+  assert.equal(message, "Too many requests: the limit is 3 per minute, retry in 20 s");
+  const deleted = await app.request("/sensors/a", { method: "DELETE" });
+  assert.equal(deleted.headers.get("Retry-After"), "20");
+  await assertError(deleted, 429, "rate_limited");
+  assert.equal(fleet.requests.length, 3, "a limited request never reaches the handler");
+  assert.ok(fleet.get("a"));
+});
+
+Deno.test("the rate limit refills continuously with the injected clock", async () => {
+  const clock = manualClock();
+  const { app } = makeApi({ rateLimit: { perMinute: 3, now: clock.now } });
+  const create = (id: string) => app.request("/sensors", post(`{"id":"${id}"}`));
+  for (const id of ["a", "b", "c"]) await create(id);
+  clock.advance(10_000);
+  const early = await create("d");
+  assert.equal(early.status, 429);
+  assert.equal(early.headers.get("Retry-After"), "10", "half a token is back");
+  clock.advance(9_500);
+  const almost = await create("d");
+  assert.equal(almost.status, 429);
+  assert.equal(almost.headers.get("Retry-After"), "1", "rounded up, never 0");
+  clock.advance(500);
+  assert.equal((await create("d")).status, 201);
+  assert.equal((await create("e")).status, 429, "that token is spent");
+  clock.advance(10 * 60_000);
+  for (const id of ["e", "f", "g"]) assert.equal((await create(id)).status, 201, id);
+  assert.equal((await create("h")).status, 429, "an idle bucket holds at most perMinute");
+});
+
+Deno.test("the rate limit keeps a bucket per token", async () => {
+  const clock = manualClock();
+  const app = new Hono()
+    .use(rateLimit({ perMinute: 1, byToken: true, now: clock.now }))
+    .post("/", (c) => c.text("ok"))
+    .onError((err, c) =>
+      err instanceof ApiError
+        ? c.json(errorBody(err.code, err.message), err.status)
+        : c.text("", 500)
+    );
+  const as = (token: string) => ({ method: "POST", headers: { Authorization: `Bearer ${token}` } });
+  assert.equal((await app.request("/", as("alpha"))).status, 200);
+  assert.equal((await app.request("/", as("alpha"))).status, 429);
+  assert.equal((await app.request("/", as("beta"))).status, 200, "another token, another bucket");
+  assert.equal((await app.request("/", as("beta"))).status, 429);
+});
+
+Deno.test("with an API token, the rate limit applies after auth and per token", async () => {
+  const clock = manualClock();
+  const { app } = makeApi({ apiToken: TOKEN, rateLimit: { perMinute: 1, now: clock.now } });
+  for (let i = 0; i < 5; i++) {
+    await assertError(
+      await app.request("/sensors", post('{"id":"x"}', { Authorization: "Bearer wrong" })),
+      401,
+      "unauthorized",
+    );
+  }
+  const auth = { Authorization: `Bearer ${TOKEN}` };
+  const first = await app.request("/sensors", post('{"id":"a"}', auth), from("10.0.0.1"));
+  assert.equal(first.status, 201, "401s spent no token");
+  const other = await app.request("/sensors", post('{"id":"b"}', auth), from("10.0.0.2"));
+  await assertError(other, 429, "rate_limited");
+  assert.ok(other.headers.get("Retry-After"), "the same token from elsewhere shares the bucket");
+});
+
+Deno.test("without an API token, the rate limit keeps a bucket per client address", async () => {
+  const clock = manualClock();
+  const { app } = makeApi({ rateLimit: { perMinute: 1, now: clock.now } });
+  const create = (id: string, address: string, headers: Record<string, string> = {}) =>
+    app.request("/sensors", post(`{"id":"${id}"}`, headers), from(address));
+  assert.equal((await create("a", "10.0.0.1")).status, 201);
+  assert.equal((await create("b", "10.0.0.1")).status, 429);
+  assert.equal((await create("b", "10.0.0.2")).status, 201, "another address, another bucket");
+  assert.equal(
+    (await create("c", "10.0.0.1", { Authorization: "Bearer made-up" })).status,
+    429,
+    "an unchecked token does not buy a fresh bucket",
+  );
+  assert.equal((await app.request("/sensors", post('{"id":"c"}'))).status, 201, "no address");
+  assert.equal((await app.request("/sensors", post('{"id":"d"}'))).status, 429, "anonymous");
+});
+
+Deno.test("the rate limit never applies to GET", async () => {
+  const clock = manualClock();
+  const { app } = makeApi({ rateLimit: { perMinute: 1, now: clock.now } });
+  assert.equal((await app.request("/sensors", post('{"id":"a"}'))).status, 201);
+  assert.equal((await app.request("/sensors", post('{"id":"b"}'))).status, 429);
+  for (let i = 0; i < 10; i++) {
+    for (const path of ["/health", "/sensors", "/sensors/a", "/devices/x", "/alerts"]) {
+      const res = await app.request(path);
+      assert.notEqual(res.status, 429, path);
+      assert.equal(res.headers.get("Retry-After"), null, path);
+    }
+  }
+});
+
+Deno.test("a rate limit of 0 or none at all limits nothing", async () => {
+  for (const overrides of [{ rateLimit: { perMinute: 0 } }, {}]) {
+    const { app } = makeApi(overrides);
+    for (let i = 0; i < 50; i++) {
+      assert.equal((await app.request("/sensors/none", { method: "DELETE" })).status, 404);
+    }
+  }
+  assert.throws(() => rateLimit({ perMinute: 0 }), RangeError);
+});
+
+Deno.test("rateLimit() stays bounded: idle buckets go first, then the least recently used", async () => {
+  const clock = manualClock();
+  const app = new Hono()
+    .use(rateLimit({ perMinute: 1, now: clock.now, maxBuckets: 2 }))
+    .post("/", (c) => c.text("ok"))
+    .onError((err, c) => c.text("", err instanceof ApiError ? err.status : 500));
+  const hit = async (address: string) =>
+    (await app.request("/", { method: "POST" }, from(address))).status;
+  assert.equal(await hit("a"), 200);
+  clock.advance(60_000); // a's bucket is full again: idle
+  assert.equal(await hit("b"), 200);
+  assert.equal(await hit("c"), 200, "evicts idle a, keeps b");
+  assert.equal(await hit("b"), 429, "b kept its empty bucket");
+  // b and c are both empty; b was used last, so c is the one forgotten.
+  assert.equal(await hit("d"), 200);
+  assert.equal(await hit("b"), 429);
+  assert.equal(await hit("c"), 200, "c starts over after eviction");
 });

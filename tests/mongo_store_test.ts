@@ -83,3 +83,17 @@ Deno.test("MongoStore.open() finishes a device-state write a crash interrupted",
   assert.equal((await store.device("d2"))?.lastSeq, 9, "a newer stored state is kept");
   assert.equal(await pending.countDocuments({}), 0);
 });
+
+Deno.test("MongoStore.write() never replaces an alert snapshot with an older one", async () => {
+  await using tmp = await tempDb("store");
+  await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+  const episode = { raisedSeq: 3, raisedAt: reading("d1", 3).ts, peakTemperature: 82 };
+  const cleared = toAlertDoc("d1", episode, DEFAULT_RULE, { seq: 8, ts: reading("d1", 8).ts });
+  await store.write({ readings: [], alerts: [cleared], devices: [] });
+  // A stale owner's snapshot of the same episode, still open as of seq 5.
+  const stale = toAlertDoc("d1", episode, DEFAULT_RULE, undefined, 5);
+  await store.write({ readings: [], alerts: [stale], devices: [] });
+  const [alert] = await store.alerts({ deviceId: "d1", limit: 10 });
+  assert.equal(alert?.status, "cleared");
+  assert.equal(alert?.asOfSeq, 8);
+});
