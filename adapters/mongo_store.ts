@@ -134,8 +134,19 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
    * would after a rebalance. Read-then-replace by `_id`, for the same FerretDB
    * reason as device states.
    */
-  async #writeAlerts(alerts: readonly AlertDoc[]) {
+  async #writeAlerts(alerts: readonly AlertDoc[], attempt = 1): Promise<void> {
     if (alerts.length === 0) return;
+    try {
+      await this.#replaceNewerAlerts(alerts);
+    } catch (err) {
+      // Two owners upserting the same new alert at once (right after a rebalance):
+      // one insert loses with a duplicate key; the next attempt sees the document.
+      if (attempt < 3 && onlyDuplicateKeys(err)) return this.#writeAlerts(alerts, attempt + 1);
+      throw err;
+    }
+  }
+
+  async #replaceNewerAlerts(alerts: readonly AlertDoc[]) {
     const stored = await this.#alerts()
       .find({ _id: { $in: alerts.map((a) => a._id) } }, { projection: { asOfSeq: 1 } })
       .toArray();

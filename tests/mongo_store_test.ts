@@ -97,3 +97,22 @@ Deno.test("MongoStore.write() never replaces an alert snapshot with an older one
   assert.equal(alert?.status, "cleared");
   assert.equal(alert?.asOfSeq, 8);
 });
+
+Deno.test("MongoStore.write() from two owners of the same new alerts both succeed", async () => {
+  // Right after a rebalance two members may upsert the same new alert; FerretDB's upsert is
+  // not atomic, so one of them can lose with a duplicate key and must retry, not fail.
+  await using tmp = await tempDb("store");
+  await using a = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+  await using b = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+  const alerts = Array.from({ length: 40 }, (_, i) =>
+    toAlertDoc(`d${i}`, {
+      raisedSeq: 3,
+      raisedAt: reading(`d${i}`, 3).ts,
+      peakTemperature: 85,
+    }, DEFAULT_RULE));
+  await Promise.all([
+    a.write({ readings: [], alerts, devices: [] }),
+    b.write({ readings: [], alerts, devices: [] }),
+  ]);
+  assert.equal((await a.alerts({ status: "active", limit: 100 })).length, 40);
+});
