@@ -150,6 +150,11 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
     return out;
   }
 
+  /** The last seq a device emitted in this process, running or removed. */
+  lastSeq(id: string): number | undefined {
+    return this.#lastSeq.get(id);
+  }
+
   get(id: string): SensorDetail | undefined {
     const entry = this.#entries.get(id);
     return entry && { ...this.#info(entry), lastReading: entry.lastReading };
