@@ -479,6 +479,107 @@ async function runScenario(scenario: Scenario, s: Settings): Promise<RunResult> 
   }
 }
 
+// --------------------------------------------------------------- API flood
+
+interface FloodResult {
+  readonly requests: number;
+  readonly statuses: Record<string, number>;
+  readonly serverErrors: number;
+  readonly sensorsRunning: number;
+  readonly cap: number;
+  readonly healthyAfter: boolean;
+  readonly durationMs: number;
+}
+
+/**
+ * 8. Thousands of concurrent add-sensor calls, a quarter with a wrong token,
+ * against a real app process (embedded mode: the API is what is under test).
+ */
+async function apiFlood(requests: number): Promise<FloodResult> {
+  const port = 18_000 + Math.floor(Math.random() * 1000);
+  const token = crypto.randomUUID();
+  const cap = 500;
+  const dir = await Deno.makeTempDir({ prefix: "chaos-flood-" });
+  const env = { ...Deno.env.toObject() };
+  delete env.KAFKA_BROKERS;
+  delete env.MONGO_URL;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      `--allow-write=${dir}`,
+      "--allow-sys",
+      "main.ts",
+      "--port",
+      String(port),
+      "--sensors",
+      "0",
+      "--log-level",
+      "error",
+    ],
+    cwd: ROOT,
+    clearEnv: true,
+    env: {
+      ...env,
+      API_TOKEN: token,
+      MAX_SENSORS: String(cap),
+      RATE_LIMIT_PER_MINUTE: "100000",
+      KV_PATH: `${dir}/iot.kv`,
+    },
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const base = `http://127.0.0.1:${port}`;
+  const started = Date.now();
+  try {
+    for (let i = 0; i < 100; i++) {
+      if (await fetch(`${base}/health`).then((r) => r.ok, () => false)) break;
+      await sleep(100);
+    }
+    const statuses: Record<string, number> = {};
+    let next = 0;
+    const worker = async () => {
+      while (next < requests) {
+        const i = next++;
+        const valid = i % 4 !== 0;
+        const res = await fetch(`${base}/sensors`, {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            authorization: `Bearer ${valid ? token : "wrong-token"}`,
+          },
+          body: JSON.stringify({ count: 1 + (i % 5), intervalMs: 3_600_000 }),
+        }).catch(() => undefined);
+        const key = res ? String(res.status) : "network error";
+        await res?.body?.cancel();
+        statuses[key] = (statuses[key] ?? 0) + 1;
+      }
+    };
+    await Promise.all(Array.from({ length: 200 }, worker));
+    const list = await (await fetch(`${base}/sensors?limit=1`)).json();
+    const healthyAfter = (await fetch(`${base}/health`).then((r) => r.status, () => 0)) === 200;
+    const serverErrors = Object.entries(statuses)
+      .filter(([status]) => !/^[234]/.test(status))
+      .reduce((n, [, c]) => n + c, 0);
+    return {
+      requests,
+      statuses,
+      serverErrors,
+      sensorsRunning: list.total,
+      cap,
+      healthyAfter,
+      durationMs: Date.now() - started,
+    };
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
 function failures(r: RunResult): number {
   const { lost, duplicated, phantom, gaps, flagMismatches, alertMismatches } = r.report;
   return lost + duplicated + phantom + gaps + flagMismatches + alertMismatches +
@@ -496,11 +597,13 @@ if (import.meta.main) {
       short: { type: "boolean", default: false },
     },
   });
-  const ids = values.short
+  const requested = values.short
     ? ["kill9", "rebalance", "broker", "bad-records"]
     : values.scenario === "all"
-    ? SCENARIOS.map((s) => s.id)
+    ? [...SCENARIOS.map((s) => s.id), "flood"]
     : values.scenario!.split(",");
+  const flood = requested.includes("flood");
+  const ids = requested.filter((id) => id !== "flood");
   const readings = Number(values.readings ?? (values.short ? 3000 : 20_000));
   const settings: Settings = {
     readings,
@@ -511,7 +614,9 @@ if (import.meta.main) {
   const unknown = ids.filter((id) => !SCENARIOS.some((s) => s.id === id));
   if (unknown.length > 0 || !(settings.readings > 0 && settings.devices > 0 && settings.rate > 0)) {
     console.error(
-      `Usage: deno task chaos [--short] [--scenario ${SCENARIOS.map((s) => s.id).join("|")}|all] ` +
+      `Usage: deno task chaos [--short] [--scenario ${
+        SCENARIOS.map((s) => s.id).join("|")
+      }|flood|all] ` +
         "[--readings N] [--devices N] [--rate N]" +
         (unknown.length ? `\nUnknown scenario: ${unknown.join(", ")}` : ""),
     );
@@ -544,11 +649,21 @@ if (import.meta.main) {
       } s | ${(r.catchUpMs / 1000).toFixed(1)} s | ${r.processorRestarts} |`,
     );
   }
-  const bad = results.reduce((n, r) => n + failures(r), 0);
-  console.log(
-    `\n${results.length - results.filter((r) => failures(r) > 0).length} passed, ${
-      results.filter((r) => failures(r) > 0).length
-    } failed`,
-  );
+  let floodFailed = 0;
+  if (flood) {
+    console.error("\n8. API flood: concurrent add-sensor calls, a quarter with a wrong token");
+    const f = await apiFlood(Number(values.readings ?? 4000));
+    floodFailed = f.serverErrors > 0 || f.sensorsRunning > f.cap || !f.healthyAfter ? 1 : 0;
+    console.log(
+      `\nAPI flood: ${f.requests} requests in ${(f.durationMs / 1000).toFixed(1)} s, statuses ${
+        JSON.stringify(f.statuses)
+      }, 5xx or errors ${f.serverErrors}, sensors running ${f.sensorsRunning} (cap ${f.cap}), ` +
+        `healthy after: ${f.healthyAfter}`,
+    );
+  }
+  const bad = results.reduce((n, r) => n + failures(r), 0) + floodFailed;
+  const failedRuns = results.filter((r) => failures(r) > 0).length + floodFailed;
+  const ranRuns = results.length + (flood ? 1 : 0);
+  console.log(`\n${ranRuns - failedRuns} passed, ${failedRuns} failed`);
   Deno.exit(bad > 0 ? 1 : 0);
 }
