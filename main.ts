@@ -15,6 +15,7 @@ import { createHealth, type HealthCheck } from "./adapters/health.ts";
 import { createApi, type SensorControl, type StoreQueries } from "./adapters/http_api.ts";
 import { ApiError } from "./adapters/http_errors.ts";
 import { probeKafka, probeMongo } from "./adapters/probe.ts";
+import { kafkaSecurity, securityConfig } from "./adapters/kafka_client.ts";
 import {
   describeStore,
   openStore,
@@ -82,7 +83,15 @@ export function start(config: Config, options: StartOptions = {}): App {
   const checks: HealthCheck[] = [];
   if (usesTransport && config.kafkaBrokers) {
     const brokers = config.kafkaBrokers.join(",");
-    checks.push({ name: "kafka", probe: () => probeKafka(brokers, 2000) });
+    checks.push({
+      name: "kafka",
+      probe: () =>
+        probeKafka(
+          brokers,
+          2000,
+          securityConfig(kafkaSecurity(config, (path) => Deno.readTextFileSync(path))),
+        ),
+    });
   }
   if (usesStore) {
     checks.push({

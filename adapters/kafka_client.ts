@@ -22,6 +22,18 @@ export interface KafkaClientOptions {
   readonly ssl?: boolean | { readonly ca: readonly string[] };
 }
 
+/** kafkajs's `sasl` / `ssl` settings for the given options (also used by health probes). */
+export function securityConfig(
+  { sasl, ssl }: Pick<KafkaClientOptions, "sasl" | "ssl">,
+): Pick<KafkaConfig, "sasl" | "ssl"> {
+  return {
+    // Each of our mechanisms takes a username and a password; TypeScript just
+    // does not distribute the mechanism union over kafkajs's per-mechanism types.
+    ...(sasl ? { sasl: { ...sasl } as SASLOptions } : {}),
+    ...(ssl === undefined ? {} : { ssl: typeof ssl === "boolean" ? ssl : { ca: [...ssl.ca] } }),
+  };
+}
+
 export function createKafka(
   { brokers, clientId, logger, sasl, ssl }: KafkaClientOptions,
 ): Kafka {
@@ -29,10 +41,7 @@ export function createKafka(
   const config: KafkaConfig = {
     clientId,
     brokers: [...brokers],
-    // Each of our mechanisms takes a username and a password; TypeScript just
-    // does not distribute the mechanism union over kafkajs's per-mechanism types.
-    ...(sasl ? { sasl: { ...sasl } as SASLOptions } : {}),
-    ...(ssl === undefined ? {} : { ssl: typeof ssl === "boolean" ? ssl : { ca: [...ssl.ca] } }),
+    ...securityConfig({ sasl, ssl }),
     connectionTimeout: 3000,
     requestTimeout: 30_000,
     // Few retries per call: callers (start-up, the producer's buffer, the

@@ -17,7 +17,7 @@ import {
   KafkaReadingSource,
   type ReadingSource,
 } from "./kafka_consumer.ts";
-import { createKafka, ensureTopics, kafkaSecurity } from "./kafka_client.ts";
+import { createKafka, ensureTopics, kafkaSecurity, securityConfig } from "./kafka_client.ts";
 import { MemoryTransport } from "./memory_transport.ts";
 import { probeKafka, redactUrl } from "./probe.ts";
 import type { Logger } from "./log.ts";
@@ -100,7 +100,12 @@ function kafkaTransport(kafka: Kafka, config: Config, logger: Logger): Transport
       });
       return { source, deadLetters };
     },
-    probe: () => probeKafka(brokers, 2000),
+    probe: () =>
+      probeKafka(
+        brokers,
+        2000,
+        securityConfig(kafkaSecurity(config, (path) => Deno.readTextFileSync(path))),
+      ),
   };
 }
 

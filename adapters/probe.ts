@@ -5,11 +5,15 @@
  *
  * @module
  */
-import { Kafka, logLevel } from "kafkajs";
+import { Kafka, type KafkaConfig, logLevel } from "kafkajs";
 import { MongoClient } from "mongodb";
 
-/** Resolves when a broker answers a metadata request; rejects otherwise. */
-export async function probeKafka(brokers: string, timeoutMs: number): Promise<void> {
+/** Resolves when a broker answers a metadata request; rejects otherwise. `security`: SASL/TLS as for the clients. */
+export async function probeKafka(
+  brokers: string,
+  timeoutMs: number,
+  security: Pick<KafkaConfig, "sasl" | "ssl"> = {},
+): Promise<void> {
   const kafka = new Kafka({
     clientId: "iot-probe",
     brokers: brokers.split(","),
@@ -17,6 +21,7 @@ export async function probeKafka(brokers: string, timeoutMs: number): Promise<vo
     requestTimeout: timeoutMs,
     retry: { retries: 0 },
     logLevel: logLevel.NOTHING,
+    ...security,
   });
   const admin = kafka.admin();
   try {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createKafka, kafkaSecurity } from "../adapters/kafka_client.ts";
+import { createKafka, kafkaSecurity, securityConfig } from "../adapters/kafka_client.ts";
 import { createLogger } from "../adapters/log.ts";
 import { type Config, parseConfig } from "../schemas/config.ts";
 
@@ -99,4 +99,11 @@ Deno.test("createKafka() with SASL and TLS never logs the password", () => {
   kafka.logger().warn("probe line", { broker: "127.0.0.1:9093" });
   assert.equal(lines.length, before + 1);
   assert.match(lines.at(-1)!, /"msg":"probe line".*"component":"kafkajs"/);
+});
+
+Deno.test("securityConfig() turns the options into kafkajs settings, also for health probes", () => {
+  assert.deepEqual(securityConfig({}), {});
+  const sasl = { mechanism: "scram-sha-512" as const, username: "u", password: "p" };
+  assert.deepEqual(securityConfig({ sasl, ssl: true }), { sasl, ssl: true });
+  assert.deepEqual(securityConfig({ ssl: { ca: ["PEM"] } }), { ssl: { ca: ["PEM"] } });
 });
