@@ -11,17 +11,9 @@ import {
   step,
   type Transition,
 } from "../domain/hysteresis.ts";
+import { numRuns } from "./fc_runs.ts";
 
-function parseNumRuns(raw: string | undefined): number {
-  if (raw === undefined || raw === "") return 200;
-  const runs = Number(raw);
-  if (!Number.isInteger(runs) || runs < 1) {
-    throw new Error(`FC_NUM_RUNS must be a positive integer: received "${raw}"`);
-  }
-  return runs;
-}
-
-const NUM_RUNS = parseNumRuns(Deno.env.get("FC_NUM_RUNS"));
+const NUM_RUNS = numRuns(200);
 const BASE_MS = Date.UTC(2025, 0, 1);
 
 function tsAt(second: number): string {

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { gaussian, nextRandom, seedFrom } from "../domain/random.ts";
+import { numRuns } from "./fc_runs.ts";
 
-const numRuns = Number(Deno.env.get("FC_NUM_RUNS") ?? 100) || 100;
+const NUM_RUNS = numRuns(100);
 const uint32 = fc.integer({ min: 0, max: 0xffffffff });
 
 function draws(state: number, count: number, draw = nextRandom): number[] {
@@ -24,7 +25,7 @@ Deno.test("nextRandom() repeats the same sequence from the same state", () => {
     fc.property(uint32, (seed) => {
       assert.deepEqual(draws(seed, 50), draws(seed, 50));
     }),
-    { numRuns },
+    { numRuns: NUM_RUNS },
   );
 });
 
@@ -41,7 +42,7 @@ Deno.test("nextRandom() draws values in [0, 1) and advances to a uint32 state", 
       assert.ok(Number.isInteger(next) && next >= 0 && next <= 0xffffffff);
       assert.notEqual(next, state);
     }),
-    { numRuns },
+    { numRuns: NUM_RUNS },
   );
 });
 
@@ -72,7 +73,7 @@ Deno.test("gaussian() is deterministic and finite for every state", () => {
       assert.ok(Number.isFinite(first.value));
       assert.ok(Number.isInteger(first.state) && first.state >= 0 && first.state <= 0xffffffff);
     }),
-    { numRuns },
+    { numRuns: NUM_RUNS },
   );
 });
 
@@ -89,7 +90,7 @@ Deno.test("seedFrom() is stable and returns a uint32 for any text", () => {
       assert.equal(seedFrom(text), seed);
       assert.ok(Number.isInteger(seed) && seed >= 0 && seed <= 0xffffffff);
     }),
-    { numRuns },
+    { numRuns: NUM_RUNS },
   );
 });
 

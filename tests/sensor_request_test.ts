@@ -7,17 +7,9 @@ import {
   parseSensorRequest,
   type SensorRequest,
 } from "../schemas/sensor_request.ts";
+import { numRuns } from "./fc_runs.ts";
 
-function parseNumRuns(raw: string | undefined): number {
-  if (raw === undefined || raw === "") return 200;
-  const runs = Number(raw);
-  if (!Number.isInteger(runs) || runs < 1) {
-    throw new Error(`FC_NUM_RUNS must be a positive integer: received "${raw}"`);
-  }
-  return runs;
-}
-
-const NUM_RUNS = parseNumRuns(Deno.env.get("FC_NUM_RUNS"));
+const NUM_RUNS = numRuns(200);
 
 /** The parsed request; fails the test when the body was rejected. */
 function accepted(body: unknown): SensorRequest {

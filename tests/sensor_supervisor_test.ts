@@ -5,6 +5,7 @@ import type { Reading } from "../schemas/reading.ts";
 import type { SensorRequest, SensorTemplate } from "../schemas/sensor_request.ts";
 import type { ReadingSink } from "../adapters/kafka_producer.ts";
 import { silentLogger } from "../adapters/log.ts";
+import { delay, until } from "./wait.ts";
 
 /** A sink that records what it is offered; it accepts while `accepting` is true. */
 class RecordingSink implements ReadingSink {
@@ -45,19 +46,6 @@ function batch(count: number, idPrefix?: string, template: SensorTemplate = {}):
 function idsOf(result: ReturnType<SensorFleet["add"]>): readonly string[] {
   assert.ok(result.ok, `expected success, got ${JSON.stringify(result)}`);
   return result.ids;
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `condition` every few ms; fails after `timeoutMs`. */
-async function until(what: string, condition: () => boolean, timeoutMs = 1000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await delay(2);
-  }
 }
 
 Deno.test("SensorFleet.add() names a sensor without an id sensor-0001, sensor-0002, ...", async () => {

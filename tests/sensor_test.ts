@@ -4,6 +4,7 @@ import type { ChildExit } from "../actors/supervisor.ts";
 import { DEFAULT_RULE } from "../domain/hysteresis.ts";
 import { decodeReading, encodeReading, type Reading } from "../schemas/reading.ts";
 import type { ReadingSink } from "../adapters/kafka_producer.ts";
+import { delay, until } from "./wait.ts";
 
 /** The injected clock runs in 2030, so a `ts` from the real clock would stand out. */
 const EPOCH = Date.UTC(2030, 0, 1);
@@ -36,19 +37,6 @@ function settings(overrides: Partial<SensorSettings> = {}): SensorSettings {
     customRule: false,
     ...overrides,
   };
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `condition` every few ms; fails after `timeoutMs`. */
-async function until(what: string, condition: () => boolean, timeoutMs = 1000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await delay(2);
-  }
 }
 
 interface Started extends AsyncDisposable {

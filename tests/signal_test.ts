@@ -10,8 +10,9 @@ import {
   type SignalOptions,
   type SignalState,
 } from "../domain/signal.ts";
+import { numRuns } from "./fc_runs.ts";
 
-const numRuns = Number(Deno.env.get("FC_NUM_RUNS") ?? 100) || 100;
+const NUM_RUNS = numRuns(100);
 
 const RANDOM_PROFILES: readonly Profile[] = ["normal", "overheat", "flapping", "mobile"];
 const HERE: GeoPoint = { lat: 52.520008, lon: 13.404954 };
@@ -138,7 +139,7 @@ Deno.test("nextSample() repeats the first 200 samples for the same seed and opti
         assert.deepEqual(samplesOf(opts, 200), samplesOf(opts, 200));
       },
     ),
-    { numRuns },
+    { numRuns: NUM_RUNS },
   );
 });
 
@@ -177,7 +178,7 @@ Deno.test("nextSample() keeps every value finite, rounded and in physical range"
         }
       },
     ),
-    { numRuns },
+    { numRuns: NUM_RUNS },
   );
 });
 
@@ -200,7 +201,7 @@ Deno.test("overheat and flapping stay finite and near any band", () => {
         }
       },
     ),
-    { numRuns },
+    { numRuns: NUM_RUNS },
   );
 });
 
@@ -214,7 +215,7 @@ Deno.test("normal temperature stays within 18–35 °C near a 20–30 °C ambien
       const average = minutely.reduce((sum, t) => sum + t, 0) / minutely.length;
       assert.ok(average >= 19 && average <= 31, `average ${average}`);
     }),
-    { numRuns },
+    { numRuns: NUM_RUNS },
   );
 });
 
@@ -228,7 +229,7 @@ Deno.test("normal humidity falls as temperature rises", () => {
       );
       assert.ok(r < -0.3, `correlation ${r}`);
     }),
-    { numRuns },
+    { numRuns: NUM_RUNS },
   );
 });
 
@@ -239,7 +240,7 @@ Deno.test("normal position stays within a few metres of its location", () => {
         assert.ok(haversineMetres(location, sample.location) < 10);
       }
     }),
-    { numRuns },
+    { numRuns: NUM_RUNS },
   );
 });
 
@@ -250,7 +251,7 @@ Deno.test("overheat rises above high and falls below low at least twice in 200 s
       const cycles = overheatCycles(temperatures, 80, 70);
       assert.ok(cycles >= 2, `${cycles} cycles in ${temperatures.join(" ")}`);
     }),
-    { numRuns },
+    { numRuns: NUM_RUNS },
   );
 });
 
@@ -263,7 +264,7 @@ Deno.test("overheat cycles through a custom band", () => {
       const temperatures = temperaturesOf(options("overheat", seed, { band }), 300);
       assert.ok(overheatCycles(temperatures, band.high, band.low) >= 2);
     }),
-    { numRuns },
+    { numRuns: NUM_RUNS },
   );
 });
 
@@ -292,7 +293,7 @@ Deno.test("flapping crosses a naive high threshold many times, mostly for one sa
         assert.ok(single * 3 > runs.length, `${single} of ${runs.length} excursions are single`);
       }
     }),
-    { numRuns },
+    { numRuns: NUM_RUNS },
   );
 });
 
@@ -326,7 +327,7 @@ Deno.test("mobile moves every step by at most 30 m/s times the interval", () => 
       }
       assert.ok(haversineMetres(location, previous) > 0, "the position never moved");
     }),
-    { numRuns },
+    { numRuns: NUM_RUNS },
   );
 });
 
@@ -427,7 +428,7 @@ Deno.test("a state restored from JSON mid-stream continues identically", () => {
         assert.deepEqual(take(restored, 100).samples, take(state, 100).samples);
       },
     ),
-    { numRuns },
+    { numRuns: NUM_RUNS },
   );
 });
 
