@@ -350,22 +350,8 @@ function stepNormal(state: NormalState): SignalStep {
   const lat = gaussian(wet.state);
   const lon = gaussian(lat.state);
   return {
-    state: {
-      profile: "normal",
-      rng: lon.state,
-      step: state.step + 1,
-      ambient: state.ambient,
-      humidityBase: state.humidityBase,
-      temperature,
-      home: state.home,
-      decay: state.decay,
-      noise: state.noise,
-    },
-    sample: {
-      temperature: round1(temperature),
-      humidity: round1(humidity),
-      location: jittered(state.home, lat.value, lon.value),
-    },
+    state: { ...state, rng: lon.state, step: state.step + 1, temperature },
+    sample: homeSample(state.home, temperature, humidity, lat.value, lon.value),
   };
 }
 
@@ -411,27 +397,14 @@ function stepOverheat(state: OverheatState): SignalStep {
   const lon = gaussian(lat.state);
   return {
     state: {
-      profile: "overheat",
+      ...state,
       rng: lon.state,
       step: state.step + 1,
-      ambient: state.ambient,
-      humidityBase: state.humidityBase,
       temperature,
-      home: state.home,
-      high: state.high,
-      low: state.low,
-      hotTarget: state.hotTarget,
-      coolTarget: state.coolTarget,
-      heatDecay: state.heatDecay,
-      coolDecay: state.coolDecay,
       phase,
       remaining: phase === "hot" || phase === "cool" ? remaining : 0,
     },
-    sample: {
-      temperature: round1(temperature),
-      humidity: round1(humidity),
-      location: jittered(state.home, lat.value, lon.value),
-    },
+    sample: homeSample(state.home, temperature, humidity, lat.value, lon.value),
   };
 }
 
@@ -446,25 +419,8 @@ function stepFlapping(state: FlappingState): SignalStep {
   const lat = gaussian(wet.state);
   const lon = gaussian(lat.state);
   return {
-    state: {
-      profile: "flapping",
-      rng: lon.state,
-      step: state.step + 1,
-      ambient: state.ambient,
-      humidityBase: state.humidityBase,
-      temperature,
-      home: state.home,
-      centre: state.centre,
-      amplitude: state.amplitude,
-      noise: state.noise,
-      angle,
-      angleStep: state.angleStep,
-    },
-    sample: {
-      temperature: round1(temperature),
-      humidity: round1(humidity),
-      location: jittered(state.home, lat.value, lon.value),
-    },
+    state: { ...state, rng: lon.state, step: state.step + 1, temperature, angle },
+    sample: homeSample(state.home, temperature, humidity, lat.value, lon.value),
   };
 }
 
@@ -495,21 +451,14 @@ function stepMobile(state: MobileState): SignalStep {
   );
   return {
     state: {
-      profile: "mobile",
+      ...state,
       rng: throttle.state,
       step: state.step + 1,
-      ambient: state.ambient,
-      humidityBase: state.humidityBase,
       temperature,
-      decay: state.decay,
-      noise: state.noise,
       position,
       heading,
       turn,
       speed,
-      cruiseSpeed: state.cruiseSpeed,
-      intervalSeconds: state.intervalSeconds,
-      maxStepMetres: state.maxStepMetres,
     },
     sample: {
       temperature: round1(temperature),
@@ -519,19 +468,28 @@ function stepMobile(state: MobileState): SignalStep {
   };
 }
 
+/** A sample at a fixed home position with metre-level GPS jitter. */
+function homeSample(
+  home: GeoPoint,
+  temperature: number,
+  humidity: number,
+  latNoise: number,
+  lonNoise: number,
+): Sample {
+  return {
+    temperature: round1(temperature),
+    humidity: round1(humidity),
+    location: jittered(home, latNoise, lonNoise),
+  };
+}
+
 function stepScripted(state: ScriptedState): SignalStep | null {
   const temperature = state.temperatures[state.step];
   if (temperature === undefined) return null;
   const humidity = state.humidity[state.step] ??
     round1(humidityAt(temperature, SCRIPTED_HUMIDITY_BASE, SCRIPTED_REFERENCE));
   return {
-    state: {
-      profile: "scripted",
-      step: state.step + 1,
-      temperatures: state.temperatures,
-      humidity: state.humidity,
-      location: state.location,
-    },
+    state: { ...state, step: state.step + 1 },
     sample: { temperature, humidity, location: state.location },
   };
 }
