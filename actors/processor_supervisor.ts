@@ -180,7 +180,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
       for (const o of outputs) {
         this.#dirty.set(o.device.deviceId, { doc: o.device, partition: batch.partition });
       }
-      this.#account(batch, outputs, letters);
+      this.#account(outputs, letters);
     } catch (error) {
       this.#stats.failedBatches++;
       this.#log.warn("batch failed; its devices will be restored from the store", {
@@ -366,7 +366,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
     }));
   }
 
-  #account(batch: RecordBatch, outputs: readonly DeviceOutput[], letters: readonly DeadLetter[]) {
+  #account(outputs: readonly DeviceOutput[], letters: readonly DeadLetter[]) {
     this.#stats.batches++;
     this.#stats.deadLettered += letters.length;
     for (const letter of letters) {
@@ -395,7 +395,6 @@ export class ProcessorSupervisor implements AsyncDisposable {
         }
       }
     }
-    void batch;
   }
 }
 

@@ -56,8 +56,6 @@ export interface ReadingSource extends AsyncDisposable {
   commit(offsets: Offsets): Promise<void>;
   /** Stops fetching and waits until no batch is being handled (before a final checkpoint). */
   drain(): Promise<void>;
-  /** Highest offsets vs committed, per partition (consumer lag). */
-  lag(): Promise<Record<number, number>>;
 }
 
 export interface DeadLetter {
@@ -180,29 +178,6 @@ export class KafkaReadingSource implements ReadingSource {
     while (this.#inFlight > 0) {
       this.#idle = Promise.withResolvers<void>();
       await this.#idle.promise;
-    }
-  }
-
-  async lag(): Promise<Record<number, number>> {
-    const admin = this.#kafka.admin();
-    await admin.connect();
-    try {
-      const { topic, groupId } = this.#options;
-      const [ends, committed] = await Promise.all([
-        admin.fetchTopicOffsets(topic),
-        admin.fetchOffsets({ groupId, topics: [topic] }),
-      ]);
-      const done = new Map(
-        (committed[0]?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]),
-      );
-      const lag: Record<number, number> = {};
-      for (const p of ends) {
-        const committedOffset = Math.max(0, done.get(p.partition) ?? 0);
-        lag[p.partition] = Math.max(0, Number(p.high) - committedOffset);
-      }
-      return lag;
-    } finally {
-      await admin.disconnect();
     }
   }
 

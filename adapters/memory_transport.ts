@@ -156,14 +156,6 @@ export class MemoryTransport implements ReadingSink, ReadingSource, DeadLetterSi
     }
   }
 
-  lag(): Promise<Record<number, number>> {
-    const lag: Record<number, number> = {};
-    this.#partitions.forEach((p, i) => {
-      lag[i] = p.base + p.records.length - Number(this.#committed.get(i) ?? 0);
-    });
-    return Promise.resolve(lag);
-  }
-
   /** Records still waiting to be handled, across partitions. */
   get backlog(): number {
     return this.#partitions.reduce((n, p) => n + (p.base + p.records.length - p.position), 0);

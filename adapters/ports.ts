@@ -17,9 +17,9 @@ import {
   KafkaReadingSource,
   type ReadingSource,
 } from "./kafka_consumer.ts";
-import { createKafka, ensureTopics, kafkaSecurity, securityConfig } from "./kafka_client.ts";
+import { createKafka, ensureTopics, kafkaSecurity } from "./kafka_client.ts";
 import { MemoryTransport } from "./memory_transport.ts";
-import { probeKafka, redactUrl } from "./probe.ts";
+import { redactUrl } from "./probe.ts";
 import type { Logger } from "./log.ts";
 
 /** Port: everything the pipeline needs of a store. */
@@ -42,8 +42,6 @@ export interface Transport {
   producer(): Promise<Producer>;
   /** The consumer side and its dead-letter sink. */
   consumer(): Promise<{ source: ReadingSource; deadLetters: DeadLetterSink & AsyncDisposable }>;
-  /** Rejects when the transport is unusable. */
-  probe(): Promise<void>;
 }
 
 export function describeStore(config: Config): { kind: "mongodb" | "kv"; where: string } {
@@ -79,7 +77,6 @@ export async function openTransport(config: Config, logger: Logger): Promise<Tra
 }
 
 function kafkaTransport(kafka: Kafka, config: Config, logger: Logger): Transport {
-  const brokers = config.kafkaBrokers!.join(",");
   return {
     kind: "kafka",
     async producer() {
@@ -100,12 +97,6 @@ function kafkaTransport(kafka: Kafka, config: Config, logger: Logger): Transport
       });
       return { source, deadLetters };
     },
-    probe: () =>
-      probeKafka(
-        brokers,
-        2000,
-        securityConfig(kafkaSecurity(config, (path) => Deno.readTextFileSync(path))),
-      ),
   };
 }
 
@@ -123,6 +114,5 @@ function embeddedTransport(config: Config, logger: Logger): Transport {
           [Symbol.asyncDispose]: () => Promise.resolve(),
         },
       }),
-    probe: () => Promise.resolve(),
   };
 }

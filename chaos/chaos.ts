@@ -23,6 +23,7 @@ import { fileURLToPath } from "node:url";
 import { Kafka, logLevel, type Message, Partitioners } from "kafkajs";
 import { MongoClient } from "mongodb";
 import { DEFAULT_RULE } from "../domain/hysteresis.ts";
+import { encodeReading } from "../schemas/reading.ts";
 import { check, type CheckReport, type StoredAlert } from "./check.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -235,11 +236,11 @@ async function stack(command: "up" | "down", service?: string) {
 type Ledger = Map<string, number>;
 
 function readingValue(deviceId: string, index: number, seq: number): string {
-  return JSON.stringify({
+  return encodeReading({
     deviceId,
     seq,
     ts: new Date(Date.UTC(2026, 0, 1) + seq * 1000).toISOString(),
-    temperature: CYCLE[(seq + index) % CYCLE.length],
+    temperature: CYCLE[(seq + index) % CYCLE.length]!,
     humidity: 40,
     location: { lat: 48.85, lon: 2.35 },
   });

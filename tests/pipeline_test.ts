@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { DEFAULT_RULE, replay } from "../domain/hysteresis.ts";
-import { encodeReading } from "../schemas/reading.ts";
+import { encodeReading, type Reading } from "../schemas/reading.ts";
 import type { AlertDoc, ReadingDoc } from "../schemas/documents.ts";
 import type { App } from "../main.ts";
 import { eventually, testKafka } from "./fixtures.ts";
@@ -60,6 +60,16 @@ async function assertConsistent(app: App, deviceId: string, lastSeq: number) {
 }
 
 const WORKED_EXAMPLE = [70, 81, 82, 79, 76, 71, 69, 68, 85, 86];
+
+/** A valid reading sent next to invalid ones in the dead-letter tests. */
+const GOOD: Reading = {
+  deviceId: "dlq-1",
+  seq: 1,
+  ts: "2026-11-27T13:00:00.000Z",
+  temperature: 21.5,
+  humidity: 40,
+  location: { lat: 48.85, lon: 2.35 },
+};
 
 for (const mode of [KAFKA_MONGO, EMBEDDED, KAFKA_KV, EMBEDDED_MONGO]) {
   Deno.test(`pipeline (${mode.name}): the scripted example yields the documented readings and alerts`, async () => {
@@ -205,20 +215,12 @@ Deno.test("pipeline (kafka+mongodb): a malformed record goes to the dead-letter 
   const kafka = testKafka();
   const producer = kafka.producer();
   await producer.connect();
-  const good = {
-    deviceId: "dlq-1",
-    seq: 1,
-    ts: "2026-11-27T13:00:00.000Z",
-    temperature: 21.5,
-    humidity: 40,
-    location: { lat: 48.85, lon: 2.35 },
-  };
   await producer.send({
     topic: env.topic,
     messages: [
       { key: "dlq-1", value: "{not json" },
-      { key: "dlq-1", value: JSON.stringify({ ...good, seq: 2, temperature: "hot" }) },
-      { key: "dlq-1", value: encodeReading(good) },
+      { key: "dlq-1", value: JSON.stringify({ ...GOOD, seq: 2, temperature: "hot" }) },
+      { key: "dlq-1", value: encodeReading(GOOD) },
     ],
   });
   await producer.disconnect();
@@ -318,16 +320,8 @@ Deno.test("pipeline (embedded+kv): a malformed record is dead-lettered and proce
   await using env = await testEnv("e2e-dlq-embedded", EMBEDDED);
   await using app = await startApp(env);
   const queue = app.parts.transport!.embedded!;
-  const good = {
-    deviceId: "dlq-1",
-    seq: 1,
-    ts: "2026-11-27T13:00:00.000Z",
-    temperature: 21.5,
-    humidity: 40,
-    location: { lat: 48.85, lon: 2.35 },
-  };
   assert.ok(queue.publishRaw("dlq-1", "{not json"));
-  assert.ok(queue.publishRaw("dlq-1", encodeReading(good)));
+  assert.ok(queue.publishRaw("dlq-1", encodeReading(GOOD)));
   await eventually(
     "the valid reading stored",
     () => app.parts.store!.device("dlq-1").then((d) => d ?? undefined),
