@@ -14,6 +14,7 @@ import {
   type AnyBulkWriteOperation,
   type Collection,
   type Db,
+  type Filter,
   MongoBulkWriteError,
   MongoClient,
 } from "mongodb";
@@ -147,11 +148,7 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
   }
 
   async #replaceNewerAlerts(alerts: readonly AlertDoc[]) {
-    const stored = await this.#alerts()
-      .find({ _id: { $in: alerts.map((a) => a._id) } }, { projection: { asOfSeq: 1 } })
-      .toArray();
-    const storedSeq = new Map(stored.map((a) => [a._id, a.asOfSeq ?? -1]));
-    const fresh = alerts.filter((a) => (storedSeq.get(a._id) ?? -1) <= a.asOfSeq);
+    const fresh = await notOlderThanStored(this.#alerts(), alerts, "asOfSeq");
     await bulk(
       this.#alerts(),
       fresh.map((a) => ({ replaceOne: { filter: { _id: a._id }, replacement: a, upsert: true } })),
@@ -169,11 +166,7 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
    */
   async #writeDevices(devices: readonly DeviceDoc[]) {
     if (devices.length === 0) return;
-    const stored = await this.#devices()
-      .find({ _id: { $in: devices.map((d) => d._id) } }, { projection: { lastSeq: 1 } })
-      .toArray();
-    const storedSeq = new Map(stored.map((d) => [d._id, d.lastSeq]));
-    const fresh = devices.filter((d) => (storedSeq.get(d._id) ?? -1) <= d.lastSeq);
+    const fresh = await notOlderThanStored(this.#devices(), devices, "lastSeq");
     if (fresh.length === 0) return;
     const checkpointId = crypto.randomUUID();
     await insertOnce(
@@ -199,10 +192,7 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
       const seen = newest.get(doc._id);
       if (!seen || seen.lastSeq <= doc.lastSeq) newest.set(doc._id, doc);
     }
-    const stored = await this.loadDevices([...newest.keys()]);
-    const fresh = [...newest.values()].filter((d) =>
-      (stored.get(d._id)?.lastSeq ?? -1) <= d.lastSeq
-    );
+    const fresh = await notOlderThanStored(this.#devices(), [...newest.values()], "lastSeq");
     if (fresh.length > 0) await this.#replaceDevices(fresh);
     await this.#pending().deleteMany({});
     return fresh.length;
@@ -255,6 +245,22 @@ async function insertOnce<T extends { _id: string }>(
     if (onlyDuplicateKeys(err)) return;
     throw err;
   }
+}
+
+/**
+ * The documents whose `version` is not below the stored copy's (or that are
+ * not stored yet): one query for the whole batch.
+ */
+async function notOlderThanStored<V extends string, T extends { _id: string } & Record<V, number>>(
+  collection: Collection<T>,
+  docs: readonly T[],
+  version: V,
+): Promise<T[]> {
+  const filter = { _id: { $in: docs.map((d) => d._id) } } as Filter<T>;
+  // Every document here is a T (its _id is a string), so read the stored ones as T.
+  const stored = await collection.find(filter, { projection: { [version]: 1 } }).toArray() as T[];
+  const storedVersion = new Map(stored.map((d) => [d._id, d[version] ?? -1]));
+  return docs.filter((d) => (storedVersion.get(d._id) ?? -1) <= d[version]);
 }
 
 /**
