@@ -83,14 +83,16 @@ export function start(config: Config, options: StartOptions = {}): App {
   const checks: HealthCheck[] = [];
   if (usesTransport && config.kafkaBrokers) {
     const brokers = config.kafkaBrokers.join(",");
+    // Read the CA bundle once, on the first probe, not on every health check.
+    let security: ReturnType<typeof securityConfig> | undefined;
     checks.push({
       name: "kafka",
-      probe: () =>
-        probeKafka(
-          brokers,
-          2000,
-          securityConfig(kafkaSecurity(config, (path) => Deno.readTextFileSync(path))),
-        ),
+      probe: () => {
+        security ??= securityConfig(
+          kafkaSecurity(config, (path) => Deno.readTextFileSync(path)),
+        );
+        return probeKafka(brokers, 2000, security);
+      },
     });
   }
   if (usesStore) {
