@@ -40,7 +40,7 @@ export type BatchHandler = (batch: RecordBatch, ctx: BatchContext) => Promise<vo
 export interface SourceEvents {
   /** Partitions were (re)assigned: per-device state of this member may be stale. */
   readonly onAssignment: (partitions: readonly number[]) => void;
-  /** The consumer stopped for good (non-retriable error). */
+  /** The consumer stopped for good (non-retriable error, or no broker answered for too long). */
   readonly onFatal: (error: unknown) => void;
 }
 
@@ -75,6 +75,12 @@ export interface KafkaReadingSourceOptions {
   readonly logger: Logger;
   /** Partitions processed at once by this member. */
   readonly concurrency?: number;
+  /**
+   * Gives up when no broker answered any request for this long. kafkajs itself
+   * restarts a consumer after retriable errors forever, which would leave a
+   * process that looks alive but consumes nothing.
+   */
+  readonly giveUpMs?: number;
 }
 
 export class KafkaReadingSource implements ReadingSource {
@@ -87,6 +93,8 @@ export class KafkaReadingSource implements ReadingSource {
   #assigned = new Set<number>();
   #inFlight = 0;
   #idle: PromiseWithResolvers<void> | undefined;
+  #lastAnswer = Date.now();
+  #watchdog: ReturnType<typeof setInterval> | undefined;
 
   constructor(kafka: Kafka, options: KafkaReadingSourceOptions) {
     this.#kafka = kafka;
@@ -119,9 +127,21 @@ export class KafkaReadingSource implements ReadingSource {
       });
       events.onAssignment(partitions);
     });
+    let gaveUp = false;
+    const giveUp = (error: unknown) => {
+      if (gaveUp) return;
+      gaveUp = true;
+      clearInterval(this.#watchdog);
+      events.onFatal(error);
+    };
     c.on(c.events.CRASH, ({ payload }) => {
       this.#log.error("consumer crashed", { error: payload.error, restart: payload.restart });
-      if (!payload.restart) events.onFatal(payload.error);
+      if (!payload.restart) giveUp(payload.error);
+    });
+    // Every broker response (fetches every few hundred ms, heartbeats, commits) is a sign of life,
+    // also while consumption is paused or a slow store write holds a batch.
+    c.on(c.events.REQUEST, () => {
+      this.#lastAnswer = Date.now();
     });
     await c.connect();
     await c.subscribe({ topic, fromBeginning: true });
@@ -154,6 +174,16 @@ export class KafkaReadingSource implements ReadingSource {
         await heartbeat();
       },
     });
+    this.#lastAnswer = Date.now();
+    const giveUpMs = this.#options.giveUpMs;
+    if (giveUpMs !== undefined) {
+      this.#watchdog = setInterval(() => {
+        const silentMs = Date.now() - this.#lastAnswer;
+        if (silentMs < giveUpMs) return;
+        this.#log.error("no Kafka broker answered; giving up", { silentMs, giveUpMs });
+        giveUp(new Error(`no Kafka broker answered for ${Math.round(silentMs / 1000)} s`));
+      }, Math.min(giveUpMs / 4, 5000));
+    }
   }
 
   processed(): Offsets {
@@ -182,6 +212,7 @@ export class KafkaReadingSource implements ReadingSource {
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
+    clearInterval(this.#watchdog);
     // disconnect() waits for the running batches to finish and commit.
     await this.#consumer.disconnect();
   }

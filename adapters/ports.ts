@@ -93,6 +93,7 @@ function kafkaTransport(kafka: Kafka, config: Config, logger: Logger): Transport
       const source = new KafkaReadingSource(kafka, {
         topic: config.kafkaTopic,
         groupId: config.kafkaGroup,
+        giveUpMs: config.kafkaGiveUpMs,
         logger,
       });
       return { source, deadLetters };

@@ -30,6 +30,8 @@ const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const BROKERS = Deno.env.get("KAFKA_BROKERS") || "127.0.0.1:9092";
 const MONGO_URL = Deno.env.get("MONGO_URL") || "mongodb://127.0.0.1:27017/";
 const PARTITIONS = 6;
+/** KAFKA_GIVE_UP_MS of the `broker-gone` scenario's processor. */
+const GIVE_UP_MS = 10_000;
 const CYCLE = [60, 81, 85, 90, 79, 75, 69, 65, 62, 72];
 
 interface Settings {
@@ -52,6 +54,13 @@ interface Scenario {
   readonly faults: readonly Fault[];
   /** Scenarios that stop a service need it to be the harness's own stack. */
   readonly needsLocalStack?: boolean;
+  /**
+   * Who produces the load: the harness's own producer (default, a ledger of acknowledged
+   * records), or the app's sensors role (scripted sensors; the ledger is every reading they emit).
+   */
+  readonly load?: "harness" | "sensors";
+  /** Extra settings for the processor processes. */
+  readonly processorEnv?: Readonly<Record<string, string>>;
 }
 
 interface RunContext {
@@ -121,6 +130,79 @@ const SCENARIOS: readonly Scenario[] = [
     }],
   },
   {
+    id: "broker-outage",
+    title: "4b. Kafka down for 60 s while the app's own sensors produce (the producer buffer)",
+    processors: 1,
+    needsLocalStack: true,
+    load: "sensors",
+    faults: [{
+      at: 0.25,
+      name: "stop Kafka for 60 s",
+      run: async () => {
+        await stack("down", "kafka");
+        await sleep(60_000);
+        await stack("up");
+      },
+    }],
+  },
+  {
+    id: "broker-gone",
+    title: "4c. Kafka gone beyond KAFKA_GIVE_UP_MS: /health says so, the processor exits 1",
+    processors: 1,
+    needsLocalStack: true,
+    processorEnv: { KAFKA_GIVE_UP_MS: String(GIVE_UP_MS) },
+    faults: [{
+      at: 0.4,
+      name: `stop Kafka until the processor gives up (KAFKA_GIVE_UP_MS=${GIVE_UP_MS})`,
+      run: async (ctx) => {
+        const processor = ctx.processors[0]!;
+        const exitsBefore = processor.exitCodes.length;
+        await stack("down", "kafka");
+        const stoppedAt = Date.now();
+        // Shutdown after giving up may wait for its 30 s deadline with the broker gone.
+        const deadline = stoppedAt + GIVE_UP_MS + 45_000;
+        let reported = false;
+        // Overlapping polls: a health check waits for its Kafka probe to time out. Until the
+        // process gives up, /health must say 503 with the Kafka check failing.
+        const polls: Promise<void>[] = [];
+        while (processor.exitCodes.length === exitsBefore && Date.now() < deadline) {
+          polls.push(
+            fetch(processor.healthUrl).then(async (res) => {
+              const body = await res.json();
+              if (res.status === 503 && body.checks?.kafka?.ok === false) reported = true;
+            }, () => {}),
+          );
+          await sleep(250);
+        }
+        await Promise.all(polls);
+        const code = processor.exitCodes[exitsBefore];
+        ctx.note(
+          `processor exit code ${code ?? "none"} after ${
+            ((Date.now() - stoppedAt) / 1000).toFixed(1)
+          } s; /health reported it: ${reported}`,
+        );
+        await stack("up");
+        if (code !== 1) throw new Error(`expected exit code 1, got ${code ?? "none (still up)"}`);
+        if (!reported) throw new Error("/health never reported Kafka down before the exit");
+      },
+    }],
+  },
+  {
+    id: "store-outage",
+    title: "5b. FerretDB down for 60 s mid-stream",
+    processors: 1,
+    needsLocalStack: true,
+    faults: [{
+      at: 0.3,
+      name: "stop FerretDB for 60 s",
+      run: async () => {
+        await stack("down", "ferretdb");
+        await sleep(60_000);
+        await stack("up");
+      },
+    }],
+  },
+  {
     id: "store",
     title: "5. FerretDB restart mid-stream",
     processors: 1,
@@ -173,13 +255,21 @@ const SCENARIOS: readonly Scenario[] = [
 class Processor {
   readonly #env: Record<string, string>;
   readonly #log: string;
+  readonly #port: number;
   #child: Deno.ChildProcess | undefined;
   #wanted = false;
   restarts = 0;
+  /** Exit codes of the processes that exited on their own, in order. */
+  readonly exitCodes: number[] = [];
 
-  constructor(env: Record<string, string>, log: string) {
+  constructor(env: Record<string, string>, log: string, port: number) {
     this.#env = env;
     this.#log = log;
+    this.#port = port;
+  }
+
+  get healthUrl(): string {
+    return `http://127.0.0.1:${this.#port}/health`;
   }
 
   start() {
@@ -188,7 +278,7 @@ class Processor {
       args: [
         "-c",
         `exec "${Deno.execPath()}" run --allow-net --allow-env --allow-read --allow-sys ` +
-        `main.ts --role processors --port 0 --log-level warn >>'${this.#log}' 2>&1`,
+        `main.ts --role processors --port ${this.#port} --log-level warn >>'${this.#log}' 2>&1`,
       ],
       cwd: ROOT,
       env: this.#env,
@@ -197,8 +287,9 @@ class Processor {
       stderr: "null",
     }).spawn();
     this.#child = child;
-    child.status.then(() => {
+    child.status.then(({ code }) => {
       if (this.#child !== child || !this.#wanted) return;
+      this.exitCodes.push(code);
       // Like a service manager: an exited processor is started again.
       this.restarts++;
       setTimeout(() => this.#wanted && this.#child === child && this.start(), 1000);
@@ -228,6 +319,13 @@ async function stack(command: "up" | "down", service?: string) {
   if (!out.success) {
     throw new Error(`stack ${command} failed: ${new TextDecoder().decode(out.stderr)}`);
   }
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
 }
 
 // ---------------------------------------------------------------------- load
@@ -285,6 +383,92 @@ async function produce(
     await sleep(Math.max(0, 100 - (Date.now() - started)));
   }
   await producer.disconnect();
+}
+
+/** How long the sensors load lasts, so a 60 s outage lands mid-stream. */
+const SENSOR_LOAD_MS = 100_000;
+
+/**
+ * The load from the app's own sensors role: scripted sensors, each emitting its script once.
+ * Every reading a sensor emits must end up stored (the producer retries from its buffer), so the
+ * ledger is the script length per device, and the sensors process must end with none dropped.
+ */
+async function produceWithSensors(
+  env: Record<string, string>,
+  s: Settings,
+  ledger: Ledger,
+  log: string,
+  onProgress: (fraction: number) => void,
+  note: (event: string) => void,
+) {
+  const perDevice = Math.max(1, Math.round(s.readings / s.devices));
+  const intervalMs = Math.max(100, Math.round(SENSOR_LOAD_MS / perDevice));
+  const port = freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const child = new Deno.Command("sh", {
+    args: [
+      "-c",
+      `exec "${Deno.execPath()}" run --allow-net --allow-env --allow-read --allow-sys ` +
+      `main.ts --role sensors --sensors 0 --port ${port} --log-level warn >>'${log}' 2>&1`,
+    ],
+    cwd: ROOT,
+    env,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const stats = async () => {
+    const body = await (await fetch(`${base}/health`)).json();
+    return body.stats as {
+      sensors: { emitted: number; dropped: number };
+      producer: { sent: number; dropped: number; buffered: number };
+    };
+  };
+  try {
+    const ready = Date.now() + 60_000;
+    while (!(await fetch(`${base}/health`).then((r) => r.ok, () => false))) {
+      if (Date.now() > ready) throw new Error("the sensors role did not become healthy in 60 s");
+      await sleep(250);
+    }
+    const res = await fetch(`${base}/sensors`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        count: s.devices,
+        idPrefix: "chaos",
+        profile: "scripted",
+        intervalMs,
+        temperatures: Array.from({ length: perDevice }, (_, i) => CYCLE[i % CYCLE.length]),
+      }),
+    });
+    if (res.status !== 201) throw new Error(`add sensors: ${res.status} ${await res.text()}`);
+    const { ids } = await res.json() as { ids: string[] };
+    for (const id of ids) ledger.set(id, perDevice);
+    const total = ids.length * perDevice;
+    const started = Date.now();
+    let peakBuffered = 0;
+    for (;;) {
+      await sleep(500);
+      const now = await stats().catch(() => undefined);
+      if (!now) continue;
+      peakBuffered = Math.max(peakBuffered, now.producer.buffered);
+      onProgress(Math.min(0.999, (Date.now() - started) / (perDevice * intervalMs)));
+      if (now.sensors.emitted >= total && now.producer.buffered === 0) {
+        if (now.sensors.dropped > 0 || now.producer.dropped > 0) {
+          throw new Error(`the sensors role dropped ${now.sensors.dropped} readings`);
+        }
+        break;
+      }
+    }
+    note(
+      `sensors emitted ${total} readings, none dropped; producer buffer peaked at ${peakBuffered}`,
+    );
+    onProgress(1);
+  } finally {
+    child.kill("SIGTERM");
+    const { code } = await child.status;
+    if (code !== 0) note(`sensors role exited with ${code}`);
+  }
 }
 
 async function injectBadRecords(ctx: RunContext) {
@@ -349,7 +533,12 @@ async function runScenario(scenario: Scenario, s: Settings): Promise<RunResult> 
   };
   const processors = Array.from(
     { length: scenario.processors },
-    (_, i) => new Processor(env, `${ROOT}.stack/logs/chaos-${id}-p${i + 1}.log`),
+    (_, i) =>
+      new Processor(
+        { ...env, ...scenario.processorEnv },
+        `${ROOT}.stack/logs/chaos-${id}-p${i + 1}.log`,
+        freePort(),
+      ),
   );
   const mongo = new MongoClient(MONGO_URL, { serverSelectionTimeoutMS: 60_000 });
   const db = mongo.db(dbName);
@@ -400,7 +589,18 @@ async function runScenario(scenario: Scenario, s: Settings): Promise<RunResult> 
   try {
     processors.forEach((p) => p.start());
     let lastPrint = 0;
-    await produce(kafka, topic, s, ledger, (fraction) => {
+    const load = (onProgress: (fraction: number) => void) =>
+      scenario.load === "sensors"
+        ? produceWithSensors(
+          env,
+          s,
+          ledger,
+          `${ROOT}.stack/logs/chaos-${id}-sensors.log`,
+          onProgress,
+          note,
+        )
+        : produce(kafka, topic, s, ledger, onProgress);
+    await load((fraction) => {
       while (pendingFaults.length > 0 && fraction >= pendingFaults[0]!.at) {
         const fault = pendingFaults.shift()!;
         note(`fault: ${fault.name}`);
@@ -599,7 +799,7 @@ if (import.meta.main) {
     },
   });
   const requested = values.short
-    ? ["kill9", "rebalance", "broker", "bad-records"]
+    ? ["kill9", "rebalance", "broker", "broker-gone", "bad-records"]
     : values.scenario === "all"
     ? [...SCENARIOS.map((s) => s.id), "flood"]
     : values.scenario!.split(",");

@@ -31,6 +31,8 @@ export interface Config {
   readonly kafkaPartitions: number;
   readonly kafkaGroup: string;
   readonly kafkaClientId: string;
+  /** The consumer gives up (and the process exits 1) after this long without a broker answer. */
+  readonly kafkaGiveUpMs: number;
   /** Set together with `kafkaUsername` and `kafkaPassword`, or not at all. */
   readonly kafkaSaslMechanism: KafkaSaslMechanism | undefined;
   readonly kafkaUsername: string | undefined;
@@ -169,6 +171,14 @@ export const SETTINGS: readonly Setting[] = [
     kind: { type: "string" },
     default: "iot-processors",
     help: "Consumer group of the processors",
+  },
+  {
+    key: "kafkaGiveUpMs",
+    flag: "kafka-give-up-ms",
+    env: "KAFKA_GIVE_UP_MS",
+    kind: { type: "int", min: 1000, max: 86_400_000 },
+    default: "120000",
+    help: "Processors exit with status 1 when no Kafka broker has answered for this long",
   },
   {
     key: "kafkaClientId",
