@@ -73,7 +73,7 @@ Deno.test("StoreWriter.write() passes a lone batch to the store unchanged", asyn
   assert.equal(store.calls[0], batch);
   store.succeed(0);
   await written;
-  assert.deepEqual(writer.stats, { writes: 1, readings: 1, alerts: 0, failures: 0 });
+  assert.deepEqual(writer.stats, { writes: 1, readings: 1, alerts: 0, failures: 0, queued: 0 });
 });
 
 Deno.test("StoreWriter merges writes queued behind one in flight into one store call", async () => {
@@ -101,7 +101,7 @@ Deno.test("StoreWriter merges writes queued behind one in flight into one store 
   await Promise.all([second.done, third.done]);
   assert.equal(second.state.error, undefined);
   assert.equal(third.state.error, undefined);
-  assert.deepEqual(writer.stats, { writes: 2, readings: 3, alerts: 0, failures: 0 });
+  assert.deepEqual(writer.stats, { writes: 2, readings: 3, alerts: 0, failures: 0, queued: 0 });
 });
 
 Deno.test("StoreWriter resolves each caller only after the write that holds its batch", async () => {
@@ -144,7 +144,7 @@ Deno.test("StoreWriter rejects every caller of a failed group and keeps working"
   assert.deepEqual(store.calls[2], batchFor("d"));
   store.succeed(2);
   await later;
-  assert.deepEqual(writer.stats, { writes: 2, readings: 2, alerts: 0, failures: 1 });
+  assert.deepEqual(writer.stats, { writes: 2, readings: 2, alerts: 0, failures: 1, queued: 0 });
 });
 
 Deno.test("StoreWriter rejects a lone caller when the store throws synchronously", async () => {
