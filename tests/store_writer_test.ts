@@ -157,3 +157,25 @@ Deno.test("StoreWriter rejects a lone caller when the store throws synchronously
   await assert.rejects(writer.write(batchFor("a")), error);
   assert.equal(writer.stats.failures, 1);
 });
+
+Deno.test("StoreWriter reports each acknowledged write, not a failed one, with its time", async () => {
+  const store = new GatedStore();
+  const stored: { batch: WriteBatch; at: number }[] = [];
+  let now = 1000;
+  const writer = new StoreWriter(store, {
+    onStored: (batch, at) => stored.push({ batch, at }),
+    now: () => now,
+  });
+  const first = track(writer.write(batchFor("a")));
+  const second = track(writer.write(batchFor("b")));
+  await settle();
+  assert.equal(writer.stats.queued, 1, "b waits behind the write in flight");
+  store.fail(0, new Error("store down"));
+  await first.done;
+  assert.equal(stored.length, 0, "a failed write is not reported");
+  now = 2500;
+  store.succeed(1);
+  await second.done;
+  assert.deepEqual(stored.map((s) => [s.batch.readings[0]!.deviceId, s.at]), [["b", 2500]]);
+  assert.equal(writer.stats.queued, 0);
+});
