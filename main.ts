@@ -12,6 +12,7 @@
 import { type Config, helpText, parseConfig } from "./schemas/config.ts";
 import { createLogger, type Logger } from "./adapters/log.ts";
 import { createHealth, type HealthCheck } from "./adapters/health.ts";
+import { createMetrics } from "./adapters/metrics.ts";
 import { createApi, type SensorControl, type StoreQueries } from "./adapters/http_api.ts";
 import { ApiError } from "./adapters/http_errors.ts";
 import { probeKafka, probeMongo } from "./adapters/probe.ts";
@@ -25,6 +26,7 @@ import {
   type Transport,
 } from "./adapters/ports.ts";
 import type { MemoryTransport } from "./adapters/memory_transport.ts";
+import type { ReadingSource } from "./adapters/kafka_consumer.ts";
 import { SensorFleet } from "./actors/sensor_supervisor.ts";
 import { ProcessorSupervisor } from "./actors/processor_supervisor.ts";
 import { StoreWriter } from "./actors/store_writer.ts";
@@ -46,6 +48,7 @@ export interface App extends AsyncDisposable {
 export interface Parts {
   store?: Store;
   transport?: Transport;
+  source?: ReadingSource;
   fleet?: SensorFleet;
   producer?: Producer;
   processors?: ProcessorSupervisor;
@@ -114,11 +117,14 @@ export function start(config: Config, options: StartOptions = {}): App {
     },
   });
   const health = createHealth(checks);
+  // One registry per app: tests run several apps in one process.
+  const metrics = createMetrics(() => parts);
 
   const api = createApi({
     health,
     info: { role: config.role, version: VERSION, mode },
     logger,
+    metrics,
     ...(runs.sensors ? { sensors: lazySensors(() => parts.fleet) } : {}),
     ...(usesStore ? { queries: lazyQueries(() => parts.store) } : {}),
     ...(config.apiToken ? { apiToken: config.apiToken } : {}),
@@ -160,7 +166,8 @@ export function start(config: Config, options: StartOptions = {}): App {
     if (runs.processors && transport) {
       const { source, deadLetters } = await transport.consumer();
       cleanups.push(["dead-letter sink", () => deadLetters[Symbol.asyncDispose]()]);
-      parts.writer = new StoreWriter(parts.store!);
+      parts.source = source;
+      parts.writer = new StoreWriter(parts.store!, { onStored: metrics.readingsStored });
       const processors = new ProcessorSupervisor({
         store: parts.store!,
         writer: parts.writer,
@@ -169,6 +176,7 @@ export function start(config: Config, options: StartOptions = {}): App {
         passivateAfterMs: config.passivateAfterMs,
         checkpointMs: config.checkpointMs,
         logger,
+        onRaiseStored: metrics.raiseStored,
       });
       parts.processors = processors;
       cleanups.push(["processors", () => processors.stop()]);

@@ -30,6 +30,8 @@ export interface DeviceOutput {
   readonly transitions: readonly Transition[];
   /** Readings ignored because their seq was already applied. */
   readonly duplicates: number;
+  /** Applied readings whose `ts` is earlier than the previous applied reading's. */
+  readonly outOfOrder: number;
 }
 
 export type ProcessorMsg =
@@ -60,6 +62,7 @@ export function createProcessor(
     // The latest snapshot of each alert touched in this batch; last write wins.
     const alerts = new Map<string, AlertDoc>();
     let duplicates = 0;
+    const outOfOrderBefore = state.counters.outOfOrder;
     for (const reading of readings) {
       const readingRule = reading.thresholds ?? defaultRule;
       const result = step(state, reading, readingRule);
@@ -91,6 +94,7 @@ export function createProcessor(
       device: toDeviceDoc(deviceId, state, rule, processedAt),
       transitions,
       duplicates,
+      outOfOrder: state.counters.outOfOrder - outOfOrderBefore,
     };
   }
 

@@ -52,17 +52,34 @@ export interface ProcessorSupervisorOptions {
   readonly checkpointMs?: number;
   readonly logger: Logger;
   readonly now?: () => number;
+  /**
+   * Called once the alert raised by the reading with event time `readingTs` is
+   * stored, at `storedAtMs` (for the detection-latency metric).
+   */
+  readonly onRaiseStored?: (readingTs: string, storedAtMs: number) => void;
 }
 
 export interface ProcessorStats {
   readonly batches: number;
+  /** Records of the batches handled, valid or not. */
+  readonly records: number;
   readonly readings: number;
   readonly duplicates: number;
+  /** Applied readings whose `ts` went backwards for their device. */
+  readonly outOfOrder: number;
   readonly deadLettered: number;
   readonly alertsRaised: number;
   readonly alertsCleared: number;
   readonly activeDevices: number;
+  /** Devices of the owned partitions whose last stored reading left them critical. */
+  readonly criticalDevices: number;
+  /** Messages waiting in the processors' mailboxes. */
+  readonly mailboxDepth: number;
   readonly passivated: number;
+  /** Processors that failed; each is started again from its stored state by its next batch. */
+  readonly processorFailures: number;
+  /** Restarts by the processors' supervisor (its children are temporary, so normally 0). */
+  readonly restarts: number;
   readonly failedBatches: number;
   readonly checkpoints: number;
   readonly failedCheckpoints: number;
@@ -94,14 +111,19 @@ export class ProcessorSupervisor implements AsyncDisposable {
   #assignment: readonly number[] = [];
   /** Partitions owned; undefined until the first assignment (then every partition counts). */
   #owned: Set<number> | undefined;
+  /** Partition of each owned device currently critical, as of its last stored batch. */
+  readonly #critical = new Map<string, number>();
   #stats = {
     batches: 0,
+    records: 0,
     readings: 0,
     duplicates: 0,
+    outOfOrder: 0,
     deadLettered: 0,
     alertsRaised: 0,
     alertsCleared: 0,
     passivated: 0,
+    processorFailures: 0,
     failedBatches: 0,
     checkpoints: 0,
     failedCheckpoints: 0,
@@ -121,7 +143,16 @@ export class ProcessorSupervisor implements AsyncDisposable {
   }
 
   get stats(): ProcessorStats {
-    return { ...this.#stats, activeDevices: this.#devices.size, pendingStates: this.#dirty.size };
+    let mailboxDepth = 0;
+    for (const device of this.#devices.values()) mailboxDepth += device.actor.depth;
+    return {
+      ...this.#stats,
+      activeDevices: this.#devices.size,
+      criticalDevices: this.#critical.size,
+      mailboxDepth,
+      restarts: this.#supervisor.restarts,
+      pendingStates: this.#dirty.size,
+    };
   }
 
   /** The batch handler for the reading source. */
@@ -179,8 +210,10 @@ export class ProcessorSupervisor implements AsyncDisposable {
       // These states now cover only stored readings: eligible for the next checkpoint.
       for (const o of outputs) {
         this.#dirty.set(o.device.deviceId, { doc: o.device, partition: batch.partition });
+        if (o.device.level === "critical") this.#critical.set(o.device.deviceId, batch.partition);
+        else this.#critical.delete(o.device.deviceId);
       }
-      this.#account(outputs, letters);
+      this.#account(batch, outputs, letters);
     } catch (error) {
       this.#stats.failedBatches++;
       this.#log.warn("batch failed; its devices will be restored from the store", {
@@ -205,6 +238,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
     const kept = new Set(partitions);
     this.#owned = kept;
     for (const [id, d] of this.#dirty) if (!kept.has(d.partition)) this.#dirty.delete(id);
+    for (const [id, p] of this.#critical) if (!kept.has(p)) this.#critical.delete(id);
     const lost = [...this.#devices].filter(([, d]) => !kept.has(d.partition)).map(([id]) => id);
     await this.#discard(lost);
     if (lost.length > 0) {
@@ -293,6 +327,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
     await this.#checkpointing?.catch(() => {});
     await this.#supervisor.stop();
     this.#devices.clear();
+    this.#critical.clear();
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -345,6 +380,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
           { default: this.#opts.rule, current: rule },
           (error) => {
             this.#devices.delete(id);
+            this.#stats.processorFailures++;
             exit({ type: "failed", error });
           },
         );
@@ -366,8 +402,10 @@ export class ProcessorSupervisor implements AsyncDisposable {
     }));
   }
 
-  #account(outputs: readonly DeviceOutput[], letters: readonly DeadLetter[]) {
+  #account(batch: RecordBatch, outputs: readonly DeviceOutput[], letters: readonly DeadLetter[]) {
+    const storedAt = this.#now();
     this.#stats.batches++;
+    this.#stats.records += batch.records.length;
     this.#stats.deadLettered += letters.length;
     for (const letter of letters) {
       this.#log.warn("record dead-lettered", {
@@ -379,10 +417,12 @@ export class ProcessorSupervisor implements AsyncDisposable {
     for (const out of outputs) {
       this.#stats.readings += out.readings.length;
       this.#stats.duplicates += out.duplicates;
+      this.#stats.outOfOrder += out.outOfOrder;
       for (const t of out.transitions) {
         const deviceId = out.device.deviceId;
         if (t.type === "raised") {
           this.#stats.alertsRaised++;
+          this.#opts.onRaiseStored?.(t.ts, storedAt);
           this.#log.info("alert raised", { deviceId, seq: t.seq, temperature: t.temperature });
         } else {
           this.#stats.alertsCleared++;

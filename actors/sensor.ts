@@ -97,6 +97,11 @@ export class Sensor {
     return this.#late;
   }
 
+  /** Ticks waiting in the mailbox (at most one). */
+  get mailboxDepth(): number {
+    return this.#actor.depth;
+  }
+
   get running(): boolean {
     return this.#actor.status === "running";
   }

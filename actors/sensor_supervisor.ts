@@ -86,7 +86,19 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   }
 
   get stats() {
-    return { running: this.#entries.size, emitted: this.#emitted, dropped: this.#dropped };
+    let running = 0;
+    let mailboxDepth = 0;
+    for (const entry of this.#entries.values()) {
+      if (entry.status === "running") running++;
+      mailboxDepth += entry.sensor?.mailboxDepth ?? 0;
+    }
+    return {
+      running,
+      emitted: this.#emitted,
+      dropped: this.#dropped,
+      restarts: this.#supervisor.restarts,
+      mailboxDepth,
+    };
   }
 
   add(request: SensorRequest): AddSensorsResult {

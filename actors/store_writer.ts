@@ -19,10 +19,19 @@ export interface StoreWriterStats {
   readonly readings: number;
   readonly alerts: number;
   readonly failures: number;
+  /** Batches waiting for the next write. */
+  readonly queued: number;
+}
+
+export interface StoreWriterOptions {
+  /** Called after each acknowledged write with its batch and the time of the acknowledgement. */
+  readonly onStored?: (batch: WriteBatch, ackedAtMs: number) => void;
+  readonly now?: () => number;
 }
 
 export class StoreWriter {
   readonly #store: Pick<DeviceStore, "write">;
+  readonly #options: StoreWriterOptions;
   #queue: Pending[] = [];
   #running = false;
   #writes = 0;
@@ -30,8 +39,9 @@ export class StoreWriter {
   #alerts = 0;
   #failures = 0;
 
-  constructor(store: Pick<DeviceStore, "write">) {
+  constructor(store: Pick<DeviceStore, "write">, options: StoreWriterOptions = {}) {
     this.#store = store;
+    this.#options = options;
   }
 
   get stats(): StoreWriterStats {
@@ -40,6 +50,7 @@ export class StoreWriter {
       readings: this.#readings,
       alerts: this.#alerts,
       failures: this.#failures,
+      queued: this.#queue.length,
     };
   }
 
@@ -63,6 +74,7 @@ export class StoreWriter {
           this.#writes++;
           this.#readings += merged.readings.length;
           this.#alerts += merged.alerts.length;
+          this.#options.onStored?.(merged, (this.#options.now ?? Date.now)());
           for (const p of group) p.resolve();
         } catch (error) {
           this.#failures++;

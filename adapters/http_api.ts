@@ -75,6 +75,8 @@ export interface ApiDeps {
   readonly queries?: StoreQueries;
   /** When set, POST/DELETE/PATCH/PUT need `Authorization: Bearer <token>`. */
   readonly apiToken?: string;
+  /** Prometheus exposition for `GET /metrics` (open like `/health`); absent: no route. */
+  readonly metrics?: { readonly contentType: string; scrape(): Promise<string> };
   /** Live counters of the running roles, shown in `/health`. */
   readonly stats?: () => Record<string, unknown>;
   /**
@@ -115,6 +117,13 @@ export function createApi(deps: ApiDeps): Hono {
       report.ok ? 200 : 503,
     );
   });
+  const metrics = deps.metrics;
+  if (metrics) {
+    app.get(
+      "/metrics",
+      async (c) => c.body(await metrics.scrape(), 200, { "Content-Type": metrics.contentType }),
+    );
+  }
   app.route("/sensors", sensorRoutes(deps.sensors));
   app.route("/devices", deviceRoutes(deps.queries));
   app.route("/alerts", alertRoutes(deps.queries));

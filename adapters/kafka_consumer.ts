@@ -56,6 +56,8 @@ export interface ReadingSource extends AsyncDisposable {
   commit(offsets: Offsets): Promise<void>;
   /** Stops fetching and waits until no batch is being handled (before a final checkpoint). */
   drain(): Promise<void>;
+  /** Records not yet handled, per owned partition, as last seen. */
+  lag(): ReadonlyMap<number, number>;
 }
 
 export interface DeadLetter {
@@ -91,6 +93,7 @@ export class KafkaReadingSource implements ReadingSource {
   #processed = new Map<number, string>();
   #committed = new Map<number, string>();
   #assigned = new Set<number>();
+  #lag = new Map<number, number>();
   #inFlight = 0;
   #idle: PromiseWithResolvers<void> | undefined;
   #lastAnswer = Date.now();
@@ -120,6 +123,7 @@ export class KafkaReadingSource implements ReadingSource {
       for (const p of [...this.#processed.keys()]) {
         if (!this.#assigned.has(p)) this.#processed.delete(p);
       }
+      for (const p of [...this.#lag.keys()]) if (!this.#assigned.has(p)) this.#lag.delete(p);
       this.#log.info("partitions assigned", {
         memberId: payload.memberId,
         leader: payload.isLeader,
@@ -170,7 +174,11 @@ export class KafkaReadingSource implements ReadingSource {
         const last = batch.messages[batch.messages.length - 1]!.offset;
         // Fetching goes on from here; committing waits for the next checkpoint.
         resolveOffset(last);
-        if (!isStale()) this.#processed.set(batch.partition, (BigInt(last) + 1n).toString());
+        if (!isStale()) {
+          this.#processed.set(batch.partition, (BigInt(last) + 1n).toString());
+          // From the high watermark the fetch returned: no extra request, at most one fetch old.
+          this.#lag.set(batch.partition, Number(batch.offsetLag()));
+        }
         await heartbeat();
       },
     });
@@ -192,6 +200,10 @@ export class KafkaReadingSource implements ReadingSource {
       if (this.#committed.get(p) !== offset) pending.set(p, offset);
     }
     return pending;
+  }
+
+  lag(): ReadonlyMap<number, number> {
+    return this.#lag;
   }
 
   async commit(offsets: Offsets): Promise<void> {

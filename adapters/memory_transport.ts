@@ -156,6 +156,11 @@ export class MemoryTransport implements ReadingSink, ReadingSource, DeadLetterSi
     }
   }
 
+  /** Records still waiting to be handled, per partition. */
+  lag(): ReadonlyMap<number, number> {
+    return new Map(this.#partitions.map((p, i) => [i, p.base + p.records.length - p.position]));
+  }
+
   /** Records still waiting to be handled, across partitions. */
   get backlog(): number {
     return this.#partitions.reduce((n, p) => n + (p.base + p.records.length - p.position), 0);

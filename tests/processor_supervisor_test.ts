@@ -191,6 +191,7 @@ function harness(
     rule?: AlarmRule;
     checkpointMs?: number;
     attach?: boolean;
+    onRaiseStored?: (readingTs: string, storedAtMs: number) => void;
   } = {},
 ): Harness {
   const {
@@ -199,6 +200,7 @@ function harness(
     rule = DEFAULT_RULE,
     checkpointMs = 60_000,
     attach = true,
+    onRaiseStored,
   } = options;
   const deadLetters = new RecordingDeadLetters();
   const source = new FakeSource(store.events);
@@ -212,6 +214,7 @@ function harness(
     checkpointMs,
     logger: silentLogger,
     now: time.now,
+    ...(onRaiseStored ? { onRaiseStored } : {}),
   });
   if (attach) supervisor.attach(source);
   return {
@@ -364,13 +367,19 @@ Deno.test("ProcessorSupervisor counts readings, duplicates, dead letters and ale
   );
   assert.deepEqual(h.supervisor.stats, {
     batches: 2,
+    records: 13,
     readings: 10,
     duplicates: 2,
+    outOfOrder: 0,
     deadLettered: 1,
     alertsRaised: 2,
     alertsCleared: 1,
     activeDevices: 1,
+    criticalDevices: 1,
+    mailboxDepth: 0,
     passivated: 0,
+    processorFailures: 0,
+    restarts: 0,
     failedBatches: 0,
     checkpoints: 0,
     failedCheckpoints: 0,
@@ -976,4 +985,23 @@ Deno.test("ProcessorSupervisor.stop() waits for a checkpoint in progress", async
   await stopping;
   await checkpoint;
   assert.deepEqual(h.store.events, ["stored a@1", `commit 0:${offsetAfter(batch)}`]);
+});
+
+Deno.test("ProcessorSupervisor reports stored raises, critical devices of owned partitions and out-of-order readings", async () => {
+  const raises: [string, number][] = [];
+  await using h = harness({ onRaiseStored: (ts, at) => raises.push([ts, at]) });
+  await h.supervisor.onAssignment([0, 1]);
+  await h.deliver(readingsBatch(series("hot", WORKED_EXAMPLE), 0));
+  const at = h.clock.now();
+  assert.deepEqual(raises, [[reading("hot", 3, 0).ts, at], [reading("hot", 10, 0).ts, at]]);
+  assert.equal(h.supervisor.stats.criticalDevices, 1, "hot ends in its second episode");
+
+  // seq 2 carries a ts an hour before seq 1's.
+  const late = { ...reading("cold", 2, 20), ts: new Date(BASE_MS - 3_600_000).toISOString() };
+  await h.deliver(readingsBatch([reading("cold", 1, 20), late], 1));
+  assert.equal(h.supervisor.stats.outOfOrder, 1);
+  assert.equal(h.supervisor.stats.criticalDevices, 1);
+
+  await h.supervisor.onAssignment([1]);
+  assert.equal(h.supervisor.stats.criticalDevices, 0, "partition 0 moved to another member");
 });

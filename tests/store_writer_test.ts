@@ -73,7 +73,7 @@ Deno.test("StoreWriter.write() passes a lone batch to the store unchanged", asyn
   assert.equal(store.calls[0], batch);
   store.succeed(0);
   await written;
-  assert.deepEqual(writer.stats, { writes: 1, readings: 1, alerts: 0, failures: 0 });
+  assert.deepEqual(writer.stats, { writes: 1, readings: 1, alerts: 0, failures: 0, queued: 0 });
 });
 
 Deno.test("StoreWriter merges writes queued behind one in flight into one store call", async () => {
@@ -101,7 +101,7 @@ Deno.test("StoreWriter merges writes queued behind one in flight into one store 
   await Promise.all([second.done, third.done]);
   assert.equal(second.state.error, undefined);
   assert.equal(third.state.error, undefined);
-  assert.deepEqual(writer.stats, { writes: 2, readings: 3, alerts: 0, failures: 0 });
+  assert.deepEqual(writer.stats, { writes: 2, readings: 3, alerts: 0, failures: 0, queued: 0 });
 });
 
 Deno.test("StoreWriter resolves each caller only after the write that holds its batch", async () => {
@@ -144,7 +144,7 @@ Deno.test("StoreWriter rejects every caller of a failed group and keeps working"
   assert.deepEqual(store.calls[2], batchFor("d"));
   store.succeed(2);
   await later;
-  assert.deepEqual(writer.stats, { writes: 2, readings: 2, alerts: 0, failures: 1 });
+  assert.deepEqual(writer.stats, { writes: 2, readings: 2, alerts: 0, failures: 1, queued: 0 });
 });
 
 Deno.test("StoreWriter rejects a lone caller when the store throws synchronously", async () => {
@@ -156,4 +156,26 @@ Deno.test("StoreWriter rejects a lone caller when the store throws synchronously
   });
   await assert.rejects(writer.write(batchFor("a")), error);
   assert.equal(writer.stats.failures, 1);
+});
+
+Deno.test("StoreWriter reports each acknowledged write, not a failed one, with its time", async () => {
+  const store = new GatedStore();
+  const stored: { batch: WriteBatch; at: number }[] = [];
+  let now = 1000;
+  const writer = new StoreWriter(store, {
+    onStored: (batch, at) => stored.push({ batch, at }),
+    now: () => now,
+  });
+  const first = track(writer.write(batchFor("a")));
+  const second = track(writer.write(batchFor("b")));
+  await settle();
+  assert.equal(writer.stats.queued, 1, "b waits behind the write in flight");
+  store.fail(0, new Error("store down"));
+  await first.done;
+  assert.equal(stored.length, 0, "a failed write is not reported");
+  now = 2500;
+  store.succeed(1);
+  await second.done;
+  assert.deepEqual(stored.map((s) => [s.batch.readings[0]!.deviceId, s.at]), [["b", 2500]]);
+  assert.equal(writer.stats.queued, 0);
 });

@@ -1,0 +1,250 @@
+/**
+ * Prometheus metrics (prom-client) for `GET /metrics`. Each app creates its
+ * own registry, so several apps can run in one process (as the tests do).
+ * Latencies are observed as they happen, through the two hooks the store
+ * writer and the processors call; everything else — counters, gauges, lag,
+ * mailbox depths, restarts — is read from the components' live stats on each
+ * scrape, so the actors and the supervisor know nothing of Prometheus.
+ *
+ * @module
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { ProcessorStats } from "../actors/processor_supervisor.ts";
+import type { StoreWriterStats } from "../actors/store_writer.ts";
+import type { ProducerStats } from "./kafka_producer.ts";
+import type { WriteBatch } from "./mongo_store.ts";
+
+/** The live components a scrape reads; each is absent while its role is not running. */
+export interface MetricSources {
+  readonly fleet?: {
+    readonly stats: {
+      readonly running: number;
+      readonly emitted: number;
+      readonly dropped: number;
+      readonly restarts: number;
+      readonly mailboxDepth: number;
+    };
+  };
+  readonly producer?: { readonly stats: ProducerStats };
+  readonly processors?: { readonly stats: ProcessorStats };
+  readonly writer?: { readonly stats: StoreWriterStats };
+  readonly source?: { lag(): ReadonlyMap<number, number> };
+}
+
+export interface Metrics {
+  /** The exposition format's content type, for the response header. */
+  readonly contentType: string;
+  /** Every series in the Prometheus text format. */
+  scrape(): Promise<string>;
+  /** Hook for the store writer: emit → stored latency of each reading in an acknowledged write. */
+  readingsStored(batch: WriteBatch, ackedAtMs: number): void;
+  /** Hook for the processors: the reading that raised an alert → the alert stored. */
+  raiseStored(readingTs: string, storedAtMs: number): void;
+}
+
+/** From 5 ms (embedded, idle) to a minute (a backlog after an outage). */
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+/**
+ * Default process metrics that cannot work under Deno without `--allow-all`
+ * (prom-client reads `/proc/self/*`, which Deno guards) or that Deno's Node
+ * layer does not feed (GC observer, libuv handles): they would report zeros.
+ */
+const UNSUPPORTED_DEFAULTS = [
+  "process_resident_memory_bytes",
+  "process_virtual_memory_bytes",
+  "process_heap_bytes",
+  "process_open_fds",
+  "process_max_fds",
+  "nodejs_gc_duration_seconds",
+  "nodejs_active_handles",
+  "nodejs_active_handles_total",
+  "nodejs_active_requests",
+  "nodejs_active_requests_total",
+  "nodejs_active_resources",
+  "nodejs_active_resources_total",
+];
+
+/** A registry with the pipeline's series, reading `sources()` on each scrape. */
+export function createMetrics(sources: () => MetricSources): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  for (const name of UNSUPPORTED_DEFAULTS) registry.removeSingleMetric(name);
+  const registers = [registry];
+
+  // Resident memory from Deno itself, under the name dashboards expect.
+  new Gauge({
+    name: "process_resident_memory_bytes",
+    help: "Resident memory size in bytes.",
+    registers,
+    collect() {
+      this.set(Deno.memoryUsage().rss);
+    },
+  });
+
+  /** A counter whose value is a running total some component already keeps. */
+  const total = (name: string, help: string, read: (s: MetricSources) => number | undefined) =>
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        const value = read(sources());
+        if (value !== undefined) this.inc(value);
+      },
+    });
+  const level = (name: string, help: string, read: (s: MetricSources) => number | undefined) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        const value = read(sources());
+        if (value !== undefined) this.set(value);
+      },
+    });
+
+  total(
+    "iot_readings_produced_total",
+    "Readings emitted by the sensors of this process (including dropped ones).",
+    (s) => s.fleet?.stats.emitted,
+  );
+  total(
+    "iot_readings_dropped_total",
+    "Readings refused by a full producer buffer or queue, so lost.",
+    (s) => s.fleet?.stats.dropped,
+  );
+  total(
+    "iot_readings_published_total",
+    "Readings acknowledged by the transport (Kafka or the embedded queue).",
+    (s) => s.producer?.stats.sent,
+  );
+  level(
+    "iot_producer_buffered_readings",
+    "Readings waiting in the producer buffer (embedded: the uncommitted queue).",
+    (s) => s.producer?.stats.buffered,
+  );
+  total(
+    "iot_readings_consumed_total",
+    "Records of the batches the processors handled, valid or not.",
+    (s) => s.processors?.stats.records,
+  );
+  total(
+    "iot_readings_stored_total",
+    "Readings written to the store and acknowledged (replays included).",
+    (s) => s.writer?.stats.readings,
+  );
+  total(
+    "iot_dead_letters_total",
+    "Invalid records sent to the dead-letter topic (embedded: kept in memory).",
+    (s) => s.processors?.stats.deadLettered,
+  );
+  total(
+    "iot_duplicates_dropped_total",
+    "Readings ignored because their device had already applied their seq.",
+    (s) => s.processors?.stats.duplicates,
+  );
+  total(
+    "iot_out_of_order_readings_total",
+    "Readings whose timestamp is earlier than their device's previous reading.",
+    (s) => s.processors?.stats.outOfOrder,
+  );
+  total(
+    "iot_alerts_raised_total",
+    "Overheat alerts raised.",
+    (s) => s.processors?.stats.alertsRaised,
+  );
+  total(
+    "iot_alerts_cleared_total",
+    "Overheat alerts cleared.",
+    (s) => s.processors?.stats.alertsCleared,
+  );
+  total(
+    "iot_failed_batches_total",
+    "Batches whose writes failed and were retried.",
+    (s) => s.processors?.stats.failedBatches,
+  );
+  total(
+    "iot_processor_failures_total",
+    "Processor actors that failed (each is restored from the store by its next batch).",
+    (s) => s.processors?.stats.processorFailures,
+  );
+  level("iot_active_sensors", "Sensors running in this process.", (s) => s.fleet?.stats.running);
+  level(
+    "iot_active_processors",
+    "Device processors held in memory.",
+    (s) => s.processors?.stats.activeDevices,
+  );
+  level(
+    "iot_critical_devices",
+    "Devices of this member's partitions currently critical.",
+    (s) => s.processors?.stats.criticalDevices,
+  );
+
+  new Gauge({
+    name: "iot_consumer_lag",
+    help: "Records not yet handled per partition (Kafka: from the last fetch's high watermark; " +
+      "embedded: queue depth).",
+    labelNames: ["partition"],
+    registers,
+    collect() {
+      this.reset();
+      for (const [partition, lag] of sources().source?.lag() ?? []) {
+        this.set({ partition: String(partition) }, lag);
+      }
+    },
+  });
+  new Gauge({
+    name: "iot_mailbox_depth",
+    help: "Messages waiting in actor mailboxes, summed per kind of actor.",
+    labelNames: ["actors"],
+    registers,
+    collect() {
+      this.reset();
+      const s = sources();
+      if (s.fleet) this.set({ actors: "sensors" }, s.fleet.stats.mailboxDepth);
+      if (s.processors) this.set({ actors: "processors" }, s.processors.stats.mailboxDepth);
+      if (s.writer) this.set({ actors: "store_writer" }, s.writer.stats.queued);
+    },
+  });
+  new Counter({
+    name: "iot_supervisor_restarts_total",
+    help: "Children restarted by a supervisor.",
+    labelNames: ["supervisor"],
+    registers,
+    collect() {
+      this.reset();
+      const s = sources();
+      if (s.fleet) this.inc({ supervisor: "sensors" }, s.fleet.stats.restarts);
+      if (s.processors) this.inc({ supervisor: "processors" }, s.processors.stats.restarts);
+    },
+  });
+
+  const emitToStored = new Histogram({
+    name: "iot_emit_to_stored_seconds",
+    help: "From a reading's ts (sensor event time) to the store acknowledging its write.",
+    buckets: LATENCY_BUCKETS,
+    registers,
+  });
+  const detection = new Histogram({
+    name: "iot_detection_latency_seconds",
+    help: "From the ts of the reading that completes the raise condition to the alert stored.",
+    buckets: LATENCY_BUCKETS,
+    registers,
+  });
+
+  return {
+    contentType: registry.contentType,
+    scrape: () => registry.metrics(),
+    readingsStored(batch, ackedAtMs) {
+      for (const reading of batch.readings) {
+        emitToStored.observe(Math.max(0, ackedAtMs - reading.ts.getTime()) / 1000);
+      }
+    },
+    raiseStored(readingTs, storedAtMs) {
+      detection.observe(Math.max(0, storedAtMs - Date.parse(readingTs)) / 1000);
+    },
+  };
+}

@@ -1,0 +1,182 @@
+/**
+ * `GET /metrics` end to end: the real program scraped over HTTP while
+ * readings flow, in embedded mode and against Kafka + MongoDB; and the
+ * committed Grafana dashboard checked against what the app really exposes.
+ */
+import assert from "node:assert/strict";
+import { encodeReading, type Reading } from "../schemas/reading.ts";
+import type { App } from "../main.ts";
+import { eventually, testKafka } from "./fixtures.ts";
+import { EMBEDDED, KAFKA_MONGO, type Mode, startApp, type TestEnv, testEnv } from "./test_app.ts";
+
+/** Samples of a Prometheus text exposition, keyed by name and labels as written. */
+type Samples = Map<string, number>;
+
+function parseExposition(text: string): Samples {
+  const samples: Samples = new Map();
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    assert.ok(match, `malformed exposition line: ${line}`);
+    samples.set(match[1]!, Number(match[2]));
+  }
+  return samples;
+}
+
+async function scrape(app: App): Promise<{ samples: Samples; contentType: string }> {
+  const res = await fetch(`${app.url}/metrics`);
+  assert.equal(res.status, 200);
+  return {
+    samples: parseExposition(await res.text()),
+    contentType: res.headers.get("content-type")!,
+  };
+}
+
+function value(samples: Samples, series: string): number {
+  const v = samples.get(series);
+  assert.ok(v !== undefined, `series ${series} is exposed`);
+  return v;
+}
+
+/** Publishes raw records the way a foreign producer would, on either transport. */
+async function publishRaw(
+  app: App,
+  env: TestEnv,
+  records: readonly { key: string; value: string }[],
+): Promise<void> {
+  const queue = app.parts.transport?.embedded;
+  if (queue) {
+    for (const r of records) assert.ok(queue.publishRaw(r.key, r.value));
+    return;
+  }
+  const producer = testKafka().producer();
+  await producer.connect();
+  await producer.send({ topic: env.topic, messages: [...records] });
+  await producer.disconnect();
+}
+
+const WORKED_EXAMPLE = [70, 81, 82, 79, 76, 71, 69, 68, 85, 86];
+
+const reading = (seq: number, ts: string): Reading => ({
+  deviceId: "late-1",
+  seq,
+  ts,
+  temperature: 20,
+  humidity: 40,
+  location: { lat: 48.85, lon: 2.35 },
+});
+
+for (const mode of [EMBEDDED, KAFKA_MONGO] satisfies Mode[]) {
+  Deno.test(`metrics (${mode.name}): the counters move as readings flow`, async () => {
+    await using env = await testEnv("metrics", mode);
+    await using app = await startApp(env, { API_TOKEN: "metrics-test-token-0123456789" });
+
+    const before = await scrape(app);
+    assert.match(before.contentType, /^text\/plain; version=0\.0\.4/);
+    assert.equal(value(before.samples, "iot_readings_produced_total"), 0);
+    assert.equal(value(before.samples, "iot_readings_stored_total"), 0);
+    assert.equal(value(before.samples, "iot_emit_to_stored_seconds_count"), 0);
+
+    const res = await fetch(`${app.url}/sensors`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        authorization: "Bearer metrics-test-token-0123456789",
+      },
+      body: JSON.stringify({ id: "oven-1", temperatures: WORKED_EXAMPLE, intervalMs: 100 }),
+    });
+    assert.equal(res.status, 201, await res.text());
+    // Out of order (ts goes back), a duplicate seq and a record that is not JSON.
+    await publishRaw(app, env, [
+      { key: "late-1", value: encodeReading(reading(1, "2026-11-27T13:00:10.000Z")) },
+      { key: "late-1", value: encodeReading(reading(2, "2026-11-27T13:00:05.000Z")) },
+      { key: "late-1", value: encodeReading(reading(2, "2026-11-27T13:00:05.000Z")) },
+      { key: "late-1", value: "{not json" },
+    ]);
+
+    const after = await eventually("every reading stored and counted", async () => {
+      const { samples } = await scrape(app);
+      const settled = value(samples, "iot_readings_stored_total") >= 12 &&
+        value(samples, "iot_dead_letters_total") >= 1 &&
+        value(samples, "iot_readings_consumed_total") >= 14 &&
+        value(samples, "iot_active_sensors") === 0;
+      return settled ? samples : undefined;
+    }, 30_000);
+
+    assert.equal(value(after, "iot_readings_produced_total"), 10);
+    // Embedded, the raw records went through the same queue the sensors publish to.
+    assert.equal(value(after, "iot_readings_published_total"), mode.kafka ? 10 : 14);
+    assert.equal(value(after, "iot_readings_dropped_total"), 0);
+    assert.equal(value(after, "iot_readings_consumed_total"), 14);
+    assert.equal(value(after, "iot_readings_stored_total"), 12);
+    assert.equal(value(after, "iot_dead_letters_total"), 1);
+    assert.equal(value(after, "iot_duplicates_dropped_total"), 1);
+    assert.equal(value(after, "iot_out_of_order_readings_total"), 1);
+    // The worked example: one episode raised and cleared, a second one still open.
+    assert.equal(value(after, "iot_alerts_raised_total"), 2);
+    assert.equal(value(after, "iot_alerts_cleared_total"), 1);
+    assert.equal(value(after, "iot_critical_devices"), 1);
+    assert.equal(value(after, "iot_emit_to_stored_seconds_count"), 12);
+    assert.ok(value(after, "iot_emit_to_stored_seconds_sum") > 0);
+    assert.equal(value(after, "iot_detection_latency_seconds_count"), 2);
+    assert.equal(value(after, 'iot_detection_latency_seconds_bucket{le="+Inf"}'), 2);
+    assert.equal(value(after, 'iot_supervisor_restarts_total{supervisor="sensors"}'), 0);
+    assert.equal(value(after, 'iot_mailbox_depth{actors="processors"}'), 0);
+    assert.ok(after.has('iot_mailbox_depth{actors="sensors"}'));
+    assert.ok(value(after, "process_resident_memory_bytes") > 0);
+
+    // Caught up: every partition that saw records reports no lag.
+    const lag = [...after].filter(([series]) => series.startsWith("iot_consumer_lag{"));
+    assert.ok(lag.length > 0, "lag is reported per partition");
+    await eventually("no lag left", async () => {
+      const { samples } = await scrape(app);
+      const lags = [...samples].filter(([series]) => series.startsWith("iot_consumer_lag{"));
+      return lags.every(([, v]) => v === 0) ? true : undefined;
+    });
+  });
+}
+
+interface Panel {
+  readonly type: string;
+  readonly title: string;
+  readonly datasource?: { readonly type: string; readonly uid: string };
+  readonly targets?: readonly { readonly expr: string }[];
+  readonly panels?: readonly Panel[];
+}
+
+Deno.test("the Grafana dashboard queries only series the app exposes", async () => {
+  const dashboard = JSON.parse(
+    await Deno.readTextFile(
+      new URL("../observability/grafana/dashboards/iot.json", import.meta.url),
+    ),
+  );
+  assert.equal(typeof dashboard.title, "string");
+  assert.equal(typeof dashboard.uid, "string");
+  assert.ok(Number.isInteger(dashboard.schemaVersion) && dashboard.schemaVersion >= 36);
+  const datasources = await Deno.readTextFile(
+    new URL("../observability/grafana/provisioning/datasources/prometheus.yaml", import.meta.url),
+  );
+  const panels: Panel[] = (dashboard.panels as Panel[]).flatMap((p) => [p, ...(p.panels ?? [])]);
+  const queried = panels.filter((p) => p.type !== "row");
+  assert.ok(queried.length >= 5, "throughput, lag, latency, critical devices, alerts");
+
+  await using env = await testEnv("metrics-dashboard", EMBEDDED);
+  await using app = await startApp(env);
+  const exposed = new Set(
+    [...(await scrape(app)).samples.keys()].map((series) => series.replace(/\{.*$/, "")),
+  );
+  for (const panel of queried) {
+    assert.ok(panel.targets && panel.targets.length > 0, `panel "${panel.title}" has queries`);
+    assert.ok(
+      panel.datasource && datasources.includes(`uid: ${panel.datasource.uid}`),
+      `panel "${panel.title}" uses the provisioned datasource`,
+    );
+    for (const { expr } of panel.targets) {
+      const names = expr.match(/\b(?:iot|process|nodejs)_[a-z0-9_]+/g) ?? [];
+      assert.ok(names.length > 0, `panel "${panel.title}": ${expr} names a metric`);
+      for (const name of names) {
+        assert.ok(exposed.has(name), `panel "${panel.title}": ${name} is not exposed by the app`);
+      }
+    }
+  }
+});
