@@ -135,24 +135,27 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
    * would after a rebalance. Read-then-replace by `_id`, for the same FerretDB
    * reason as device states.
    */
-  async #writeAlerts(alerts: readonly AlertDoc[], attempt = 1): Promise<void> {
+  async #writeAlerts(alerts: readonly AlertDoc[]): Promise<void> {
     if (alerts.length === 0) return;
-    try {
-      await this.#replaceNewerAlerts(alerts);
-    } catch (err) {
-      // Two owners upserting the same new alert at once (right after a rebalance):
-      // one insert loses with a duplicate key; the next attempt sees the document.
-      if (attempt < 3 && onlyDuplicateKeys(err)) return this.#writeAlerts(alerts, attempt + 1);
-      throw err;
+    const stored = await storedVersions(this.#alerts(), alerts, "asOfSeq");
+    const fresh = alerts.filter((a) => (stored.get(a._id) ?? -1) <= a.asOfSeq);
+    const raced: AlertDoc[] = [];
+    for (let i = 0; i < fresh.length; i += UPDATE_CHUNK) {
+      const chunk = fresh.slice(i, i + UPDATE_CHUNK);
+      try {
+        await this.#alerts().bulkWrite(
+          chunk.map((a) => stored.has(a._id) ? guardedReplace(a) : upsert(a)),
+          { ordered: false },
+        );
+      } catch (err) {
+        // Two owners upserting the same new alert at once (right after a rebalance): FerretDB's
+        // upsert is not atomic, so one insert can lose with a duplicate key. The document
+        // exists now, so a guarded replace (no upsert, no race) finishes the job.
+        if (!(err instanceof MongoBulkWriteError) || !onlyDuplicateKeys(err)) throw err;
+        for (const e of toArray(err.writeErrors)) raced.push(chunk[e.index]!);
+      }
     }
-  }
-
-  async #replaceNewerAlerts(alerts: readonly AlertDoc[]) {
-    const fresh = await notOlderThanStored(this.#alerts(), alerts, "asOfSeq");
-    await bulk(
-      this.#alerts(),
-      fresh.map((a) => ({ replaceOne: { filter: { _id: a._id }, replacement: a, upsert: true } })),
-    );
+    await bulk(this.#alerts(), raced.map(guardedReplace));
   }
 
   /**
@@ -256,11 +259,20 @@ async function notOlderThanStored<V extends string, T extends { _id: string } & 
   docs: readonly T[],
   version: V,
 ): Promise<T[]> {
+  const storedVersion = await storedVersions(collection, docs, version);
+  return docs.filter((d) => (storedVersion.get(d._id) ?? -1) <= d[version]);
+}
+
+/** The stored version of each of these documents that exists (-1 when it has none). */
+async function storedVersions<V extends string, T extends { _id: string } & Record<V, number>>(
+  collection: Collection<T>,
+  docs: readonly T[],
+  version: V,
+): Promise<Map<string, number>> {
   const filter = { _id: { $in: docs.map((d) => d._id) } } as Filter<T>;
   // Every document here is a T (its _id is a string), so read the stored ones as T.
   const stored = await collection.find(filter, { projection: { [version]: 1 } }).toArray() as T[];
-  const storedVersion = new Map(stored.map((d) => [d._id, d[version] ?? -1]));
-  return docs.filter((d) => (storedVersion.get(d._id) ?? -1) <= d[version]);
+  return new Map(stored.map((d) => [d._id, d[version] ?? -1]));
 }
 
 /**
@@ -269,6 +281,15 @@ async function notOlderThanStored<V extends string, T extends { _id: string } & 
  * out in chunks well below that; MongoDB is indifferent to the chunking.
  */
 const UPDATE_CHUNK = 50;
+
+/** Replaces a stored alert snapshot unless it reflects a later reading. */
+function guardedReplace(a: AlertDoc): AnyBulkWriteOperation<AlertDoc> {
+  return { replaceOne: { filter: { _id: a._id, asOfSeq: { $lte: a.asOfSeq } }, replacement: a } };
+}
+
+function upsert(a: AlertDoc): AnyBulkWriteOperation<AlertDoc> {
+  return { replaceOne: { filter: { _id: a._id }, replacement: a, upsert: true } };
+}
 
 async function bulk<T extends { _id: string }>(
   collection: Collection<T>,
