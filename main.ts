@@ -324,6 +324,7 @@ function lazySensors(get: () => SensorControl | undefined): SensorControl {
     remove: (id) => fleet().remove(id),
     list: (offset, limit) => fleet().list(offset, limit),
     get: (id) => fleet().get(id),
+    overheat: (id, request) => fleet().overheat(id, request),
     get size() {
       return get()?.size ?? 0;
     },
