@@ -52,6 +52,8 @@ export interface ProcessorSupervisorOptions {
   readonly checkpointMs?: number;
   readonly logger: Logger;
   readonly now?: () => number;
+  /** Sees what each batch produced once it is stored (e.g. the dashboard's live view). */
+  readonly onProcessed?: (outputs: readonly DeviceOutput[]) => void;
 }
 
 export interface ProcessorStats {
@@ -181,6 +183,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
         this.#dirty.set(o.device.deviceId, { doc: o.device, partition: batch.partition });
       }
       this.#account(outputs, letters);
+      this.#opts.onProcessed?.(outputs);
     } catch (error) {
       this.#stats.failedBatches++;
       this.#log.warn("batch failed; its devices will be restored from the store", {
