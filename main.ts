@@ -14,6 +14,9 @@ import { createLogger, type Logger } from "./adapters/log.ts";
 import { createHealth, type HealthCheck } from "./adapters/health.ts";
 import { createApi, type SensorControl, type StoreQueries } from "./adapters/http_api.ts";
 import { ApiError } from "./adapters/http_errors.ts";
+import { dashboardRoutes } from "./adapters/dashboard_routes.ts";
+import { LiveView } from "./adapters/live_view.ts";
+import { storeSnapshot } from "./adapters/store_snapshot.ts";
 import { probeKafka, probeMongo } from "./adapters/probe.ts";
 import { kafkaSecurity, securityConfig } from "./adapters/kafka_client.ts";
 import {
@@ -114,13 +117,20 @@ export function start(config: Config, options: StartOptions = {}): App {
     },
   });
   const health = createHealth(checks);
+  const sensorCount = runs.sensors ? () => parts.fleet?.size ?? 0 : undefined;
+  // The live picture exists only where the processors run; elsewhere the store's alerts.
+  const live = runs.processors
+    ? new LiveView(sensorCount ? { sensors: sensorCount } : {})
+    : undefined;
+  const sensors = runs.sensors ? lazySensors(() => parts.fleet, live) : undefined;
+  const queries = usesStore ? lazyQueries(() => parts.store) : undefined;
 
   const api = createApi({
     health,
     info: { role: config.role, version: VERSION, mode },
     logger,
-    ...(runs.sensors ? { sensors: lazySensors(() => parts.fleet) } : {}),
-    ...(usesStore ? { queries: lazyQueries(() => parts.store) } : {}),
+    ...(sensors ? { sensors } : {}),
+    ...(queries ? { queries } : {}),
     ...(config.apiToken ? { apiToken: config.apiToken } : {}),
     rateLimit: { perMinute: config.rateLimitPerMinute },
     stats: () => ({
@@ -128,6 +138,15 @@ export function start(config: Config, options: StartOptions = {}): App {
       ...(parts.producer ? { producer: parts.producer.stats } : {}),
       ...(parts.processors ? { processors: parts.processors.stats } : {}),
       ...(parts.writer ? { store: parts.writer.stats } : {}),
+    }),
+    dashboard: dashboardRoutes({
+      source: live ?? storeSnapshot({
+        role: config.role,
+        ...(queries ? { queries } : {}),
+        ...(sensorCount ? { sensors: sensorCount } : {}),
+      }),
+      assets: new URL("./dashboard/", import.meta.url),
+      signal: shutdown.signal,
     }),
   });
   const server = Deno.serve(
@@ -169,6 +188,7 @@ export function start(config: Config, options: StartOptions = {}): App {
         passivateAfterMs: config.passivateAfterMs,
         checkpointMs: config.checkpointMs,
         logger,
+        ...(live ? { onProcessed: (outputs) => live.record(outputs) } : {}),
       });
       parts.processors = processors;
       cleanups.push(["processors", () => processors.stop()]);
@@ -317,11 +337,19 @@ function notReady(what: string): never {
 }
 
 /** The fleet as the API sees it before and after start-up. */
-function lazySensors(get: () => SensorControl | undefined): SensorControl {
+function lazySensors(
+  get: () => SensorControl | undefined,
+  live: LiveView | undefined,
+): SensorControl {
   const fleet = () => get() ?? notReady("The sensor fleet");
   return {
     add: (request) => fleet().add(request),
-    remove: (id) => fleet().remove(id),
+    remove: async (id) => {
+      const removed = await fleet().remove(id);
+      // Gone from the dashboard at once, not when the live view expires it.
+      if (removed) live?.forget(id);
+      return removed;
+    },
     list: (offset, limit) => fleet().list(offset, limit),
     get: (id) => fleet().get(id),
     overheat: (id, request) => fleet().overheat(id, request),

@@ -93,6 +93,8 @@ export interface ApiDeps {
    * else per client address. Absent or `perMinute: 0`: no limit.
    */
   readonly rateLimit?: { readonly perMinute: number; readonly now?: () => number };
+  /** The live dashboard's routes (page, assets, event stream), mounted at `/`. */
+  readonly dashboard?: Hono;
 }
 
 /** Largest accepted request body. */
@@ -129,6 +131,7 @@ export function createApi(deps: ApiDeps): Hono {
   app.route("/sensors", sensorRoutes(deps.sensors));
   app.route("/devices", deviceRoutes(deps.queries));
   app.route("/alerts", alertRoutes(deps.queries));
+  if (deps.dashboard) app.route("/", deps.dashboard);
 
   app.notFound((c) =>
     c.json(errorBody("not_found", `No route for ${c.req.method} ${c.req.path}`), 404)

@@ -26,6 +26,8 @@ export interface LiveViewOptions {
   readonly maxAlerts?: number;
   /** Map points sent; past it, critical devices first, then an even sample of the rest. */
   readonly maxMapPoints?: number;
+  /** A device not heard from for this long is dropped (its sensor is probably gone). */
+  readonly expireAfterMs?: number;
   /** Sensors running in this process, when it runs them too. */
   readonly sensors?: () => number;
   /** Wall clock in ms; tests inject one. */
@@ -40,21 +42,28 @@ interface LiveDevice {
   critical: boolean;
   since: number;
   lastTs: number;
+  /** When this view last heard of it, on its own clock. */
+  seenAt: number;
   readonly spark: number[];
 }
 
 /** Seconds over which readings per second are averaged (whole seconds before the current one). */
 const RATE_WINDOW_S = 5;
+/** How long readings of a forgotten device from before it was forgotten are ignored. */
+const FORGET_FOR_MS = 60_000;
 
 export class LiveView {
   readonly #devices = new Map<string, LiveDevice>();
   readonly #alerts: AlertEvent[] = [];
+  /** Devices forgotten on purpose, and when: their readings from before then are ignored. */
+  readonly #forgotten = new Map<string, number>();
   /** Readings counted per whole second, oldest first. */
   readonly #rate: { second: number; count: number }[] = [];
   readonly #maxDevices: number;
   readonly #points: number;
   readonly #maxAlerts: number;
   readonly #maxMapPoints: number;
+  readonly #expireAfterMs: number;
   readonly #sensors: (() => number) | undefined;
   readonly #now: () => number;
   #lagMs: number | null = null;
@@ -64,6 +73,7 @@ export class LiveView {
     this.#points = options.pointsPerDevice ?? 30;
     this.#maxAlerts = options.maxAlerts ?? 50;
     this.#maxMapPoints = options.maxMapPoints ?? 2_000;
+    this.#expireAfterMs = options.expireAfterMs ?? 300_000;
     this.#sensors = options.sensors;
     this.#now = options.now ?? Date.now;
   }
@@ -75,11 +85,18 @@ export class LiveView {
 
   /** Takes in what one batch produced, after it was stored. */
   record(outputs: readonly DeviceOutput[]): void {
+    const now = this.#now();
     let count = 0;
     for (const out of outputs) {
       const last = out.readings.at(-1);
       if (!last) continue; // only duplicates
       const id = out.device.deviceId;
+      const forgottenAt = this.#forgotten.get(id);
+      if (forgottenAt !== undefined) {
+        // Readings still in flight when its sensor was removed must not bring it back.
+        if (last.ts.getTime() <= forgottenAt) continue;
+        this.#forgotten.delete(id);
+      }
       const known = this.#devices.get(id);
       // Re-inserting keeps the map in recency order, so eviction takes the stalest.
       this.#devices.delete(id);
@@ -91,6 +108,7 @@ export class LiveView {
         critical: false,
         since: last.ts.getTime(),
         lastTs: 0,
+        seenAt: now,
         spark: [],
       };
       for (const r of out.readings) device.spark.push(r.temperature);
@@ -102,6 +120,7 @@ export class LiveView {
       device.humidity = last.humidity;
       device.critical = last.is_critical;
       device.lastTs = last.ts.getTime();
+      device.seenAt = now;
       // A device that never changed level has been in it since first seen here.
       device.since = out.device.since?.getTime() ?? device.since;
       this.#devices.set(id, device);
@@ -123,17 +142,33 @@ export class LiveView {
       if (this.#devices.size <= this.#maxDevices) break;
       this.#devices.delete(id);
     }
-    this.#count(count);
+    this.#count(count, now);
   }
 
-  /** Drops a device at once, e.g. when its sensor was removed. */
+  /**
+   * Drops a device at once, e.g. when its sensor was removed, and ignores its
+   * readings stamped before now (on the same clock as the sensors').
+   */
   forget(id: string): void {
+    const now = this.#now();
     this.#devices.delete(id);
+    this.#forgotten.delete(id);
+    this.#forgotten.set(id, now);
+    // In-flight readings arrive within seconds; older marks only cost memory.
+    for (const [key, at] of this.#forgotten) {
+      if (at >= now - FORGET_FOR_MS && this.#forgotten.size <= this.#maxDevices) break;
+      this.#forgotten.delete(key);
+    }
   }
 
   /** The view for one dashboard stream: counters, map, one page of the table and the alerts. */
   snapshot(query: DashboardQuery): DashboardSnapshot {
     const at = this.#now();
+    // Recency order: the silent devices are at the front.
+    for (const [id, d] of this.#devices) {
+      if (d.seenAt >= at - this.#expireAfterMs) break;
+      this.#devices.delete(id);
+    }
     const all = [...this.#devices];
     let critical = 0;
     for (const [, d] of all) if (d.critical) critical++;
@@ -172,13 +207,16 @@ export class LiveView {
   }
 
   #mapPoints(all: readonly (readonly [string, LiveDevice])[]): MapPoint[] {
+    // Rounded to about 10 m and sorted by id, so GPS jitter and update order
+    // do not make an unchanged map look changed to the stream's diff.
     const point = ([id, d]: readonly [string, LiveDevice]): MapPoint => [
       id,
-      d.lat,
-      d.lon,
+      round4(d.lat),
+      round4(d.lon),
       d.critical ? 1 : 0,
     ];
-    if (all.length <= this.#maxMapPoints) return all.map(point);
+    const byId = (a: MapPoint, b: MapPoint) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
+    if (all.length <= this.#maxMapPoints) return all.map(point).sort(byId);
     const hot = all.filter(([, d]) => d.critical).slice(0, this.#maxMapPoints);
     const rest = all.filter(([, d]) => !d.critical);
     const room = this.#maxMapPoints - hot.length;
@@ -186,11 +224,11 @@ export class LiveView {
     const sample = room > 0
       ? Array.from({ length: Math.min(room, rest.length) }, (_, i) => rest[Math.floor(i * stride)]!)
       : [];
-    return [...hot, ...sample].map(point);
+    return [...hot, ...sample].map(point).sort(byId);
   }
 
-  #count(readings: number) {
-    const second = Math.floor(this.#now() / 1000);
+  #count(readings: number, now: number) {
+    const second = Math.floor(now / 1000);
     const last = this.#rate.at(-1);
     if (last?.second === second) last.count += readings;
     else this.#rate.push({ second, count: readings });
@@ -207,4 +245,8 @@ export class LiveView {
     }
     return Math.round((sum / RATE_WINDOW_S) * 10) / 10;
   }
+}
+
+function round4(x: number): number {
+  return Math.round(x * 1e4) / 1e4;
 }

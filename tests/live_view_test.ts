@@ -75,7 +75,7 @@ Deno.test("LiveView shows each device's latest reading, alarm state and recent t
   assert.equal(a.lastTs, BASE_MS + 6_000);
   assert.equal(a.humidity, 42);
   assert.equal(snap.table.rows[1]!.since, BASE_MS + 1_000, "never changed: since first seen");
-  assert.deepEqual(snap.map.points, [["a", 1.5, 2.5, 1], ["b", 48.85, 2.35, 0]]);
+  assert.deepEqual(snap.map.points, [["a", 1.5, 2.5, 1], ["b", 48.85, 2.35, 0]], "sorted by id");
   assert.equal(snap.counters.criticalDevices, 1);
   assert.equal(snap.counters.sensors, 2, "no fleet here: devices heard from");
 });
@@ -107,6 +107,17 @@ Deno.test("LiveView forgets the least recently updated device past maxDevices", 
   assert.deepEqual(view.snapshot(query()).table.rows.map((r) => r.id), ["a", "c"]);
   view.forget("a");
   assert.deepEqual(view.snapshot(query()).table.rows.map((r) => r.id), ["c"]);
+});
+
+Deno.test("LiveView.forget() ignores the device's readings stamped before, not after", async () => {
+  await using p = new Processors();
+  const view = new LiveView({ now: () => BASE_MS + 2_500 });
+  view.record([await p.run("a", [20])]);
+  view.forget("a");
+  view.record([await p.run("a", [21])]); // ts BASE + 2 s: was in flight when forgotten
+  assert.equal(view.size, 0);
+  view.record([await p.run("a", [22])]); // ts BASE + 3 s: the sensor is back
+  assert.deepEqual(view.snapshot(query()).table.rows.map((r) => [r.id, r.spark]), [["a", [22]]]);
 });
 
 Deno.test("LiveView pages, filters and searches the table, critical devices first", async () => {
@@ -160,4 +171,16 @@ Deno.test("LiveView counts readings per second over whole seconds and reports la
   assert.equal(counters.sensors, 7);
   now += 10_000;
   assert.equal(view.snapshot(query()).counters.readingsPerSecond, 0);
+});
+
+Deno.test("LiveView drops devices not heard from for expireAfterMs", async () => {
+  await using p = new Processors();
+  let now = BASE_MS;
+  const view = new LiveView({ now: () => now, expireAfterMs: 60_000 });
+  view.record([await p.run("a", [20])]);
+  now += 30_000;
+  view.record([await p.run("b", [20])]);
+  now += 30_001;
+  assert.deepEqual(view.snapshot(query()).table.rows.map((r) => r.id), ["b"]);
+  assert.equal(view.size, 1);
 });
