@@ -15,6 +15,9 @@ import { createHealth, type HealthCheck } from "./adapters/health.ts";
 import { createMetrics } from "./adapters/metrics.ts";
 import { createApi, type SensorControl, type StoreQueries } from "./adapters/http_api.ts";
 import { ApiError } from "./adapters/http_errors.ts";
+import { dashboardRoutes } from "./adapters/dashboard_routes.ts";
+import { LiveView } from "./adapters/live_view.ts";
+import { storeSnapshot } from "./adapters/store_snapshot.ts";
 import { probeKafka, probeMongo } from "./adapters/probe.ts";
 import { kafkaSecurity, securityConfig } from "./adapters/kafka_client.ts";
 import {
@@ -119,14 +122,21 @@ export function start(config: Config, options: StartOptions = {}): App {
   const health = createHealth(checks);
   // One registry per app: tests run several apps in one process.
   const metrics = createMetrics(() => parts);
+  const sensorCount = runs.sensors ? () => parts.fleet?.size ?? 0 : undefined;
+  // The live picture exists only where the processors run; elsewhere the store's alerts.
+  const live = runs.processors
+    ? new LiveView(sensorCount ? { sensors: sensorCount } : {})
+    : undefined;
+  const sensors = runs.sensors ? lazySensors(() => parts.fleet, live) : undefined;
+  const queries = usesStore ? lazyQueries(() => parts.store) : undefined;
 
   const api = createApi({
     health,
     info: { role: config.role, version: VERSION, mode },
     logger,
     metrics,
-    ...(runs.sensors ? { sensors: lazySensors(() => parts.fleet) } : {}),
-    ...(usesStore ? { queries: lazyQueries(() => parts.store) } : {}),
+    ...(sensors ? { sensors } : {}),
+    ...(queries ? { queries } : {}),
     ...(config.apiToken ? { apiToken: config.apiToken } : {}),
     rateLimit: { perMinute: config.rateLimitPerMinute },
     stats: () => ({
@@ -134,6 +144,15 @@ export function start(config: Config, options: StartOptions = {}): App {
       ...(parts.producer ? { producer: parts.producer.stats } : {}),
       ...(parts.processors ? { processors: parts.processors.stats } : {}),
       ...(parts.writer ? { store: parts.writer.stats } : {}),
+    }),
+    dashboard: dashboardRoutes({
+      source: live ?? storeSnapshot({
+        role: config.role,
+        ...(queries ? { queries } : {}),
+        ...(sensorCount ? { sensors: sensorCount } : {}),
+      }),
+      assets: new URL("./dashboard/", import.meta.url),
+      signal: shutdown.signal,
     }),
   });
   const server = Deno.serve(
@@ -177,6 +196,7 @@ export function start(config: Config, options: StartOptions = {}): App {
         checkpointMs: config.checkpointMs,
         logger,
         onRaiseStored: metrics.raiseStored,
+        ...(live ? { onProcessed: (outputs) => live.record(outputs) } : {}),
       });
       parts.processors = processors;
       cleanups.push(["processors", () => processors.stop()]);
@@ -325,13 +345,22 @@ function notReady(what: string): never {
 }
 
 /** The fleet as the API sees it before and after start-up. */
-function lazySensors(get: () => SensorControl | undefined): SensorControl {
+function lazySensors(
+  get: () => SensorControl | undefined,
+  live: LiveView | undefined,
+): SensorControl {
   const fleet = () => get() ?? notReady("The sensor fleet");
   return {
     add: (request) => fleet().add(request),
-    remove: (id) => fleet().remove(id),
+    remove: async (id) => {
+      const removed = await fleet().remove(id);
+      // Gone from the dashboard at once, not when the live view expires it.
+      if (removed) live?.forget(id);
+      return removed;
+    },
     list: (offset, limit) => fleet().list(offset, limit),
     get: (id) => fleet().get(id),
+    overheat: (id, request) => fleet().overheat(id, request),
     get size() {
       return get()?.size ?? 0;
     },

@@ -57,6 +57,8 @@ export interface ProcessorSupervisorOptions {
    * stored, at `storedAtMs` (for the detection-latency metric).
    */
   readonly onRaiseStored?: (readingTs: string, storedAtMs: number) => void;
+  /** Sees what each batch produced once it is stored (e.g. the dashboard's live view). */
+  readonly onProcessed?: (outputs: readonly DeviceOutput[]) => void;
 }
 
 export interface ProcessorStats {
@@ -214,6 +216,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
         else this.#critical.delete(o.device.deviceId);
       }
       this.#account(batch, outputs, letters);
+      this.#opts.onProcessed?.(outputs);
     } catch (error) {
       this.#stats.failedBatches++;
       this.#log.warn("batch failed; its devices will be restored from the store", {

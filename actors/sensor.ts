@@ -11,6 +11,7 @@ import { Actor } from "./actor.ts";
 import type { ChildExit } from "./supervisor.ts";
 import { initialSignal, nextSample, type SignalState } from "../domain/signal.ts";
 import type { AlarmRule } from "../domain/hysteresis.ts";
+import { applyHeatBurst, type HeatBurst } from "../domain/heat_burst.ts";
 import type { GeoLocation, Reading } from "../schemas/reading.ts";
 import type { SensorProfile } from "../schemas/sensor_request.ts";
 import type { ReadingSink } from "../adapters/kafka_producer.ts";
@@ -47,6 +48,7 @@ export class Sensor {
   readonly #deps: SensorDeps;
   readonly #exit: (e: ChildExit) => void;
   #signal: SignalState;
+  #burst: HeatBurst | null = null;
   #seq: number;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #startedAt: number;
@@ -106,6 +108,11 @@ export class Sensor {
     return this.#actor.status === "running";
   }
 
+  /** Makes the next `burst.remaining` readings at least `burst.temperature` hot. */
+  overheat(burst: HeatBurst): void {
+    this.#burst = burst;
+  }
+
   stop(): Promise<void> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -141,11 +148,13 @@ export class Sensor {
     }
     this.#signal = next.state;
     const { sample } = next;
+    const heated = applyHeatBurst(this.#burst, sample.temperature);
+    this.#burst = heated.burst;
     const reading: Reading = {
       deviceId: this.settings.id,
       seq: this.#seq + 1,
       ts: new Date(this.#deps.now()).toISOString(),
-      temperature: sample.temperature,
+      temperature: heated.temperature,
       humidity: sample.humidity,
       location: sample.location,
       ...(this.settings.customRule ? { thresholds: this.settings.rule } : {}),

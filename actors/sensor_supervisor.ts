@@ -13,10 +13,12 @@ import { Supervisor } from "./supervisor.ts";
 import { Sensor, type SensorSettings } from "./sensor.ts";
 import type { AlarmRule } from "../domain/hysteresis.ts";
 import { seedFrom } from "../domain/random.ts";
-import type { GeoLocation, Reading } from "../schemas/reading.ts";
+import { type GeoLocation, type Reading, TEMPERATURE_RANGE } from "../schemas/reading.ts";
+import { OVERHEAT_MARGIN, type OverheatRequest } from "../schemas/overheat_request.ts";
 import type { SensorRequest, SensorTemplate } from "../schemas/sensor_request.ts";
 import type {
   AddSensorsResult,
+  OverheatResult,
   SensorControl,
   SensorDetail,
   SensorInfo,
@@ -170,6 +172,30 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   get(id: string): SensorDetail | undefined {
     const entry = this.#entries.get(id);
     return entry && { ...this.#info(entry), lastReading: entry.lastReading };
+  }
+
+  overheat(id: string, request: OverheatRequest): OverheatResult {
+    const entry = this.#entries.get(id);
+    if (!entry || entry.removing) {
+      return { ok: false, code: "not_found", message: `Unknown sensor: "${id}"` };
+    }
+    const { high } = entry.settings.rule;
+    const temperature = request.temperature ??
+      Math.min(high + OVERHEAT_MARGIN, TEMPERATURE_RANGE.max);
+    if (temperature < high) {
+      return {
+        ok: false,
+        code: "invalid",
+        message:
+          `temperature: ${temperature} would not overheat "${id}": its high threshold is ${high}`,
+      };
+    }
+    if (entry.status !== "running" || !entry.sensor) {
+      return { ok: false, code: "not_running", message: `Sensor is ${entry.status}: "${id}"` };
+    }
+    entry.sensor.overheat({ remaining: request.readings, temperature });
+    this.#log.info("overheat triggered", { id, readings: request.readings, temperature });
+    return { ok: true, readings: request.readings, temperature };
   }
 
   /** Stops every sensor (reverse start order). */

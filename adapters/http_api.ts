@@ -18,6 +18,7 @@ import {
   type SensorProfile,
   type SensorRequest,
 } from "../schemas/sensor_request.ts";
+import { type OverheatRequest, parseOverheatRequest } from "../schemas/overheat_request.ts";
 import type { AlertDoc, AlertStatus, DeviceDoc, ReadingDoc } from "../schemas/documents.ts";
 import type { AlarmRule } from "../domain/hysteresis.ts";
 
@@ -41,6 +42,14 @@ export type AddSensorsResult =
   | { readonly ok: true; readonly ids: readonly string[] }
   | { readonly ok: false; readonly code: "conflict" | "cap" | "invalid"; readonly message: string };
 
+export type OverheatResult =
+  | { readonly ok: true; readonly readings: number; readonly temperature: number }
+  | {
+    readonly ok: false;
+    readonly code: "not_found" | "not_running" | "invalid";
+    readonly message: string;
+  };
+
 /** Port: the running fleet (implemented by the sensor supervisor). */
 export interface SensorControl {
   /** Adds sensors atomically: all or none; the cap and id uniqueness are checked synchronously. */
@@ -50,6 +59,8 @@ export interface SensorControl {
   /** Sensors in start order, paginated. */
   list(offset: number, limit: number): readonly SensorInfo[];
   get(id: string): SensorDetail | undefined;
+  /** Makes a running sensor report temperatures past its high threshold for a while. */
+  overheat(id: string, request: OverheatRequest): OverheatResult;
   readonly size: number;
   readonly cap: number;
 }
@@ -84,6 +95,8 @@ export interface ApiDeps {
    * else per client address. Absent or `perMinute: 0`: no limit.
    */
   readonly rateLimit?: { readonly perMinute: number; readonly now?: () => number };
+  /** The live dashboard's routes (page, assets, event stream), mounted at `/`. */
+  readonly dashboard?: Hono;
 }
 
 /** Largest accepted request body. */
@@ -127,6 +140,7 @@ export function createApi(deps: ApiDeps): Hono {
   app.route("/sensors", sensorRoutes(deps.sensors));
   app.route("/devices", deviceRoutes(deps.queries));
   app.route("/alerts", alertRoutes(deps.queries));
+  if (deps.dashboard) app.route("/", deps.dashboard);
 
   app.notFound((c) =>
     c.json(errorBody("not_found", `No route for ${c.req.method} ${c.req.path}`), 404)
@@ -188,6 +202,36 @@ function sensorRoutes(port: SensorControl | undefined): Hono {
       if (!detail) throw new ApiError(404, "not_found", `Unknown sensor: ${quote(id)}`);
       return c.json(detail);
     })
+    .post(
+      "/:id/overheat",
+      bodyLimit({
+        maxSize: 4096,
+        onError: () => {
+          throw new ApiError(413, "payload_too_large", "Body is too large: the limit is 4 KiB");
+        },
+      }),
+      async (c) => {
+        const fleet = sensors();
+        const id = idParam(c.req.param("id"), "sensor id");
+        const parsed = parseOverheatRequest(await optionalJsonBody(c));
+        if (!parsed.ok) throw new ApiError(400, "bad_request", parsed.message);
+        const result = fleet.overheat(id, parsed.request);
+        if (!result.ok) {
+          switch (result.code) {
+            case "not_found":
+              throw new ApiError(404, "not_found", result.message);
+            case "not_running":
+              throw new ApiError(409, "conflict", result.message);
+            case "invalid":
+              throw new ApiError(400, "bad_request", result.message);
+            default:
+              throw result.code satisfies never;
+          }
+        }
+        // Accepted, not done: the readings are yet to be emitted and processed.
+        return c.json({ id, readings: result.readings, temperature: result.temperature }, 202);
+      },
+    )
     .delete("/:id", async (c) => {
       const fleet = sensors();
       const id = idParam(c.req.param("id"), "sensor id");
@@ -416,6 +460,14 @@ async function jsonBody(c: Context): Promise<unknown> {
       cause: err,
     });
   }
+}
+
+/** Like `jsonBody()`, but an empty body without a Content-Type is `undefined`. */
+function optionalJsonBody(c: Context): Promise<unknown> {
+  const empty = c.req.header("Content-Type") === undefined &&
+    (c.req.header("Content-Length") ?? "0") === "0" &&
+    c.req.header("Transfer-Encoding") === undefined;
+  return empty ? Promise.resolve(undefined) : jsonBody(c);
 }
 
 function idParam(value: string, name: string): string {

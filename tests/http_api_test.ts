@@ -4,6 +4,7 @@ import {
   type ApiDeps,
   createApi,
   MAX_BODY_BYTES,
+  type OverheatResult,
   rateLimit,
   type SensorControl,
   type SensorDetail,
@@ -13,6 +14,7 @@ import { silentLogger } from "../adapters/log.ts";
 import { ApiError, errorBody } from "../adapters/http_errors.ts";
 import { Hono } from "@hono/hono";
 import { parseSensorRequest, type SensorRequest } from "../schemas/sensor_request.ts";
+import type { OverheatRequest } from "../schemas/overheat_request.ts";
 import {
   type AlertDoc,
   type DeviceDoc,
@@ -83,6 +85,22 @@ class FakeFleet implements SensorControl {
 
   get(id: string): SensorDetail | undefined {
     return this.sensors.get(id);
+  }
+
+  readonly overheats: Array<[string, OverheatRequest]> = [];
+
+  overheat(id: string, request: OverheatRequest): OverheatResult {
+    const sensor = this.sensors.get(id);
+    if (!sensor) return { ok: false, code: "not_found", message: `Unknown sensor: "${id}"` };
+    const temperature = request.temperature ?? sensor.thresholds.high + 10;
+    if (temperature < sensor.thresholds.high) {
+      return { ok: false, code: "invalid", message: `temperature: ${temperature} is too cool` };
+    }
+    if (sensor.status !== "running") {
+      return { ok: false, code: "not_running", message: `Sensor is ${sensor.status}: "${id}"` };
+    }
+    this.overheats.push([id, request]);
+    return { ok: true, readings: request.readings, temperature };
   }
 }
 
@@ -248,6 +266,12 @@ Deno.test("GET /sensors accepts the limit bounds 1 and 1000", async () => {
 });
 
 // --- POST /sensors --------------------------------------------------------------
+
+function parseOne(body: Record<string, unknown>): SensorRequest {
+  const parsed = parseSensorRequest(body);
+  assert.ok(parsed.ok);
+  return parsed.request;
+}
 
 function parseBatch(count: number): SensorRequest {
   const parsed = parseSensorRequest({ count });
@@ -773,4 +797,57 @@ Deno.test("rateLimit() stays bounded: idle buckets go first, then the least rece
   assert.equal(await hit("d"), 200);
   assert.equal(await hit("b"), 429);
   assert.equal(await hit("c"), 200, "c starts over after eviction");
+});
+
+// --- POST /sensors/:id/overheat ------------------------------------------------
+
+Deno.test("POST /sensors/:id/overheat answers 202 with what it asked the sensor", async () => {
+  const { app, fleet } = makeApi();
+  fleet.add(parseOne({ id: "boiler-1" }));
+  const res = await app.request("/sensors/boiler-1/overheat", post('{"readings":5}'));
+  assert.equal(res.status, 202);
+  assert.deepEqual(await res.json(), { id: "boiler-1", readings: 5, temperature: 90 });
+  assert.deepEqual(fleet.overheats, [["boiler-1", { readings: 5, temperature: undefined }]]);
+});
+
+Deno.test("POST /sensors/:id/overheat with no body takes the defaults", async () => {
+  const { app, fleet } = makeApi();
+  fleet.add(parseOne({ id: "boiler-1" }));
+  const res = await app.request("/sensors/boiler-1/overheat", { method: "POST" });
+  assert.equal(res.status, 202);
+  assert.deepEqual(await res.json(), { id: "boiler-1", readings: 10, temperature: 90 });
+});
+
+Deno.test("POST /sensors/:id/overheat answers 400 for a bad body, 404 and 409 as the fleet says", async () => {
+  const { app, fleet } = makeApi();
+  fleet.add(parseOne({ id: "boiler-1" }));
+  const bad = await app.request("/sensors/boiler-1/overheat", post('{"readings":0}'));
+  assert.match(await assertError(bad, 400, "bad_request"), /^readings: /);
+  const cool = await app.request("/sensors/boiler-1/overheat", post('{"temperature":20}'));
+  assert.match(await assertError(cool, 400, "bad_request"), /too cool/);
+  const text = await app.request("/sensors/boiler-1/overheat", {
+    method: "POST",
+    body: "readings=3",
+    headers: { "Content-Type": "text/plain" },
+  });
+  assert.match(await assertError(text, 400, "bad_request"), /^Unsupported Content-Type/);
+  const unknown = await app.request("/sensors/nobody/overheat", post("{}"));
+  assert.equal(await assertError(unknown, 404, "not_found"), 'Unknown sensor: "nobody"');
+  fleet.sensors.set("done", { ...fleet.sensors.get("boiler-1")!, id: "done", status: "completed" });
+  const done = await app.request("/sensors/done/overheat", post("{}"));
+  assert.match(await assertError(done, 409, "conflict"), /completed/);
+  assert.deepEqual(fleet.overheats, []);
+});
+
+Deno.test("with an API token, POST /sensors/:id/overheat needs the token", async () => {
+  const { app, fleet } = makeApi({ apiToken: TOKEN });
+  fleet.add(parseOne({ id: "boiler-1" }));
+  const res = await app.request("/sensors/boiler-1/overheat", post("{}"));
+  await assertError(res, 401, "unauthorized");
+  assert.deepEqual(fleet.overheats, []);
+  const ok = await app.request(
+    "/sensors/boiler-1/overheat",
+    post("{}", { Authorization: `Bearer ${TOKEN}` }),
+  );
+  assert.equal(ok.status, 202);
 });

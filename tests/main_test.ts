@@ -5,6 +5,8 @@ import { parseConfig } from "../schemas/config.ts";
 import { createLogger, silentLogger } from "../adapters/log.ts";
 import { requireServices } from "./fixtures.ts";
 import { EMBEDDED, KAFKA_MONGO, startApp, testConfig, testEnv } from "./test_app.ts";
+import { firstEvents, sseEvents } from "./sse.ts";
+import type { DashboardSnapshot } from "../schemas/dashboard.ts";
 
 Deno.test("GET /health reports Kafka, MongoDB and the pipeline up once ready", async () => {
   await using env = await testEnv("main", KAFKA_MONGO);
@@ -62,4 +64,53 @@ Deno.test("unknown routes answer a JSON 404", async () => {
   assert.deepEqual(await res.json(), {
     error: { code: "not_found", message: "No route for GET /nope" },
   });
+});
+
+for (const mode of [EMBEDDED, KAFKA_MONGO]) {
+  Deno.test(`the dashboard stream shows an overheat triggered through the API turn a device critical (${mode.name})`, async () => {
+    await using env = await testEnv("main-dashboard", mode);
+    await using app = await startApp(env, { SENSOR_INTERVAL_MS: "200" });
+    const add = await fetch(`${app.url}/sensors`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ count: 2, idPrefix: "dash" }),
+    });
+    assert.equal(add.status, 201);
+    await add.body?.cancel();
+    const stream = await fetch(`${app.url}/dashboard/events?filter=critical`);
+    assert.equal(stream.status, 200);
+    let triggered = false;
+    let table: DashboardSnapshot["table"] | undefined;
+    let alerts: DashboardSnapshot["alerts"] = [];
+    const deadline = Date.now() + 20_000;
+    for await (const { data } of sseEvents(stream)) {
+      const diff = data as DashboardSnapshot;
+      assert.equal(diff.live, true);
+      table = diff.table ?? table;
+      alerts = diff.alerts ?? alerts;
+      if (!triggered && (diff.map?.total ?? 0) === 2) {
+        // Both devices processed and shown: now heat one of them.
+        const res = await fetch(`${app.url}/sensors/dash-0002/overheat`, { method: "POST" });
+        assert.equal(res.status, 202);
+        await res.body?.cancel();
+        triggered = true;
+      }
+      if (alerts.some((a) => a.deviceId === "dash-0002" && a.type === "raised")) break;
+      assert.ok(Date.now() < deadline, "no raised alert on the stream within 20 s");
+    }
+    assert.deepEqual(table?.rows.map((r) => [r.id, r.critical]), [["dash-0002", true]]);
+  });
+}
+
+Deno.test("in the api role the dashboard says where the live view is and shows the store's alerts", async () => {
+  await using env = await testEnv("main-dashboard-api", EMBEDDED);
+  await using app = await startApp(env, { ROLE: "api" });
+  const page = await fetch(`${app.url}/`);
+  assert.equal(page.status, 200);
+  assert.match(await page.text(), /<title>IoT pipeline/);
+  const [first] = await firstEvents(await fetch(`${app.url}/dashboard/events`), 1);
+  const snap = first!.data as DashboardSnapshot;
+  assert.equal(snap.live, false);
+  assert.match(snap.note!, /"api" role, not the processors/);
+  assert.deepEqual(snap.alerts, []);
 });

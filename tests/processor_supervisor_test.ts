@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ProcessorSupervisor } from "../actors/processor_supervisor.ts";
 import { StoreWriter } from "../actors/store_writer.ts";
+import type { DeviceOutput } from "../actors/processor.ts";
 import {
   type AlarmRule,
   type AlarmState,
@@ -192,6 +193,7 @@ function harness(
     checkpointMs?: number;
     attach?: boolean;
     onRaiseStored?: (readingTs: string, storedAtMs: number) => void;
+    onProcessed?: (outputs: readonly DeviceOutput[]) => void;
   } = {},
 ): Harness {
   const {
@@ -215,6 +217,7 @@ function harness(
     logger: silentLogger,
     now: time.now,
     ...(onRaiseStored ? { onRaiseStored } : {}),
+    ...(options.onProcessed ? { onProcessed: options.onProcessed } : {}),
   });
   if (attach) supervisor.attach(source);
   return {
@@ -1004,4 +1007,22 @@ Deno.test("ProcessorSupervisor reports stored raises, critical devices of owned 
 
   await h.supervisor.onAssignment([1]);
   assert.equal(h.supervisor.stats.criticalDevices, 0, "partition 0 moved to another member");
+});
+
+Deno.test("ProcessorSupervisor shows onProcessed each batch's outputs only once they are stored", async () => {
+  const seen: DeviceOutput[][] = [];
+  await using h = harness({ onProcessed: (outputs) => seen.push([...outputs]) });
+  h.store.failWrites = new Error("store down");
+  await assert.rejects(h.deliver(readingsBatch(series("a", [70, 81]))), /store down/);
+  assert.equal(seen.length, 0, "nothing shown for a batch that was not stored");
+  h.store.failWrites = undefined;
+  await h.deliver(readingsBatch(series("a", [70, 81, 82])));
+  assert.equal(seen.length, 1);
+  const [out] = seen[0]!;
+  assert.deepEqual(out!.readings.map((r) => [r.seq, r.is_critical]), [[1, false], [2, false], [
+    3,
+    true,
+  ]]);
+  assert.deepEqual(out!.transitions.map((t) => [t.type, t.seq]), [["raised", 3]]);
+  assert.ok(out!.readings.every((r) => h.store.readings.has(r._id)), "stored before shown");
 });

@@ -287,3 +287,39 @@ Deno.test({
     }
   },
 });
+
+Deno.test("SensorFleet.overheat() heats a running sensor past its own high threshold", async () => {
+  await using f = fleet();
+  idsOf(f.add(one("a", { thresholds: { high: 60, low: 50 } })));
+  await until("a reading", () => f.sink.of("a").length >= 1);
+  assert.deepEqual(f.overheat("a", { readings: 4, temperature: undefined }), {
+    ok: true,
+    readings: 4,
+    temperature: 70,
+  });
+  const from = f.sink.of("a").length;
+  await until("four hot readings", () => f.sink.of("a").length >= from + 4);
+  assert.ok(f.sink.of("a").slice(from, from + 4).every((r) => r.temperature === 70));
+});
+
+Deno.test("SensorFleet.overheat() refuses unknown sensors and temperatures below high", async () => {
+  await using f = fleet();
+  idsOf(f.add(one("a")));
+  const unknown = f.overheat("nobody", { readings: 1, temperature: undefined });
+  assert.deepEqual(unknown, { ok: false, code: "not_found", message: 'Unknown sensor: "nobody"' });
+  const cool = f.overheat("a", { readings: 1, temperature: DEFAULT_RULE.high - 0.5 });
+  assert.equal(cool.ok, false);
+  if (!cool.ok) {
+    assert.equal(cool.code, "invalid");
+    assert.match(cool.message, /high threshold is 80/);
+  }
+});
+
+Deno.test("SensorFleet.overheat() refuses a sensor whose script has completed", async () => {
+  await using f = fleet();
+  idsOf(f.add(one("s", { profile: "scripted", temperatures: [20] })));
+  await until("the script to end", () => f.get("s")?.status === "completed");
+  const result = f.overheat("s", { readings: 1, temperature: undefined });
+  assert.equal(result.ok, false);
+  if (!result.ok) assert.equal(result.code, "not_running");
+});

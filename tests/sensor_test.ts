@@ -201,3 +201,16 @@ Deno.test("Sensor ticks at its interval, neither faster nor falling behind", asy
   assert.ok(elapsed >= 90 && elapsed < 1500, `took ${elapsed} ms`);
   assert.equal(s.sensor.late, 0);
 });
+
+Deno.test("Sensor.overheat() makes the next readings hot, then the signal takes over", async () => {
+  await using s = start({ profile: "normal", intervalMs: 20 });
+  await until("a first reading", () => s.sink.readings.length >= 1, 2000);
+  s.sensor.overheat({ remaining: 3, temperature: 95 });
+  const from = s.sink.readings.length;
+  await until("five more readings", () => s.sink.readings.length >= from + 5, 2000);
+  await s.sensor.stop();
+  const after = s.sink.readings.slice(from).map((r) => r.temperature);
+  assert.deepEqual(after.slice(0, 3), [95, 95, 95]);
+  assert.ok(after.slice(3).every((t) => t < 40), `back to normal: ${after}`);
+  assert.ok(s.sink.readings.slice(0, from).every((r) => r.temperature < 40));
+});

@@ -1,0 +1,133 @@
+/**
+ * The live dashboard's HTTP side: the page and its assets (plain files from
+ * `dashboard/`, no build step) and `GET /dashboard/events`, a Server-Sent
+ * Events stream that pushes at most one event per `pushEveryMs`: the first
+ * carries a whole snapshot, later ones only the sections that changed. The
+ * page sends its commands through the ordinary sensor API, with its auth.
+ *
+ * @module
+ */
+import { Hono } from "@hono/hono";
+import { streamSSE } from "@hono/hono/streaming";
+import { ApiError } from "./http_errors.ts";
+import {
+  type DashboardQuery,
+  type DashboardSnapshot,
+  parseDashboardQuery,
+} from "../schemas/dashboard.ts";
+
+/** Where snapshots come from: the live view, or a partial view where there is none. */
+export interface DashboardSource {
+  snapshot(query: DashboardQuery): DashboardSnapshot | Promise<DashboardSnapshot>;
+}
+
+export interface DashboardOptions {
+  readonly source: DashboardSource;
+  /** The directory holding `index.html` and the assets it loads. */
+  readonly assets: URL;
+  /** Least time between two events on one stream (default 1000). */
+  readonly pushEveryMs?: number;
+  /** Ends every stream when aborted, so a shutdown does not wait for the browsers. */
+  readonly signal?: AbortSignal;
+}
+
+/** The only files served, with their types: nothing else under `assets` is reachable. */
+const ASSETS: Readonly<Record<string, string>> = {
+  "index.html": "text/html; charset=utf-8",
+  "app.js": "text/javascript; charset=utf-8",
+  "style.css": "text/css; charset=utf-8",
+};
+
+/** Sections compared between two events; `at`, `live` and `note` always go out. */
+const SECTIONS = ["counters", "map", "table", "alerts"] as const;
+type Section = (typeof SECTIONS)[number];
+
+/** What one event sends: the always-present fields and the changed sections. */
+export type SnapshotDiff =
+  & Pick<DashboardSnapshot, "at" | "live" | "note">
+  & Partial<
+    Pick<DashboardSnapshot, Section>
+  >;
+
+/**
+ * The part of `next` that differs from the sections last sent (`sent`, JSON
+ * per section, updated in place). The first call sends everything.
+ */
+export function diffSnapshot(sent: Map<Section, string>, next: DashboardSnapshot): SnapshotDiff {
+  const diff: Record<string, unknown> = {
+    at: next.at,
+    live: next.live,
+    ...(next.note === undefined ? {} : { note: next.note }),
+  };
+  for (const section of SECTIONS) {
+    const json = JSON.stringify(next[section]);
+    if (sent.get(section) === json) continue;
+    sent.set(section, json);
+    diff[section] = next[section];
+  }
+  return diff as SnapshotDiff;
+}
+
+export function dashboardRoutes(options: DashboardOptions): Hono {
+  const { source, assets, pushEveryMs = 1000, signal } = options;
+  const cache = new Map<string, Uint8Array<ArrayBuffer>>();
+  const asset = async (name: string): Promise<Uint8Array<ArrayBuffer>> => {
+    let bytes = cache.get(name);
+    if (!bytes) {
+      // Read on first request (nothing is read at import), then kept: the files are small.
+      bytes = await Deno.readFile(new URL(name, assets));
+      cache.set(name, bytes);
+    }
+    return bytes;
+  };
+  const serve = async (name: string) => {
+    const type = ASSETS[name];
+    if (type === undefined) throw new ApiError(404, "not_found", `No dashboard file: "${name}"`);
+    return new Response(await asset(name), {
+      headers: { "Content-Type": type, "Cache-Control": "no-cache" },
+    });
+  };
+
+  return new Hono()
+    .get("/", () => serve("index.html"))
+    .get("/dashboard/events", (c) => {
+      const parsed = parseDashboardQuery(c.req.query());
+      if (!parsed.ok) throw new ApiError(400, "bad_request", parsed.message);
+      const { query } = parsed;
+      return streamSSE(c, async (stream) => {
+        const sent = new Map<Section, string>();
+        const wake = new AbortController();
+        const stop = () => wake.abort();
+        stream.onAbort(stop);
+        signal?.addEventListener("abort", stop, { once: true });
+        try {
+          let id = 0;
+          while (!wake.signal.aborted && !signal?.aborted) {
+            const diff = diffSnapshot(sent, await source.snapshot(query));
+            await stream.writeSSE({
+              event: "snapshot",
+              id: String(++id),
+              data: JSON.stringify(diff),
+            });
+            await sleep(pushEveryMs, wake.signal);
+          }
+        } finally {
+          signal?.removeEventListener("abort", stop);
+        }
+      });
+    })
+    .get("/dashboard/:file", (c) => serve(c.req.param("file")));
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
