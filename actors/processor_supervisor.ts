@@ -17,9 +17,11 @@
  *
  * If anything in a batch fails, the processors of the devices it touched are
  * discarded before the error propagates (their in-memory state may be ahead of
- * the store), so the retry restores them from the store and replays.
+ * what was stored), so the retry restores them from their last safe state —
+ * unsaved, being checkpointed, or stored, newest first — and replays.
  * Processors idle for `passivateAfterMs` are released from memory; on a
- * partition reassignment all are, because another member may have moved on.
+ * partition reassignment those of lost partitions are, because another member
+ * may have moved on.
  *
  * @module
  */
@@ -106,6 +108,11 @@ export class ProcessorSupervisor implements AsyncDisposable {
   readonly #stopping = new Map<string, Promise<unknown>>();
   /** Latest state of each changed device whose readings are all stored, not yet checkpointed. */
   #dirty = new Map<string, { readonly doc: DeviceDoc; readonly partition: number }>();
+  /**
+   * The states the running checkpoint is writing: until that write succeeds they are
+   * newer than the stored ones, so a device restored meanwhile starts from them.
+   */
+  #saving = new Map<string, { readonly doc: DeviceDoc; readonly partition: number }>();
   #source: Pick<ReadingSource, "processed" | "commit"> | undefined;
   #checkpointTimer: ReturnType<typeof setTimeout> | undefined;
   #checkpointing: Promise<void> | undefined;
@@ -219,7 +226,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
       this.#opts.onProcessed?.(outputs);
     } catch (error) {
       this.#stats.failedBatches++;
-      this.#log.warn("batch failed; its devices will be restored from the store", {
+      this.#log.warn("batch failed; its devices will be restored from their last safe state", {
         partition: batch.partition,
         firstOffset: batch.records[0]?.offset,
         devices: ids.length,
@@ -241,6 +248,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
     const kept = new Set(partitions);
     this.#owned = kept;
     for (const [id, d] of this.#dirty) if (!kept.has(d.partition)) this.#dirty.delete(id);
+    for (const [id, d] of this.#saving) if (!kept.has(d.partition)) this.#saving.delete(id);
     for (const [id, p] of this.#critical) if (!kept.has(p)) this.#critical.delete(id);
     const lost = [...this.#devices].filter(([, d]) => !kept.has(d.partition)).map(([id]) => id);
     await this.#discard(lost);
@@ -276,6 +284,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
       const pending = this.#dirty;
       this.#dirty = new Map();
       if (pending.size > 0) {
+        this.#saving = pending;
         try {
           // Not through the writer's queue: a long checkpoint must not hold up readings.
           await this.#opts.store.write({
@@ -284,12 +293,15 @@ export class ProcessorSupervisor implements AsyncDisposable {
             devices: [...pending.values()].map((d) => d.doc),
           });
         } catch (error) {
-          // Put them back unless a newer state arrived or their partition moved meanwhile.
-          for (const [id, d] of pending) {
+          // Put them back unless a newer state arrived or their partition moved meanwhile
+          // (a moved partition's entries were already taken out of `#saving`).
+          for (const [id, d] of this.#saving) {
             if (!this.#dirty.has(id) && this.#owns(d.partition)) this.#dirty.set(id, d);
           }
           this.#stats.failedCheckpoints++;
           throw error;
+        } finally {
+          this.#saving = new Map();
         }
       }
       if (offsets.size > 0) await source.commit(offsets);
@@ -345,10 +357,15 @@ export class ProcessorSupervisor implements AsyncDisposable {
     const missing = ids.filter((id) => !this.#devices.has(id));
     if (missing.length === 0) return;
     await Promise.all(missing.map((id) => this.#stopping.get(id)));
-    // A state not yet checkpointed is newer than the stored one and just as safe.
-    const unsaved = missing.filter((id) => this.#dirty.has(id));
-    const stored = await this.#opts.store.loadDevices(missing.filter((id) => !this.#dirty.has(id)));
-    for (const id of unsaved) stored.set(id, this.#dirty.get(id)!.doc);
+    // A state not yet checkpointed (or being checkpointed right now) is newer than the stored
+    // one and just as safe: it covers only stored readings, and the offsets after it are
+    // already being fetched, so the stored state would silently skip readings.
+    const unsavedDoc = (id: string) => (this.#dirty.get(id) ?? this.#saving.get(id))?.doc;
+    const stored = await this.#opts.store.loadDevices(missing.filter((id) => !unsavedDoc(id)));
+    for (const id of missing) {
+      const doc = unsavedDoc(id);
+      if (doc) stored.set(id, doc);
+    }
     for (const id of missing) {
       const doc = stored.get(id);
       let initial: AlarmState = INITIAL_ALARM_STATE;

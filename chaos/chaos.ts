@@ -549,6 +549,7 @@ async function runScenario(scenario: Scenario, s: Settings): Promise<RunResult> 
     console.error(`  [${scenario.id}] ${events.at(-1)}`);
   };
   const ledger: Ledger = new Map();
+  let passed = false;
   const ctx: RunContext = { processors, kafka, topic, ledger, note };
   const pendingFaults = [...scenario.faults];
   const faultRuns: Promise<void>[] = [];
@@ -655,7 +656,7 @@ async function runScenario(scenario: Scenario, s: Settings): Promise<RunResult> 
     await dlqAdmin.connect();
     const offsets = await dlqAdmin.fetchTopicOffsets(`${topic}.dlq`);
     await dlqAdmin.disconnect();
-    return {
+    const result: RunResult = {
       scenario: scenario.id,
       report,
       deadLettered: offsets.reduce((n, p) => n + Number(p.high), 0),
@@ -666,17 +667,27 @@ async function runScenario(scenario: Scenario, s: Settings): Promise<RunResult> 
       events,
       faultErrors,
     };
+    passed = failures(result) === 0;
+    return result;
   } finally {
     clearInterval(monitor);
     await monitorAdmin.disconnect().catch(() => {});
     await Promise.all(processors.map((p) => p.kill("SIGTERM")));
-    await db.dropDatabase().catch(() => {});
+    if (passed) {
+      await db.dropDatabase().catch(() => {});
+      const a = kafka.admin();
+      await a.connect().then(() => a.deleteTopics({ topics: [topic, `${topic}.dlq`] })).catch(
+        () => {},
+      );
+      await a.disconnect().catch(() => {});
+    } else {
+      // Keep the evidence of a failed run.
+      console.error(
+        `  [${scenario.id}] kept for inspection: database ${dbName}, topic ${topic}, ` +
+          `logs .stack/logs/chaos-${id}-*.log`,
+      );
+    }
     await mongo.close();
-    const a = kafka.admin();
-    await a.connect().then(() => a.deleteTopics({ topics: [topic, `${topic}.dlq`] })).catch(
-      () => {},
-    );
-    await a.disconnect().catch(() => {});
   }
 }
 

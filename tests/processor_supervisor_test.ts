@@ -864,6 +864,45 @@ Deno.test("ProcessorSupervisor restores a device discarded after a failed batch 
   assert.deepEqual(flaky.source.commits.at(-1), new Map([[0, offsetAfter(last)]]));
 });
 
+Deno.test("ProcessorSupervisor restores a device discarded during a checkpoint from the state that checkpoint is writing", async () => {
+  const all = series("a", WORKED_EXAMPLE);
+  const early = readingsBatch(all.slice(0, 2)); // checkpointed: the store holds a@2
+  const middle = readingsBatch(all.slice(2, 6)); // a@6, held by the checkpoint in flight
+  const last = readingsBatch(all.slice(6));
+
+  await using clean = harness();
+  await clean.deliver(early);
+  await clean.supervisor.checkpoint();
+  await clean.deliver(middle);
+  await clean.deliver(last);
+
+  await using flaky = harness();
+  await flaky.deliver(early);
+  await flaky.supervisor.checkpoint();
+  await flaky.deliver(middle);
+  // The store hangs: the next checkpoint takes a@6 and waits on its write...
+  const checkpointWritten = Promise.withResolvers<void>();
+  flaky.store.gates.push(checkpointWritten.promise);
+  const writes = flaky.store.batches.length;
+  const checkpoint = flaky.supervisor.checkpoint();
+  await until(() => flaky.store.batches.length === writes + 1);
+  // ...while a batch of the same device fails, so the device is discarded and restored.
+  const outage = new Error("Store write failed: not primary");
+  flaky.store.failWrites = outage;
+  await assert.rejects(flaky.supervisor.handleBatch(last, LIVE), outage);
+  flaky.store.failWrites = undefined;
+  await flaky.deliver(last);
+  const loads = flaky.store.loads.flat();
+  checkpointWritten.resolve();
+  await checkpoint;
+  assert.deepEqual(loads, ["a"], "the older stored a@2 was not loaded");
+
+  await clean.supervisor.checkpoint();
+  await flaky.supervisor.checkpoint();
+  assert.deepEqual(criticalOf(flaky.store, "a"), criticalOf(clean.store, "a"));
+  assert.deepEqual(flaky.store.snapshot(), clean.store.snapshot());
+});
+
 Deno.test("ProcessorSupervisor.checkpoint() does nothing without an attached source", async () => {
   await using h = harness({ attach: false });
   await h.deliver(readingsBatch(series("a", [81])));
