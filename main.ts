@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { setTimeout as delay } from "node:timers/promises";
 import { type Config, helpText, parseConfig } from "./schemas/config.ts";
 import { createLogger, type Logger } from "./adapters/log.ts";
 import { createHealth, type HealthCheck } from "./adapters/health.ts";
@@ -327,17 +328,9 @@ async function runCleanups(cleanups: Cleanup[], logger: Logger) {
   }
 }
 
+/** Resolves after `ms`, or at once when `signal` aborts (never rejects). */
 function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
+  return delay(ms, undefined, { signal }).catch(() => {});
 }
 
 function notReady(what: string): never {

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { setTimeout as delay } from "node:timers/promises";
 import { Hono } from "@hono/hono";
 import { streamSSE } from "@hono/hono/streaming";
 import { ApiError } from "./http_errors.ts";
@@ -119,15 +120,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono {
     .get("/dashboard/:file", (c) => serve(c.req.param("file")));
 }
 
+/** Resolves after `ms`, or at once when `signal` aborts (never rejects). */
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
+  return delay(ms, undefined, { signal }).catch(() => {});
 }

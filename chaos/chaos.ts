@@ -73,6 +73,13 @@ interface RunContext {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Stops one service of the local stack for `ms`, then starts it again. */
+const outage = (service: "kafka" | "ferretdb", ms: number) => async () => {
+  await stack("down", service);
+  await sleep(ms);
+  await stack("up");
+};
+
 const SCENARIOS: readonly Scenario[] = [
   {
     id: "kill9",
@@ -138,11 +145,7 @@ const SCENARIOS: readonly Scenario[] = [
     faults: [{
       at: 0.25,
       name: "stop Kafka for 60 s",
-      run: async () => {
-        await stack("down", "kafka");
-        await sleep(60_000);
-        await stack("up");
-      },
+      run: outage("kafka", 60_000),
     }],
   },
   {
@@ -195,11 +198,7 @@ const SCENARIOS: readonly Scenario[] = [
     faults: [{
       at: 0.3,
       name: "stop FerretDB for 60 s",
-      run: async () => {
-        await stack("down", "ferretdb");
-        await sleep(60_000);
-        await stack("up");
-      },
+      run: outage("ferretdb", 60_000),
     }],
   },
   {
@@ -210,11 +209,7 @@ const SCENARIOS: readonly Scenario[] = [
     faults: [{
       at: 0.4,
       name: "restart FerretDB",
-      run: async () => {
-        await stack("down", "ferretdb");
-        await sleep(5000);
-        await stack("up");
-      },
+      run: outage("ferretdb", 5000),
     }],
   },
   {
