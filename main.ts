@@ -288,9 +288,12 @@ export function start(config: Config, options: StartOptions = {}): App {
       logger.info("shutting down");
       shutdown.abort();
       await ready.catch(() => {});
-      // Stop taking requests first, then release the pipeline in reverse start order.
-      await server.shutdown();
+      // A requested stop stops taking requests first, then releases the pipeline in reverse
+      // start order. A fatal stop keeps answering (`/health`: 503 with the reason) while the
+      // pipeline winds down, so probes and operators see why the process is going away.
+      if (code === 0) await server.shutdown();
       await runCleanups(cleanups.splice(0), logger);
+      if (code !== 0) await server.shutdown();
       logger.info("stopped", { exitCode: code });
       resolveFinished(code);
     })();

@@ -165,6 +165,7 @@ const SCENARIOS: readonly Scenario[] = [
         // Shutdown after giving up may wait for its 30 s deadline with the broker gone.
         const deadline = stoppedAt + GIVE_UP_MS + 45_000;
         let reported = false;
+        let reason = false;
         // Overlapping polls: a health check waits for its Kafka probe to time out. Until the
         // process gives up, /health must say 503 with the Kafka check failing.
         const polls: Promise<void>[] = [];
@@ -173,6 +174,9 @@ const SCENARIOS: readonly Scenario[] = [
             fetch(processor.healthUrl).then(async (res) => {
               const body = await res.json();
               if (res.status === 503 && body.checks?.kafka?.ok === false) reported = true;
+              if (/no Kafka broker answered/.test(body.checks?.pipeline?.error ?? "")) {
+                reason = true;
+              }
             }, () => {}),
           );
           await sleep(250);
@@ -182,7 +186,7 @@ const SCENARIOS: readonly Scenario[] = [
         ctx.note(
           `processor exit code ${code ?? "none"} after ${
             ((Date.now() - stoppedAt) / 1000).toFixed(1)
-          } s; /health reported it: ${reported}`,
+          } s; /health answered 503: ${reported}, named the reason: ${reason}`,
         );
         await stack("up");
         if (code !== 1) throw new Error(`expected exit code 1, got ${code ?? "none (still up)"}`);
