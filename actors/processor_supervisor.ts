@@ -41,6 +41,16 @@ import type {
 } from "../adapters/kafka_consumer.ts";
 import type { Logger } from "../adapters/log.ts";
 
+/**
+ * The most of the time checkpoints may take. On FerretDB a checkpoint scans
+ * the devices collection for every changed device (`_id: {$in}` is not
+ * indexed there), so with thousands of devices one takes seconds and holds
+ * the store's write lock; back to back they starved the readings' writes
+ * (bench/RESULTS.md). Spacing them out trades a longer replay after a crash
+ * for readings that keep flowing.
+ */
+const CHECKPOINT_SHARE = 0.25;
+
 export interface ProcessorSupervisorOptions {
   /** Loads device states; checkpoints write them directly, beside the readings' queue. */
   readonly store: Pick<DeviceStore, "loadDevices" | "write">;
@@ -212,19 +222,25 @@ export class ProcessorSupervisor implements AsyncDisposable {
     }
   }
 
-  /** Starts periodic checkpoints against the source whose batches this supervisor handles. */
+  /**
+   * Starts periodic checkpoints against the source whose batches this
+   * supervisor handles: every `checkpointMs`, or less often when checkpoints
+   * are slow, so they take at most `CHECKPOINT_SHARE` of the time.
+   */
   attach(source: Pick<ReadingSource, "processed" | "commit">): void {
     this.#source = source;
     const every = this.#opts.checkpointMs ?? 1000;
-    const loop = () => {
+    const loop = (delay: number) => {
       this.#checkpointTimer = setTimeout(async () => {
+        const started = performance.now();
         await this.checkpoint().catch((error) =>
           this.#log.warn("checkpoint failed; will retry", { error: error as Error })
         );
-        if (this.#source) loop();
-      }, every);
+        const took = performance.now() - started;
+        if (this.#source) loop(Math.max(every, took * (1 / CHECKPOINT_SHARE - 1)));
+      }, delay);
     };
-    loop();
+    loop(every);
   }
 
   /**
