@@ -1,9 +1,10 @@
 /**
- * One simulated sensor: an actor whose only message is the tick of its own
- * timer. Each tick draws the next sample from its signal model and hands a
- * reading to the sink. Ticks are scheduled against the start time (no drift);
- * a tick that arrives while the previous one is still handled is skipped and
- * counted as late rather than queued.
+ * One simulated sensor: an actor whose only message is the tick of its
+ * schedule. Each tick draws the next sample from its signal model and hands a
+ * reading to the sink. Ticks are scheduled against the start time (no drift)
+ * on a timer the fleet's sensors share; a tick that arrives while the
+ * previous one is still handled is skipped and counted as late rather than
+ * queued.
  *
  * @module
  */
@@ -14,6 +15,7 @@ import type { AlarmRule } from "../domain/hysteresis.ts";
 import type { GeoLocation, Reading } from "../schemas/reading.ts";
 import type { SensorProfile } from "../schemas/sensor_request.ts";
 import type { ReadingSink } from "../adapters/kafka_producer.ts";
+import { SharedTimer, type TimerEntry } from "./shared_timer.ts";
 
 /** Everything that defines a sensor, defaults already filled in. */
 export interface SensorSettings {
@@ -31,6 +33,9 @@ export interface SensorSettings {
 
 export type SensorMsg = { readonly type: "tick" };
 
+/** Every tick is the same message: no allocation per tick. */
+const TICK: SensorMsg = { type: "tick" };
+
 export interface SensorDeps {
   readonly sink: ReadingSink;
   /** Wall clock in ms; the reading's `ts` comes from it. */
@@ -39,6 +44,8 @@ export interface SensorDeps {
   readonly onDropped?: (id: string) => void;
   /** Called with each emitted reading (e.g. for `GET /sensors/:id`). */
   readonly onEmit?: (reading: Reading) => void;
+  /** The timer a fleet's sensors share (on `now`'s clock); a sensor without one gets its own. */
+  readonly timer?: SharedTimer;
 }
 
 export class Sensor {
@@ -48,7 +55,9 @@ export class Sensor {
   readonly #exit: (e: ChildExit) => void;
   #signal: SignalState;
   #seq: number;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly #timer: SharedTimer;
+  readonly #onDue = () => this.#due();
+  #pending: TimerEntry | undefined;
   #startedAt: number;
   #ticks = 0;
   #late = 0;
@@ -64,6 +73,7 @@ export class Sensor {
     this.#deps = deps;
     this.#exit = exit;
     this.#seq = lastSeq;
+    this.#timer = deps.timer ?? new SharedTimer(deps.now);
     this.#signal = initialSignal({
       profile: settings.profile,
       seed: settings.seed,
@@ -77,7 +87,7 @@ export class Sensor {
       capacity: 1,
       name: `sensor ${settings.id}`,
       onFailure: (error) => {
-        clearTimeout(this.#timer);
+        this.#cancel();
         exit({ type: "failed", error });
       },
     });
@@ -102,18 +112,25 @@ export class Sensor {
   }
 
   stop(): Promise<void> {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#cancel();
     return this.#actor.stop();
   }
 
   #schedule() {
     const due = this.#startedAt + this.#ticks * this.settings.intervalMs;
-    this.#timer = setTimeout(() => {
-      this.#ticks++;
-      if (!this.#actor.trySend({ type: "tick" })) this.#late++;
-      if (this.#actor.status === "running") this.#schedule();
-    }, Math.max(0, due - this.#deps.now()));
+    this.#pending = this.#timer.schedule(due, this.#onDue);
+  }
+
+  #due() {
+    this.#pending = undefined;
+    this.#ticks++;
+    if (!this.#actor.trySend(TICK)) this.#late++;
+    if (this.#actor.status === "running") this.#schedule();
+  }
+
+  #cancel() {
+    if (this.#pending) this.#timer.cancel(this.#pending);
+    this.#pending = undefined;
   }
 
   #receive(msg: SensorMsg) {
@@ -129,8 +146,7 @@ export class Sensor {
     const next = nextSample(this.#signal);
     if (next === null) {
       // A scripted series is done: a normal exit, so a transient sensor is not restarted.
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
+      this.#cancel();
       void this.#actor.stop().then(() => this.#exit({ type: "normal" }));
       return;
     }
