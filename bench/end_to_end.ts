@@ -1,19 +1,30 @@
 /**
  * Scenarios 3 and 4, end to end: sensors → Kafka → processors → store in one
  * process (`--role all`) at a fixed offered load (rate × 3 s sensors at a 3 s
- * cadence, 1 % of them with the `overheat` profile so alerts happen). After a
+ * cadence, 1 % of them overheating every 15 s so alerts happen). After a
  * warm-up it measures a window: stored readings/s, the backlog (acknowledged
  * by Kafka but not yet stored) over time, emit → stored latency and alert
  * latency. With `apiLoad`, a second window of the same length runs while
- * clients call `GET /sensors/:id` and `POST /sensors` as fast as they are
- * answered, giving their rate and latency and the pipeline's latency change.
+ * clients call `GET /sensors/:id` and `POST /sensors` at fixed rates, giving
+ * their latency and the pipeline's latency change.
  *
  * @module
  */
+import type { SensorTemplate } from "../schemas/sensor_request.ts";
 import { startPipeline } from "./pipeline.ts";
 import type { Services } from "./services.ts";
 import { cpuMs, Histogram, type LatencySummary, round } from "./stats.ts";
 import { sleep } from "./interrupt.ts";
+
+/**
+ * What the overheating 1 % of sensors report: one raise (two readings at or
+ * above 80 °C) and one clear (two at or below 70 °C) every five readings,
+ * so alert latency is measured many times in a short window.
+ */
+const HOT_SCRIPT: readonly number[] = Array.from(
+  { length: 2000 },
+  (_, i) => [60, 85, 86, 60, 60][i % 5]!,
+);
 
 export interface WindowResult {
   readonly windowS: number;
@@ -72,12 +83,12 @@ export async function endToEnd(
   });
   const fleet = run.app.parts.fleet!;
   const hot = Math.max(1, Math.round(sensors / 100));
-  const add = (count: number, profile: "normal" | "overheat", idPrefix: string) => {
-    const added = fleet.add({ kind: "batch", count, idPrefix, template: { profile } });
+  const add = (count: number, idPrefix: string, template: SensorTemplate) => {
+    const added = fleet.add({ kind: "batch", count, idPrefix, template });
     if (!added.ok) throw new Error(`Could not add sensors: ${added.message}`);
   };
-  add(hot, "overheat", "hot");
-  add(sensors - hot, "normal", "e2e");
+  add(hot, "hot", { profile: "scripted", temperatures: HOT_SCRIPT });
+  add(sensors - hot, "e2e", { profile: "normal" });
   log(
     `e2e ${rate}/s: ${sensors} sensors (${hot} overheating); warming up ${
       options.warmupMs / 1000
@@ -138,64 +149,82 @@ async function measureWindow(
   };
 }
 
+/** Offered API load: fixed rates, so it measures the API and not the load generator. */
+export const API_LOAD = { getPerSec: 200, postPerSec: 20, maxOutstanding: 256 } as const;
+
 /**
- * Two closed-loop clients read sensor details as fast as they are answered;
- * one adds a sensor every 20 ms (50/s). Each added sensor emits one reading
- * and completes, so the adds barely change the offered load they are measured
- * against.
+ * Open-loop clients at fixed rates (`API_LOAD`): `GET /sensors/:id` of a
+ * running sensor, and `POST /sensors` adding a scripted sensor that emits one
+ * reading and completes (so the adds barely change the offered load).
+ * Requests are issued on schedule whether or not earlier ones were answered.
  */
 function startApiLoad(url: string, knownId: string) {
   let running = true;
   const t0 = performance.now();
   const get = { latency: new Histogram(), count: 0, errors: 0 };
   const post = { latency: new Histogram(), count: 0, errors: 0 };
+  let outstanding = 0;
   let added = 0;
-  const call = async (stats: typeof get, request: () => Promise<Response>, pauseMs = 0) => {
-    while (running) {
-      if (pauseMs > 0) await sleep(pauseMs).catch(() => running = false);
-      const started = performance.now();
-      try {
-        const res = await request();
-        await res.body?.cancel();
-        if (!res.ok) stats.errors++;
-      } catch {
-        stats.errors++;
-      }
-      stats.latency.add(performance.now() - started);
-      stats.count++;
+  const issue = async (stats: typeof get, request: () => Promise<Response>) => {
+    if (outstanding >= API_LOAD.maxOutstanding) {
+      stats.errors++;
+      return;
     }
+    outstanding++;
+    const started = performance.now();
+    try {
+      const res = await request();
+      await res.body?.cancel();
+      if (!res.ok) stats.errors++;
+    } catch {
+      stats.errors++;
+    } finally {
+      outstanding--;
+    }
+    stats.latency.add(performance.now() - started);
+    stats.count++;
   };
-  const loops = [
-    ...Array.from({ length: 2 }, () => call(get, () => fetch(`${url}/sensors/${knownId}`))),
-    call(post, () =>
-      fetch(`${url}/sensors`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({
-          id: `api-${++added}`,
-          profile: "scripted",
-          temperatures: [21],
-          intervalMs: 1000,
-        }),
-      }), 20),
-  ];
+  const inFlight = new Set<Promise<void>>();
+  const track = (p: Promise<void>) => {
+    inFlight.add(p);
+    void p.finally(() => inFlight.delete(p));
+  };
+  const pacer = (async () => {
+    let gets = 0;
+    let posts = 0;
+    while (running) {
+      const elapsed = (performance.now() - t0) / 1000;
+      for (; gets < elapsed * API_LOAD.getPerSec; gets++) {
+        track(issue(get, () => fetch(`${url}/sensors/${knownId}`)));
+      }
+      for (; posts < elapsed * API_LOAD.postPerSec; posts++) {
+        track(issue(post, () =>
+          fetch(`${url}/sensors`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({
+              id: `api-${++added}`,
+              profile: "scripted",
+              temperatures: [21],
+              intervalMs: 1000,
+            }),
+          })));
+      }
+      await sleep(5).catch(() => running = false);
+    }
+  })();
   return {
     async stop(): Promise<ApiLoadResult> {
       running = false;
-      await Promise.all(loops);
+      await pacer;
+      await Promise.all(inFlight);
       const s = (performance.now() - t0) / 1000;
-      return {
-        get: {
-          perSec: Math.round(get.count / s),
-          latencyMs: get.latency.summary(),
-          errors: get.errors,
-        },
-        post: {
-          perSec: Math.round(post.count / s),
-          latencyMs: post.latency.summary(),
-          errors: post.errors,
-        },
-      };
+      const result = (x: typeof get) => ({
+        perSec: Math.round(x.count / s),
+        latencyMs: x.latency.summary(),
+        errors: x.errors,
+      });
+      return { get: result(get), post: result(post) };
     },
   };
 }

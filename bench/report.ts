@@ -10,7 +10,7 @@ import { join } from "node:path";
 import type { BrokerCeiling, StoreCeiling } from "./ceilings.ts";
 import type { SensorScaleResult } from "./sensor_scale.ts";
 import type { ProcessorThroughputResult } from "./processor_throughput.ts";
-import type { EndToEndResult } from "./end_to_end.ts";
+import { API_LOAD, type EndToEndResult } from "./end_to_end.ts";
 import { formatNumber, formatSpread, spread } from "./stats.ts";
 
 const BENCH_DIR = fileURLToPath(new URL("./", import.meta.url));
@@ -220,7 +220,7 @@ export function markdown(r: BenchResults, file: string): string {
     if (loaded.length) {
       out.push(
         "",
-        "**Control API under load** (closed loop: 4 clients `GET /sensors/:id`, 1 client `POST /sensors`, in the same process)",
+        `**Control API under load** (open loop: ${API_LOAD.getPerSec} \`GET /sensors/:id\`/s and ${API_LOAD.postPerSec} \`POST /sensors\`/s offered from the same process)`,
         "",
       );
       out.push(
