@@ -91,14 +91,25 @@ export class SharedTimer implements Disposable {
     try {
       const now = this.#now();
       const yieldAt = performance.now() + MAX_FIRE_MS;
-      while (this.#heap.length > 0 && this.#heap[0]! <= now && performance.now() < yieldAt) {
+      outer: while (this.#heap.length > 0 && this.#heap[0]! <= now) {
         const key = heapPop(this.#heap);
         const bucket = this.#buckets.get(key);
         if (!bucket) continue;
         this.#buckets.delete(key);
         this.#size -= bucket.length;
         // A callback may schedule again or cancel: the bucket is already detached.
-        for (const entry of bucket) entry.run();
+        for (let i = 0; i < bucket.length; i++) {
+          if (performance.now() >= yieldAt) {
+            // Out of time: the rest of this bucket runs first on the next turn.
+            const rest = bucket.slice(i);
+            const later = this.#buckets.get(key);
+            this.#buckets.set(key, later ? rest.concat(later) : rest);
+            if (!later) heapPush(this.#heap, key);
+            this.#size += rest.length;
+            break outer;
+          }
+          bucket[i]!.run();
+        }
       }
     } finally {
       this.#firing = false;

@@ -62,3 +62,22 @@ Deno.test("SharedTimer follows the clock it is given", async () => {
   timer.schedule(Date.now() + offset + 10, () => ran = true);
   await until("ran", () => ran);
 });
+
+Deno.test("SharedTimer yields to other timers when its callbacks keep it busy", async () => {
+  using timer = new SharedTimer();
+  let ran = 0;
+  const busy = () => {
+    const until = performance.now() + 5;
+    while (performance.now() < until) { /* a sensor tick that takes 5 ms */ }
+    ran++;
+  };
+  const now = Date.now();
+  for (let i = 0; i < 12; i++) timer.schedule(now, busy);
+  let ranBeforeOtherTimer = -1;
+  setTimeout(() => ranBeforeOtherTimer = ran, 0);
+  await until("all callbacks", () => ran === 12);
+  assert.ok(
+    ranBeforeOtherTimer >= 0 && ranBeforeOtherTimer < 12,
+    `another timer ran only after all ${ranBeforeOtherTimer} callbacks`,
+  );
+});
