@@ -226,7 +226,10 @@ if (import.meta.main) {
   let code = 0;
   try {
     const results = await runAll(options);
-    const file = await writeResults(results, { markdown: options.markdown });
+    const file = await writeResults(results, {
+      markdown: options.markdown,
+      smoke: options.smoke,
+    });
     log(`results written to ${file}${options.markdown ? " and bench/RESULTS.md" : ""}`);
     const broken = brokenScenarios(results);
     if (broken.length > 0) {

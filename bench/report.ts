@@ -62,10 +62,17 @@ export async function machine(versions: { kafka: string; store: string }): Promi
 }
 
 /** Writes the JSON file and refreshes the latest-figures section of RESULTS.md; returns the JSON path. */
-export async function writeResults(results: BenchResults, options: { markdown: boolean }) {
+export async function writeResults(
+  results: BenchResults,
+  options: { markdown: boolean; smoke: boolean },
+) {
   const dir = join(BENCH_DIR, "results");
   await Deno.mkdir(dir, { recursive: true });
-  const file = join(dir, `${results.startedAt.replaceAll(":", "-").slice(0, 19)}Z.json`);
+  // Smoke runs (CI) are only a check that the harness works: named apart and not committed.
+  const name = `${options.smoke ? "smoke-" : ""}${
+    results.startedAt.replaceAll(":", "-").slice(0, 19)
+  }Z`;
+  const file = join(dir, `${name}.json`);
   await Deno.writeTextFile(file, JSON.stringify(results, null, 2) + "\n");
   if (options.markdown) {
     const path = join(BENCH_DIR, "RESULTS.md");
