@@ -43,6 +43,18 @@ import type {
 } from "../adapters/kafka_consumer.ts";
 import type { Logger } from "../adapters/log.ts";
 
+/**
+ * The most of the time checkpoints may take. On FerretDB a checkpoint scans
+ * the devices collection for every changed device (`_id: {$in}` is not
+ * indexed there), so with thousands of devices one takes seconds and holds
+ * the store's write lock; back to back they starved the readings' writes
+ * (bench/RESULTS.md). Spacing them out trades a longer replay after a crash
+ * for readings that keep flowing.
+ */
+const CHECKPOINT_SHARE = 0.25;
+/** However slow checkpoints get, offsets are committed at least this often (less to replay). */
+const MAX_CHECKPOINT_SPACING_MS = 30_000;
+
 export interface ProcessorSupervisorOptions {
   /** Loads device states; checkpoints write them directly, beside the readings' queue. */
   readonly store: Pick<DeviceStore, "loadDevices" | "write">;
@@ -257,19 +269,29 @@ export class ProcessorSupervisor implements AsyncDisposable {
     }
   }
 
-  /** Starts periodic checkpoints against the source whose batches this supervisor handles. */
+  /**
+   * Starts periodic checkpoints against the source whose batches this
+   * supervisor handles: every `checkpointMs`, or less often when checkpoints
+   * are slow, so they take at most `CHECKPOINT_SHARE` of the time.
+   */
   attach(source: Pick<ReadingSource, "processed" | "commit">): void {
     this.#source = source;
     const every = this.#opts.checkpointMs ?? 1000;
-    const loop = () => {
+    const loop = (delay: number) => {
       this.#checkpointTimer = setTimeout(async () => {
-        await this.checkpoint().catch((error) =>
-          this.#log.warn("checkpoint failed; will retry", { error: error as Error })
-        );
-        if (this.#source) loop();
-      }, every);
+        const started = performance.now();
+        const ok = await this.checkpoint().then(() => true, (error) => {
+          this.#log.warn("checkpoint failed; will retry", { error: error as Error });
+          return false;
+        });
+        const took = performance.now() - started;
+        // Only a checkpoint that worked says how long the next will take: one that hung
+        // through a store outage must not push the next far past the recovery.
+        const spaced = Math.min(took * (1 / CHECKPOINT_SHARE - 1), MAX_CHECKPOINT_SPACING_MS);
+        if (this.#source) loop(ok ? Math.max(every, spaced) : every);
+      }, delay);
     };
-    loop();
+    loop(every);
   }
 
   /**

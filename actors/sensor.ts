@@ -1,9 +1,10 @@
 /**
- * One simulated sensor: an actor whose only message is the tick of its own
- * timer. Each tick draws the next sample from its signal model and hands a
- * reading to the sink. Ticks are scheduled against the start time (no drift);
- * a tick that arrives while the previous one is still handled is skipped and
- * counted as late rather than queued.
+ * One simulated sensor: an actor whose only message is the tick of its
+ * schedule. Each tick draws the next sample from its signal model and hands a
+ * reading to the sink. Ticks are scheduled against the start time (no drift)
+ * on a timer the fleet's sensors share; a tick that arrives while the
+ * previous one is still handled is skipped and counted as late rather than
+ * queued.
  *
  * @module
  */
@@ -15,6 +16,7 @@ import { applyHeatBurst, type HeatBurst } from "../domain/heat_burst.ts";
 import type { GeoLocation, Reading } from "../schemas/reading.ts";
 import type { SensorProfile } from "../schemas/sensor_request.ts";
 import type { ReadingSink } from "../adapters/kafka_producer.ts";
+import { SharedTimer, type TimerEntry } from "./shared_timer.ts";
 
 /** Everything that defines a sensor, defaults already filled in. */
 export interface SensorSettings {
@@ -32,6 +34,9 @@ export interface SensorSettings {
 
 export type SensorMsg = { readonly type: "tick" };
 
+/** Every tick is the same message: no allocation per tick. */
+const TICK: SensorMsg = { type: "tick" };
+
 export interface SensorDeps {
   readonly sink: ReadingSink;
   /** Wall clock in ms; the reading's `ts` comes from it. */
@@ -40,6 +45,8 @@ export interface SensorDeps {
   readonly onDropped?: (id: string) => void;
   /** Called with each emitted reading (e.g. for `GET /sensors/:id`). */
   readonly onEmit?: (reading: Reading) => void;
+  /** The timer a fleet's sensors share (on `now`'s clock); a sensor without one gets its own. */
+  readonly timer?: SharedTimer;
 }
 
 export class Sensor {
@@ -50,7 +57,9 @@ export class Sensor {
   #signal: SignalState;
   #burst: HeatBurst | null = null;
   #seq: number;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly #timer: SharedTimer;
+  readonly #onDue = () => this.#due();
+  #pending: TimerEntry | undefined;
   #startedAt: number;
   #ticks = 0;
   #late = 0;
@@ -66,6 +75,7 @@ export class Sensor {
     this.#deps = deps;
     this.#exit = exit;
     this.#seq = lastSeq;
+    this.#timer = deps.timer ?? new SharedTimer(deps.now);
     this.#signal = initialSignal({
       profile: settings.profile,
       seed: settings.seed,
@@ -79,7 +89,7 @@ export class Sensor {
       capacity: 1,
       name: `sensor ${settings.id}`,
       onFailure: (error) => {
-        clearTimeout(this.#timer);
+        this.#cancel();
         exit({ type: "failed", error });
       },
     });
@@ -114,18 +124,25 @@ export class Sensor {
   }
 
   stop(): Promise<void> {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#cancel();
     return this.#actor.stop();
   }
 
   #schedule() {
     const due = this.#startedAt + this.#ticks * this.settings.intervalMs;
-    this.#timer = setTimeout(() => {
-      this.#ticks++;
-      if (!this.#actor.trySend({ type: "tick" })) this.#late++;
-      if (this.#actor.status === "running") this.#schedule();
-    }, Math.max(0, due - this.#deps.now()));
+    this.#pending = this.#timer.schedule(due, this.#onDue);
+  }
+
+  #due() {
+    this.#pending = undefined;
+    this.#ticks++;
+    if (!this.#actor.trySend(TICK)) this.#late++;
+    if (this.#actor.status === "running") this.#schedule();
+  }
+
+  #cancel() {
+    if (this.#pending) this.#timer.cancel(this.#pending);
+    this.#pending = undefined;
   }
 
   #receive(msg: SensorMsg) {
@@ -141,8 +158,7 @@ export class Sensor {
     const next = nextSample(this.#signal);
     if (next === null) {
       // A scripted series is done: a normal exit, so a transient sensor is not restarted.
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
+      this.#cancel();
       void this.#actor.stop().then(() => this.#exit({ type: "normal" }));
       return;
     }

@@ -114,7 +114,7 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
   async loadDevices(ids: readonly string[]): Promise<Map<string, DeviceDoc>> {
     const found = new Map<string, DeviceDoc>();
     if (ids.length === 0) return found;
-    const docs = await this.#devices().find({ _id: { $in: [...ids] } }).toArray();
+    const docs = await findByIds(this.#devices(), ids);
     for (const doc of docs) found.set(doc._id, doc);
     return found;
   }
@@ -269,10 +269,34 @@ async function storedVersions<V extends string, T extends { _id: string } & Reco
   docs: readonly T[],
   version: V,
 ): Promise<Map<string, number>> {
-  const filter = { _id: { $in: docs.map((d) => d._id) } } as Filter<T>;
-  // Every document here is a T (its _id is a string), so read the stored ones as T.
-  const stored = await collection.find(filter, { projection: { [version]: 1 } }).toArray() as T[];
+  const stored = await findByIds(collection, docs.map((d) => d._id), { [version]: 1 });
   return new Map(stored.map((d) => [d._id, d[version] ?? -1]));
+}
+
+/**
+ * FerretDB answers an `_id` equality from its primary key, but evaluates
+ * `_id: {$in: [...]}` by scanning the collection and comparing every document
+ * with every id: a batch that met one new device waited for a scan of the
+ * whole devices collection (bench/RESULTS.md). So a few ids are fetched one
+ * by one, concurrently; many with one `$in` (MongoDB uses its index for both).
+ */
+const POINT_LOOKUPS_UP_TO = 32;
+
+async function findByIds<T extends { _id: string }>(
+  collection: Collection<T>,
+  ids: readonly string[],
+  projection?: Record<string, 1>,
+): Promise<T[]> {
+  const options = projection ? { projection } : {};
+  // Every document here is a T (its _id is a string), so read the stored ones as T.
+  if (ids.length > POINT_LOOKUPS_UP_TO) {
+    const filter = { _id: { $in: [...ids] } } as Filter<T>;
+    return await collection.find(filter, options).toArray() as T[];
+  }
+  const found: (T | null)[] = await Promise.all(
+    ids.map((id) => collection.findOne({ _id: id } as Filter<T>, options) as Promise<T | null>),
+  );
+  return found.filter((doc) => doc !== null);
 }
 
 /**

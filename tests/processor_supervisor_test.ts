@@ -932,6 +932,22 @@ Deno.test("ProcessorSupervisor.attach() checkpoints periodically and stop() ends
   assert.equal(h.supervisor.stats.checkpoints, checkpoints, "detached by stop()");
 });
 
+Deno.test("ProcessorSupervisor.attach() spaces slow checkpoints so they take at most a quarter of the time", async () => {
+  const h = harness({ checkpointMs: 5 });
+  try {
+    await h.deliver(readingsBatch(series("a", [81])));
+    // The checkpoint's device write (the next store write) takes 60 ms.
+    h.store.gates.push(new Promise((resolve) => setTimeout(resolve, 60)));
+    await until(() => h.supervisor.stats.checkpoints === 1);
+    // Every 5 ms would mean about 20 more by now; spaced, the next is due 180 ms after this one.
+    await settle(100);
+    assert.equal(h.supervisor.stats.checkpoints, 1);
+    await until(() => h.supervisor.stats.checkpoints === 2);
+  } finally {
+    await h.supervisor.stop();
+  }
+});
+
 Deno.test({
   name:
     "ProcessorSupervisor.attach() retries a failed periodic checkpoint without an unhandled rejection",

@@ -1,0 +1,127 @@
+/**
+ * Runs the real program (`start()` from main.ts) in the benchmark process
+ * with its own topic, group and database, and observes it from outside the
+ * pipeline's code: the store writer's acknowledgements give emit → stored
+ * latency (reading `ts` to the moment its write is acknowledged) and alert
+ * latency (the raising reading's `ts` to the alert's first acknowledged
+ * write); the producer's and writer's counters give rates and backlog.
+ *
+ * @module
+ */
+import { type App, start } from "../main.ts";
+import { parseConfig } from "../schemas/config.ts";
+import { silentLogger } from "../adapters/log.ts";
+import type { WriteBatch } from "../adapters/mongo_store.ts";
+import type { Reading } from "../schemas/reading.ts";
+import { Histogram } from "./stats.ts";
+import { removeRun, runName, type Services } from "./services.ts";
+
+export interface PipelineRun extends AsyncDisposable {
+  readonly app: App;
+  readonly topic: string;
+  /** emit (`ts`) → store acknowledgement, per reading; replace to start a new window. */
+  stored: Histogram;
+  /** raising reading's `ts` → alert first acknowledged by the store. */
+  alerts: Histogram;
+  /** Readings acknowledged by the store so far. */
+  readonly storedCount: number;
+  /** Readings acknowledged by Kafka so far (0 when this process runs no sensors). */
+  readonly sentCount: number;
+  /** Called with each reading a sensor publishes, before the producer sees it. */
+  onPublish: ((reading: Reading, now: number) => void) | undefined;
+}
+
+export interface PipelineOptions {
+  readonly role: "all" | "sensors" | "processors";
+  readonly partitions: number;
+  /** Extra settings, as environment variables (see README's settings table). */
+  readonly settings?: Readonly<Record<string, string>>;
+  /** Reuse this topic (e.g. one pre-filled by the benchmark) instead of a fresh one. */
+  readonly topic?: string;
+}
+
+export async function startPipeline(
+  services: Services,
+  options: PipelineOptions,
+): Promise<PipelineRun> {
+  const topic = options.topic ?? runName(options.role);
+  const group = `${topic}-group`;
+  const db = runName("db").replaceAll("-", "_").slice(0, 60);
+  const parsed = parseConfig(["--port", "0"], {
+    ROLE: options.role,
+    KAFKA_BROKERS: services.brokers,
+    MONGO_URL: services.mongoUrl,
+    KAFKA_TOPIC: topic,
+    KAFKA_GROUP: group,
+    KAFKA_PARTITIONS: String(options.partitions),
+    MONGO_DB: db,
+    SENSORS: "0",
+    RATE_LIMIT_PER_MINUTE: "0",
+    LOG_LEVEL: "error",
+    ...options.settings,
+  });
+  if (!parsed.ok) throw new Error(`Bad benchmark settings: ${JSON.stringify(parsed)}`);
+  const app = start(parsed.config, { logger: silentLogger });
+  const cleanup = () =>
+    removeRun(services, {
+      topics: [topic, `${topic}.dlq`],
+      group,
+      ...(options.role === "sensors" ? {} : { db }),
+    });
+  try {
+    await app.ready;
+  } catch (err) {
+    await app[Symbol.asyncDispose]();
+    await cleanup();
+    throw err;
+  }
+  const run: PipelineRun = {
+    app,
+    topic,
+    stored: new Histogram(),
+    alerts: new Histogram(),
+    get storedCount() {
+      return app.parts.writer?.stats.readings ?? 0;
+    },
+    get sentCount() {
+      return app.parts.producer?.stats.sent ?? 0;
+    },
+    onPublish: undefined,
+    async [Symbol.asyncDispose]() {
+      await app[Symbol.asyncDispose]();
+      await cleanup();
+    },
+  };
+  observeWrites(app, run);
+  observePublishes(app, run);
+  return run;
+}
+
+/** Wraps the writer instance so each acknowledged write is timed against its readings' `ts`. */
+function observeWrites(app: App, run: PipelineRun) {
+  const writer = app.parts.writer;
+  if (!writer) return;
+  const write = writer.write.bind(writer);
+  const seenAlerts = new Set<string>();
+  writer.write = async (batch: WriteBatch) => {
+    await write(batch);
+    const now = Date.now();
+    const stored = run.stored;
+    for (const r of batch.readings) stored.add(now - r.ts.getTime());
+    for (const a of batch.alerts) {
+      if (seenAlerts.has(a._id)) continue;
+      seenAlerts.add(a._id);
+      run.alerts.add(now - a.raisedAt.getTime());
+    }
+  };
+}
+
+function observePublishes(app: App, run: PipelineRun) {
+  const producer = app.parts.producer;
+  if (!producer) return;
+  const publish = producer.publish.bind(producer);
+  producer.publish = (reading: Reading) => {
+    run.onPublish?.(reading, Date.now());
+    return publish(reading);
+  };
+}

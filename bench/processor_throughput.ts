@@ -1,0 +1,129 @@
+/**
+ * Scenario 2, processor throughput: a topic pre-filled with M readings from
+ * D devices, then the `processors` role alone drains it into the store.
+ * Measures readings/s from the first stored reading to the last, and the lag
+ * (readings not yet stored) over time.
+ *
+ * @module
+ */
+import { encodeReading } from "../schemas/reading.ts";
+import { startPipeline } from "./pipeline.ts";
+import { sampleReading } from "./ceilings.ts";
+import { benchKafka, removeRun, runName, type Services } from "./services.ts";
+import { cpuMs, round } from "./stats.ts";
+import { sleep } from "./interrupt.ts";
+
+export interface ProcessorThroughputResult {
+  readonly readings: number;
+  readonly devices: number;
+  readonly partitions: number;
+  readonly readingsPerSec: number;
+  readonly drainS: number;
+  readonly cpuCores: number;
+  /** [seconds since start, readings not yet stored]. */
+  readonly lag: readonly (readonly [number, number])[];
+  readonly completed: boolean;
+}
+
+export async function processorThroughput(
+  services: Services,
+  options: { readings: number; devices: number; timeoutMs: number; log: (line: string) => void },
+): Promise<ProcessorThroughputResult> {
+  const { readings, devices, log } = options;
+  const partitions = 6;
+  const topic = runName("prefilled");
+  try {
+    await prefill(services, topic, { readings, devices, partitions, log });
+    await using run = await startPipeline(services, { role: "processors", partitions, topic });
+    const lag: [number, number][] = [];
+    const t0 = performance.now();
+    const cpu0 = cpuMs();
+    let first = 0;
+    let last = 0;
+    let lastLog = 0;
+    while (performance.now() - t0 < options.timeoutMs) {
+      const stored = run.storedCount;
+      const now = performance.now();
+      if (stored > 0 && first === 0) first = now;
+      const s = round((now - t0) / 1000, 1);
+      lag.push([s, readings - stored]);
+      if (now - lastLog >= 5000) {
+        lastLog = now;
+        log(`processors: t=${s}s stored ${stored}/${readings}, lag ${readings - stored}`);
+      }
+      if (stored >= readings) {
+        last = now;
+        break;
+      }
+      await sleep(250);
+    }
+    const cpuCores = round((cpuMs() - cpu0) / (performance.now() - t0));
+    const stored = run.storedCount;
+    const end = last || performance.now();
+    const drainS = round((end - (first || t0)) / 1000, 1);
+    return {
+      readings,
+      devices,
+      partitions,
+      readingsPerSec: Math.round(stored / Math.max(0.001, (end - (first || t0)) / 1000)),
+      drainS,
+      cpuCores,
+      lag: thin(lag, 40),
+      completed: stored >= readings,
+    };
+  } finally {
+    await removeRun(services, { topics: [topic] });
+  }
+}
+
+/**
+ * Produces readings round-robin over the devices in large sends, one at a
+ * time: concurrent sends could reorder a partition, and out-of-order readings
+ * are counted as such instead of stored.
+ */
+async function prefill(
+  services: Services,
+  topic: string,
+  o: { readings: number; devices: number; partitions: number; log: (line: string) => void },
+) {
+  const kafka = benchKafka(services.brokers);
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({
+    topics: [{ topic, numPartitions: o.partitions }],
+    waitForLeaders: true,
+  });
+  await admin.disconnect();
+  const producer = kafka.producer({ allowAutoTopicCreation: false });
+  await producer.connect();
+  const t0 = performance.now();
+  const start = Date.now() - o.readings; // one reading per ms of event time, in the past
+  const batch = 10_000;
+  try {
+    for (let i = 0; i < o.readings; i += batch) {
+      const messages = [];
+      for (let j = i; j < Math.min(o.readings, i + batch); j++) {
+        const deviceId = `dev-${String(j % o.devices).padStart(6, "0")}`;
+        const reading = sampleReading(deviceId, 1 + Math.floor(j / o.devices), start + j);
+        messages.push({ key: deviceId, value: encodeReading(reading) });
+      }
+      await producer.send({ topic, acks: -1, messages });
+    }
+  } finally {
+    await producer.disconnect();
+  }
+  o.log(
+    `prefilled ${o.readings} readings (${o.devices} devices) in ${
+      round((performance.now() - t0) / 1000, 1)
+    } s`,
+  );
+}
+
+function thin<T>(xs: readonly T[], n: number): T[] {
+  if (xs.length <= n) return [...xs];
+  const step = xs.length / n;
+  const out: T[] = [];
+  for (let i = 0; i < n; i++) out.push(xs[Math.floor(i * step)]!);
+  out.push(xs.at(-1)!);
+  return out;
+}

@@ -1,0 +1,268 @@
+/**
+ * Writes a benchmark run: the full JSON to `bench/results/<date>.json` and
+ * the headline tables between markers in `bench/RESULTS.md`, leaving the
+ * hand-written analysis (bottlenecks, before/after) around them untouched.
+ *
+ * @module
+ */
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import type { BrokerCeiling, StoreCeiling } from "./ceilings.ts";
+import type { SensorScaleResult } from "./sensor_scale.ts";
+import type { ProcessorThroughputResult } from "./processor_throughput.ts";
+import { API_LOAD, type EndToEndResult } from "./end_to_end.ts";
+import { formatNumber, formatSpread, spread } from "./stats.ts";
+
+const BENCH_DIR = fileURLToPath(new URL("./", import.meta.url));
+const BEGIN = "<!-- bench:latest:begin (written by `deno task bench`) -->";
+const END = "<!-- bench:latest:end -->";
+
+export interface Machine {
+  readonly cores: number;
+  readonly memoryGiB: number;
+  readonly cpu: string;
+  readonly os: string;
+  readonly deno: string;
+  readonly v8: string;
+  readonly kafka: string;
+  readonly store: string;
+  readonly load: readonly number[];
+}
+
+export interface BenchResults {
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly command: string;
+  readonly machine: Machine;
+  readonly settings: Readonly<Record<string, unknown>>;
+  readonly runs: number;
+  readonly ceilings: { broker: BrokerCeiling[]; store: StoreCeiling[] };
+  readonly sensorScale: SensorScaleResult[][];
+  readonly processorThroughput: ProcessorThroughputResult[];
+  readonly endToEnd: EndToEndResult[][];
+}
+
+export async function machine(versions: { kafka: string; store: string }): Promise<Machine> {
+  let cpu = "unknown";
+  try {
+    const info = await Deno.readTextFile("/proc/cpuinfo");
+    cpu = /model name\s*:\s*(.*)/.exec(info)?.[1]?.trim() ?? cpu;
+  } catch { /* not Linux */ }
+  return {
+    cores: navigator.hardwareConcurrency,
+    memoryGiB: Math.round(Deno.systemMemoryInfo().total / 2 ** 30),
+    cpu,
+    os: `${Deno.build.os} ${Deno.osRelease()}`,
+    deno: Deno.version.deno,
+    v8: Deno.version.v8,
+    kafka: versions.kafka,
+    store: versions.store,
+    load: Deno.loadavg(),
+  };
+}
+
+/** Writes the JSON file and refreshes the latest-figures section of RESULTS.md; returns the JSON path. */
+export async function writeResults(
+  results: BenchResults,
+  options: { markdown: boolean; smoke: boolean },
+) {
+  const dir = join(BENCH_DIR, "results");
+  await Deno.mkdir(dir, { recursive: true });
+  // Smoke runs (CI) are only a check that the harness works: named apart and not committed.
+  const name = `${options.smoke ? "smoke-" : ""}${
+    results.startedAt.replaceAll(":", "-").slice(0, 19)
+  }Z`;
+  const file = join(dir, `${name}.json`);
+  await Deno.writeTextFile(file, JSON.stringify(results, null, 2) + "\n");
+  if (options.markdown) {
+    const path = join(BENCH_DIR, "RESULTS.md");
+    const existing = await Deno.readTextFile(path).catch(() =>
+      `# Benchmark results\n\n${BEGIN}\n${END}\n`
+    );
+    const section = `${BEGIN}\n${markdown(results, file)}\n${END}`;
+    const i = existing.indexOf(BEGIN);
+    const j = existing.indexOf(END);
+    const next = i >= 0 && j > i
+      ? existing.slice(0, i) + section + existing.slice(j + END.length)
+      : `${existing.trimEnd()}\n\n${section}\n`;
+    await Deno.writeTextFile(path, next);
+    // Keep the file as `deno fmt` would write it, so `deno task check` stays clean.
+    await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", path] }).output();
+  }
+  return file;
+}
+
+const n = (x: number, d = 0) => formatNumber(x, d);
+const s = (xs: number[], d = 0) => formatSpread(spread(xs), d);
+
+export function markdown(r: BenchResults, file: string): string {
+  const m = r.machine;
+  const out: string[] = [];
+  out.push(`### Latest run: ${r.startedAt.slice(0, 16).replace("T", " ")} UTC`);
+  out.push("");
+  out.push(
+    `\`${r.command}\` — ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB, ${m.os}; Deno ${m.deno} ` +
+      `(V8 ${m.v8}); ${m.kafka}; ${m.store}; load average at start ${
+        m.load.map((x) => x.toFixed(2)).join(" ")
+      }. ` +
+      `Kafka, the store, the benchmark and the pipeline share the machine (and it is shared with other ` +
+      `work), so read figures as ratios to the ceilings measured in the same run. ` +
+      `${r.runs} run(s) per figure: median (min–max). Raw data: \`bench/results/${
+        file.split("/").at(-1)
+      }\`.`,
+  );
+  const broker = r.ceilings.broker;
+  const store = r.ceilings.store;
+  const produceCeiling = spread(broker.map((b) => b.producePerSec)).median;
+  const storeCeil = spread(store.map((c) => c.insertsPerSec)).median;
+  const ceiling = Math.min(
+    Number.isFinite(produceCeiling) ? produceCeiling : Infinity,
+    Number.isFinite(storeCeil) ? storeCeil : Infinity,
+  );
+  if (broker.length || store.length) {
+    out.push("", "**Ceilings (same services, same run)**", "");
+    out.push("| Ceiling | Value |", "| --- | --- |");
+    if (broker.length) {
+      out.push(
+        `| Kafka ProducerPerformance, ${broker[0]!.messageBytes} B, acks=all | ${
+          s(broker.map((b) => b.producePerSec))
+        } msg/s |`,
+      );
+      out.push(`| Kafka ConsumerPerformance | ${s(broker.map((b) => b.consumePerSec))} msg/s |`);
+      out.push(
+        `| Kafka EndToEndLatency p50 / p99 | ${s(broker.map((b) => b.endToEndMs.p50))} / ${
+          s(broker.map((b) => b.endToEndMs.p99))
+        } ms |`,
+      );
+    }
+    if (store.length) {
+      out.push(
+        `| Store: raw unordered insertMany, ${store[0]!.batchSize}/batch | ${
+          s(store.map((c) => c.insertsPerSec))
+        } docs/s |`,
+      );
+    }
+  }
+  if (r.sensorScale.length) {
+    out.push(
+      "",
+      "**Sensor scale** (one process, `sensors` role, 3 s cadence, producing to Kafka)",
+      "",
+    );
+    out.push(
+      "| Sensors | Spawn (add call) | All emitting | Heap/sensor | Expected/s | Emitted/s | Acked by Kafka/s | Lateness p50 / p99 | CPU cores |",
+      "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    );
+    for (const runs of r.sensorScale) {
+      out.push(
+        `| ${n(runs[0]!.sensors)} | ${s(runs.map((x) => x.spawnMs))} ms | ${
+          s(runs.map((x) => x.allEmittingMs))
+        } ms | ` +
+          `${s(runs.map((x) => x.heapBytesPerSensor))} B | ${n(runs[0]!.expectedPerSec)} | ${
+            s(runs.map((x) => x.emittedPerSec))
+          } | ` +
+          `${s(runs.map((x) => x.ackedPerSec))} | ${s(runs.map((x) => x.latenessMs.p50))} / ${
+            s(runs.map((x) => x.latenessMs.p99))
+          } ms | ` +
+          `${s(runs.map((x) => x.cpuCores), 2)} |`,
+      );
+    }
+  }
+  if (r.processorThroughput.length) {
+    const p = r.processorThroughput;
+    out.push(
+      "",
+      "**Processor throughput** (pre-filled topic, `processors` role, store in the loop)",
+      "",
+    );
+    out.push(
+      "| Readings | Devices | Partitions | Readings/s | Drain time | CPU cores | ÷ min(ceilings) | Lag over time (s: lag) |",
+      "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    );
+    const rate = spread(p.map((x) => x.readingsPerSec)).median;
+    out.push(
+      `| ${n(p[0]!.readings)} | ${n(p[0]!.devices)} | ${p[0]!.partitions} | ${
+        s(p.map((x) => x.readingsPerSec))
+      } | ` +
+        `${s(p.map((x) => x.drainS), 1)} s | ${s(p.map((x) => x.cpuCores), 2)} | ${
+          ratio(rate, ceiling)
+        } | ` +
+        `${lagLine(p[0]!.lag)} |`,
+    );
+  }
+  if (r.endToEnd.length) {
+    out.push(
+      "",
+      "**End to end** (one process, `--role all`: sensors → Kafka → processors → store)",
+      "",
+    );
+    out.push(
+      "| Offered/s | Stored/s | ÷ min(ceilings) | Backlog bounded | Max backlog | Emit→stored p50 / p95 / p99 | Alert latency p99 | CPU cores |",
+      "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    );
+    for (const runs of r.endToEnd) {
+      const b = runs.map((x) => x.baseline);
+      out.push(
+        `| ${n(runs[0]!.rate)} | ${s(b.map((x) => x.storedPerSec))} | ${
+          ratio(spread(b.map((x) => x.storedPerSec)).median, ceiling)
+        } | ` +
+          `${b.filter((x) => x.bounded).length}/${b.length} runs | ${
+            s(b.map((x) => Math.max(...x.backlog.map(([, v]) => v))))
+          } | ` +
+          `${s(b.map((x) => x.storedLatencyMs.p50))} / ${
+            s(b.map((x) => x.storedLatencyMs.p95))
+          } / ${s(b.map((x) => x.storedLatencyMs.p99))} ms | ` +
+          `${s(b.map((x) => x.alertLatencyMs.p99))} ms (${
+            n(b[0]!.alertLatencyMs.count)
+          } alerts) | ${s(b.map((x) => x.cpuCores), 2)} |`,
+      );
+    }
+    const loaded = r.endToEnd.flatMap((runs) =>
+      runs.filter((x) => x.underApiLoad).map((x) => ({
+        rate: x.rate,
+        base: x.baseline,
+        l: x.underApiLoad!,
+      }))
+    );
+    if (loaded.length) {
+      out.push(
+        "",
+        `**Control API under load** (open loop: ${API_LOAD.getPerSec} \`GET /sensors/:id\`/s and ${API_LOAD.postPerSec} \`POST /sensors\`/s offered from the same process)`,
+        "",
+      );
+      out.push(
+        "| Offered/s | GET/s | GET p50 / p99 | POST/s | POST p50 / p99 | Errors | Pipeline p99 without → with API load | Stored/s with API load |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+      );
+      for (const x of loaded) {
+        out.push(
+          `| ${n(x.rate)} | ${
+            n(x.l.api.get.perSec)
+          } | ${x.l.api.get.latencyMs.p50} / ${x.l.api.get.latencyMs.p99} ms | ` +
+            `${
+              n(x.l.api.post.perSec)
+            } | ${x.l.api.post.latencyMs.p50} / ${x.l.api.post.latencyMs.p99} ms | ` +
+            `${
+              x.l.api.get.errors + x.l.api.post.errors
+            } | ${x.base.storedLatencyMs.p99} → ${x.l.storedLatencyMs.p99} ms | ${
+              n(x.l.storedPerSec)
+            } |`,
+        );
+      }
+    }
+  }
+  out.push("", `Settings: \`${JSON.stringify(r.settings)}\``);
+  return out.join("\n");
+}
+
+function ratio(x: number, ceiling: number): string {
+  return Number.isFinite(x) && Number.isFinite(ceiling) && ceiling > 0
+    ? (x / ceiling).toFixed(2)
+    : "n/a";
+}
+
+function lagLine(lag: readonly (readonly [number, number])[]): string {
+  const step = Math.max(1, Math.floor(lag.length / 6));
+  return lag.filter((_, i) => i % step === 0 || i === lag.length - 1)
+    .map(([t, l]) => `${Math.round(t)}: ${n(l)}`).join(", ");
+}

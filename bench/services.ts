@@ -1,0 +1,133 @@
+/**
+ * The services a benchmark runs against. Uses KAFKA_BROKERS / MONGO_URL when
+ * both are set; otherwise brings the local stack up through `stack/stack.ts`
+ * (honouring STACK_KAFKA_PORT / STACK_MONGO_PORT) and, if this run started
+ * it, stops it again on dispose. Each measurement gets its own topic, group
+ * and database, removed afterwards.
+ *
+ * @module
+ */
+import { Kafka, logLevel } from "kafkajs";
+import { MongoClient } from "mongodb";
+import { fileURLToPath } from "node:url";
+import { probeKafka, probeMongo } from "../adapters/probe.ts";
+import { FERRETDB_VERSION, KAFKA_VERSION } from "../stack/stack.ts";
+
+const STACK_SCRIPT = fileURLToPath(new URL("../stack/stack.ts", import.meta.url));
+
+export interface Services extends AsyncDisposable {
+  readonly brokers: string;
+  readonly mongoUrl: string;
+  /** What the figures were measured against, for the results file. */
+  readonly versions: { readonly kafka: string; readonly store: string };
+}
+
+/** Connects to the configured services or starts the local stack. */
+export async function openServices(log: (line: string) => void): Promise<Services> {
+  const env = Deno.env.toObject();
+  const given = env.KAFKA_BROKERS && env.MONGO_URL;
+  const brokers = env.KAFKA_BROKERS || `127.0.0.1:${env.STACK_KAFKA_PORT || "9092"}`;
+  const mongoUrl = env.MONGO_URL || `mongodb://127.0.0.1:${env.STACK_MONGO_PORT || "27017"}/`;
+  let startedStack = false;
+  if (!given && !(await reachable(brokers, mongoUrl))) {
+    log(`starting the local stack (Kafka ${brokers}, store ${mongoUrl})`);
+    // Without the service variables `stack.ts up` starts both services on the STACK_* ports.
+    const childEnv = { ...env };
+    delete childEnv.KAFKA_BROKERS;
+    delete childEnv.MONGO_URL;
+    await stackCommand("up", childEnv);
+    startedStack = true;
+  } else if (!(await reachable(brokers, mongoUrl))) {
+    throw new Error(`Services not reachable: Kafka ${brokers}, store ${mongoUrl}`);
+  }
+  const storeVersion = await serverVersion(mongoUrl);
+  return {
+    brokers,
+    mongoUrl,
+    versions: { kafka: `Apache Kafka ${KAFKA_VERSION} (local stack)`, store: storeVersion },
+    async [Symbol.asyncDispose]() {
+      if (!startedStack) return;
+      log("stopping the local stack this run started");
+      await stackCommand("down", env).catch((e) => log(`stack down failed: ${e}`));
+    },
+  };
+}
+
+async function reachable(brokers: string, mongoUrl: string): Promise<boolean> {
+  try {
+    await Promise.all([probeKafka(brokers, 3000), probeMongo(mongoUrl, 3000)]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function stackCommand(command: "up" | "down", env: Record<string, string>) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-run",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      "--allow-net",
+      "--allow-sys",
+      STACK_SCRIPT,
+      command,
+    ],
+    env,
+    clearEnv: true,
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error(`stack ${command} failed (exit ${out.code})`);
+}
+
+/** "FerretDB v1.24.2" or "MongoDB 7.0.x", as the server reports itself. */
+async function serverVersion(mongoUrl: string): Promise<string> {
+  const client = new MongoClient(mongoUrl, { serverSelectionTimeoutMS: 5000 });
+  try {
+    const info = await client.db("admin").command({ buildInfo: 1 });
+    // FerretDB reports a MongoDB version but adds its Go build environment.
+    const ferret = info.ferretdbVersion ?? info.ferretdb?.version ??
+      (info.buildEnvironment?.["go.version"] ? FERRETDB_VERSION : undefined);
+    return ferret ? `FerretDB ${ferret} (SQLite backend)` : `MongoDB ${info.version}`;
+  } catch {
+    return `FerretDB ${FERRETDB_VERSION} (assumed)`;
+  } finally {
+    await client.close();
+  }
+}
+
+/** A name no other run uses (topics, groups, databases). */
+export function runName(prefix: string): string {
+  return `bench-${prefix}-${Date.now().toString(36)}-${crypto.randomUUID().slice(0, 6)}`;
+}
+
+export function benchKafka(brokers: string): Kafka {
+  return new Kafka({
+    clientId: "iot-bench",
+    brokers: brokers.split(","),
+    logLevel: logLevel.NOTHING,
+    retry: { retries: 5, initialRetryTime: 100 },
+  });
+}
+
+/** Deletes the topics, consumer group and database a measurement created. */
+export async function removeRun(
+  services: Pick<Services, "brokers" | "mongoUrl">,
+  run: { readonly topics?: readonly string[]; readonly group?: string; readonly db?: string },
+): Promise<void> {
+  if (run.topics?.length || run.group) {
+    const admin = benchKafka(services.brokers).admin();
+    await admin.connect();
+    if (run.topics?.length) await admin.deleteTopics({ topics: [...run.topics] }).catch(() => {});
+    if (run.group) await admin.deleteGroups([run.group]).catch(() => {});
+    await admin.disconnect();
+  }
+  if (run.db) {
+    const client = new MongoClient(services.mongoUrl);
+    await client.db(run.db).dropDatabase().catch(() => {});
+    await client.close();
+  }
+}
