@@ -338,16 +338,8 @@ export function nextSample(state: SignalState): SignalStep | null {
 }
 
 function stepNormal(state: NormalState): SignalStep {
-  const drift = gaussian(state.rng);
-  const temperature = clamp(
-    state.ambient + (state.temperature - state.ambient) * state.decay +
-      state.noise * drift.value,
-    NORMAL_MIN,
-    NORMAL_MAX,
-  );
-  const wet = gaussian(drift.state);
-  const humidity = noisyHumidity(state, temperature, wet.value);
-  const lat = gaussian(wet.state);
+  const { temperature, humidity, rng } = meanReverting(state);
+  const lat = gaussian(rng);
   const lon = gaussian(lat.state);
   return {
     state: { ...state, rng: lon.state, step: state.step + 1, temperature },
@@ -425,16 +417,8 @@ function stepFlapping(state: FlappingState): SignalStep {
 }
 
 function stepMobile(state: MobileState): SignalStep {
-  const drift = gaussian(state.rng);
-  const temperature = clamp(
-    state.ambient + (state.temperature - state.ambient) * state.decay +
-      state.noise * drift.value,
-    NORMAL_MIN,
-    NORMAL_MAX,
-  );
-  const wet = gaussian(drift.state);
-  const humidity = noisyHumidity(state, temperature, wet.value);
-  const steer = gaussian(wet.state);
+  const { temperature, humidity, rng } = meanReverting(state);
+  const steer = gaussian(rng);
   const turn = MOBILE_TURN_KEEP * state.turn + MOBILE_TURN_NOISE * steer.value;
   const heading = wrapAngle(state.heading + turn);
   const throttle = gaussian(steer.state);
@@ -544,6 +528,25 @@ function holdSteps(value: number): number {
 /** Relative humidity falling exponentially as the air warms, clamped to [0, 100]. */
 function humidityAt(temperature: number, base: number, reference: number): number {
   return clamp(base * Math.exp(-HUMIDITY_PER_DEGREE * (temperature - reference)), 0, 100);
+}
+
+/**
+ * The next temperature of a mean-reverting random walk around the ambient (the
+ * `normal` and `mobile` profiles) and the humidity that goes with it, with the
+ * random state after both draws.
+ */
+function meanReverting(
+  state: Climate & Pick<NormalState, "decay" | "noise">,
+): { readonly temperature: number; readonly humidity: number; readonly rng: number } {
+  const drift = gaussian(state.rng);
+  const temperature = clamp(
+    state.ambient + (state.temperature - state.ambient) * state.decay +
+      state.noise * drift.value,
+    NORMAL_MIN,
+    NORMAL_MAX,
+  );
+  const wet = gaussian(drift.state);
+  return { temperature, humidity: noisyHumidity(state, temperature, wet.value), rng: wet.state };
 }
 
 function noisyHumidity(climate: Climate, temperature: number, noise: number): number {
