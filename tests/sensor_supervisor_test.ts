@@ -1,26 +1,10 @@
 import assert from "node:assert/strict";
 import { SensorFleet, type SensorFleetOptions } from "../actors/sensor_supervisor.ts";
 import { DEFAULT_RULE } from "../domain/hysteresis.ts";
-import type { Reading } from "../schemas/reading.ts";
 import type { SensorRequest, SensorTemplate } from "../schemas/sensor_request.ts";
-import type { ReadingSink } from "../adapters/kafka_producer.ts";
+import { RecordingSink } from "./recording_sink.ts";
 import { silentLogger } from "../adapters/log.ts";
 import { delay, until } from "./wait.ts";
-
-/** A sink that records what it is offered; it accepts while `accepting` is true. */
-class RecordingSink implements ReadingSink {
-  readonly readings: Reading[] = [];
-  accepting = true;
-
-  publish(reading: Reading): boolean {
-    this.readings.push(reading);
-    return this.accepting;
-  }
-
-  of(id: string): Reading[] {
-    return this.readings.filter((r) => r.deviceId === id);
-  }
-}
 
 function fleet(overrides: Partial<SensorFleetOptions> = {}) {
   const sink = new RecordingSink();

@@ -4,6 +4,7 @@ import type { ChildExit } from "../actors/supervisor.ts";
 import { DEFAULT_RULE } from "../domain/hysteresis.ts";
 import { decodeReading, encodeReading, type Reading } from "../schemas/reading.ts";
 import type { ReadingSink } from "../adapters/kafka_producer.ts";
+import { RecordingSink } from "./recording_sink.ts";
 import { delay, until } from "./wait.ts";
 
 /** The injected clock runs in 2030, so a `ts` from the real clock would stand out. */
@@ -13,17 +14,6 @@ const EPOCH = Date.UTC(2030, 0, 1);
 function shiftedClock(): () => number {
   const offset = EPOCH - Date.now();
   return () => Date.now() + offset;
-}
-
-/** A sink that records what it is offered; it accepts while `accepting` is true. */
-class RecordingSink implements ReadingSink {
-  readonly readings: Reading[] = [];
-  accepting = true;
-
-  publish(reading: Reading): boolean {
-    this.readings.push(reading);
-    return this.accepting;
-  }
 }
 
 function settings(overrides: Partial<SensorSettings> = {}): SensorSettings {
