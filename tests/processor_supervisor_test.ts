@@ -817,22 +817,25 @@ Deno.test("ProcessorSupervisor.checkpoint() rejects when the commit fails, and t
   assert.deepEqual(h.source.processed(), new Map());
 });
 
+/** A harness whose store holds the state after `checkpointed`, which it has handled `unsaved` since. */
+async function afterCheckpoint(checkpointed: RecordBatch, unsaved: RecordBatch): Promise<Harness> {
+  const h = harness();
+  await h.deliver(checkpointed);
+  await h.supervisor.checkpoint();
+  await h.deliver(unsaved);
+  return h;
+}
+
 Deno.test("ProcessorSupervisor restores a device discarded after a failed batch from its unsaved state", async () => {
   const all = series("a", WORKED_EXAMPLE);
   const early = readingsBatch(all.slice(0, 2)); // checkpointed: the store holds a@2
   const middle = readingsBatch(all.slice(2, 5)); // a@5, not checkpointed
   const last = readingsBatch(all.slice(5));
 
-  await using clean = harness();
-  await clean.deliver(early);
-  await clean.supervisor.checkpoint();
-  await clean.deliver(middle);
+  await using clean = await afterCheckpoint(early, middle);
   await clean.deliver(last);
 
-  await using flaky = harness();
-  await flaky.deliver(early);
-  await flaky.supervisor.checkpoint();
-  await flaky.deliver(middle);
+  await using flaky = await afterCheckpoint(early, middle);
   const outage = new Error("Store write failed: not primary");
   flaky.store.failWrites = outage;
   await assert.rejects(flaky.supervisor.handleBatch(last, LIVE), outage);
@@ -870,16 +873,10 @@ Deno.test("ProcessorSupervisor restores a device discarded during a checkpoint f
   const middle = readingsBatch(all.slice(2, 6)); // a@6, held by the checkpoint in flight
   const last = readingsBatch(all.slice(6));
 
-  await using clean = harness();
-  await clean.deliver(early);
-  await clean.supervisor.checkpoint();
-  await clean.deliver(middle);
+  await using clean = await afterCheckpoint(early, middle);
   await clean.deliver(last);
 
-  await using flaky = harness();
-  await flaky.deliver(early);
-  await flaky.supervisor.checkpoint();
-  await flaky.deliver(middle);
+  await using flaky = await afterCheckpoint(early, middle);
   // The store hangs: the next checkpoint takes a@6 and waits on its write...
   const checkpointWritten = Promise.withResolvers<void>();
   flaky.store.gates.push(checkpointWritten.promise);
