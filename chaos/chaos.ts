@@ -273,18 +273,7 @@ class Processor {
 
   start() {
     this.#wanted = true;
-    const child = new Deno.Command("sh", {
-      args: [
-        "-c",
-        `exec "${Deno.execPath()}" run --allow-net --allow-env --allow-read --allow-sys ` +
-        `main.ts --role processors --port ${this.#port} --log-level warn >>'${this.#log}' 2>&1`,
-      ],
-      cwd: ROOT,
-      env: this.#env,
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
+    const child = spawnApp(`--role processors --port ${this.#port}`, this.#env, this.#log);
     this.#child = child;
     child.status.then(({ code }) => {
       if (this.#child !== child || !this.#wanted) return;
@@ -318,6 +307,22 @@ async function stack(command: "up" | "down", service?: string) {
   if (!out.success) {
     throw new Error(`stack ${command} failed: ${new TextDecoder().decode(out.stderr)}`);
   }
+}
+
+/** One app role (`main.ts` with these flags) as a child process, its output appended to `log`. */
+function spawnApp(flags: string, env: Record<string, string>, log: string): Deno.ChildProcess {
+  return new Deno.Command("sh", {
+    args: [
+      "-c",
+      `exec "${Deno.execPath()}" run --allow-net --allow-env --allow-read --allow-sys ` +
+      `main.ts ${flags} --log-level warn >>'${log}' 2>&1`,
+    ],
+    cwd: ROOT,
+    env,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
 }
 
 function freePort(): number {
@@ -404,18 +409,7 @@ async function produceWithSensors(
   const intervalMs = Math.max(100, Math.round(SENSOR_LOAD_MS / perDevice));
   const port = freePort();
   const base = `http://127.0.0.1:${port}`;
-  const child = new Deno.Command("sh", {
-    args: [
-      "-c",
-      `exec "${Deno.execPath()}" run --allow-net --allow-env --allow-read --allow-sys ` +
-      `main.ts --role sensors --sensors 0 --port ${port} --log-level warn >>'${log}' 2>&1`,
-    ],
-    cwd: ROOT,
-    env,
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
+  const child = spawnApp(`--role sensors --sensors 0 --port ${port}`, env, log);
   const stats = async () => {
     const body = await (await fetch(`${base}/health`)).json();
     return body.stats as {
