@@ -11,10 +11,10 @@
  */
 import { setTimeout as delay } from "node:timers/promises";
 import { type Config, helpText, parseConfig } from "./schemas/config.ts";
-import { createLogger, type Logger } from "./adapters/log.ts";
+import { createLogger } from "./adapters/log.ts";
 import { createHealth, type HealthCheck } from "./adapters/health.ts";
 import { createMetrics } from "./adapters/metrics.ts";
-import { createApi, type SensorControl, type StoreQueries } from "./adapters/http_api.ts";
+import { createApi } from "./adapters/http_api.ts";
 import { ApiError } from "./adapters/http_errors.ts";
 import { dashboardRoutes } from "./adapters/dashboard_routes.ts";
 import { LiveView } from "./adapters/live_view.ts";
@@ -30,11 +30,14 @@ import {
   type Transport,
 } from "./adapters/ports.ts";
 import type { MemoryTransport } from "./adapters/memory_transport.ts";
-import type { ReadingSource } from "./adapters/kafka_consumer.ts";
 import { SensorFleet } from "./actors/sensor_supervisor.ts";
 import { ProcessorSupervisor } from "./actors/processor_supervisor.ts";
 import { StoreWriter } from "./actors/store_writer.ts";
 import type { AlarmRule } from "./domain/hysteresis.ts";
+import type { Logger } from "./actors/logger.ts";
+import type { ReadingSource } from "./actors/reading_source.ts";
+import type { SensorControl } from "./actors/sensor_control.ts";
+import type { StoreQueries } from "./actors/store_queries.ts";
 
 export const VERSION = "0.2.0";
 

@@ -32,16 +32,16 @@ import type { StoreWriter } from "./store_writer.ts";
 import { type AlarmRule, type AlarmState, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
 import { decodeReading, type Reading, RuleSchema } from "../schemas/reading.ts";
 import { restoreAlarmState } from "../schemas/documents.ts";
-import type { DeviceStore } from "../adapters/mongo_store.ts";
 import type { DeviceDoc } from "../schemas/documents.ts";
+import type { DeviceStore } from "./device_store.ts";
+import type { Logger } from "./logger.ts";
 import type {
   BatchContext,
   DeadLetter,
   DeadLetterSink,
   ReadingSource,
   RecordBatch,
-} from "../adapters/kafka_consumer.ts";
-import type { Logger } from "../adapters/log.ts";
+} from "./reading_source.ts";
 
 /**
  * The most of the time checkpoints may take. On FerretDB a checkpoint scans

@@ -15,8 +15,8 @@ import type { AlarmRule } from "../domain/hysteresis.ts";
 import { applyHeatBurst, type HeatBurst } from "../domain/heat_burst.ts";
 import type { GeoLocation, Reading } from "../schemas/reading.ts";
 import type { SensorProfile } from "../schemas/sensor_request.ts";
-import type { ReadingSink } from "../adapters/kafka_producer.ts";
 import { SharedTimer, type TimerEntry } from "./shared_timer.ts";
+import type { ReadingSink } from "./reading_sink.ts";
 
 /** Everything that defines a sensor, defaults already filled in. */
 export interface SensorSettings {

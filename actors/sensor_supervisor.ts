@@ -17,6 +17,8 @@ import { seedFrom } from "../domain/random.ts";
 import { type GeoLocation, type Reading, TEMPERATURE_RANGE } from "../schemas/reading.ts";
 import { OVERHEAT_MARGIN, type OverheatRequest } from "../schemas/overheat_request.ts";
 import type { SensorRequest, SensorTemplate } from "../schemas/sensor_request.ts";
+import type { Logger } from "./logger.ts";
+import type { ReadingSink } from "./reading_sink.ts";
 import type {
   AddSensorsResult,
   OverheatResult,
@@ -24,9 +26,7 @@ import type {
   SensorDetail,
   SensorInfo,
   SensorStatus,
-} from "../adapters/http_api.ts";
-import type { ReadingSink } from "../adapters/kafka_producer.ts";
-import type { Logger } from "../adapters/log.ts";
+} from "./sensor_control.ts";
 
 export interface SensorFleetOptions {
   readonly sink: ReadingSink;

@@ -1,3 +1,4 @@
+import type { DeviceStore, WriteBatch } from "./device_store.ts";
 /**
  * Group commit in front of the store: while one write is in flight, batches
  * from other partitions queue up and go out together in the next write. Each
@@ -6,7 +7,6 @@
  *
  * @module
  */
-import type { DeviceStore, WriteBatch } from "../adapters/mongo_store.ts";
 
 interface Pending {
   readonly batch: WriteBatch;

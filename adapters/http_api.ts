@@ -11,70 +11,13 @@ import { type Context, Hono, type MiddlewareHandler } from "@hono/hono";
 import { bodyLimit } from "@hono/hono/body-limit";
 import { ApiError, errorBody } from "./http_errors.ts";
 import type { HealthReport } from "./health.ts";
-import type { Logger } from "./log.ts";
-import { DEVICE_ID_PATTERN, type Reading } from "../schemas/reading.ts";
-import {
-  parseSensorRequest,
-  type SensorProfile,
-  type SensorRequest,
-} from "../schemas/sensor_request.ts";
-import { type OverheatRequest, parseOverheatRequest } from "../schemas/overheat_request.ts";
-import type { AlertDoc, AlertStatus, DeviceDoc, ReadingDoc } from "../schemas/documents.ts";
-import type { AlarmRule } from "../domain/hysteresis.ts";
-
-export type SensorStatus = "running" | "completed" | "failed";
-
-export interface SensorInfo {
-  readonly id: string;
-  readonly profile: SensorProfile;
-  readonly intervalMs: number;
-  /** seq of the last reading emitted (0 before the first). */
-  readonly seq: number;
-  readonly status: SensorStatus;
-  readonly thresholds: AlarmRule;
-}
-
-export interface SensorDetail extends SensorInfo {
-  readonly lastReading: Reading | null;
-}
-
-export type AddSensorsResult =
-  | { readonly ok: true; readonly ids: readonly string[] }
-  | { readonly ok: false; readonly code: "conflict" | "cap" | "invalid"; readonly message: string };
-
-export type OverheatResult =
-  | { readonly ok: true; readonly readings: number; readonly temperature: number }
-  | {
-    readonly ok: false;
-    readonly code: "not_found" | "not_running" | "invalid";
-    readonly message: string;
-  };
-
-/** Port: the running fleet (implemented by the sensor supervisor). */
-export interface SensorControl {
-  /** Adds sensors atomically: all or none; the cap and id uniqueness are checked synchronously. */
-  add(request: SensorRequest): AddSensorsResult;
-  /** Stops a sensor at once; false when the id is unknown. */
-  remove(id: string): Promise<boolean>;
-  /** Sensors in start order, paginated. */
-  list(offset: number, limit: number): readonly SensorInfo[];
-  get(id: string): SensorDetail | undefined;
-  /** Makes a running sensor report temperatures past its high threshold for a while. */
-  overheat(id: string, request: OverheatRequest): OverheatResult;
-  readonly size: number;
-  readonly cap: number;
-}
-
-/** Port: read side of the store. */
-export interface StoreQueries {
-  device(id: string): Promise<DeviceDoc | null>;
-  /** Newest first. */
-  readings(deviceId: string, limit: number): Promise<readonly ReadingDoc[]>;
-  /** Newest raised first. */
-  alerts(
-    filter: { readonly status?: AlertStatus; readonly deviceId?: string; readonly limit: number },
-  ): Promise<readonly AlertDoc[]>;
-}
+import { DEVICE_ID_PATTERN } from "../schemas/reading.ts";
+import { parseSensorRequest } from "../schemas/sensor_request.ts";
+import { parseOverheatRequest } from "../schemas/overheat_request.ts";
+import type { AlertStatus } from "../schemas/documents.ts";
+import type { Logger } from "../actors/logger.ts";
+import type { SensorControl } from "../actors/sensor_control.ts";
+import type { StoreQueries } from "../actors/store_queries.ts";
 
 export interface ApiDeps {
   readonly health: () => Promise<HealthReport>;

@@ -5,8 +5,8 @@
  * @module
  */
 import { Kafka, type KafkaConfig, type LogEntry, logLevel, type SASLOptions } from "kafkajs";
-import type { Logger } from "./log.ts";
 import type { Config, KafkaSaslMechanism } from "../schemas/config.ts";
+import type { Logger } from "../actors/logger.ts";
 
 export interface KafkaClientOptions {
   readonly brokers: readonly string[];

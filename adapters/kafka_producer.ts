@@ -10,20 +10,8 @@
  */
 import { type Kafka, type Message, Partitioners, type Producer } from "kafkajs";
 import { encodeReading, type Reading } from "../schemas/reading.ts";
-import type { Logger } from "./log.ts";
-
-/** Port: where sensors hand their readings. */
-export interface ReadingSink {
-  /** False when the reading could not be accepted (buffer full or sink closed). */
-  publish(reading: Reading): boolean;
-}
-
-export interface ProducerStats {
-  readonly sent: number;
-  readonly dropped: number;
-  readonly buffered: number;
-  readonly failedSends: number;
-}
+import type { Logger } from "../actors/logger.ts";
+import type { ProducerStats, ReadingSink } from "../actors/reading_sink.ts";
 
 export interface KafkaReadingProducerOptions {
   readonly topic: string;

@@ -16,8 +16,8 @@
  * @module
  */
 import type { AlertDoc, AlertStatus, DeviceDoc, ReadingDoc } from "../schemas/documents.ts";
-import type { StoreQueries } from "./http_api.ts";
-import type { DeviceStore, SeqLookup, WriteBatch } from "./mongo_store.ts";
+import type { DeviceStore, SeqLookup, WriteBatch } from "../actors/device_store.ts";
+import type { StoreQueries } from "../actors/store_queries.ts";
 
 /** Deno KV allows at most 1000 mutations per atomic operation; stay well below. */
 const MUTATIONS_PER_COMMIT = 400;

@@ -15,7 +15,8 @@
  */
 import { encodeReading, type Reading } from "../schemas/reading.ts";
 import { seedFrom } from "../domain/random.ts";
-import type { ProducerStats, ReadingSink } from "./kafka_producer.ts";
+import type { Logger } from "../actors/logger.ts";
+import type { ProducerStats, ReadingSink } from "../actors/reading_sink.ts";
 import type {
   BatchHandler,
   DeadLetter,
@@ -24,8 +25,7 @@ import type {
   RawRecord,
   ReadingSource,
   SourceEvents,
-} from "./kafka_consumer.ts";
-import type { Logger } from "./log.ts";
+} from "../actors/reading_source.ts";
 
 export interface MemoryTransportOptions {
   readonly partitions: number;

@@ -11,8 +11,8 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ProcessorStats } from "../actors/processor_supervisor.ts";
 import type { StoreWriterStats } from "../actors/store_writer.ts";
-import type { ProducerStats } from "./kafka_producer.ts";
-import type { WriteBatch } from "./mongo_store.ts";
+import type { WriteBatch } from "../actors/device_store.ts";
+import type { ProducerStats } from "../actors/reading_sink.ts";
 
 /** The live components a scrape reads; each is absent while its role is not running. */
 export interface MetricSources {

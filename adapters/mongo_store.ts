@@ -25,27 +25,9 @@ import {
   type DeviceDoc,
   type ReadingDoc,
 } from "../schemas/documents.ts";
-import type { StoreQueries } from "./http_api.ts";
-import type { Logger } from "./log.ts";
-
-export interface WriteBatch {
-  readonly readings: readonly ReadingDoc[];
-  readonly alerts: readonly AlertDoc[];
-  readonly devices: readonly DeviceDoc[];
-}
-
-/** Port: what the processors need of a store. */
-export interface DeviceStore {
-  /** Stored device documents for these ids (missing ids are absent from the map). */
-  loadDevices(ids: readonly string[]): Promise<Map<string, DeviceDoc>>;
-  /** Makes a batch durable; rejects if any part could not be written. */
-  write(batch: WriteBatch): Promise<void>;
-}
-
-/** Port: last applied seq per device, so a re-added sensor continues its sequence. */
-export interface SeqLookup {
-  lastSeqs(): Promise<Map<string, number>>;
-}
+import type { Logger } from "../actors/logger.ts";
+import type { StoreQueries } from "../actors/store_queries.ts";
+import type { DeviceStore, SeqLookup, WriteBatch } from "../actors/device_store.ts";
 
 const DUPLICATE_KEY = 11000;
 /** Write-ahead copies of device states being replaced (normally empty). */

@@ -7,20 +7,18 @@
  */
 import type { Kafka } from "kafkajs";
 import type { Config } from "../schemas/config.ts";
-import type { StoreQueries } from "./http_api.ts";
-import { type DeviceStore, MongoStore, type SeqLookup } from "./mongo_store.ts";
+import { MongoStore } from "./mongo_store.ts";
 import { KvStore } from "./kv_store.ts";
-import { KafkaReadingProducer, type ProducerStats, type ReadingSink } from "./kafka_producer.ts";
-import {
-  type DeadLetterSink,
-  KafkaDeadLetterSink,
-  KafkaReadingSource,
-  type ReadingSource,
-} from "./kafka_consumer.ts";
+import { KafkaReadingProducer } from "./kafka_producer.ts";
+import { KafkaDeadLetterSink, KafkaReadingSource } from "./kafka_consumer.ts";
 import { createKafka, ensureTopics, kafkaSecurity } from "./kafka_client.ts";
 import { MemoryTransport } from "./memory_transport.ts";
 import { redactUrl } from "./probe.ts";
-import type { Logger } from "./log.ts";
+import type { DeviceStore, SeqLookup } from "../actors/device_store.ts";
+import type { Logger } from "../actors/logger.ts";
+import type { ProducerStats, ReadingSink } from "../actors/reading_sink.ts";
+import type { DeadLetterSink, ReadingSource } from "../actors/reading_source.ts";
+import type { StoreQueries } from "../actors/store_queries.ts";
 
 /** Port: everything the pipeline needs of a store. */
 export interface Store extends DeviceStore, StoreQueries, SeqLookup, AsyncDisposable {

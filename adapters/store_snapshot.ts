@@ -6,10 +6,10 @@
  *
  * @module
  */
-import type { StoreQueries } from "./http_api.ts";
 import type { DashboardSource } from "./dashboard_routes.ts";
 import type { AlertEvent, DashboardQuery, DashboardSnapshot } from "../schemas/dashboard.ts";
 import type { AlertDoc } from "../schemas/documents.ts";
+import type { StoreQueries } from "../actors/store_queries.ts";
 
 export interface StoreSnapshotOptions {
   /** The role this process runs, for the note. */

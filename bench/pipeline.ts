@@ -11,10 +11,10 @@
 import { type App, start } from "../main.ts";
 import { parseConfig } from "../schemas/config.ts";
 import { silentLogger } from "../adapters/log.ts";
-import type { WriteBatch } from "../adapters/mongo_store.ts";
 import type { Reading } from "../schemas/reading.ts";
 import { Histogram } from "./stats.ts";
 import { removeRun, runName, type Services } from "./services.ts";
+import type { WriteBatch } from "../actors/device_store.ts";
 
 export interface PipelineRun extends AsyncDisposable {
   readonly app: App;

@@ -1,15 +1,5 @@
 import assert from "node:assert/strict";
-import {
-  type AddSensorsResult,
-  type ApiDeps,
-  createApi,
-  MAX_BODY_BYTES,
-  type OverheatResult,
-  rateLimit,
-  type SensorControl,
-  type SensorDetail,
-  type StoreQueries,
-} from "../adapters/http_api.ts";
+import { type ApiDeps, createApi, MAX_BODY_BYTES, rateLimit } from "../adapters/http_api.ts";
 import { silentLogger } from "../adapters/log.ts";
 import { ApiError, errorBody } from "../adapters/http_errors.ts";
 import { Hono } from "@hono/hono";
@@ -24,6 +14,13 @@ import {
   toReadingDoc,
 } from "../schemas/documents.ts";
 import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
+import type {
+  AddSensorsResult,
+  OverheatResult,
+  SensorControl,
+  SensorDetail,
+} from "../actors/sensor_control.ts";
+import type { StoreQueries } from "../actors/store_queries.ts";
 
 const TOKEN = "s3cret-token";
 

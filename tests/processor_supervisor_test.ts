@@ -16,7 +16,8 @@ import {
   toDeviceDoc,
 } from "../schemas/documents.ts";
 import { encodeReading, type Reading } from "../schemas/reading.ts";
-import type { DeviceStore, WriteBatch } from "../adapters/mongo_store.ts";
+import { silentLogger } from "../adapters/log.ts";
+import type { DeviceStore, WriteBatch } from "../actors/device_store.ts";
 import type {
   BatchContext,
   DeadLetter,
@@ -25,8 +26,7 @@ import type {
   RawRecord,
   ReadingSource,
   RecordBatch,
-} from "../adapters/kafka_consumer.ts";
-import { silentLogger } from "../adapters/log.ts";
+} from "../actors/reading_source.ts";
 
 const BASE_MS = Date.UTC(2026, 10, 27, 13, 0, 0);
 const WORKED_EXAMPLE = [70, 81, 82, 79, 76, 71, 69, 68, 85, 86];

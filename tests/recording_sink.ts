@@ -5,7 +5,7 @@
  * @module
  */
 import type { Reading } from "../schemas/reading.ts";
-import type { ReadingSink } from "../adapters/kafka_producer.ts";
+import type { ReadingSink } from "../actors/reading_sink.ts";
 
 export class RecordingSink implements ReadingSink {
   readonly readings: Reading[] = [];

@@ -3,9 +3,9 @@ import { Sensor, type SensorSettings } from "../actors/sensor.ts";
 import type { ChildExit } from "../actors/supervisor.ts";
 import { DEFAULT_RULE } from "../domain/hysteresis.ts";
 import { decodeReading, encodeReading, type Reading } from "../schemas/reading.ts";
-import type { ReadingSink } from "../adapters/kafka_producer.ts";
 import { RecordingSink } from "./recording_sink.ts";
 import { delay, until } from "./wait.ts";
+import type { ReadingSink } from "../actors/reading_sink.ts";
 
 /** The injected clock runs in 2030, so a `ts` from the real clock would stand out. */
 const EPOCH = Date.UTC(2030, 0, 1);

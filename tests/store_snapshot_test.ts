@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { storeSnapshot } from "../adapters/store_snapshot.ts";
-import type { StoreQueries } from "../adapters/http_api.ts";
 import { parseDashboardQuery } from "../schemas/dashboard.ts";
 import { type AlertDoc, toAlertDoc } from "../schemas/documents.ts";
 import { DEFAULT_RULE } from "../domain/hysteresis.ts";
+import type { StoreQueries } from "../actors/store_queries.ts";
 
 const QUERY = (() => {
   const parsed = parseDashboardQuery({ offset: "5", limit: "20" });

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { StoreWriter } from "../actors/store_writer.ts";
 import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
 import { toDeviceDoc, toReadingDoc } from "../schemas/documents.ts";
-import type { WriteBatch } from "../adapters/mongo_store.ts";
+import type { WriteBatch } from "../actors/device_store.ts";
 
 const AT = new Date("2026-11-27T13:00:00.000Z");
 
