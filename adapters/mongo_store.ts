@@ -3,10 +3,12 @@
  * device states, the device-state lookups a processor needs to resume, and
  * the read queries of the HTTP API.
  *
- * Every write is an upsert keyed by a deterministic `_id`, so replaying a
- * batch after a crash changes nothing. Device states are written last and
- * only when they are not older than what is stored (`lastSeq`), so a stale
- * owner after a rebalance cannot move a device backwards.
+ * Every document has a deterministic `_id`: readings are inserted if absent,
+ * alert snapshots and device states never replace a newer stored copy
+ * (`asOfSeq`, `lastSeq`), so replaying a batch after a crash changes nothing
+ * and a stale owner after a rebalance cannot move a device backwards. Device
+ * states are written last. Why the writes are shaped for FerretDB:
+ * docs/local-stack.md#ferretdb-notes.
  *
  * @module
  */
@@ -114,8 +116,7 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
   /**
    * Alert documents are full, deterministic snapshots: one replaces the stored
    * one unless that reflects a later reading (`asOfSeq`), as a stale owner's
-   * would after a rebalance. Read-then-replace by `_id`, for the same FerretDB
-   * reason as device states.
+   * would after a rebalance. Read-then-replace by `_id` (docs/local-stack.md#ferretdb-notes).
    */
   async #writeAlerts(alerts: readonly AlertDoc[]): Promise<void> {
     if (alerts.length === 0) return;
@@ -130,9 +131,8 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
           { ordered: false },
         );
       } catch (err) {
-        // Two owners upserting the same new alert at once (right after a rebalance): FerretDB's
-        // upsert is not atomic, so one insert can lose with a duplicate key. The document
-        // exists now, so a guarded replace (no upsert, no race) finishes the job.
+        // FerretDB's upsert is not atomic: of two owners upserting one new alert, one can lose
+        // with a duplicate key. A guarded replace finishes it (docs/local-stack.md#ferretdb-notes).
         if (!(err instanceof MongoBulkWriteError) || !onlyDuplicateKeys(err)) throw err;
         for (const e of toArray(err.writeErrors)) raced.push(chunk[e.index]!);
       }
@@ -141,13 +141,11 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
   }
 
   /**
-   * Writes device states unless a newer one (higher `lastSeq`) is stored.
-   *
-   * FerretDB's SQLite backend scans the whole collection for every update, so
-   * thousands of per-device upserts take minutes; one `deleteMany` + one
-   * `insertMany` costs a single scan. To make that pair crash-safe the new
-   * states are first written to a small write-ahead collection, which
-   * `open()` replays if a crash fell between the delete and the insert.
+   * Writes device states unless a newer one (higher `lastSeq`) is stored, as
+   * one `deleteMany` + one `insertMany` rather than per-device upserts
+   * (docs/local-stack.md#ferretdb-notes). The new states go first to a small
+   * write-ahead collection, which `open()` replays if a crash fell between
+   * the delete and the insert.
    */
   async #writeDevices(devices: readonly DeviceDoc[]) {
     if (devices.length === 0) return;
@@ -215,8 +213,7 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
 /**
  * Inserts documents whose `_id` may already exist; an existing one is kept as
  * it is (a replayed reading keeps the document and `processedAt` it first
- * got). An unordered insert reports the duplicates and inserts the rest; it is
- * also far cheaper than one upsert per document on FerretDB's SQLite backend.
+ * got). An unordered insert reports the duplicates and inserts the rest.
  */
 async function insertOnce<T extends { _id: string }>(
   collection: Collection<T>,
@@ -256,11 +253,8 @@ async function storedVersions<V extends string, T extends { _id: string } & Reco
 }
 
 /**
- * FerretDB answers an `_id` equality from its primary key, but evaluates
- * `_id: {$in: [...]}` by scanning the collection and comparing every document
- * with every id: a batch that met one new device waited for a scan of the
- * whole devices collection (bench/RESULTS.md). So a few ids are fetched one
- * by one, concurrently; many with one `$in` (MongoDB uses its index for both).
+ * Up to this many ids are fetched one by one, concurrently: FerretDB scans the
+ * collection for `_id: {$in}` (docs/local-stack.md#ferretdb-notes).
  */
 const POINT_LOOKUPS_UP_TO = 32;
 
@@ -281,11 +275,7 @@ async function findByIds<T extends { _id: string }>(
   return found.filter((doc) => doc !== null);
 }
 
-/**
- * FerretDB 1.24 stops answering an update command that carries 100 or more
- * statements (seen here with upserts and plain updates alike), so updates go
- * out in chunks well below that; MongoDB is indifferent to the chunking.
- */
+/** FerretDB 1.24 hangs on 100+ update statements (docs/local-stack.md#ferretdb-notes). */
 const UPDATE_CHUNK = 50;
 
 /** Replaces a stored alert snapshot unless it reflects a later reading. */

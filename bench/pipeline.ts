@@ -34,7 +34,7 @@ export interface PipelineRun extends AsyncDisposable {
 export interface PipelineOptions {
   readonly role: "all" | "sensors" | "processors";
   readonly partitions: number;
-  /** Extra settings, as environment variables (see README's settings table). */
+  /** Extra settings, as environment variables (see docs/configuration.md). */
   readonly settings?: Readonly<Record<string, string>>;
   /** Reuse this topic (e.g. one pre-filled by the benchmark) instead of a fresh one. */
   readonly topic?: string;

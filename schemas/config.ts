@@ -67,7 +67,7 @@ type Kind =
   | { readonly type: "bool" }
   | { readonly type: "list" };
 
-/** One setting: how a user sets it and what it means. Exported for --help and the README table. */
+/** One setting: how a user sets it and what it means. Exported for --help (docs/configuration.md). */
 export interface Setting {
   readonly key: keyof Config;
   readonly flag: string;

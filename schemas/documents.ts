@@ -1,7 +1,7 @@
 /**
  * What the pipeline stores in MongoDB, defined once: the three collections'
- * document shapes, their deterministic `_id`s (so every write is an
- * idempotent upsert) and the schema that validates a stored alarm state
+ * document shapes, their deterministic `_id`s (so every write is idempotent:
+ * docs/data-contract.md) and the schema that validates a stored alarm state
  * before a processor trusts it after a restart.
  *
  * @module
