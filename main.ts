@@ -11,7 +11,8 @@ import { helpText, parseConfig } from "./schemas/config.ts";
 import { createLogger } from "./adapters/log.ts";
 import { start } from "./app/start.ts";
 
-export { type App, type Parts, start, type StartOptions, VERSION } from "./app/start.ts";
+export { type App, start, type StartOptions, VERSION } from "./app/start.ts";
+export type { Parts } from "./app/pipeline.ts";
 
 /** However long a store or broker hangs, a requested stop ends the process within this. */
 const SHUTDOWN_LIMIT_MS = 30_000;
