@@ -41,6 +41,8 @@ export interface SensorFleetOptions {
   /** Last seq per device already used, e.g. from the store, so sequences continue. */
   readonly lastSeqs?: ReadonlyMap<string, number>;
   readonly now?: () => number;
+  /** Called once a removed sensor has stopped (the dashboard drops it at once). */
+  readonly onRemoved?: (id: string) => void;
 }
 
 interface Entry {
@@ -154,6 +156,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
       seq: this.#lastSeq.get(id),
       running: this.#entries.size,
     });
+    this.#opts.onRemoved?.(id);
     return true;
   }
 

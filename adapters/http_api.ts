@@ -27,6 +27,11 @@ export interface ApiDeps {
   readonly sensors?: SensorControl;
   /** Absent when this process has no store: device and alert routes answer 503. */
   readonly queries?: StoreQueries;
+  /**
+   * Ports this process will serve once start-up has connected them: until then their routes
+   * answer 503 "not connected yet" instead of "this process does not run it".
+   */
+  readonly connecting?: { readonly sensors: boolean; readonly store: boolean };
   /** When set, POST/DELETE/PATCH/PUT need `Authorization: Bearer <token>`. */
   readonly apiToken?: string;
   /** Prometheus exposition for `GET /metrics` (open like `/health`); absent: no route. */
@@ -80,9 +85,10 @@ export function createApi(deps: ApiDeps): Hono {
       async (c) => c.body(await metrics.scrape(), 200, { "Content-Type": metrics.contentType }),
     );
   }
-  app.route("/sensors", sensorRoutes(deps.sensors));
-  app.route("/devices", deviceRoutes(deps.queries));
-  app.route("/alerts", alertRoutes(deps.queries));
+  const storeConnecting = deps.connecting?.store ?? false;
+  app.route("/sensors", sensorRoutes(deps.sensors, deps.connecting?.sensors ?? false));
+  app.route("/devices", deviceRoutes(deps.queries, storeConnecting));
+  app.route("/alerts", alertRoutes(deps.queries, storeConnecting));
   if (deps.dashboard) app.route("/", deps.dashboard);
 
   app.notFound((c) =>
@@ -96,8 +102,8 @@ export function createApi(deps: ApiDeps): Hono {
   return app;
 }
 
-function sensorRoutes(port: SensorControl | undefined): Hono {
-  const sensors = () => available(port, "sensors");
+function sensorRoutes(port: SensorControl | undefined, connecting: boolean): Hono {
+  const sensors = () => available(port, "sensors", connecting);
   return new Hono()
     .get("/", (c) => {
       const fleet = sensors();
@@ -185,8 +191,8 @@ function sensorRoutes(port: SensorControl | undefined): Hono {
     });
 }
 
-function deviceRoutes(port: StoreQueries | undefined): Hono {
-  const queries = () => available(port, "store");
+function deviceRoutes(port: StoreQueries | undefined, connecting: boolean): Hono {
+  const queries = () => available(port, "store", connecting);
   return new Hono()
     .get("/:id", async (c) => {
       const store = queries();
@@ -205,8 +211,8 @@ function deviceRoutes(port: StoreQueries | undefined): Hono {
 
 const ALERT_STATUSES: readonly AlertStatus[] = ["active", "cleared"];
 
-function alertRoutes(port: StoreQueries | undefined): Hono {
-  const queries = () => available(port, "store");
+function alertRoutes(port: StoreQueries | undefined, connecting: boolean): Hono {
+  const queries = () => available(port, "store", connecting);
   return new Hono()
     .get("/", async (c) => {
       const store = queries();
@@ -374,8 +380,12 @@ function sha256(text: string): Uint8Array {
   return createHash("sha256").update(text, "utf8").digest();
 }
 
-function available<T>(port: T | undefined, role: "sensors" | "store"): T {
+function available<T>(port: T | undefined, role: "sensors" | "store", connecting: boolean): T {
   if (port !== undefined) return port;
+  if (connecting) {
+    const what = role === "sensors" ? "The sensor fleet" : "The store";
+    throw new ApiError(503, "unavailable", `${what} is not connected yet; see /health`);
+  }
   throw new ApiError(
     503,
     "unavailable",

@@ -1,12 +1,21 @@
 /** The composition root run in-process: health, modes, shutdown. */
 import assert from "node:assert/strict";
-import { start } from "../main.ts";
+import { type App, start } from "../main.ts";
 import { parseConfig } from "../schemas/config.ts";
 import { createLogger, silentLogger } from "../adapters/log.ts";
 import { requireServices } from "./fixtures.ts";
 import { EMBEDDED, KAFKA_MONGO, startApp, testConfig, testEnv } from "./test_app.ts";
 import { firstEvents, sseEvents } from "./sse.ts";
+import { until } from "./wait.ts";
 import type { DashboardSnapshot } from "../schemas/dashboard.ts";
+
+/** The app's exit code once it stopped by itself or was stopped (fails if it never does). */
+async function exitCode(app: App): Promise<number> {
+  let code: number | undefined;
+  void app.finished.then((c) => (code = c));
+  await until("the app to stop", () => code !== undefined, 30_000);
+  return code!;
+}
 
 Deno.test("GET /health reports Kafka, MongoDB and the pipeline up once ready", async () => {
   await using env = await testEnv("main", KAFKA_MONGO);
@@ -37,6 +46,50 @@ Deno.test("GET /health answers 503 naming the dependency that is down", async ()
   assert.match(body.checks.kafka.error, /.+/);
   assert.equal(body.checks.mongodb, undefined, "the sensors role does not use MongoDB");
   await assert.rejects(app.ready);
+});
+
+Deno.test("during start-up /health answers at once and sensor and store routes answer 503 not connected yet", async () => {
+  await using env = await testEnv("main-connecting", EMBEDDED);
+  // Nothing listens on port 1: start-up keeps retrying until the app is disposed.
+  const config = testConfig(env, { KAFKA_BROKERS: "127.0.0.1:1" });
+  const app = start(config, { logger: silentLogger });
+  const health = await fetch(`${app.url}/health`);
+  const body = await health.json();
+  assert.equal(health.status, 503);
+  assert.equal(body.checks.pipeline.error, "starting");
+  for (
+    const [path, message] of [
+      ["/sensors", "The sensor fleet is not connected yet; see /health"],
+      ["/alerts", "The store is not connected yet; see /health"],
+      ["/devices/oven-1", "The store is not connected yet; see /health"],
+    ]
+  ) {
+    const res = await fetch(`${app.url}${path}`);
+    assert.equal(res.status, 503, path);
+    assert.deepEqual(await res.json(), { error: { code: "unavailable", message } });
+  }
+  await app[Symbol.asyncDispose]();
+  assert.equal(await exitCode(app), 0, "a requested stop during start-up is not a failure");
+  await assert.rejects(app.ready, /Start-up cancelled by shutdown/);
+});
+
+Deno.test("a start-up that gives up ends with exit code 1 and says why through the logger", async () => {
+  await using env = await testEnv("main-cannot-start", EMBEDDED);
+  const lines: string[] = [];
+  // The KV file's directory cannot be created: a file is in the way.
+  const blocker = `${env.kvPath}.blocker`;
+  await Deno.writeTextFile(blocker, "");
+  const config = testConfig(env, { KV_PATH: `${blocker}/iot.kv` });
+  await using app = start(config, {
+    logger: createLogger({ write: (line) => lines.push(line) }),
+    connectAttempts: 1,
+  });
+  const error = await app.ready.then(() => undefined, (e: Error) => e);
+  assert.ok(error instanceof Error, "start-up gave up");
+  assert.equal(await exitCode(app), 1);
+  const fatal = lines.map((l) => JSON.parse(l)).find((l) => l.msg === "cannot start");
+  assert.equal(fatal?.level, "error");
+  assert.equal(fatal?.error?.message, error.message);
 });
 
 Deno.test("without KAFKA_BROKERS and MONGO_URL the app runs embedded and says how to switch", async () => {

@@ -1,0 +1,113 @@
+/**
+ * One start-up attempt: the roles this process runs, in start order — store,
+ * processors, sensors — each an `AsyncDisposable` on one stack, so releasing
+ * the pipeline runs them in reverse and a failed attempt leaves nothing open.
+ *
+ * @module
+ */
+import type { Config } from "../schemas/config.ts";
+import type { Metrics } from "../adapters/metrics.ts";
+import type { LiveView } from "../adapters/live_view.ts";
+import { openTransport, type Producer, type Store, type Transport } from "../adapters/ports.ts";
+import type { SensorFleet } from "../actors/sensor_supervisor.ts";
+import type { ProcessorSupervisor } from "../actors/processor_supervisor.ts";
+import type { StoreWriter } from "../actors/store_writer.ts";
+import type { ReadingSource } from "../actors/reading_source.ts";
+import type { Logger } from "../actors/logger.ts";
+import type { AlarmRule } from "../domain/hysteresis.ts";
+import { openStoreRole } from "./store_role.ts";
+import { startProcessors } from "./processors_role.ts";
+import { startSensors } from "./sensors_role.ts";
+
+export interface Parts {
+  readonly store?: Store;
+  readonly transport?: Transport;
+  readonly source?: ReadingSource;
+  readonly fleet?: SensorFleet;
+  readonly producer?: Producer;
+  readonly processors?: ProcessorSupervisor;
+  readonly writer?: StoreWriter;
+}
+
+/** The roles start-up connected, released in reverse start order. */
+export interface Pipeline extends AsyncDisposable {
+  readonly parts: Parts;
+}
+
+export interface ConnectDeps {
+  readonly logger: Logger;
+  readonly metrics: Pick<Metrics, "readingsStored" | "raiseStored">;
+  readonly live: LiveView | undefined;
+  readonly onFatal: (error: unknown) => void;
+}
+
+/** One start-up attempt: every role of this process, or (on failure) nothing left open. */
+export async function connect(config: Config, deps: ConnectDeps): Promise<Pipeline> {
+  const { logger, metrics, live, onFatal } = deps;
+  const { role } = config;
+  await using stack = new AsyncDisposableStack();
+  const release = <T extends AsyncDisposable>(name: string, resource: T) =>
+    releasing(stack, name, resource, logger);
+  const store = role === "sensors"
+    ? undefined
+    : release("store", await openStoreRole(config, logger));
+  const transport = role === "api" ? undefined : await openTransport(config, logger);
+  const rule = alarmRule(config);
+  let parts: Parts = { ...(store ? { store } : {}), ...(transport ? { transport } : {}) };
+  if ((role === "all" || role === "processors") && transport && store) {
+    const processors = release(
+      "processors",
+      await startProcessors({ transport, store }, {
+        config,
+        rule,
+        logger,
+        metrics,
+        ...(live ? { onProcessed: (outputs) => live.record(outputs) } : {}),
+        onFatal,
+      }),
+    );
+    parts = { ...parts, source: processors.source, processors: processors.processors };
+    parts = { ...parts, writer: processors.writer };
+  }
+  if ((role === "all" || role === "sensors") && transport) {
+    const sensors = release(
+      "sensors",
+      await startSensors({ transport, ...(store ? { seqs: store } : {}) }, {
+        config,
+        rule,
+        logger,
+        // Gone from the dashboard at once, not when the live view expires it.
+        ...(live ? { onRemoved: (id) => live.forget(id) } : {}),
+      }),
+    );
+    parts = { ...parts, fleet: sensors.fleet, producer: sensors.producer };
+  }
+  const started = stack.move();
+  return { parts, [Symbol.asyncDispose]: () => started.disposeAsync() };
+}
+
+/** Puts `resource` on `stack`; a failure to release it is logged, and the rest still run. */
+function releasing<T extends AsyncDisposable>(
+  stack: AsyncDisposableStack,
+  name: string,
+  resource: T,
+  logger: Logger,
+): T {
+  stack.defer(async () => {
+    try {
+      await resource[Symbol.asyncDispose]();
+    } catch (error) {
+      logger.error("cleanup failed", { resource: name, error: error as Error });
+    }
+  });
+  return resource;
+}
+
+function alarmRule(config: Config): AlarmRule {
+  return {
+    high: config.alarmHigh,
+    low: config.alarmLow,
+    raiseAfter: config.alarmRaiseAfter,
+    clearAfter: config.alarmClearAfter,
+  };
+}

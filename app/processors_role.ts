@@ -1,0 +1,82 @@
+/**
+ * The processors role: joins the readings consumer group and hands each
+ * batch to the processors' supervisor, which writes through the store writer.
+ * Disposing it finishes the in-flight batches, stores their device states,
+ * commits, leaves the group, then stops the processors and the dead-letter
+ * sink — the reverse of how they were started.
+ *
+ * @module
+ */
+import { ProcessorSupervisor } from "../actors/processor_supervisor.ts";
+import { StoreWriter } from "../actors/store_writer.ts";
+import type { DeviceOutput } from "../actors/processor.ts";
+import type { ReadingSource } from "../actors/reading_source.ts";
+import type { AlarmRule } from "../domain/hysteresis.ts";
+import type { Logger } from "../actors/logger.ts";
+import type { Metrics } from "../adapters/metrics.ts";
+import type { Store, Transport } from "../adapters/ports.ts";
+import type { Config } from "../schemas/config.ts";
+
+export interface ProcessorsRole extends AsyncDisposable {
+  readonly source: ReadingSource;
+  readonly processors: ProcessorSupervisor;
+  readonly writer: StoreWriter;
+}
+
+export interface ProcessorsRoleOptions {
+  readonly config: Pick<Config, "passivateAfterMs" | "checkpointMs">;
+  readonly rule: AlarmRule;
+  readonly logger: Logger;
+  readonly metrics: Pick<Metrics, "readingsStored" | "raiseStored">;
+  /** Sees what each batch produced once stored (the dashboard's live view). */
+  readonly onProcessed?: (outputs: readonly DeviceOutput[]) => void;
+  /** The consumer gave up for good: the process must go. */
+  readonly onFatal: (error: unknown) => void;
+}
+
+/** Starts consuming; resolves once the consumer runs. */
+export async function startProcessors(
+  ports: { readonly transport: Transport; readonly store: Store },
+  options: ProcessorsRoleOptions,
+): Promise<ProcessorsRole> {
+  const { config, rule, logger, metrics, onProcessed, onFatal } = options;
+  await using stack = new AsyncDisposableStack();
+  const { source, deadLetters } = await ports.transport.consumer();
+  stack.use(deadLetters);
+  const writer = new StoreWriter(ports.store, { onStored: metrics.readingsStored });
+  const processors = stack.use(
+    new ProcessorSupervisor({
+      store: ports.store,
+      writer,
+      deadLetters,
+      rule,
+      passivateAfterMs: config.passivateAfterMs,
+      checkpointMs: config.checkpointMs,
+      logger,
+      onRaiseStored: metrics.raiseStored,
+      ...(onProcessed ? { onProcessed } : {}),
+    }),
+  );
+  stack.defer(async () => {
+    // Finish in-flight batches, store their device states, commit, then leave the group.
+    await source.drain();
+    await processors.checkpoint().catch((error) =>
+      logger.error("final checkpoint failed; the next start replays from the last one", {
+        error: error as Error,
+      })
+    );
+    await source[Symbol.asyncDispose]();
+  });
+  await source.start(processors.handleBatch, {
+    onAssignment: (partitions) => void processors.onAssignment(partitions),
+    onFatal,
+  });
+  processors.attach(source);
+  const started = stack.move();
+  return {
+    source,
+    processors,
+    writer,
+    [Symbol.asyncDispose]: () => started.disposeAsync(),
+  };
+}

@@ -1,0 +1,72 @@
+/**
+ * The sensors role: the sensor fleet producing readings to the transport.
+ * Disposing it stops the sensors, then flushes and closes the producer.
+ *
+ * Kept narrow on purpose: what the fleet is seeded with (the store's last
+ * seqs today) is its own business, not the composition root's.
+ *
+ * @module
+ */
+import { SensorFleet } from "../actors/sensor_supervisor.ts";
+import type { SeqLookup } from "../actors/device_store.ts";
+import type { Logger } from "../actors/logger.ts";
+import type { AlarmRule } from "../domain/hysteresis.ts";
+import type { MemoryTransport } from "../adapters/memory_transport.ts";
+import type { Producer, Transport } from "../adapters/ports.ts";
+import type { Config } from "../schemas/config.ts";
+
+export interface SensorsRole extends AsyncDisposable {
+  readonly fleet: SensorFleet;
+  readonly producer: Producer;
+}
+
+export interface SensorsRoleOptions {
+  readonly config: Pick<Config, "maxSensors" | "intervalMs" | "seed" | "sensors" | "sensorProfile">;
+  readonly rule: AlarmRule;
+  readonly logger: Logger;
+  /** Called once a removed sensor has stopped. */
+  readonly onRemoved?: (id: string) => void;
+}
+
+/** Connects the producer and starts the configured sensors. */
+export async function startSensors(
+  ports: { readonly transport: Transport; readonly seqs?: SeqLookup },
+  options: SensorsRoleOptions,
+): Promise<SensorsRole> {
+  const { config, rule, logger, onRemoved } = options;
+  const { transport, seqs } = ports;
+  await using stack = new AsyncDisposableStack();
+  const producer = await transport.producer();
+  stack.defer(async () => {
+    await producer.close();
+    // Embedded: what the sensors produced last is still queued; let the processors drain it.
+    if (transport.embedded) await waitForBacklog(transport.embedded, 10_000);
+  });
+  const fleet = stack.use(
+    new SensorFleet({
+      sink: producer,
+      logger,
+      cap: config.maxSensors,
+      defaults: { intervalMs: config.intervalMs, rule, seed: config.seed },
+      ...(seqs ? { lastSeqs: await seqs.lastSeqs() } : {}),
+      ...(onRemoved ? { onRemoved } : {}),
+    }),
+  );
+  if (config.sensors > 0) {
+    fleet.add({
+      kind: "batch",
+      count: config.sensors,
+      idPrefix: undefined,
+      template: { profile: config.sensorProfile },
+    });
+  }
+  const started = stack.move();
+  return { fleet, producer, [Symbol.asyncDispose]: () => started.disposeAsync() };
+}
+
+async function waitForBacklog(queue: MemoryTransport, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  while (queue.backlog > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -1,0 +1,186 @@
+/**
+ * Start-up and shutdown of one process. The HTTP API answers at once (so
+ * `/health` works while dependencies come up); then the roles this process
+ * runs are started one by one — store, processors, sensors — each returning
+ * an `AsyncDisposable` kept on one stack, retried as a whole until connected.
+ * Stopping releases the stack in reverse: sensors stop, the producer flushes,
+ * in-flight batches finish and commit, the store closes.
+ *
+ * @module
+ */
+import type { Hono } from "@hono/hono";
+import type { Config } from "../schemas/config.ts";
+import { createLogger } from "../adapters/log.ts";
+import { createHealth } from "../adapters/health.ts";
+import { createMetrics } from "../adapters/metrics.ts";
+import { createApi } from "../adapters/http_api.ts";
+import { dashboardRoutes } from "../adapters/dashboard_routes.ts";
+import { LiveView } from "../adapters/live_view.ts";
+import { storeSnapshot } from "../adapters/store_snapshot.ts";
+import { describeStore } from "../adapters/ports.ts";
+import type { Logger } from "../actors/logger.ts";
+import { healthChecks, type PipelineStatus } from "./health_checks.ts";
+import { serveHttp } from "./http_server.ts";
+import { retryStart, StartCancelledError } from "./retry.ts";
+import { connect, type Parts, type Pipeline } from "./pipeline.ts";
+
+export const VERSION = "0.2.0";
+
+export interface App extends AsyncDisposable {
+  /** Base URL of the HTTP API, e.g. `http://127.0.0.1:8080`. */
+  readonly url: string;
+  /** Resolves once every role is connected and running; rejects if start-up gave up. */
+  readonly ready: Promise<void>;
+  /** Resolves when the app has stopped; its value is the exit code (non-zero after a failure). */
+  readonly finished: Promise<number>;
+  /** Live components, for tests and diagnostics; empty until ready, partial for some roles. */
+  readonly parts: Readonly<Parts>;
+}
+
+export interface StartOptions {
+  readonly logger?: Logger;
+  /** Attempts to connect at start-up before giving up (default: keep trying). */
+  readonly connectAttempts?: number;
+}
+
+/** Starts every role the config asks for; dispose the result to stop it. */
+export function start(config: Config, options: StartOptions = {}): App {
+  const logger = options.logger ??
+    createLogger({ level: config.logLevel, format: config.logFormat });
+  const shutdown = new AbortController();
+  let pipeline: Pipeline | undefined; // set once, when connected
+  let status: PipelineStatus = { type: "starting" };
+  const parts = (): Parts => pipeline?.parts ?? {};
+
+  // One registry per app: tests run several apps in one process.
+  const metrics = createMetrics(parts);
+  const health = createHealth(
+    healthChecks(config, { store: () => parts().store, pipeline: () => status }),
+  );
+  const runsSensors = config.role === "all" || config.role === "sensors";
+  const sensorCount = runsSensors ? () => parts().fleet?.size ?? 0 : undefined;
+  // The live picture exists only where the processors run; elsewhere the store's alerts.
+  const live = config.role === "all" || config.role === "processors"
+    ? new LiveView(sensorCount ? { sensors: sensorCount } : {})
+    : undefined;
+  const mode = {
+    transport: config.kafkaBrokers ? "kafka" : "embedded",
+    store: describeStore(config).kind,
+  };
+
+  /** The API over what is connected; before that, its sensor and store routes answer 503. */
+  const api = (connected: Parts | undefined, signal: AbortSignal): Hono =>
+    createApi({
+      health,
+      info: { role: config.role, version: VERSION, mode },
+      logger,
+      metrics,
+      ...(connected?.fleet ? { sensors: connected.fleet } : {}),
+      ...(connected?.store ? { queries: connected.store } : {}),
+      ...(connected ? {} : {
+        connecting: { sensors: runsSensors, store: config.role !== "sensors" },
+      }),
+      ...(config.apiToken ? { apiToken: config.apiToken } : {}),
+      rateLimit: { perMinute: config.rateLimitPerMinute },
+      stats: () => stats(parts()),
+      dashboard: dashboardRoutes({
+        source: live ?? storeSnapshot({
+          role: config.role,
+          ...(connected?.store ? { queries: connected.store } : {}),
+          ...(sensorCount ? { sensors: sensorCount } : {}),
+        }),
+        assets: new URL("../dashboard/", import.meta.url),
+        signal,
+      }),
+    });
+
+  // Dashboard streams opened during start-up end once connected; browsers reconnect.
+  const connecting = new AbortController();
+  const http = serveHttp(
+    config,
+    api(undefined, AbortSignal.any([connecting.signal, shutdown.signal])),
+  );
+  logger.info("http api listening", {
+    url: http.url,
+    role: config.role,
+    auth: config.apiToken ? "bearer token" : "none",
+  });
+  logger.info(modeLine(config), mode);
+
+  /** A failure the process cannot recover from: `/health` says why, and the process exits 1. */
+  const fail = (message: string, error: unknown) => {
+    status = { type: "stopped", reason: error };
+    logger.error(message, { error: error as Error });
+    void stop(1);
+  };
+
+  const ready = retryStart(
+    () =>
+      connect(config, {
+        logger,
+        metrics,
+        live,
+        onFatal: (error) =>
+          fail("consumer stopped for good; exiting so a supervisor restarts us", error),
+      }),
+    { attempts: options.connectAttempts ?? Infinity, signal: shutdown.signal, logger },
+  ).then((connected) => {
+    pipeline = connected;
+    if (status.type === "starting") status = { type: "running" };
+    http.serve(api(connected.parts, shutdown.signal));
+    connecting.abort();
+    logger.info("pipeline running", { role: config.role });
+  });
+  ready.catch((error) => {
+    if (!(error instanceof StartCancelledError)) fail("cannot start", error);
+  });
+
+  const { promise: finished, resolve: resolveFinished } = Promise.withResolvers<number>();
+  let stopping: Promise<void> | undefined;
+  function stop(code: number): Promise<void> {
+    stopping ??= (async () => {
+      logger.info("shutting down");
+      shutdown.abort();
+      await ready.catch(() => {});
+      // A requested stop stops taking requests first, then releases the pipeline in reverse
+      // start order. A fatal stop keeps answering (`/health`: 503 with the reason) while the
+      // pipeline winds down, so probes and operators see why the process is going away.
+      if (code === 0) await http.close();
+      await pipeline?.[Symbol.asyncDispose]();
+      if (code !== 0) await http.close();
+      logger.info("stopped", { exitCode: code });
+      resolveFinished(code);
+    })();
+    return stopping;
+  }
+
+  return {
+    url: http.url,
+    ready,
+    finished,
+    get parts() {
+      return parts();
+    },
+    [Symbol.asyncDispose]: () => stop(0),
+  };
+}
+
+function stats(parts: Parts): Record<string, unknown> {
+  return {
+    ...(parts.fleet ? { sensors: parts.fleet.stats } : {}),
+    ...(parts.producer ? { producer: parts.producer.stats } : {}),
+    ...(parts.processors ? { processors: parts.processors.stats } : {}),
+    ...(parts.writer ? { store: parts.writer.stats } : {}),
+  };
+}
+
+/** The one start-up line that says what is in use and how to switch. */
+function modeLine(config: Config): string {
+  const transport = config.kafkaBrokers
+    ? `Kafka at ${config.kafkaBrokers.join(",")}`
+    : "the embedded in-process queue (set KAFKA_BROKERS=127.0.0.1:9092 to use Kafka)";
+  const store = config.mongoUrl
+    ? "MongoDB"
+    : `the embedded Deno KV store ${config.kvPath} (set MONGO_URL=mongodb://127.0.0.1:27017/ to use MongoDB)`;
+  return `using ${transport} and ${store}`;
+}
