@@ -18,12 +18,16 @@ import type { AlarmRule } from "../domain/hysteresis.ts";
 import { openStoreRole } from "./store_role.ts";
 import { startProcessors } from "./processors_role.ts";
 import { startSensors } from "./sensors_role.ts";
+import { startFleet } from "./fleet_role.ts";
+import type { SensorControl } from "../actors/sensor_control.ts";
 
 export interface Parts {
   readonly store?: Store;
   readonly transport?: Transport;
   readonly source?: ReadingSource;
   readonly fleet?: SensorFleet;
+  /** The fleet as the HTTP API drives it: the registry plus the sensors this process runs. */
+  readonly control?: SensorControl;
   readonly producer?: Producer;
   readonly processors?: ProcessorSupervisor;
   readonly writer?: StoreWriter;
@@ -81,6 +85,9 @@ export async function connect(config: Config, deps: ConnectDeps): Promise<Pipeli
       }),
     );
     parts = { ...parts, fleet: sensors.fleet, producer: sensors.producer };
+    // Released before the sensors role: by then the API takes no more requests.
+    const fleet = release("fleet", await startFleet(sensors.fleet, { config, rule, logger }));
+    parts = { ...parts, control: fleet.control };
   }
   const started = stack.move();
   return { parts, [Symbol.asyncDispose]: () => started.disposeAsync() };

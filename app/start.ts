@@ -75,7 +75,7 @@ export function start(config: Config, options: StartOptions = {}): App {
       info: { role: config.role, version: VERSION, mode },
       logger,
       metrics,
-      ...(connected?.fleet ? { sensors: connected.fleet } : {}),
+      ...(connected?.control ? { sensors: connected.control } : {}),
       ...(connected?.store ? { queries: connected.store } : {}),
       ...(connected ? {} : {
         connecting: { sensors: runsSensors, store: config.role !== "sensors" },
