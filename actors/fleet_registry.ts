@@ -23,3 +23,19 @@ export interface FleetRegistry {
   /** Records that the sensor is removed. */
   remove(id: string): Promise<void>;
 }
+
+/**
+ * Port: a registry every process can read (Kafka mode): a replica of the
+ * whole registry that follows every write.
+ */
+export interface RegistryView extends FleetRegistry {
+  /** Resolves once the view includes every write acknowledged before the call. */
+  catchUp(): Promise<void>;
+  /** The sensor's spec as the view has it. */
+  spec(id: string): SensorSpec | undefined;
+  /** Every sensor id, sorted. */
+  ids(): readonly string[];
+  readonly size: number;
+  /** The registry partition the sensor's record lives in (decides which process runs it). */
+  partitionOf(id: string): number;
+}

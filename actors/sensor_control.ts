@@ -72,3 +72,17 @@ export interface SensorControl {
   readonly size: number;
   readonly cap: number;
 }
+
+/** Port: which process runs each registry partition now (Kafka mode). */
+export interface FleetPlacement {
+  /** The process that owns the partition and runs its sensors, if one reported in recently. */
+  ownerOf(partition: number): SensorOwner | undefined;
+}
+
+/** Port: commands to whichever process runs a sensor (Kafka mode). */
+export interface FleetCommands {
+  overheat(
+    id: string,
+    order: { readonly readings: number; readonly temperature: number },
+  ): Promise<void>;
+}

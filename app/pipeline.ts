@@ -85,8 +85,14 @@ export async function connect(config: Config, deps: ConnectDeps): Promise<Pipeli
       }),
     );
     parts = { ...parts, fleet: sensors.fleet, producer: sensors.producer };
-    // Released before the sensors role: by then the API takes no more requests.
-    const fleet = release("fleet", await startFleet(sensors.fleet, { config, rule, logger }));
+  }
+  // Kafka: every role drives the shared fleet; embedded: only the process that runs it.
+  if (parts.fleet || config.kafkaBrokers) {
+    // Released before the sensors role: a Kafka member stops the sensors, then leaves its group.
+    const fleet = release(
+      "fleet",
+      await startFleet(parts.fleet, { config, rule, logger, onFatal }),
+    );
     parts = { ...parts, control: fleet.control };
   }
   const started = stack.move();

@@ -78,7 +78,10 @@ export function start(config: Config, options: StartOptions = {}): App {
       ...(connected?.control ? { sensors: connected.control } : {}),
       ...(connected?.store ? { queries: connected.store } : {}),
       ...(connected ? {} : {
-        connecting: { sensors: runsSensors, store: config.role !== "sensors" },
+        connecting: {
+          sensors: runsSensors || config.kafkaBrokers !== undefined,
+          store: config.role !== "sensors",
+        },
       }),
       ...(config.apiToken ? { apiToken: config.apiToken } : {}),
       rateLimit: { perMinute: config.rateLimitPerMinute },

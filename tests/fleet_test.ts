@@ -1,6 +1,7 @@
 /** The durable fleet through the public surface: HTTP API, restarts, several processes. */
 import assert from "node:assert/strict";
-import { EMBEDDED, startApp, testEnv } from "./test_app.ts";
+import { EMBEDDED, KAFKA_KV, startApp, testEnv } from "./test_app.ts";
+import { eventually, testKafka, uniqueName } from "./fixtures.ts";
 
 async function sensorIds(url: string): Promise<string[]> {
   const body = await (await fetch(`${url}/sensors?limit=1000`)).json();
@@ -53,4 +54,139 @@ Deno.test("--sensors seeds an empty registry once even when every seeded sensor 
   }
   await using again = await startApp(env, { SENSORS: "2" });
   assert.deepEqual(await sensorIds(again.url), []);
+});
+
+interface Seen {
+  readonly deviceId: string;
+  readonly seq: number;
+  readonly ts: number;
+}
+
+/** Every reading on the topic, from the beginning, as it arrives. */
+async function watchReadings(topic: string): Promise<{ seen: Seen[] } & AsyncDisposable> {
+  const kafka = testKafka("fleet-test-watch");
+  const groupId = uniqueName("fleet-watch");
+  const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 100 });
+  const seen: Seen[] = [];
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  await consumer.run({
+    eachMessage: ({ message }) => {
+      const r = JSON.parse(message.value!.toString());
+      seen.push({ deviceId: r.deviceId, seq: r.seq, ts: Date.parse(r.ts) });
+      return Promise.resolve();
+    },
+  });
+  return {
+    seen,
+    async [Symbol.asyncDispose]() {
+      await consumer.disconnect();
+      const admin = kafka.admin();
+      await admin.connect();
+      await admin.deleteGroups([groupId]).catch(() => {});
+      await admin.disconnect();
+    },
+  };
+}
+
+/** True once every id has a reading stamped after `since`. */
+function allEmittedAfter(seen: readonly Seen[], ids: readonly string[], since: number): boolean {
+  return ids.every((id) => seen.some((r) => r.deviceId === id && r.ts > since));
+}
+
+Deno.test("sensors processes share the registry: added through the api role, moved when one stops, removed for good (kafka)", async () => {
+  await using env = await testEnv("fleet-kafka", KAFKA_KV);
+  const settings = { KAFKA_SENSORS_SESSION_TIMEOUT_MS: "6000", SENSOR_INTERVAL_MS: "200" };
+  await using api = await startApp(env, { ...settings, ROLE: "api" });
+  const first = await startApp(env, { ...settings, ROLE: "sensors" });
+  await using second = await startApp(env, { ...settings, ROLE: "sensors" });
+  let firstDisposed = false;
+  try {
+    await using watch = await watchReadings(env.topic);
+    const added = await post(api.url, { count: 8, idPrefix: "mv" });
+    assert.equal(added.status, 201);
+    const { ids } = await added.json() as { ids: string[] };
+    assert.equal(ids.length, 8);
+    const started = Date.now();
+    await eventually(
+      "readings of every added sensor",
+      () => allEmittedAfter(watch.seen, ids, started) || undefined,
+      60_000,
+    );
+    // Both members own partitions; each sensor runs in exactly one of them.
+    await eventually("the sensors spread over both processes", () => {
+      const onFirst = ids.filter((id) => first.parts.fleet!.has(id));
+      const onSecond = ids.filter((id) => second.parts.fleet!.has(id));
+      return onFirst.length + onSecond.length === ids.length ? true : undefined;
+    }, 60_000);
+    const listed = await eventually("every sensor listed as emitting with its owner", async () => {
+      const body = await (await fetch(`${api.url}/sensors`)).json();
+      const all = body.sensors as { id: string; emitting: boolean; owner: unknown }[];
+      return body.total === 8 && all.every((s) => s.emitting && s.owner) ? all : undefined;
+    }, 60_000);
+    assert.deepEqual(listed.map((s) => s.id), [...ids].sort());
+
+    // Stop the process that runs more of them: its sensors continue in the other.
+    const [leaving, staying] = ids.filter((id) => first.parts.fleet!.has(id)).length >= 4
+      ? [first, second]
+      : [second, first];
+    const moved = ids.filter((id) => leaving.parts.fleet!.has(id));
+    assert.ok(moved.length > 0);
+    await leaving[Symbol.asyncDispose]();
+    if (leaving === first) firstDisposed = true;
+    const stoppedAt = Date.now();
+    await eventually(
+      "the moved sensors emitting again",
+      () => allEmittedAfter(watch.seen, moved, stoppedAt) || undefined,
+      60_000,
+    );
+    assert.ok(moved.every((id) => staying.parts.fleet!.has(id)));
+    const one = await eventually("a moved sensor shown emitting", async () => {
+      const body = await (await fetch(`${api.url}/sensors/${moved[0]}`)).json();
+      return body.emitting ? body : undefined;
+    }, 30_000);
+    assert.equal(one.status, "running");
+
+    // Overheat travels to the process that runs the sensor.
+    const heat = await fetch(`${api.url}/sensors/${moved[0]}/overheat`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ readings: 3, temperature: 150 }),
+    });
+    assert.equal(heat.status, 202);
+    await eventually(
+      "an overheated reading",
+      () =>
+        watch.seen.some((r) => r.deviceId === moved[0] && r.ts > stoppedAt) &&
+          (staying.parts.fleet!.get(moved[0]!)?.lastReading?.temperature ?? 0) >= 140 ||
+        undefined,
+      30_000,
+    );
+
+    // Removed through the api role: the process that runs it stops it for good.
+    const gone = moved[0]!;
+    assert.equal((await fetch(`${api.url}/sensors/${gone}`, { method: "DELETE" })).status, 204);
+    await eventually("the sensor stopped", () => !staying.parts.fleet!.has(gone) || undefined);
+    const removedAt = Date.now();
+    const others = ids.filter((id) => id !== gone);
+    await eventually(
+      "the other sensors going on",
+      () => allEmittedAfter(watch.seen, others, removedAt + 1000) || undefined,
+      30_000,
+    );
+    assert.equal(
+      watch.seen.filter((r) => r.deviceId === gone && r.ts >= removedAt).length,
+      0,
+      "no reading of a removed sensor",
+    );
+    assert.equal((await fetch(`${api.url}/sensors/${gone}`)).status, 404);
+    assert.equal(
+      (await fetch(`${api.url}/sensors/${gone}`, { method: "DELETE" })).status,
+      404,
+    );
+    const dup = await post(api.url, { id: others[0] });
+    assert.equal(dup.status, 409);
+  } finally {
+    if (!firstDisposed) await first[Symbol.asyncDispose]();
+  }
 });
