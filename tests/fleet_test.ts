@@ -190,3 +190,30 @@ Deno.test("sensors processes share the registry: added through the api role, mov
     if (!firstDisposed) await first[Symbol.asyncDispose]();
   }
 });
+
+Deno.test("--sensors seeds the shared registry once; a restarted sensors process runs the same fleet (kafka)", async () => {
+  await using env = await testEnv("fleet-kafka-seed", KAFKA_KV);
+  const settings = { KAFKA_SENSORS_SESSION_TIMEOUT_MS: "6000", SENSORS: "3" };
+  {
+    await using first = await startApp(env, { ...settings, ROLE: "sensors" });
+    await eventually(
+      "the seeded sensors running",
+      () => first.parts.fleet!.size === 3 || undefined,
+    );
+    assert.equal(
+      (await fetch(`${first.url}/sensors/sensor-0002`, { method: "DELETE" })).status,
+      204,
+    );
+  }
+  await using again = await startApp(env, { ...settings, ROLE: "sensors" });
+  await eventually(
+    "the fleet running again",
+    () => again.parts.fleet!.size === 2 || undefined,
+    30_000,
+  );
+  assert.deepEqual(await sensorIds(again.url), ["sensor-0001", "sensor-0003"]);
+  assert.deepEqual(again.parts.fleet!.list(0, 10).map((s) => s.id).sort(), [
+    "sensor-0001",
+    "sensor-0003",
+  ]);
+});
