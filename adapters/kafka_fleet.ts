@@ -327,12 +327,11 @@ export class KafkaRegistryView implements RegistryView, FleetPlacement, FleetCom
     const deadline = Date.now() + timeoutMs;
     const offsets = await this.#admin.fetchTopicOffsets(this.#opts.topics.registry);
     const replica = this.#follower.replica;
+    // Caught up: every partition live and read up to the high watermark seen now.
     const behind = () =>
-      offsets.filter(({ partition, low, high }) =>
-          Number(high) > Number(low) &&
-          !(replica.isLive(partition) && replica.position(partition) >= Number(high))
-        ).length > 0 ||
-      offsets.some(({ partition }) => !replica.isLive(partition));
+      offsets.some(({ partition, high }) =>
+        !replica.isLive(partition) || replica.position(partition) < Number(high)
+      );
     while (behind()) {
       if (Date.now() > deadline) {
         throw new RegistryTimeoutError(
