@@ -4,10 +4,11 @@
  * batching Kafka producer). Implements the API's `SensorControl` port.
  *
  * The fleet only runs sensors: which ones should run is the fleet registry's
- * business (`start(spec)` / `remove(id)` follow it). `add()` resolves a request
- * and starts it directly, for tests and tools without a registry; it is
- * synchronous, so the id checks and the cap are atomic under concurrent calls. A device's `seq` continues across remove/add (and, when
- * seeded with the store's last seqs, across process restarts).
+ * business (`start(spec)` / `remove(id)` follow it). `add()` resolves a
+ * request and starts it directly, for tests and tools without a registry; it
+ * is synchronous, so the id checks and the cap are atomic under concurrent
+ * calls. A device's `seq` continues across remove/add (and, when seeded with
+ * the store's last seqs, across process restarts).
  *
  * @module
  */
@@ -51,6 +52,8 @@ interface Entry {
   status: SensorStatus;
   lastReading: Reading | null;
   removing: boolean;
+  /** Settles once a started removal is done. */
+  removed?: Promise<void>;
 }
 
 export class SensorFleet implements SensorControl, AsyncDisposable {
@@ -112,11 +115,6 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
     return this.#entries.has(id);
   }
 
-  /** The spec of the sensor under this id, if the fleet has it. */
-  spec(id: string): SensorSettings | undefined {
-    return this.#entries.get(id)?.settings;
-  }
-
   /** Resolves a request into specs (see `resolveSensorRequest()`) and starts them. */
   add(request: SensorRequest): AddSensorsResult {
     const resolved = resolveSensorRequest(request, {
@@ -146,7 +144,9 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   async start(spec: SensorSettings): Promise<"started" | "restarted" | "unchanged"> {
     const entry = this.#entries.get(spec.id);
     if (entry && !entry.removing && isDeepStrictEqual(entry.settings, spec)) return "unchanged";
-    const restarted = entry !== undefined && await this.remove(spec.id);
+    // Being removed: wait until it is gone, then start the new one.
+    await entry?.removed;
+    const restarted = entry !== undefined && !entry.removing && await this.remove(spec.id);
     // A concurrent start of the same id won the race while we stopped the old one.
     if (this.#entries.has(spec.id)) return "unchanged";
     this.#start(spec);
@@ -157,12 +157,18 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
     const entry = this.#entries.get(id);
     if (!entry || entry.removing) return false;
     entry.removing = true;
+    const removed = Promise.withResolvers<void>();
+    entry.removed = removed.promise;
     // Stop the timer first: the sensor must not emit once remove() was called.
     const stopping = entry.sensor?.stop();
-    await this.#supervisor.stopChild(id);
-    await stopping;
-    // Only now may the id be reused: until here add() answers "conflict".
-    this.#entries.delete(id);
+    try {
+      await this.#supervisor.stopChild(id);
+      await stopping;
+      // Only now may the id be reused: until here add() answers "conflict".
+      this.#entries.delete(id);
+    } finally {
+      removed.resolve();
+    }
     this.#log.info("sensor removed", {
       id,
       seq: this.#lastSeq.get(id),

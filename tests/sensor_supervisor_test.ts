@@ -329,3 +329,23 @@ Deno.test("SensorFleet.start() runs a spec once, restarts it when the spec chang
   assert.equal(f.list(0, 1)[0]?.intervalMs, 50);
   assert.equal(f.list(0, 1)[0]?.status, "running");
 });
+
+Deno.test("SensorFleet.start() of a sensor being removed starts it again once it is gone", async () => {
+  await using f = fleet();
+  const spec = {
+    id: "r",
+    profile: "normal" as const,
+    intervalMs: 5,
+    seed: 3,
+    location: { lat: 1, lon: 2 },
+    rule: DEFAULT_RULE,
+    customRule: false,
+  };
+  await f.start(spec);
+  const removing = f.remove("r");
+  const again = f.start(spec);
+  assert.equal(await removing, true);
+  assert.equal(await again, "started");
+  assert.equal(f.has("r"), true);
+  assert.equal(f.list(0, 1)[0]?.status, "running");
+});
