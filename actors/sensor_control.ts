@@ -9,16 +9,29 @@ import type { Reading } from "../schemas/reading.ts";
 import type { SensorProfile, SensorRequest } from "../schemas/sensor_request.ts";
 import type { OverheatRequest } from "../schemas/overheat_request.ts";
 
-export type SensorStatus = "running" | "completed" | "failed";
+/** "pending": recorded in the registry, but no process runs it yet (Kafka mode). */
+export type SensorStatus = "running" | "completed" | "failed" | "pending";
+
+/** The process that runs a sensor. */
+export interface SensorOwner {
+  readonly host: string;
+  readonly pid: number;
+  /** The consumer-group member id of a sensors process (Kafka mode). */
+  readonly member?: string;
+}
 
 export interface SensorInfo {
   readonly id: string;
   readonly profile: SensorProfile;
   readonly intervalMs: number;
-  /** seq of the last reading emitted (0 before the first). */
-  readonly seq: number;
+  /** seq of the last reading emitted (0 before the first); null when another process runs it. */
+  readonly seq: number | null;
   readonly status: SensorStatus;
   readonly thresholds: AlarmRule;
+  /** The process that runs it; null when none does (yet). */
+  readonly owner: SensorOwner | null;
+  /** True while its owner runs it and reports in. */
+  readonly emitting: boolean;
 }
 
 export interface SensorDetail extends SensorInfo {
@@ -37,17 +50,39 @@ export type OverheatResult =
     readonly message: string;
   };
 
-/** Port: the running fleet (implemented by the sensor supervisor). */
+type MaybePromise<T> = T | Promise<T>;
+
+/**
+ * Port: the fleet as the API drives it — the durable fleet (registry plus the
+ * sensors it runs) or, in tests, the bare sensor supervisor.
+ */
 export interface SensorControl {
-  /** Adds sensors atomically: all or none; the cap and id uniqueness are checked synchronously. */
-  add(request: SensorRequest): AddSensorsResult;
-  /** Stops a sensor at once; false when the id is unknown. */
+  /**
+   * Adds sensors atomically: all or none; the cap and id uniqueness are checked
+   * against the whole fleet. Resolves once the new sensors are recorded durably.
+   */
+  add(request: SensorRequest): MaybePromise<AddSensorsResult>;
+  /** Removes a sensor for good (recorded durably, then stopped); false when the id is unknown. */
   remove(id: string): Promise<boolean>;
   /** Sensors in start order, paginated. */
-  list(offset: number, limit: number): readonly SensorInfo[];
-  get(id: string): SensorDetail | undefined;
+  list(offset: number, limit: number): MaybePromise<readonly SensorInfo[]>;
+  get(id: string): MaybePromise<SensorDetail | undefined>;
   /** Makes a running sensor report temperatures past its high threshold for a while. */
-  overheat(id: string, request: OverheatRequest): OverheatResult;
+  overheat(id: string, request: OverheatRequest): MaybePromise<OverheatResult>;
   readonly size: number;
   readonly cap: number;
+}
+
+/** Port: which process runs each registry partition now (Kafka mode). */
+export interface FleetPlacement {
+  /** The process that owns the partition and runs its sensors, if one reported in recently. */
+  ownerOf(partition: number): SensorOwner | undefined;
+}
+
+/** Port: commands to whichever process runs a sensor (Kafka mode). */
+export interface FleetCommands {
+  overheat(
+    id: string,
+    order: { readonly readings: number; readonly temperature: number },
+  ): Promise<void>;
 }

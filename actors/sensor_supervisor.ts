@@ -3,20 +3,23 @@
  * one_for_one supervisor and routes their readings into one sink (the
  * batching Kafka producer). Implements the API's `SensorControl` port.
  *
- * `add()` is synchronous, so the id checks and the fleet cap are atomic under
- * concurrent requests. A device's `seq` continues across remove/add (and, when
- * seeded with the store's last seqs, across process restarts).
+ * The fleet only runs sensors: which ones should run is the fleet registry's
+ * business (`start(spec)` / `remove(id)` follow it). `add()` resolves a
+ * request and starts it directly, for tests and tools without a registry; it
+ * is synchronous, so the id checks and the cap are atomic under concurrent
+ * calls. A device's `seq` continues across remove/add (and, when seeded with
+ * the store's last seqs, across process restarts).
  *
  * @module
  */
+import { isDeepStrictEqual } from "node:util";
 import { Supervisor } from "./supervisor.ts";
 import { Sensor, type SensorSettings } from "./sensor.ts";
 import { SharedTimer } from "./shared_timer.ts";
-import type { AlarmRule } from "../domain/hysteresis.ts";
-import { seedFrom } from "../domain/random.ts";
-import { type GeoLocation, type Reading, TEMPERATURE_RANGE } from "../schemas/reading.ts";
+import { type Reading, TEMPERATURE_RANGE } from "../schemas/reading.ts";
 import { OVERHEAT_MARGIN, type OverheatRequest } from "../schemas/overheat_request.ts";
-import type { SensorRequest, SensorTemplate } from "../schemas/sensor_request.ts";
+import type { SensorRequest } from "../schemas/sensor_request.ts";
+import { resolveSensorRequest, type SpecDefaults } from "../domain/sensor_specs.ts";
 import type { Logger } from "./logger.ts";
 import type { ReadingSink } from "./reading_sink.ts";
 import type {
@@ -25,6 +28,7 @@ import type {
   SensorControl,
   SensorDetail,
   SensorInfo,
+  SensorOwner,
   SensorStatus,
 } from "./sensor_control.ts";
 
@@ -32,12 +36,9 @@ export interface SensorFleetOptions {
   readonly sink: ReadingSink;
   readonly logger: Logger;
   readonly cap: number;
-  readonly defaults: {
-    readonly intervalMs: number;
-    readonly rule: AlarmRule;
-    readonly seed: number;
-    readonly location?: GeoLocation;
-  };
+  readonly defaults: SpecDefaults;
+  /** The process that runs this fleet, shown as each sensor's `owner`. */
+  readonly owner?: SensorOwner;
   /** Last seq per device already used, e.g. from the store, so sequences continue. */
   readonly lastSeqs?: ReadonlyMap<string, number>;
   readonly now?: () => number;
@@ -51,9 +52,9 @@ interface Entry {
   status: SensorStatus;
   lastReading: Reading | null;
   removing: boolean;
+  /** Settles once a started removal is done. */
+  removed?: Promise<void>;
 }
-
-const DEFAULT_LOCATION: GeoLocation = { lat: 48.8566, lon: 2.3522 };
 
 export class SensorFleet implements SensorControl, AsyncDisposable {
   readonly #supervisor: Supervisor;
@@ -109,48 +110,65 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
     };
   }
 
+  /** True when the fleet has a sensor under this id (running, completed or failed). */
+  has(id: string): boolean {
+    return this.#entries.has(id);
+  }
+
+  /** Resolves a request into specs (see `resolveSensorRequest()`) and starts them. */
   add(request: SensorRequest): AddSensorsResult {
-    const ids = request.kind === "one"
-      ? [request.id ?? this.#freshIds("sensor", 1)[0]!]
-      : this.#freshIds(request.idPrefix ?? "sensor", request.count);
-    const taken = ids.find((id) => this.#entries.has(id));
-    if (taken) {
-      return { ok: false, code: "conflict", message: `Sensor already running: "${taken}"` };
-    }
-    if (this.#entries.size + ids.length > this.#opts.cap) {
-      return {
-        ok: false,
-        code: "cap",
-        message: `Sensor cap reached: ${this.#entries.size} running + ${ids.length} requested ` +
-          `exceeds the limit of ${this.#opts.cap}`,
-      };
-    }
-    let settings: SensorSettings[];
-    try {
-      settings = ids.map((id) => this.#settings(id, request.template));
-    } catch (err) {
-      return { ok: false, code: "invalid", message: (err as Error).message };
-    }
-    for (const s of settings) this.#start(s);
+    const resolved = resolveSensorRequest(request, {
+      defaults: this.#opts.defaults,
+      taken: (id) => this.#entries.has(id),
+      size: this.#entries.size,
+      cap: this.#opts.cap,
+      nextNumber: this.#nextNumber,
+    });
+    if (!resolved.ok) return resolved;
+    this.#nextNumber = resolved.nextNumber;
+    for (const spec of resolved.specs) this.#start(spec);
     this.#log.info("sensors added", {
-      count: ids.length,
-      first: ids[0],
-      profile: settings[0]!.profile,
+      count: resolved.specs.length,
+      first: resolved.specs[0]!.id,
+      profile: resolved.specs[0]!.profile,
       running: this.#entries.size,
     });
-    return { ok: true, ids };
+    return { ok: true, ids: resolved.specs.map((s) => s.id) };
+  }
+
+  /**
+   * Runs the sensor a registry spec describes: starts it when the fleet does
+   * not have it, restarts it when its spec changed, else leaves it alone.
+   * No cap check: the registry's writer checked it.
+   */
+  async start(spec: SensorSettings): Promise<"started" | "restarted" | "unchanged"> {
+    const entry = this.#entries.get(spec.id);
+    if (entry && !entry.removing && isDeepStrictEqual(entry.settings, spec)) return "unchanged";
+    // Being removed: wait until it is gone, then start the new one.
+    await entry?.removed;
+    const restarted = entry !== undefined && !entry.removing && await this.remove(spec.id);
+    // A concurrent start of the same id won the race while we stopped the old one.
+    if (this.#entries.has(spec.id)) return "unchanged";
+    this.#start(spec);
+    return restarted ? "restarted" : "started";
   }
 
   async remove(id: string): Promise<boolean> {
     const entry = this.#entries.get(id);
     if (!entry || entry.removing) return false;
     entry.removing = true;
+    const removed = Promise.withResolvers<void>();
+    entry.removed = removed.promise;
     // Stop the timer first: the sensor must not emit once remove() was called.
     const stopping = entry.sensor?.stop();
-    await this.#supervisor.stopChild(id);
-    await stopping;
-    // Only now may the id be reused: until here add() answers "conflict".
-    this.#entries.delete(id);
+    try {
+      await this.#supervisor.stopChild(id);
+      await stopping;
+      // Only now may the id be reused: until here add() answers "conflict".
+      this.#entries.delete(id);
+    } finally {
+      removed.resolve();
+    }
     this.#log.info("sensor removed", {
       id,
       seq: this.#lastSeq.get(id),
@@ -224,43 +242,8 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
       seq: this.#lastSeq.get(id) ?? 0,
       status: entry.status,
       thresholds: rule,
-    };
-  }
-
-  #freshIds(prefix: string, count: number): string[] {
-    const ids: string[] = [];
-    while (ids.length < count) {
-      const id = `${prefix}-${String(this.#nextNumber++).padStart(4, "0")}`;
-      if (!this.#entries.has(id)) ids.push(id);
-    }
-    return ids;
-  }
-
-  #settings(id: string, t: SensorTemplate): SensorSettings {
-    const { defaults } = this.#opts;
-    const rule: AlarmRule = { ...defaults.rule, ...t.thresholds };
-    if (rule.low >= rule.high) {
-      throw new Error(
-        `thresholds: low (${rule.low}) must be below high (${rule.high}) once merged with the defaults`,
-      );
-    }
-    const seed = t.seed ?? seedFrom(`${defaults.seed}:${id}`);
-    const base = defaults.location ?? DEFAULT_LOCATION;
-    // Spread generated sensors over a few km around the base location, reproducibly.
-    const location = t.location ?? {
-      lat: round6(base.lat + ((seed % 1000) / 1000 - 0.5) * 0.1),
-      lon: round6(base.lon + ((Math.floor(seed / 1000) % 1000) / 1000 - 0.5) * 0.1),
-    };
-    return {
-      id,
-      profile: t.profile ?? "normal",
-      intervalMs: t.intervalMs ?? defaults.intervalMs,
-      seed,
-      location,
-      rule,
-      customRule: t.thresholds !== undefined,
-      ...(t.temperatures ? { temperatures: t.temperatures } : {}),
-      ...(t.humidity ? { humidity: t.humidity } : {}),
+      owner: this.#opts.owner ?? null,
+      emitting: entry.status === "running",
     };
   }
 
@@ -299,8 +282,4 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
       this.#log.error("sensor failed to start", { id: settings.id, error });
     });
   }
-}
-
-function round6(x: number): number {
-  return Math.round(x * 1e6) / 1e6;
 }

@@ -105,11 +105,12 @@ export function createApi(deps: ApiDeps): Hono {
 function sensorRoutes(port: SensorControl | undefined, connecting: boolean): Hono {
   const sensors = () => available(port, "sensors", connecting);
   return new Hono()
-    .get("/", (c) => {
+    .get("/", async (c) => {
       const fleet = sensors();
       const offset = intParam(c, "offset", { min: 0, max: Number.MAX_SAFE_INTEGER, fallback: 0 });
       const limit = intParam(c, "limit", { min: 1, max: MAX_PAGE, fallback: DEFAULT_PAGE });
-      return c.json({ total: fleet.size, offset, limit, sensors: fleet.list(offset, limit) });
+      const page = await fleet.list(offset, limit);
+      return c.json({ total: fleet.size, offset, limit, sensors: page });
     })
     .post(
       "/",
@@ -123,7 +124,7 @@ function sensorRoutes(port: SensorControl | undefined, connecting: boolean): Hon
         const fleet = sensors();
         const parsed = parseSensorRequest(await jsonBody(c));
         if (!parsed.ok) throw new ApiError(400, "bad_request", parsed.message);
-        const result = fleet.add(parsed.request);
+        const result = await fleet.add(parsed.request);
         if (!result.ok) {
           switch (result.code) {
             case "conflict":
@@ -144,10 +145,10 @@ function sensorRoutes(port: SensorControl | undefined, connecting: boolean): Hon
         return c.json({ ids: result.ids }, 201);
       },
     )
-    .get("/:id", (c) => {
+    .get("/:id", async (c) => {
       const fleet = sensors();
       const id = idParam(c.req.param("id"), "sensor id");
-      const detail = fleet.get(id);
+      const detail = await fleet.get(id);
       if (!detail) throw new ApiError(404, "not_found", `Unknown sensor: ${quote(id)}`);
       return c.json(detail);
     })
@@ -164,7 +165,7 @@ function sensorRoutes(port: SensorControl | undefined, connecting: boolean): Hon
         const id = idParam(c.req.param("id"), "sensor id");
         const parsed = parseOverheatRequest(await optionalJsonBody(c));
         if (!parsed.ok) throw new ApiError(400, "bad_request", parsed.message);
-        const result = fleet.overheat(id, parsed.request);
+        const result = await fleet.overheat(id, parsed.request);
         if (!result.ok) {
           switch (result.code) {
             case "not_found":

@@ -86,10 +86,17 @@ export function kafkaSecurity(
   };
 }
 
-/** Creates the readings and dead-letter topics if they do not exist yet. */
+/** A topic the program needs, with the configs it is created with. */
+export interface TopicSpec {
+  readonly topic: string;
+  readonly numPartitions: number;
+  readonly configEntries?: readonly { readonly name: string; readonly value: string }[];
+}
+
+/** Creates the topics that do not exist yet. */
 export async function ensureTopics(
   kafka: Kafka,
-  topics: readonly { readonly topic: string; readonly numPartitions: number }[],
+  topics: readonly TopicSpec[],
 ): Promise<string[]> {
   const admin = kafka.admin();
   await admin.connect();
@@ -98,7 +105,11 @@ export async function ensureTopics(
     const missing = topics.filter((t) => !existing.has(t.topic));
     if (missing.length > 0) {
       await admin.createTopics({
-        topics: missing.map((t) => ({ topic: t.topic, numPartitions: t.numPartitions })),
+        topics: missing.map((t) => ({
+          topic: t.topic,
+          numPartitions: t.numPartitions,
+          ...(t.configEntries ? { configEntries: [...t.configEntries] } : {}),
+        })),
         waitForLeaders: true,
       });
     }

@@ -13,6 +13,7 @@ import { KafkaReadingProducer } from "./kafka_producer.ts";
 import { KafkaDeadLetterSink, KafkaReadingSource } from "./kafka_consumer.ts";
 import { createKafka, ensureTopics, kafkaSecurity } from "./kafka_client.ts";
 import { MemoryTransport } from "./memory_transport.ts";
+import { FLEET_TOPIC_CONFIGS, fleetTopics } from "./kafka_fleet.ts";
 import { redactUrl } from "./probe.ts";
 import type { DeviceStore, SeqLookup } from "../actors/device_store.ts";
 import type { Logger } from "../actors/logger.ts";
@@ -72,6 +73,35 @@ export async function openTransport(config: Config, logger: Logger): Promise<Tra
     topicsCreated: created,
   });
   return kafkaTransport(kafka, config, logger);
+}
+
+/**
+ * Kafka mode: a client for the shared fleet (every role drives it through the
+ * API), with its registry, status and commands topics created if missing.
+ */
+export async function openFleetKafka(config: Config, logger: Logger): Promise<Kafka> {
+  if (!config.kafkaBrokers) throw new Error("The shared fleet needs KAFKA_BROKERS");
+  const kafka = createKafka({
+    brokers: config.kafkaBrokers,
+    clientId: config.kafkaClientId,
+    logger,
+    ...kafkaSecurity(config, (path) => Deno.readTextFileSync(path)),
+  });
+  const topics = fleetTopics(config.kafkaSensorsTopic);
+  await ensureTopics(kafka, [
+    {
+      topic: topics.registry,
+      numPartitions: config.kafkaPartitions,
+      configEntries: FLEET_TOPIC_CONFIGS.registry,
+    },
+    { topic: topics.status, numPartitions: 1, configEntries: FLEET_TOPIC_CONFIGS.status },
+    {
+      topic: topics.commands,
+      numPartitions: config.kafkaPartitions,
+      configEntries: FLEET_TOPIC_CONFIGS.commands,
+    },
+  ]);
+  return kafka;
 }
 
 function kafkaTransport(kafka: Kafka, config: Config, logger: Logger): Transport {

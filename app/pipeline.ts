@@ -18,12 +18,16 @@ import type { AlarmRule } from "../domain/hysteresis.ts";
 import { openStoreRole } from "./store_role.ts";
 import { startProcessors } from "./processors_role.ts";
 import { startSensors } from "./sensors_role.ts";
+import { startFleet } from "./fleet_role.ts";
+import type { SensorControl } from "../actors/sensor_control.ts";
 
 export interface Parts {
   readonly store?: Store;
   readonly transport?: Transport;
   readonly source?: ReadingSource;
   readonly fleet?: SensorFleet;
+  /** The fleet as the HTTP API drives it: the registry plus the sensors this process runs. */
+  readonly control?: SensorControl;
   readonly producer?: Producer;
   readonly processors?: ProcessorSupervisor;
   readonly writer?: StoreWriter;
@@ -81,6 +85,15 @@ export async function connect(config: Config, deps: ConnectDeps): Promise<Pipeli
       }),
     );
     parts = { ...parts, fleet: sensors.fleet, producer: sensors.producer };
+  }
+  // Kafka: every role drives the shared fleet; embedded: only the process that runs it.
+  if (parts.fleet || config.kafkaBrokers) {
+    // Released before the sensors role: a Kafka member stops the sensors, then leaves its group.
+    const fleet = release(
+      "fleet",
+      await startFleet(parts.fleet, { config, rule, logger, onFatal }),
+    );
+    parts = { ...parts, control: fleet.control };
   }
   const started = stack.move();
   return { parts, [Symbol.asyncDispose]: () => started.disposeAsync() };

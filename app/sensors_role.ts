@@ -1,5 +1,6 @@
 /**
  * The sensors role: the sensor fleet producing readings to the transport.
+ * Which sensors it runs is the fleet registry's business (`fleet_role.ts`).
  * Disposing it stops the sensors, then flushes and closes the producer.
  *
  * Kept narrow on purpose: what the fleet is seeded with (the store's last
@@ -21,14 +22,14 @@ export interface SensorsRole extends AsyncDisposable {
 }
 
 export interface SensorsRoleOptions {
-  readonly config: Pick<Config, "maxSensors" | "intervalMs" | "seed" | "sensors" | "sensorProfile">;
+  readonly config: Pick<Config, "maxSensors" | "intervalMs" | "seed">;
   readonly rule: AlarmRule;
   readonly logger: Logger;
   /** Called once a removed sensor has stopped. */
   readonly onRemoved?: (id: string) => void;
 }
 
-/** Connects the producer and starts the configured sensors. */
+/** Connects the producer and makes the (empty) fleet ready to run sensors. */
 export async function startSensors(
   ports: { readonly transport: Transport; readonly seqs?: SeqLookup },
   options: SensorsRoleOptions,
@@ -50,16 +51,9 @@ export async function startSensors(
       defaults: { intervalMs: config.intervalMs, rule, seed: config.seed },
       ...(seqs ? { lastSeqs: await seqs.lastSeqs() } : {}),
       ...(onRemoved ? { onRemoved } : {}),
+      owner: { host: Deno.hostname(), pid: Deno.pid },
     }),
   );
-  if (config.sensors > 0) {
-    fleet.add({
-      kind: "batch",
-      count: config.sensors,
-      idPrefix: undefined,
-      template: { profile: config.sensorProfile },
-    });
-  }
   const started = stack.move();
   return { fleet, producer, [Symbol.asyncDispose]: () => started.disposeAsync() };
 }

@@ -75,10 +75,13 @@ export function start(config: Config, options: StartOptions = {}): App {
       info: { role: config.role, version: VERSION, mode },
       logger,
       metrics,
-      ...(connected?.fleet ? { sensors: connected.fleet } : {}),
+      ...(connected?.control ? { sensors: connected.control } : {}),
       ...(connected?.store ? { queries: connected.store } : {}),
       ...(connected ? {} : {
-        connecting: { sensors: runsSensors, store: config.role !== "sensors" },
+        connecting: {
+          sensors: runsSensors || config.kafkaBrokers !== undefined,
+          store: config.role !== "sensors",
+        },
       }),
       ...(config.apiToken ? { apiToken: config.apiToken } : {}),
       rateLimit: { perMinute: config.rateLimitPerMinute },

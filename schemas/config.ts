@@ -30,6 +30,12 @@ export interface Config {
   readonly kafkaDlqTopic: string;
   readonly kafkaPartitions: number;
   readonly kafkaGroup: string;
+  /** The compacted fleet registry topic (sensor id → spec). */
+  readonly kafkaSensorsTopic: string;
+  /** The consumer group of the sensors processes on the registry. */
+  readonly kafkaSensorsGroup: string;
+  /** How long the sensors group waits for a silent process before moving its sensors. */
+  readonly kafkaSensorsSessionTimeoutMs: number;
   readonly kafkaClientId: string;
   /** The consumer gives up (and the process exits 1) after this long without a broker answer. */
   readonly kafkaGiveUpMs: number;
@@ -171,6 +177,31 @@ export const SETTINGS: readonly Setting[] = [
     kind: { type: "string" },
     default: "iot-processors",
     help: "Consumer group of the processors",
+  },
+  {
+    key: "kafkaSensorsTopic",
+    flag: "kafka-sensors-topic",
+    env: "KAFKA_SENSORS_TOPIC",
+    kind: { type: "string", pattern: TOPIC, patternHint: "letters, digits, '.', '_' or '-'" },
+    default: undefined,
+    help:
+      "Compacted fleet registry topic; <it>.status and <it>.commands go with it (default: <topic>.sensors)",
+  },
+  {
+    key: "kafkaSensorsGroup",
+    flag: "kafka-sensors-group",
+    env: "KAFKA_SENSORS_GROUP",
+    kind: { type: "string" },
+    default: undefined,
+    help: "Consumer group of the sensors processes on the registry (default: <group>-sensors)",
+  },
+  {
+    key: "kafkaSensorsSessionTimeoutMs",
+    flag: "kafka-sensors-session-timeout-ms",
+    env: "KAFKA_SENSORS_SESSION_TIMEOUT_MS",
+    kind: { type: "int", min: 6000, max: 300_000 },
+    default: "10000",
+    help: "A sensors process silent this long loses its sensors to the others",
   },
   {
     key: "kafkaGiveUpMs",
@@ -419,6 +450,8 @@ export function parseConfig(
   }
   if (errors.length === 0) {
     out.kafkaDlqTopic ??= `${out.kafkaTopic}.dlq`;
+    out.kafkaSensorsTopic ??= `${out.kafkaTopic}.sensors`;
+    out.kafkaSensorsGroup ??= `${out.kafkaGroup}-sensors`;
     if ((out.alarmLow as number) >= (out.alarmHigh as number)) {
       errors.push(
         `Invalid alarm thresholds: low (${out.alarmLow}) must be below high (${out.alarmHigh})`,
@@ -427,6 +460,11 @@ export function parseConfig(
     if ((out.sensors as number) > (out.maxSensors as number)) {
       errors.push(
         `Invalid fleet size: ${out.sensors} sensors exceeds the cap of ${out.maxSensors}`,
+      );
+    }
+    if ([out.kafkaTopic, out.kafkaDlqTopic].includes(out.kafkaSensorsTopic)) {
+      errors.push(
+        "Invalid fleet registry topic: it must differ from the readings and dead-letter topics",
       );
     }
     if (out.kafkaDlqTopic === out.kafkaTopic) {

@@ -228,3 +228,38 @@ Deno.test("parseConfig() never echoes the Kafka password, even when it is invali
   assert.deepEqual(result.errors, ["Invalid KAFKA_PASSWORD must not be empty"]);
   assert.ok(SETTINGS.find((s) => s.key === "kafkaPassword")?.secret);
 });
+
+Deno.test("parseConfig() derives the fleet registry topic and group from the readings topic and group", () => {
+  const result = parseConfig([], { KAFKA_TOPIC: "plant.readings", KAFKA_GROUP: "plant" });
+  assert.ok(result.ok);
+  assert.equal(result.config.kafkaSensorsTopic, "plant.readings.sensors");
+  assert.equal(result.config.kafkaSensorsGroup, "plant-sensors");
+  assert.equal(result.config.kafkaSensorsSessionTimeoutMs, 10_000);
+  const set = parseConfig(["--kafka-sensors-topic", "fleet"], {
+    KAFKA_SENSORS_GROUP: "runners",
+    KAFKA_SENSORS_SESSION_TIMEOUT_MS: "6000",
+  });
+  assert.ok(set.ok);
+  assert.equal(set.config.kafkaSensorsTopic, "fleet");
+  assert.equal(set.config.kafkaSensorsGroup, "runners");
+  assert.equal(set.config.kafkaSensorsSessionTimeoutMs, 6000);
+});
+
+Deno.test("parseConfig() refuses a registry topic equal to the readings topic and a session timeout the broker refuses", () => {
+  const result = parseConfig([], {
+    KAFKA_TOPIC: "same",
+    KAFKA_SENSORS_TOPIC: "same",
+    KAFKA_SENSORS_SESSION_TIMEOUT_MS: "1000",
+  });
+  assert.equal(result.ok, false);
+  assert.ok(!result.ok && !result.help);
+  assert.ok(
+    result.errors.some((e) => e.includes("KAFKA_SENSORS_SESSION_TIMEOUT_MS")),
+    result.errors.join("; "),
+  );
+  const topic = parseConfig([], { KAFKA_TOPIC: "same", KAFKA_SENSORS_TOPIC: "same" });
+  assert.ok(!topic.ok && !topic.help);
+  assert.deepEqual(topic.errors, [
+    "Invalid fleet registry topic: it must differ from the readings and dead-letter topics",
+  ]);
+});

@@ -66,6 +66,8 @@ class FakeFleet implements SensorControl {
         seq: 0,
         status: "running",
         thresholds: DEFAULT_RULE,
+        owner: { host: "test-host", pid: 1 },
+        emitting: true,
         lastReading: null,
       });
     }

@@ -191,10 +191,13 @@ async function restartMidStream(mode: Mode, env: Awaited<ReturnType<typeof testE
       () => (first.parts.processors?.stats.readings ?? 0) >= 45 ? true : undefined,
     );
   }
-  // The same sensors again: their seq continues where the store left off.
+  // The fleet registry brings the same sensors back; their seq continues where the store left off.
   await using second = await startApp(env);
-  const res = await post(`${second.url}/sensors`, sensors);
-  assert.deepEqual((await res.json()).ids, ids, `${mode.name}: same ids`);
+  const listed = await eventually("the sensors recreated", async () => {
+    const body = await (await fetch(`${second.url}/sensors`)).json();
+    return body.total === ids.length ? body.sensors.map((s: { id: string }) => s.id) : undefined;
+  });
+  assert.deepEqual(listed, ids, `${mode.name}: same ids`);
   for (const id of ids) {
     const last = await eventually(`${id} completes and is stored`, async () => {
       const sensor = second.parts.fleet!.get(id);

@@ -127,7 +127,7 @@ Deno.test("SensorFleet.list() pages through the sensors in start order", async (
 });
 
 Deno.test("SensorFleet.list() describes each sensor with its resolved settings", async () => {
-  await using f = fleet({ lastSeqs: new Map([["b", 9]]) });
+  await using f = fleet({ lastSeqs: new Map([["b", 9]]), owner: { host: "h", pid: 7 } });
   idsOf(f.add(one("a", { profile: "overheat", intervalMs: 50, thresholds: { high: 90 } })));
   idsOf(f.add(one("b")));
   const [a, b] = f.list(0, 10);
@@ -138,6 +138,8 @@ Deno.test("SensorFleet.list() describes each sensor with its resolved settings",
     seq: 0,
     status: "running",
     thresholds: { ...DEFAULT_RULE, high: 90 },
+    owner: { host: "h", pid: 7 },
+    emitting: true,
   });
   assert.equal(b?.profile, "normal");
   assert.equal(b?.intervalMs, 5);
@@ -306,4 +308,44 @@ Deno.test("SensorFleet.overheat() refuses a sensor whose script has completed", 
   const result = f.overheat("s", { readings: 1, temperature: undefined });
   assert.equal(result.ok, false);
   if (!result.ok) assert.equal(result.code, "not_running");
+});
+
+Deno.test("SensorFleet.start() runs a spec once, restarts it when the spec changed", async () => {
+  await using f = fleet();
+  const spec = {
+    id: "r",
+    profile: "normal" as const,
+    intervalMs: 5,
+    seed: 3,
+    location: { lat: 1, lon: 2 },
+    rule: DEFAULT_RULE,
+    customRule: false,
+  };
+  assert.equal(await f.start(spec), "started");
+  assert.equal(await f.start({ ...spec, location: { lat: 1, lon: 2 } }), "unchanged");
+  await until("a reading", () => f.sink.readings.length > 0);
+  assert.equal(await f.start({ ...spec, intervalMs: 50 }), "restarted");
+  assert.equal(f.size, 1);
+  assert.equal(f.list(0, 1)[0]?.intervalMs, 50);
+  assert.equal(f.list(0, 1)[0]?.status, "running");
+});
+
+Deno.test("SensorFleet.start() of a sensor being removed starts it again once it is gone", async () => {
+  await using f = fleet();
+  const spec = {
+    id: "r",
+    profile: "normal" as const,
+    intervalMs: 5,
+    seed: 3,
+    location: { lat: 1, lon: 2 },
+    rule: DEFAULT_RULE,
+    customRule: false,
+  };
+  await f.start(spec);
+  const removing = f.remove("r");
+  const again = f.start(spec);
+  assert.equal(await removing, true);
+  assert.equal(await again, "started");
+  assert.equal(f.has("r"), true);
+  assert.equal(f.list(0, 1)[0]?.status, "running");
 });

@@ -49,8 +49,11 @@ export async function testEnv(prefix: string, mode: Mode = KAFKA_MONGO): Promise
       if (mode.kafka) {
         const admin = testKafka().admin();
         await admin.connect();
-        await admin.deleteTopics({ topics: [env.topic, `${env.topic}.dlq`] }).catch(() => {});
-        await admin.deleteGroups([env.group]).catch(() => {});
+        const fleet = `${env.topic}.sensors`;
+        await admin.deleteTopics({
+          topics: [env.topic, `${env.topic}.dlq`, fleet, `${fleet}.status`, `${fleet}.commands`],
+        }).catch(() => {});
+        await admin.deleteGroups([env.group, `${env.group}-sensors`]).catch(() => {});
         await admin.disconnect();
       }
       if (mode.mongo) {

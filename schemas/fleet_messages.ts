@@ -1,0 +1,68 @@
+/**
+ * The two small Kafka wire formats of a distributed fleet besides the registry
+ * record (`sensor_spec.ts`):
+ *
+ * - a command to the process that runs a sensor, on the commands topic
+ *   (key = sensor id; every sensors process reads it from the latest offset):
+ *     {"type":"overheat","id":"boiler-1","readings":10,"temperature":90}
+ * - the status a sensors process publishes periodically on the compacted
+ *   status topic (key = its instance id; a null value when it stops):
+ *     {"instance":"…","member":"…","host":"h","pid":42,"partitions":[0,3],
+ *      "running":120,"sensors":121,"at":"2026-11-30T10:00:00.000Z"}
+ *
+ * @module
+ */
+import { z } from "zod";
+import { describeIssues, DeviceIdSchema, TemperatureSchema } from "./reading.ts";
+import { OVERHEAT_READINGS } from "./overheat_request.ts";
+
+export const SensorCommandSchema = z.discriminatedUnion("type", [
+  z.object({
+    type: z.literal("overheat"),
+    id: DeviceIdSchema,
+    readings: z.int().min(OVERHEAT_READINGS.min).max(OVERHEAT_READINGS.max),
+    temperature: TemperatureSchema,
+  }),
+]);
+export type SensorCommand = z.infer<typeof SensorCommandSchema>;
+
+export const FleetStatusSchema = z.object({
+  instance: z.string().min(1).max(200),
+  member: z.string().max(300),
+  host: z.string().max(300),
+  pid: z.int().min(0),
+  /** Registry partitions this process owns and has caught up with (its sensors run). */
+  partitions: z.array(z.int().min(0)),
+  running: z.int().min(0),
+  sensors: z.int().min(0),
+  at: z.iso.datetime({ offset: true }),
+});
+export type FleetStatus = z.infer<typeof FleetStatusSchema>;
+
+export type Decoded<T> = { readonly ok: true; readonly value: T } | {
+  readonly ok: false;
+  readonly reason: string;
+};
+
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+function decodeWith<T>(schema: z.ZodType<T>, value: Uint8Array): Decoded<T> {
+  let json: unknown;
+  try {
+    json = JSON.parse(decoder.decode(value));
+  } catch (err) {
+    return { ok: false, reason: `invalid JSON: ${(err as Error).message}` };
+  }
+  const result = schema.safeParse(json);
+  return result.success
+    ? { ok: true, value: result.data }
+    : { ok: false, reason: describeIssues(result.error) };
+}
+
+export function decodeCommand(value: Uint8Array): Decoded<SensorCommand> {
+  return decodeWith(SensorCommandSchema, value);
+}
+
+export function decodeStatus(value: Uint8Array): Decoded<FleetStatus> {
+  return decodeWith(FleetStatusSchema, value);
+}

@@ -1,0 +1,77 @@
+/**
+ * The fleet registry's record: one sensor as it should run — its id, profile
+ * and every setting resolved (defaults filled in), so any process recreates
+ * exactly the same sensor from it. Defined once: the Deno KV registry stores
+ * it, and in Kafka mode it is the value of the compacted registry topic
+ * (key = sensor id, a null value removes the sensor).
+ *
+ *   key   = "boiler-1"
+ *   value = {"id":"boiler-1","profile":"normal","intervalMs":3000,"seed":1234,
+ *            "location":{"lat":48.85,"lon":2.35},
+ *            "rule":{"high":80,"low":70,"raiseAfter":2,"clearAfter":2},"customRule":false}
+ *
+ * @module
+ */
+import { isDeepStrictEqual } from "node:util";
+import { z } from "zod";
+import {
+  describeIssues,
+  DeviceIdSchema,
+  HumiditySchema,
+  LocationSchema,
+  RuleSchema,
+  TemperatureSchema,
+} from "./reading.ts";
+import { INTERVAL_RANGE, MAX_SCRIPT_LENGTH, SENSOR_REQUEST_PROFILES } from "./sensor_request.ts";
+
+// Not strict: a newer writer may add fields, and this reader ignores them.
+export const SensorSpecSchema = z.object({
+  id: DeviceIdSchema,
+  profile: z.enum(SENSOR_REQUEST_PROFILES),
+  intervalMs: z.int().min(INTERVAL_RANGE.min).max(INTERVAL_RANGE.max),
+  seed: z.int().min(0).max(0xffff_ffff),
+  location: LocationSchema,
+  rule: RuleSchema,
+  /** True when the sensor has its own thresholds: they then travel in every reading. */
+  customRule: z.boolean(),
+  temperatures: z.array(TemperatureSchema).min(1).max(MAX_SCRIPT_LENGTH).optional(),
+  humidity: z.array(HumiditySchema).min(1).max(MAX_SCRIPT_LENGTH).optional(),
+});
+
+/** Everything that defines a sensor, defaults already filled in. */
+export type SensorSpec = z.infer<typeof SensorSpecSchema>;
+
+export type SpecResult =
+  | { readonly ok: true; readonly spec: SensorSpec }
+  | { readonly ok: false; readonly reason: string };
+
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** Validates a stored or received spec. Never throws: a bad record is data with a reason. */
+export function parseSpec(value: unknown): SpecResult {
+  const result = SensorSpecSchema.safeParse(value);
+  return result.success
+    ? { ok: true, spec: result.data }
+    : { ok: false, reason: describeIssues(result.error) };
+}
+
+/** Decodes a registry record's value (UTF-8 JSON). */
+export function decodeSpec(value: Uint8Array): SpecResult {
+  let json: unknown;
+  try {
+    json = JSON.parse(decoder.decode(value));
+  } catch (err) {
+    return { ok: false, reason: `invalid JSON: ${(err as Error).message}` };
+  }
+  return parseSpec(json);
+}
+
+/** The registry record's value for a spec (the key is `spec.id`). */
+export function encodeSpec(spec: SensorSpec): string {
+  return JSON.stringify(spec);
+}
+
+/** True when two specs would run the same sensor (a re-put of an equal spec changes nothing). */
+export function sameSpec(a: SensorSpec, b: SensorSpec): boolean {
+  return isDeepStrictEqual(a, b);
+}
