@@ -324,6 +324,8 @@ async function runEmbedded(scenario: SensorScenario, s: LoadSettings): Promise<S
     env: { ...embeddedEnv(Deno.env.toObject()), KV_PATH: kvPath, CHECKPOINT_MS: "500" },
     log,
     writable: dir,
+    // Conflicts may be logged below warn; the log is the only place embedded mode reports them.
+    logLevel: "info",
   });
   const { events, t0, note } = eventLog(scenario.id);
   const snapshots: Snapshot[] = [];
