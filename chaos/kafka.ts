@@ -7,8 +7,16 @@
  *
  * @module
  */
-import { Kafka, type KafkaMessage, logLevel } from "kafkajs";
+import { Kafka, type KafkaMessage, logLevel, Partitioners } from "kafkajs";
 import { BROKERS, sleep } from "./processes.ts";
+
+export type { Kafka };
+
+/** A record to produce: the device id as key, so a device's readings keep their order. */
+export interface Message {
+  readonly key: string;
+  readonly value: string;
+}
 
 export function chaosKafka(): Kafka {
   return new Kafka({
@@ -39,6 +47,11 @@ export async function retrying<T>(
       await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)));
     }
   }
+}
+
+/** A producer of the harness's own records, partitioned like the app's (by key). */
+export function harnessProducer(kafka: Kafka) {
+  return kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
 }
 
 type Admin = ReturnType<Kafka["admin"]>;

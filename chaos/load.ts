@@ -5,8 +5,8 @@
  *
  * @module
  */
-import { type Kafka, type Message, Partitioners } from "kafkajs";
 import { encodeReading } from "../schemas/reading.ts";
+import { harnessProducer, type Kafka, type Message } from "./kafka.ts";
 import { AppProcess, sleep } from "./processes.ts";
 
 /** A temperature cycle that crosses the default alarm band both ways. */
@@ -41,7 +41,7 @@ export async function produce(
   ledger: Ledger,
   onProgress: (fraction: number) => void,
 ): Promise<void> {
-  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  const producer = harnessProducer(kafka);
   await producer.connect();
   const ids = Array.from({ length: s.devices }, (_, i) => `chaos-${String(i).padStart(4, "0")}`);
   const perTick = Math.max(1, Math.round(s.rate / 10));
@@ -157,7 +157,7 @@ export async function injectBadRecords(
   ledger: Ledger,
   note: (event: string) => void,
 ): Promise<void> {
-  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  const producer = harnessProducer(kafka);
   await producer.connect();
   const acked = [...ledger].filter(([, seq]) => seq > 2).slice(0, 10);
   const messages: Message[] = [

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Kafka } from "kafkajs";
+import type { Kafka } from "./kafka.ts";
 import { injectBadRecords, type Ledger } from "./load.ts";
 import { type AppProcess, killService, outage, sleep, stack } from "./processes.ts";
 
