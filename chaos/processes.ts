@@ -166,16 +166,26 @@ export class AppProcess {
 
 type Service = "kafka" | "ferretdb";
 
-const stackPort = (name: string, fallback: number) => Number(Deno.env.get(name) || fallback);
+/**
+ * Whether `brokers` and `mongoUrl` are the addresses `stack/stack.ts` serves with the
+ * STACK_KAFKA_PORT / STACK_MONGO_PORT settings of `env` (defaults 9092 and 27017).
+ */
+export function isStackAddress(
+  brokers: string,
+  mongoUrl: string,
+  env: Readonly<Record<string, string | undefined>>,
+): boolean {
+  const port = (name: string, fallback: number) => Number(env[name] || fallback);
+  return brokers === `127.0.0.1:${port("STACK_KAFKA_PORT", 9092)}` &&
+    mongoUrl.replace(/\/?$/, "/") === `mongodb://127.0.0.1:${port("STACK_MONGO_PORT", 27017)}/`;
+}
 
 /**
  * Whether KAFKA_BROKERS and MONGO_URL are the stack that `stack/stack.ts` runs from STACK_DIR
  * with the STACK_*_PORT settings — the only services a scenario may stop and start.
  */
 export async function ownsStack(): Promise<boolean> {
-  const kafka = `127.0.0.1:${stackPort("STACK_KAFKA_PORT", 9092)}`;
-  const mongo = `mongodb://127.0.0.1:${stackPort("STACK_MONGO_PORT", 27017)}/`;
-  if (BROKERS !== kafka || MONGO_URL.replace(/\/?$/, "/") !== mongo) return false;
+  if (!isStackAddress(BROKERS, MONGO_URL, Deno.env.toObject())) return false;
   for (const service of ["kafka", "ferretdb"] as const) {
     try {
       await Deno.stat(pidFile(service));
