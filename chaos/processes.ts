@@ -186,14 +186,14 @@ export function isStackAddress(
  */
 export async function ownsStack(): Promise<boolean> {
   if (!isStackAddress(BROKERS, MONGO_URL, Deno.env.toObject())) return false;
-  for (const service of ["kafka", "ferretdb"] as const) {
-    try {
-      await Deno.stat(pidFile(service));
-    } catch {
-      return false;
-    }
+  try {
+    await Promise.all([Deno.stat(pidFile("kafka")), Deno.stat(pidFile("ferretdb"))]);
+    // The broker this STACK_DIR last started must be the one at KAFKA_BROKERS.
+    const props = await Deno.readTextFile(join(STACK_DIR, "kafka", "server.properties"));
+    return props.includes(`advertised.listeners=PLAINTEXT://${BROKERS}\n`);
+  } catch {
+    return false;
   }
-  return true;
 }
 
 function pidFile(service: Service): string {
