@@ -8,7 +8,7 @@
  * @module
  */
 import { Kafka, type KafkaMessage, logLevel, Partitioners } from "kafkajs";
-import { BROKERS, sleep } from "./processes.ts";
+import { services, sleep } from "./processes.ts";
 
 export type { Kafka };
 
@@ -21,7 +21,7 @@ export interface Message {
 export function chaosKafka(): Kafka {
   return new Kafka({
     clientId: "chaos",
-    brokers: BROKERS.split(","),
+    brokers: services().brokers.split(","),
     logLevel: logLevel.NOTHING,
     retry: { retries: 3 },
   });

@@ -10,11 +10,19 @@ import { fileURLToPath } from "node:url";
 
 /** The checkout the harness runs from; the app is spawned from here. */
 export const ROOT = fileURLToPath(new URL("../", import.meta.url));
-/** Where `stack/stack.ts` keeps its state (STACK_DIR, as the stack script reads it). */
-export const STACK_DIR = Deno.env.get("STACK_DIR") ?? join(ROOT, ".stack");
-export const LOG_DIR = join(STACK_DIR, "logs");
-export const BROKERS = Deno.env.get("KAFKA_BROKERS") || "127.0.0.1:9092";
-export const MONGO_URL = Deno.env.get("MONGO_URL") || "mongodb://127.0.0.1:27017/";
+/**
+ * The services a run uses (KAFKA_BROKERS, MONGO_URL; the local stack by default) and where
+ * `stack/stack.ts` keeps its state and the run its logs (STACK_DIR, as the stack script reads it).
+ */
+export function services() {
+  const stackDir = Deno.env.get("STACK_DIR") ?? join(ROOT, ".stack");
+  return {
+    brokers: Deno.env.get("KAFKA_BROKERS") || "127.0.0.1:9092",
+    mongoUrl: Deno.env.get("MONGO_URL") || "mongodb://127.0.0.1:27017/",
+    stackDir,
+    logDir: join(stackDir, "logs"),
+  };
+}
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -185,19 +193,20 @@ export function isStackAddress(
  * with the STACK_*_PORT settings — the only services a scenario may stop and start.
  */
 export async function ownsStack(): Promise<boolean> {
-  if (!isStackAddress(BROKERS, MONGO_URL, Deno.env.toObject())) return false;
+  const { brokers, mongoUrl, stackDir } = services();
+  if (!isStackAddress(brokers, mongoUrl, Deno.env.toObject())) return false;
   try {
     await Promise.all([Deno.stat(pidFile("kafka")), Deno.stat(pidFile("ferretdb"))]);
     // The broker this STACK_DIR last started must be the one at KAFKA_BROKERS.
-    const props = await Deno.readTextFile(join(STACK_DIR, "kafka", "server.properties"));
-    return props.includes(`advertised.listeners=PLAINTEXT://${BROKERS}\n`);
+    const props = await Deno.readTextFile(join(stackDir, "kafka", "server.properties"));
+    return props.includes(`advertised.listeners=PLAINTEXT://${brokers}\n`);
   } catch {
     return false;
   }
 }
 
 function pidFile(service: Service): string {
-  return join(STACK_DIR, "run", `${service}.pid`);
+  return join(services().stackDir, "run", `${service}.pid`);
 }
 
 /** `stack/stack.ts up`, or `down [service]`, on the harness's own stack. */
@@ -211,7 +220,7 @@ export async function stack(command: "up" | "down", service?: Service): Promise<
     args,
     cwd: ROOT,
     clearEnv: true,
-    env: { ...env, STACK_DIR },
+    env: { ...env, STACK_DIR: services().stackDir },
     stdin: "null",
   }).output();
   if (!out.success) {

@@ -17,7 +17,7 @@ import {
   withAdmin,
 } from "./kafka.ts";
 import { type Ledger, type LoadSettings, produce, produceWithScriptedSensors } from "./load.ts";
-import { AppProcess, BROKERS, LOG_DIR, MONGO_URL, sleep } from "./processes.ts";
+import { AppProcess, services, sleep } from "./processes.ts";
 import type { RunContext, Scenario } from "./scenarios.ts";
 
 export const PARTITIONS = 6;
@@ -43,6 +43,7 @@ export function failures(r: RunResult): number {
 
 /** A run's names: topic, dead-letter topic, consumer group, database and log prefix. */
 export function runNames(scenarioId: string) {
+  const { logDir } = services();
   const id = `${scenarioId}-${Date.now().toString(36)}`;
   const topic = `chaos.${id}`;
   return {
@@ -51,7 +52,8 @@ export function runNames(scenarioId: string) {
     dlq: `${topic}.dlq`,
     group: `chaos-${id}`,
     db: `chaos_${id.replaceAll("-", "_")}`,
-    log: (name: string) => `${LOG_DIR}/chaos-${id}-${name}.log`,
+    logDir,
+    log: (name: string) => `${logDir}/chaos-${id}-${name}.log`,
   };
 }
 
@@ -74,11 +76,12 @@ export async function runScenario(scenario: Scenario, s: LoadSettings): Promise<
   const { topic } = names;
   const kafka = chaosKafka();
   await createTopics(kafka, [[topic, PARTITIONS], [names.dlq, 1]]);
-  await Deno.mkdir(LOG_DIR, { recursive: true });
+  await Deno.mkdir(names.logDir, { recursive: true });
+  const { brokers, mongoUrl } = services();
   const env = {
     ...Deno.env.toObject(),
-    KAFKA_BROKERS: BROKERS,
-    MONGO_URL,
+    KAFKA_BROKERS: brokers,
+    MONGO_URL: mongoUrl,
     KAFKA_TOPIC: topic,
     KAFKA_GROUP: names.group,
     MONGO_DB: names.db,
@@ -93,7 +96,7 @@ export async function runScenario(scenario: Scenario, s: LoadSettings): Promise<
         log: names.log(`p${i + 1}`),
       }),
   );
-  const mongo = new MongoClient(MONGO_URL, { serverSelectionTimeoutMS: 60_000 });
+  const mongo = new MongoClient(mongoUrl, { serverSelectionTimeoutMS: 60_000 });
   const db = mongo.db(names.db);
   const { events, t0, note } = eventLog(scenario.id);
   const ledger: Ledger = new Map();

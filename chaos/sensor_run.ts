@@ -33,7 +33,7 @@ import {
   topicSize,
 } from "./kafka.ts";
 import type { LoadSettings } from "./load.ts";
-import { AppProcess, BROKERS, embeddedEnv, LOG_DIR, MONGO_URL, sleep } from "./processes.ts";
+import { AppProcess, embeddedEnv, services, sleep } from "./processes.ts";
 import { eventLog, PARTITIONS, runNames } from "./run.ts";
 import type { SensorContext, SensorScenario } from "./sensor_scenarios.ts";
 
@@ -147,12 +147,13 @@ async function runKafka(scenario: SensorScenario, s: LoadSettings): Promise<Sens
   const names = runNames(scenario.id);
   const kafka = chaosKafka();
   await createTopics(kafka, [[names.topic, PARTITIONS], [names.dlq, 1]]);
-  await Deno.mkdir(LOG_DIR, { recursive: true });
+  await Deno.mkdir(names.logDir, { recursive: true });
   const fleet = fleetShape(s);
+  const { brokers, mongoUrl } = services();
   const env = {
     ...Deno.env.toObject(),
-    KAFKA_BROKERS: BROKERS,
-    MONGO_URL,
+    KAFKA_BROKERS: brokers,
+    MONGO_URL: mongoUrl,
     KAFKA_TOPIC: names.topic,
     KAFKA_GROUP: names.group,
     MONGO_DB: names.db,
@@ -160,7 +161,8 @@ async function runKafka(scenario: SensorScenario, s: LoadSettings): Promise<Sens
   };
   const app = (name: string, flags: string[]) =>
     new AppProcess(name, { flags, env, log: names.log(name.replaceAll(" ", "-")) });
-  const processors = [app("processors", ["--role", "processors"])];
+  // `--sensors 0` wherever the fleet is not meant to come from, in case a role seeds the registry.
+  const processors = [app("processors", ["--role", "processors", "--sensors", "0"])];
   const sensorFlags = scenario.fleetViaApi
     ? ["--role", "sensors", "--sensors", "0"]
     : ["--role", "sensors", "--sensors", String(fleet.devices), "--sensor-profile", PROFILE];
@@ -169,9 +171,9 @@ async function runKafka(scenario: SensorScenario, s: LoadSettings): Promise<Sens
     { length: scenario.sensorsProcesses },
     (_, i) => app(`sensors ${i + 1}`, sensorFlags),
   );
-  const api = scenario.fleetViaApi ? app("api", ["--role", "api"]) : undefined;
+  const api = scenario.fleetViaApi ? app("api", ["--role", "api", "--sensors", "0"]) : undefined;
   const everyone = [...processors, ...sensors, ...(api ? [api] : [])];
-  const mongo = new MongoClient(MONGO_URL, { serverSelectionTimeoutMS: 60_000 });
+  const mongo = new MongoClient(mongoUrl, { serverSelectionTimeoutMS: 60_000 });
   const readings = () => mongo.db(names.db).collection<ReadingDoc>("readings");
   const { events, t0, note } = eventLog(scenario.id);
   const snapshots: Snapshot[] = [];
@@ -211,11 +213,10 @@ async function runKafka(scenario: SensorScenario, s: LoadSettings): Promise<Sens
         errors,
       );
     }
-    // Stop the sensors gracefully (they flush), then let the processors store everything.
-    for (const p of sensors) {
-      const code = await p.kill("SIGTERM");
-      if (code !== 0) note(`${p.name} exited with ${code}`);
-    }
+    // Stop the sensors gracefully (they flush), all at once so no sensor moves to a process that
+    // is about to stop, then let the processors store everything.
+    const codes = await Promise.all(sensors.map((p) => p.kill("SIGTERM")));
+    codes.forEach((code, i) => code !== 0 && note(`${sensors[i]!.name} exited with ${code}`));
     await api?.kill("SIGTERM");
     const end = await topicSize(kafka, names.topic);
     const deadline = Date.now() + 240_000;
@@ -307,7 +308,7 @@ async function runEmbedded(scenario: SensorScenario, s: LoadSettings): Promise<S
   const names = runNames(scenario.id);
   const dir = await Deno.makeTempDir({ prefix: `chaos-${scenario.id}-` });
   const kvPath = join(dir, "iot.kv");
-  await Deno.mkdir(LOG_DIR, { recursive: true });
+  await Deno.mkdir(names.logDir, { recursive: true });
   const log = names.log("app");
   const fleet = fleetShape(s);
   const app = new AppProcess("the app", {
