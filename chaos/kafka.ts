@@ -8,7 +8,8 @@
  * @module
  */
 import { Kafka, type KafkaMessage, logLevel, Partitioners } from "kafkajs";
-import { services, sleep } from "./processes.ts";
+import { services } from "./processes.ts";
+import { retrying } from "./retry.ts";
 
 export type { Kafka };
 
@@ -25,28 +26,6 @@ export function chaosKafka(): Kafka {
     logLevel: logLevel.NOTHING,
     retry: { retries: 3 },
   });
-}
-
-/**
- * Runs `fn` until it succeeds or `timeoutMs` has passed, backing off between attempts; the last
- * error is rethrown with what was being done.
- */
-export async function retrying<T>(
-  what: string,
-  fn: () => Promise<T>,
-  timeoutMs = 90_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (let attempt = 0;; attempt++) {
-    try {
-      return await fn();
-    } catch (error) {
-      if (Date.now() > deadline) {
-        throw new Error(`Kafka kept failing for ${timeoutMs / 1000} s: ${what}`, { cause: error });
-      }
-      await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)));
-    }
-  }
 }
 
 /** A producer of the harness's own records, partitioned like the app's (by key). */

@@ -29,10 +29,10 @@ import {
   createTopics,
   deleteTopics,
   readTopic,
-  retrying,
   topicSize,
 } from "./kafka.ts";
 import type { LoadSettings } from "./load.ts";
+import { retrying } from "./retry.ts";
 import { AppProcess, embeddedEnv, services, sleep } from "./processes.ts";
 import { eventLog, PARTITIONS, runNames } from "./run.ts";
 import type { SensorContext, SensorScenario } from "./sensor_scenarios.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { retrying } from "../chaos/kafka.ts";
+import { retrying } from "../chaos/retry.ts";
 
 Deno.test("retrying() retries a call that fails until it succeeds", async () => {
   let calls = 0;
