@@ -65,9 +65,14 @@ export function createTopics(kafka: Kafka, topics: readonly [string, number][]):
   );
 }
 
-export async function deleteTopics(kafka: Kafka, topics: readonly string[]): Promise<void> {
-  await withAdmin(kafka, "delete topics", (a) => a.deleteTopics({ topics: [...topics] }), 10_000)
-    .catch(() => {});
+/** Deletes `topic` and every topic named after it (its dead letters, the fleet's registry topics). */
+export async function deleteTopicFamily(kafka: Kafka, topic: string): Promise<void> {
+  await withAdmin(kafka, `delete the topics of "${topic}"`, async (admin) => {
+    const topics = (await admin.listTopics()).filter((t) =>
+      t === topic || t.startsWith(`${topic}.`)
+    );
+    if (topics.length > 0) await admin.deleteTopics({ topics });
+  }, 10_000).catch(() => {});
 }
 
 /** High watermark per partition: how many records the topic holds. */

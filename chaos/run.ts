@@ -12,7 +12,7 @@ import {
   chaosKafka,
   committed,
   createTopics,
-  deleteTopics,
+  deleteTopicFamily,
   topicSize,
   withAdmin,
 } from "./kafka.ts";
@@ -207,7 +207,7 @@ export async function runScenario(scenario: Scenario, s: LoadSettings): Promise<
     await Promise.all(processors.map((p) => p.kill("SIGTERM")));
     if (passed) {
       await db.dropDatabase().catch(() => {});
-      await deleteTopics(kafka, [topic, names.dlq]);
+      await deleteTopicFamily(kafka, topic);
     } else {
       // Keep the evidence of a failed run.
       console.error(

@@ -27,7 +27,7 @@ import {
   chaosKafka,
   committed,
   createTopics,
-  deleteTopics,
+  deleteTopicFamily,
   readTopic,
   topicSize,
 } from "./kafka.ts";
@@ -276,7 +276,7 @@ async function runKafka(scenario: SensorScenario, s: LoadSettings): Promise<Sens
     await Promise.all(everyone.map((p) => p.kill("SIGTERM")));
     if (passed) {
       await mongo.db(names.db).dropDatabase().catch(() => {});
-      await deleteTopics(kafka, [names.topic, names.dlq]);
+      await deleteTopicFamily(kafka, names.topic);
     } else {
       console.error(
         `  [${scenario.id}] kept for inspection: database ${names.db}, topic ${names.topic}, ` +
