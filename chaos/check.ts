@@ -280,3 +280,33 @@ export function checkSensors(input: SensorCheckInput): SensorReport {
     conflictsReported: input.conflictsReported,
   };
 }
+
+const REFUSED = /^(conflict|late)\b/i;
+
+/** Whether a dead letter's reason says the store refused a reading (a conflict, or too late). */
+export function isRefusal(reason: string): boolean {
+  return REFUSED.test(reason);
+}
+
+/**
+ * Log lines of the app that report a refused reading: a JSON line whose `reason` starts with
+ * "conflict" or "late" or whose `msg` mentions a conflict; any other line that mentions one.
+ */
+export function refusalsLogged(log: string): number {
+  let n = 0;
+  for (const line of log.split("\n")) {
+    let entry: unknown;
+    try {
+      entry = JSON.parse(line);
+    } catch {
+      if (/conflict/i.test(line)) n++;
+      continue;
+    }
+    const { reason, msg } = (entry ?? {}) as { reason?: unknown; msg?: unknown };
+    if (
+      (typeof reason === "string" && isRefusal(reason)) ||
+      (typeof msg === "string" && /conflict/i.test(msg))
+    ) n++;
+  }
+  return n;
+}

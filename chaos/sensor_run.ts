@@ -16,7 +16,9 @@ import { decodeReading, type Reading } from "../schemas/reading.ts";
 import {
   checkSensors,
   type Content,
+  isRefusal,
   type ProducedReading,
+  refusalsLogged,
   sensorFailures,
   type SensorReport,
   type Snapshot,
@@ -250,7 +252,7 @@ async function runKafka(scenario: SensorScenario, s: LoadSettings): Promise<Sens
       produced.push({ deviceId: r.deviceId, seq: r.seq, content: readingContent(r) });
     }
     const conflicts = dlq.filter(({ message }) =>
-      /^(conflict|late)/i.test(message.headers?.["dlq.reason"]?.toString() ?? "")
+      isRefusal(message.headers?.["dlq.reason"]?.toString() ?? "")
     ).length;
     const report = checkSensors({
       produced,
@@ -264,8 +266,7 @@ async function runKafka(scenario: SensorScenario, s: LoadSettings): Promise<Sens
       scenario: scenario.id,
       report,
       deadLettered: dlq.length,
-      restarts: everyone.reduce((n, p) =>
-        n + p.restarts, 0),
+      restarts: everyone.reduce((n, p) => n + p.restarts, 0),
       durationMs: Date.now() - t0,
       events,
       errors,
@@ -365,12 +366,12 @@ async function runEmbedded(scenario: SensorScenario, s: LoadSettings): Promise<S
     const code = await app.kill("SIGTERM");
     note(`the app exited with ${code}`);
     const { readings, alerts } = await readKv(kvPath);
-    const logged = (await Deno.readTextFile(log)).split("\n").filter((l) => /conflict/i.test(l));
+
     const report = checkSensors({
       stored: readings.map(storedContent),
       snapshots,
       alerts: alerts as unknown as StoredAlert[],
-      conflictsReported: logged.length,
+      conflictsReported: refusalsLogged(await Deno.readTextFile(log)),
       rule: DEFAULT_RULE,
     });
     const result: SensorRunResult = {

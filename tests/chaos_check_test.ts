@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import {
   check,
   checkSensors,
+  isRefusal,
   type ProducedReading,
+  refusalsLogged,
   sensorFailures,
   type StoredAlert,
   type StoredContent,
@@ -167,4 +169,27 @@ Deno.test("checkSensors() counts stored readings a snapshot saw that later chang
   assert.equal(report.gaps, 1, "without a topic, gaps are the holes in the stored seqs");
   assert.equal(report.lost, 0);
   assert.ok(report.alertMismatches > 0, "the replayed rule raises alerts nobody stored");
+});
+
+Deno.test("isRefusal() knows the dead-letter reasons of a refused reading", () => {
+  assert.equal(
+    isRefusal('conflict: reading "d1" seq "4" is stored already with other content'),
+    true,
+  );
+  assert.equal(isRefusal('late: reading "d1" seq "4" is not above its last applied seq "9"'), true);
+  assert.equal(isRefusal("invalid JSON: Unexpected token"), false);
+  assert.equal(isRefusal("translated"), false);
+});
+
+Deno.test("refusalsLogged() counts the app's log lines about refused readings", () => {
+  const log = [
+    JSON.stringify({ level: "warn", msg: "record dead-lettered", reason: "conflict: seq 4" }),
+    JSON.stringify({ level: "warn", msg: "record dead-lettered", reason: "late: seq 5" }),
+    JSON.stringify({ level: "warn", msg: "record dead-lettered", reason: "invalid JSON" }),
+    JSON.stringify({ level: "error", msg: "reading conflict" }),
+    JSON.stringify({ level: "info", msg: "pipeline running" }),
+    "a plain line about a conflict",
+    "",
+  ].join("\n");
+  assert.equal(refusalsLogged(log), 4);
 });
