@@ -40,6 +40,36 @@ export interface CheckReport {
 }
 
 /**
+ * Compares one device's stored flags and alerts with the rule replayed over its stored readings
+ * (unique, sorted by seq).
+ */
+export function compareWithReplay(
+  readings: readonly StoredReading[],
+  alerts: readonly StoredAlert[],
+  rule: AlarmRule,
+): { readonly flagMismatches: number; readonly alertMismatches: number } {
+  let flagMismatches = 0, alertMismatches = 0;
+  const expected = replay(readings, rule);
+  readings.forEach((r, i) => {
+    if (r.is_critical !== expected.critical[i]) flagMismatches++;
+  });
+  const want = new Map<number, { status: "active" | "cleared"; clearedSeq?: number }>();
+  for (const t of expected.transitions) {
+    if (t.type === "raised") want.set(t.seq, { status: "active" });
+    else want.set(t.episode.raisedSeq, { status: "cleared", clearedSeq: t.seq });
+  }
+  const seenRaised = new Set<number>();
+  for (const a of alerts) {
+    const w = want.get(a.raisedSeq);
+    if (!w || seenRaised.has(a.raisedSeq) || w.status !== a.status) alertMismatches++;
+    else if (w.status === "cleared" && w.clearedSeq !== a.clearedSeq) alertMismatches++;
+    seenRaised.add(a.raisedSeq);
+  }
+  for (const raisedSeq of want.keys()) if (!seenRaised.has(raisedSeq)) alertMismatches++;
+  return { flagMismatches, alertMismatches };
+}
+
+/**
  * `acked` maps each device to the highest seq Kafka acknowledged (the load
  * generator sends seqs 1..n in order, so every seq up to it was acknowledged).
  */
@@ -79,25 +109,11 @@ export function check(
     }
     const top = unique.at(-1)?.seq ?? 0;
     gaps += top - unique.length;
-    const expected = replay(unique, rule);
-    unique.forEach((r, i) => {
-      if (r.is_critical !== expected.critical[i]) flagMismatches++;
-    });
-    const want = new Map<number, { status: "active" | "cleared"; clearedSeq?: number }>();
-    for (const t of expected.transitions) {
-      if (t.type === "raised") want.set(t.seq, { status: "active" });
-      else want.set(t.episode.raisedSeq, { status: "cleared", clearedSeq: t.seq });
-    }
     const got = alertsByDevice.get(deviceId) ?? [];
     alertsByDevice.delete(deviceId);
-    const seenRaised = new Set<number>();
-    for (const a of got) {
-      const w = want.get(a.raisedSeq);
-      if (!w || seenRaised.has(a.raisedSeq) || w.status !== a.status) alertMismatches++;
-      else if (w.status === "cleared" && w.clearedSeq !== a.clearedSeq) alertMismatches++;
-      seenRaised.add(a.raisedSeq);
-    }
-    for (const raisedSeq of want.keys()) if (!seenRaised.has(raisedSeq)) alertMismatches++;
+    const m = compareWithReplay(unique, got, rule);
+    flagMismatches += m.flagMismatches;
+    alertMismatches += m.alertMismatches;
   }
   // Alerts of devices with no stored reading at all.
   for (const list of alertsByDevice.values()) alertMismatches += list.length;
@@ -111,4 +127,186 @@ export function check(
     stored: readings.length,
     acknowledged,
   };
+}
+
+// ------------------------------------------------------- the app's sensors
+
+/** A reading's content, one comparable string: what must never change under its (deviceId, seq). */
+export type Content = string;
+
+/** One reading on the topic, in topic order (a device's readings keep their order). */
+export interface ProducedReading {
+  readonly deviceId: string;
+  readonly seq: number;
+  readonly content: Content;
+}
+
+export interface StoredContent extends StoredReading {
+  readonly content: Content;
+}
+
+/** A snapshot of the stored readings: `deviceId:seq` → content. */
+export type Snapshot = ReadonlyMap<string, Content>;
+
+export interface SensorCheckInput {
+  /** Every reading on the topic; absent in embedded mode, which has no topic to read back. */
+  readonly produced?: readonly ProducedReading[];
+  readonly stored: readonly StoredContent[];
+  /** Stored readings taken during the run (after each fault). */
+  readonly snapshots: readonly Snapshot[];
+  readonly alerts: readonly StoredAlert[];
+  /** Conflicts the app itself reported: dead letters (reason conflict/late) or logged lines. */
+  readonly conflictsReported: number;
+  readonly rule: AlarmRule;
+}
+
+export interface SensorReport {
+  /** Readings on the topic (Kafka acknowledged them), and their distinct (deviceId, seq) pairs. */
+  readonly produced: number;
+  readonly pairs: number;
+  readonly stored: number;
+  /** Pairs produced more than once with different content: a reused seq. */
+  readonly reused: number;
+  /** Pairs produced more than once with the same content: a harmless resend (not a failure). */
+  readonly resent: number;
+  /**
+   * Acknowledged but not stored: readings on the topic (distinct content per pair) the store does
+   * not hold, whether their pair has nothing stored or another reading stored under it.
+   */
+  readonly lost: number;
+  /** Stored readings whose content changed after a snapshot saw them: stored then overwritten. */
+  readonly overwritten: number;
+  /** Stored readings whose content is not the first one produced under their pair. */
+  readonly notFirst: number;
+  /** Stored readings never produced. */
+  readonly phantom: number;
+  /** Seqs skipped by the producers (allowed: counted, not a failure). */
+  readonly gaps: number;
+  readonly flagMismatches: number;
+  readonly alertMismatches: number;
+  readonly conflictsReported: number;
+}
+
+/** The counts of a {@linkcode SensorReport} that must be 0. */
+export function sensorFailures(r: SensorReport): number {
+  return r.reused + r.lost + r.overwritten + r.notFirst + r.phantom + r.flagMismatches +
+    r.alertMismatches + r.conflictsReported;
+}
+
+const pairKey = (deviceId: string, seq: number) => `${deviceId}:${seq}`;
+
+/**
+ * Checks the promise for the app's own sensors, per (deviceId, seq): produced at most once with
+ * one content, every acknowledged reading stored with that first content and never overwritten,
+ * and flags and alerts equal to the rule replayed over the stored readings.
+ */
+export function checkSensors(input: SensorCheckInput): SensorReport {
+  let reused = 0, resent = 0, lost = 0, notFirst = 0, phantom = 0, gaps = 0;
+  let flagMismatches = 0, alertMismatches = 0;
+  const stored = new Map(input.stored.map((r) => [pairKey(r.deviceId, r.seq), r]));
+  // First content per pair, and every distinct content seen under it.
+  const first = new Map<string, Content>();
+  const contents = new Map<string, Set<Content>>();
+  const counts = new Map<string, number>();
+  const maxSeq = new Map<string, number>();
+  for (const p of input.produced ?? []) {
+    const key = pairKey(p.deviceId, p.seq);
+    if (!first.has(key)) first.set(key, p.content);
+    const seen = contents.get(key) ?? new Set();
+    seen.add(p.content);
+    contents.set(key, seen);
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+    maxSeq.set(p.deviceId, Math.max(maxSeq.get(p.deviceId) ?? 0, p.seq));
+  }
+  for (const [key, seen] of contents) {
+    if (seen.size > 1) reused++;
+    else if (counts.get(key)! > 1) resent++;
+    const kept = stored.get(key)?.content;
+    for (const content of seen) if (content !== kept) lost++;
+  }
+  const pairsPerDevice = new Map<string, number>();
+  for (const key of first.keys()) {
+    const deviceId = key.slice(0, key.lastIndexOf(":"));
+    pairsPerDevice.set(deviceId, (pairsPerDevice.get(deviceId) ?? 0) + 1);
+  }
+  for (const [deviceId, max] of maxSeq) gaps += max - pairsPerDevice.get(deviceId)!;
+  if (!input.produced) {
+    // No topic (embedded mode): the holes in what was stored.
+    for (const list of Map.groupBy(input.stored, (r) => r.deviceId).values()) {
+      gaps += Math.max(...list.map((r) => r.seq)) - list.length;
+    }
+  }
+  if (input.produced) {
+    for (const [key, r] of stored) {
+      const want = first.get(key);
+      if (want === undefined) phantom++;
+      else if (want !== r.content) notFirst++;
+    }
+  }
+  const changed = new Set<string>();
+  for (const snapshot of input.snapshots) {
+    for (const [key, content] of snapshot) {
+      const now = stored.get(key);
+      // A reading that vanished was overwritten by nothing: as bad as by something else.
+      if (!now || now.content !== content) changed.add(key);
+    }
+  }
+  const overwritten = changed.size;
+  const alerts = Map.groupBy(input.alerts, (a) => a.deviceId);
+  for (const [deviceId, list] of Map.groupBy(input.stored, (r) => r.deviceId)) {
+    const m = compareWithReplay(
+      [...list].sort((a, b) => a.seq - b.seq),
+      alerts.get(deviceId) ?? [],
+      input.rule,
+    );
+    alerts.delete(deviceId);
+    flagMismatches += m.flagMismatches;
+    alertMismatches += m.alertMismatches;
+  }
+  for (const list of alerts.values()) alertMismatches += list.length;
+  return {
+    produced: input.produced?.length ?? 0,
+    pairs: first.size,
+    stored: stored.size,
+    reused,
+    resent,
+    lost,
+    overwritten,
+    notFirst,
+    phantom,
+    gaps,
+    flagMismatches,
+    alertMismatches,
+    conflictsReported: input.conflictsReported,
+  };
+}
+
+const REFUSED = /^(conflict|late)\b/i;
+
+/** Whether a dead letter's reason says the store refused a reading (a conflict, or too late). */
+export function isRefusal(reason: string): boolean {
+  return REFUSED.test(reason);
+}
+
+/**
+ * Log lines of the app that report a refused reading: a JSON line whose `reason` starts with
+ * "conflict" or "late" or whose `msg` mentions a conflict; any other line that mentions one.
+ */
+export function refusalsLogged(log: string): number {
+  let n = 0;
+  for (const line of log.split("\n")) {
+    let entry: unknown;
+    try {
+      entry = JSON.parse(line);
+    } catch {
+      if (/conflict/i.test(line)) n++;
+      continue;
+    }
+    const { reason, msg } = (entry ?? {}) as { reason?: unknown; msg?: unknown };
+    if (
+      (typeof reason === "string" && isRefusal(reason)) ||
+      (typeof msg === "string" && /conflict/i.test(msg))
+    ) n++;
+  }
+  return n;
 }

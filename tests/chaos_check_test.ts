@@ -1,5 +1,15 @@
 import assert from "node:assert/strict";
-import { check, type StoredAlert, type StoredReading } from "../chaos/check.ts";
+import {
+  check,
+  checkSensors,
+  isRefusal,
+  type ProducedReading,
+  refusalsLogged,
+  sensorFailures,
+  type StoredAlert,
+  type StoredContent,
+  type StoredReading,
+} from "../chaos/check.ts";
 import { DEFAULT_RULE, replay } from "../domain/hysteresis.ts";
 
 const TEMPS = [70, 81, 82, 79, 76, 71, 69, 68, 85, 86];
@@ -56,4 +66,130 @@ Deno.test("check() counts wrong flags and missing, extra or wrong alerts", () =>
   const report = check(new Map([["d1", 10]]), readings, alerts, DEFAULT_RULE);
   assert.equal(report.flagMismatches, 1);
   assert.equal(report.alertMismatches, 3);
+});
+
+// The app's sensors: content per (deviceId, seq) on the topic, in the store and in snapshots.
+
+const content = (r: StoredReading) => `${r.ts}|${r.temperature}`;
+
+function storedContent(deviceId: string): StoredContent[] {
+  return stored(deviceId).map((r) => ({ ...r, content: content(r) }));
+}
+
+function producedFrom(readings: readonly StoredContent[]): ProducedReading[] {
+  return readings.map(({ deviceId, seq, content }) => ({ deviceId, seq, content }));
+}
+
+const snapshotOf = (readings: readonly StoredContent[]) =>
+  new Map(readings.map((r) => [`${r.deviceId}:${r.seq}`, r.content]));
+
+Deno.test("checkSensors() reports nothing wrong when each pair was produced once and stored as is", () => {
+  const store = storedContent("d1");
+  const produced = producedFrom(store);
+  const report = checkSensors({
+    // The same reading sent twice (a producer retry) is a resend, not a failure.
+    produced: [...produced, produced[3]!],
+    stored: store,
+    snapshots: [snapshotOf(store.slice(0, 5)), snapshotOf(store)],
+    alerts: ALERTS,
+    conflictsReported: 0,
+    rule: DEFAULT_RULE,
+  });
+  assert.deepEqual(report, {
+    produced: 11,
+    pairs: 10,
+    stored: 10,
+    reused: 0,
+    resent: 1,
+    lost: 0,
+    overwritten: 0,
+    notFirst: 0,
+    phantom: 0,
+    gaps: 0,
+    flagMismatches: 0,
+    alertMismatches: 0,
+    conflictsReported: 0,
+  });
+  assert.equal(sensorFailures(report), 0);
+});
+
+Deno.test("checkSensors() counts a reused seq and the acknowledged reading it cost", () => {
+  const store = storedContent("d1");
+  const produced = producedFrom(store);
+  // After a restart, seqs 4 and 5 are produced again with new content; the store kept the first.
+  const again = produced.slice(3, 5).map((p) => ({ ...p, content: `${p.content}:again` }));
+  const report = checkSensors({
+    produced: [...produced, ...again],
+    stored: store,
+    snapshots: [],
+    alerts: ALERTS,
+    conflictsReported: 2,
+    rule: DEFAULT_RULE,
+  });
+  assert.equal(report.reused, 2);
+  assert.equal(report.lost, 2, "the second readings of seqs 4 and 5 are not stored");
+  assert.equal(report.notFirst, 0);
+  assert.equal(report.conflictsReported, 2);
+  assert.equal(sensorFailures(report), 6);
+});
+
+Deno.test("checkSensors() counts stored content that is not the first produced, and phantoms", () => {
+  const store = storedContent("d1");
+  const produced = producedFrom(store);
+  const replaced = store.map((r) => r.seq === 2 ? { ...r, content: "later" } : r);
+  const report = checkSensors({
+    produced: [...produced.slice(0, 9), { ...produced[1]!, content: "later" }],
+    stored: replaced,
+    snapshots: [],
+    alerts: ALERTS,
+    conflictsReported: 0,
+    rule: DEFAULT_RULE,
+  });
+  assert.equal(report.reused, 1);
+  assert.equal(report.notFirst, 1);
+  assert.equal(report.lost, 1, "the first reading of seq 2 is not stored");
+  assert.equal(report.phantom, 1, "seq 10 is stored but was never produced");
+});
+
+Deno.test("checkSensors() counts stored readings a snapshot saw that later changed or vanished", () => {
+  const store = storedContent("d1");
+  const before = snapshotOf(store);
+  const after = store.filter((r) => r.seq !== 9).map((r) =>
+    r.seq === 2 ? { ...r, content: "overwritten" } : r
+  );
+  const report = checkSensors({
+    stored: after,
+    snapshots: [before, before],
+    alerts: [],
+    conflictsReported: 0,
+    rule: DEFAULT_RULE,
+  });
+  assert.equal(report.overwritten, 2, "each changed reading counts once, however many snapshots");
+  assert.equal(report.produced, 0, "embedded mode has no topic");
+  assert.equal(report.gaps, 1, "without a topic, gaps are the holes in the stored seqs");
+  assert.equal(report.lost, 0);
+  assert.ok(report.alertMismatches > 0, "the replayed rule raises alerts nobody stored");
+});
+
+Deno.test("isRefusal() knows the dead-letter reasons of a refused reading", () => {
+  assert.equal(
+    isRefusal('conflict: reading "d1" seq "4" is stored already with other content'),
+    true,
+  );
+  assert.equal(isRefusal('late: reading "d1" seq "4" is not above its last applied seq "9"'), true);
+  assert.equal(isRefusal("invalid JSON: Unexpected token"), false);
+  assert.equal(isRefusal("translated"), false);
+});
+
+Deno.test("refusalsLogged() counts the app's log lines about refused readings", () => {
+  const log = [
+    JSON.stringify({ level: "warn", msg: "record dead-lettered", reason: "conflict: seq 4" }),
+    JSON.stringify({ level: "warn", msg: "record dead-lettered", reason: "late: seq 5" }),
+    JSON.stringify({ level: "warn", msg: "record dead-lettered", reason: "invalid JSON" }),
+    JSON.stringify({ level: "error", msg: "reading conflict" }),
+    JSON.stringify({ level: "info", msg: "pipeline running" }),
+    "a plain line about a conflict",
+    "",
+  ].join("\n");
+  assert.equal(refusalsLogged(log), 4);
 });
