@@ -61,6 +61,10 @@ interface Entry {
   removed?: Promise<void>;
 }
 
+/** Why a fleet whose supervisor gave up refuses new sensors. */
+export const FLEET_GAVE_UP =
+  "Sensor fleet stopped: its supervisor gave up after repeated sensor failures; see /health";
+
 export class SensorFleet implements SensorControl, AsyncDisposable {
   readonly #supervisor: Supervisor;
   readonly #entries = new Map<string, Entry>();
@@ -116,6 +120,11 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
     };
   }
 
+  /** True once its supervisor gave up: the fleet runs no more sensors. */
+  get gaveUp(): boolean {
+    return this.#escalated !== undefined;
+  }
+
   /** True when the fleet has a sensor under this id (running, completed or failed). */
   has(id: string): boolean {
     return this.#entries.has(id);
@@ -123,7 +132,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
 
   /** Resolves a request into specs (see `resolveSensorRequest()`) and starts them. */
   add(request: SensorRequest): AddSensorsResult {
-    if (this.#escalated) return { ok: false, code: "unavailable", message: this.#stoppedMessage() };
+    if (this.#escalated) return { ok: false, code: "unavailable", message: FLEET_GAVE_UP };
     const resolved = resolveSensorRequest(request, {
       defaults: this.#opts.defaults,
       taken: (id) => this.#entries.has(id),
@@ -211,7 +220,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
     if (!entry || entry.removing) {
       return { ok: false, code: "not_found", message: `Unknown sensor: "${id}"` };
     }
-    if (this.#escalated) return { ok: false, code: "unavailable", message: this.#stoppedMessage() };
+    if (this.#escalated) return { ok: false, code: "unavailable", message: FLEET_GAVE_UP };
     const { high } = entry.settings.rule;
     const temperature = request.temperature ??
       Math.min(high + OVERHEAT_MARGIN, TEMPERATURE_RANGE.max);
@@ -248,10 +257,6 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
     }
     if (this.#opts.onEscalate) this.#opts.onEscalate(error);
     else this.#log.error("sensor supervisor gave up", { error: error.cause as Error });
-  }
-
-  #stoppedMessage(): string {
-    return `Sensor fleet stopped: its supervisor gave up after repeated sensor failures; see /health`;
   }
 
   #info(entry: Entry): SensorInfo {
