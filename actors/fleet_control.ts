@@ -12,7 +12,7 @@
  *
  * @module
  */
-import type { SensorFleet } from "./sensor_supervisor.ts";
+import { FLEET_GAVE_UP, type SensorFleet } from "./sensor_supervisor.ts";
 import type { FleetRegistry, RegistryView } from "./fleet_registry.ts";
 import type { Logger } from "./logger.ts";
 import { resolveSensorRequest, type SpecDefaults } from "../domain/sensor_specs.ts";
@@ -90,6 +90,8 @@ export class DurableFleet implements SensorControl {
 
   add(request: SensorRequest): Promise<AddSensorsResult> {
     return this.#serialized(async () => {
+      // The only fleet is gone and this process with it: nothing would run the new sensors.
+      if (this.#fleet.gaveUp) return { ok: false, code: "unavailable", message: FLEET_GAVE_UP };
       const resolved = resolveSensorRequest(request, {
         defaults: this.#opts.defaults,
         taken: (id) => this.#fleet.has(id),

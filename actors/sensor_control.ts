@@ -40,13 +40,18 @@ export interface SensorDetail extends SensorInfo {
 
 export type AddSensorsResult =
   | { readonly ok: true; readonly ids: readonly string[] }
-  | { readonly ok: false; readonly code: "conflict" | "cap" | "invalid"; readonly message: string };
+  | {
+    readonly ok: false;
+    /** unavailable: the fleet stopped for good (its supervisor gave up). */
+    readonly code: "conflict" | "cap" | "invalid" | "unavailable";
+    readonly message: string;
+  };
 
 export type OverheatResult =
   | { readonly ok: true; readonly readings: number; readonly temperature: number }
   | {
     readonly ok: false;
-    readonly code: "not_found" | "not_running" | "invalid";
+    readonly code: "not_found" | "not_running" | "invalid" | "unavailable";
     readonly message: string;
   };
 

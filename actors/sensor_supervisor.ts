@@ -13,7 +13,7 @@
  * @module
  */
 import { isDeepStrictEqual } from "node:util";
-import { Supervisor } from "./supervisor.ts";
+import { Supervisor, type SupervisorEscalationError } from "./supervisor.ts";
 import { Sensor, type SensorSettings } from "./sensor.ts";
 import { SharedTimer } from "./shared_timer.ts";
 import { type Reading, TEMPERATURE_RANGE } from "../schemas/reading.ts";
@@ -44,6 +44,11 @@ export interface SensorFleetOptions {
   readonly now?: () => number;
   /** Called once a removed sensor has stopped (the dashboard drops it at once). */
   readonly onRemoved?: (id: string) => void;
+  /**
+   * Called once if sensors keep failing and the fleet's supervisor gives up: every sensor is
+   * stopped and the fleet refuses new ones. Without it the fleet only logs the error.
+   */
+  readonly onEscalate?: (error: SupervisorEscalationError) => void;
 }
 
 interface Entry {
@@ -56,6 +61,10 @@ interface Entry {
   removed?: Promise<void>;
 }
 
+/** Why a fleet whose supervisor gave up refuses new sensors. */
+export const FLEET_GAVE_UP =
+  "Sensor fleet stopped: its supervisor gave up after repeated sensor failures; see /health";
+
 export class SensorFleet implements SensorControl, AsyncDisposable {
   readonly #supervisor: Supervisor;
   readonly #entries = new Map<string, Entry>();
@@ -67,6 +76,8 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   /** One timer for every sensor: per-sensor timers dominated CPU and heap at 100 000 sensors. */
   readonly #timer: SharedTimer;
   #nextNumber = 1;
+  /** Set once the supervisor gave up: the fleet is stopped for good. */
+  #escalated: SupervisorEscalationError | undefined;
   #dropped = 0;
   #emitted = 0;
 
@@ -81,8 +92,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
       // A sensor that keeps failing must not take the fleet down: many restarts, then escalate.
       intensity: { maxRestarts: 100, withinMs: 10_000 },
       onRestart: (id, error) => this.#log.warn("sensor restarted", { id, error: error as Error }),
-      onEscalate: (error) =>
-        this.#log.error("sensor supervisor gave up", { error: error.cause as Error }),
+      onEscalate: (error) => this.#escalate(error),
     });
   }
 
@@ -110,6 +120,11 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
     };
   }
 
+  /** True once its supervisor gave up: the fleet runs no more sensors. */
+  get gaveUp(): boolean {
+    return this.#escalated !== undefined;
+  }
+
   /** True when the fleet has a sensor under this id (running, completed or failed). */
   has(id: string): boolean {
     return this.#entries.has(id);
@@ -117,6 +132,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
 
   /** Resolves a request into specs (see `resolveSensorRequest()`) and starts them. */
   add(request: SensorRequest): AddSensorsResult {
+    if (this.#escalated) return { ok: false, code: "unavailable", message: FLEET_GAVE_UP };
     const resolved = resolveSensorRequest(request, {
       defaults: this.#opts.defaults,
       taken: (id) => this.#entries.has(id),
@@ -204,6 +220,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
     if (!entry || entry.removing) {
       return { ok: false, code: "not_found", message: `Unknown sensor: "${id}"` };
     }
+    if (this.#escalated) return { ok: false, code: "unavailable", message: FLEET_GAVE_UP };
     const { high } = entry.settings.rule;
     const temperature = request.temperature ??
       Math.min(high + OVERHEAT_MARGIN, TEMPERATURE_RANGE.max);
@@ -231,6 +248,15 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.stop();
+  }
+
+  #escalate(error: SupervisorEscalationError) {
+    this.#escalated = error;
+    for (const entry of this.#entries.values()) {
+      if (entry.status === "running") entry.status = "failed";
+    }
+    if (this.#opts.onEscalate) this.#opts.onEscalate(error);
+    else this.#log.error("sensor supervisor gave up", { error: error.cause as Error });
   }
 
   #info(entry: Entry): SensorInfo {

@@ -134,6 +134,8 @@ function sensorRoutes(port: SensorControl | undefined, connecting: boolean): Hon
               throw new ApiError(409, "conflict", result.message);
             case "invalid":
               throw new ApiError(400, "bad_request", result.message);
+            case "unavailable":
+              throw new ApiError(503, "unavailable", result.message);
             default:
               throw result.code satisfies never;
           }
@@ -174,6 +176,8 @@ function sensorRoutes(port: SensorControl | undefined, connecting: boolean): Hon
               throw new ApiError(409, "conflict", result.message);
             case "invalid":
               throw new ApiError(400, "bad_request", result.message);
+            case "unavailable":
+              throw new ApiError(503, "unavailable", result.message);
             default:
               throw result.code satisfies never;
           }

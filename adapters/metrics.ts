@@ -218,7 +218,6 @@ export function createMetrics(sources: () => MetricSources): Metrics {
       this.reset();
       const s = sources();
       if (s.fleet) this.inc({ supervisor: "sensors" }, s.fleet.stats.restarts);
-      if (s.processors) this.inc({ supervisor: "processors" }, s.processors.stats.restarts);
     },
   });
 

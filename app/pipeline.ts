@@ -42,12 +42,13 @@ export interface ConnectDeps {
   readonly logger: Logger;
   readonly metrics: Pick<Metrics, "readingsStored" | "raiseStored">;
   readonly live: LiveView | undefined;
-  readonly onFatal: (error: unknown) => void;
+  /** A role failed for good: `message` says which, and the process must go. */
+  readonly fail: (message: string, error: unknown) => void;
 }
 
 /** One start-up attempt: every role of this process, or (on failure) nothing left open. */
 export async function connect(config: Config, deps: ConnectDeps): Promise<Pipeline> {
-  const { logger, metrics, live, onFatal } = deps;
+  const { logger, metrics, live, fail } = deps;
   const { role } = config;
   await using stack = new AsyncDisposableStack();
   const release = <T extends AsyncDisposable>(name: string, resource: T) =>
@@ -67,11 +68,12 @@ export async function connect(config: Config, deps: ConnectDeps): Promise<Pipeli
         logger,
         metrics,
         ...(live ? { onProcessed: (outputs) => live.record(outputs) } : {}),
-        onFatal,
+        onFatal: (error) =>
+          fail("consumer stopped for good; exiting so a supervisor restarts us", error),
       }),
     );
-    parts = { ...parts, source: processors.source, processors: processors.processors };
-    parts = { ...parts, writer: processors.writer };
+    const { source, writer } = processors;
+    parts = { ...parts, source, processors: processors.processors, writer };
   }
   if ((role === "all" || role === "sensors") && transport) {
     const sensors = release(
@@ -82,6 +84,8 @@ export async function connect(config: Config, deps: ConnectDeps): Promise<Pipeli
         logger,
         // Gone from the dashboard at once, not when the live view expires it.
         ...(live ? { onRemoved: (id) => live.forget(id) } : {}),
+        onFatal: (error) =>
+          fail("sensor supervisor gave up; exiting so a supervisor restarts us", error),
       }),
     );
     parts = { ...parts, fleet: sensors.fleet, producer: sensors.producer };
@@ -91,7 +95,13 @@ export async function connect(config: Config, deps: ConnectDeps): Promise<Pipeli
     // Released before the sensors role: a Kafka member stops the sensors, then leaves its group.
     const fleet = release(
       "fleet",
-      await startFleet(parts.fleet, { config, rule, logger, onFatal }),
+      await startFleet(parts.fleet, {
+        config,
+        rule,
+        logger,
+        onFatal: (error) =>
+          fail("fleet registry stopped for good; exiting so a supervisor restarts us", error),
+      }),
     );
     parts = { ...parts, control: fleet.control };
   }

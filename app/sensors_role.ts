@@ -27,6 +27,8 @@ export interface SensorsRoleOptions {
   readonly logger: Logger;
   /** Called once a removed sensor has stopped. */
   readonly onRemoved?: (id: string) => void;
+  /** Sensors kept failing and the fleet's supervisor gave up: the process must go. */
+  readonly onFatal: (error: unknown) => void;
 }
 
 /** Connects the producer and makes the (empty) fleet ready to run sensors. */
@@ -34,7 +36,7 @@ export async function startSensors(
   ports: { readonly transport: Transport; readonly seqs?: SeqLookup },
   options: SensorsRoleOptions,
 ): Promise<SensorsRole> {
-  const { config, rule, logger, onRemoved } = options;
+  const { config, rule, logger, onRemoved, onFatal } = options;
   const { transport, seqs } = ports;
   await using stack = new AsyncDisposableStack();
   const producer = await transport.producer();
@@ -52,6 +54,7 @@ export async function startSensors(
       ...(seqs ? { lastSeqs: await seqs.lastSeqs() } : {}),
       ...(onRemoved ? { onRemoved } : {}),
       owner: { host: Deno.hostname(), pid: Deno.pid },
+      onEscalate: onFatal,
     }),
   );
   const started = stack.move();

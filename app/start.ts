@@ -113,7 +113,8 @@ export function start(config: Config, options: StartOptions = {}): App {
   /** A failure the process cannot recover from: `/health` says why, and the process exits 1. */
   const fail = (message: string, error: unknown) => {
     status = { type: "stopped", reason: error };
-    logger.error(message, { error: error as Error });
+    const cause = error instanceof Error && error.cause instanceof Error ? error.cause : undefined;
+    logger.error(message, { error: error as Error, ...(cause ? { cause } : {}) });
     void stop(1);
   };
 
@@ -123,8 +124,7 @@ export function start(config: Config, options: StartOptions = {}): App {
         logger,
         metrics,
         live,
-        onFatal: (error) =>
-          fail("consumer stopped for good; exiting so a supervisor restarts us", error),
+        fail,
       }),
     { attempts: options.connectAttempts ?? Infinity, signal: shutdown.signal, logger },
   ).then((connected) => {

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { type App, start } from "../main.ts";
 import { parseConfig } from "../schemas/config.ts";
 import { createLogger, silentLogger } from "../adapters/log.ts";
-import { requireServices } from "./fixtures.ts";
+import { eventually, requireServices } from "./fixtures.ts";
 import { EMBEDDED, KAFKA_MONGO, startApp, testConfig, testEnv } from "./test_app.ts";
 import { firstEvents, sseEvents } from "./sse.ts";
 import { until } from "./wait.ts";
@@ -90,6 +90,54 @@ Deno.test("a start-up that gives up ends with exit code 1 and says why through t
   const fatal = lines.map((l) => JSON.parse(l)).find((l) => l.msg === "cannot start");
   assert.equal(fatal?.level, "error");
   assert.equal(fatal?.error?.message, error.message);
+});
+
+Deno.test("when the sensor supervisor gives up, /health answers 503 with the reason and the app exits 1", async () => {
+  await using env = await testEnv("main-escalation", EMBEDDED);
+  await using app = await startApp(env, { SENSOR_INTERVAL_MS: "100" });
+  const { fleet, transport } = app.parts;
+  assert.ok(fleet && transport?.embedded);
+  // Hold the fleet's release, so the API can be looked at while the app winds down.
+  const windDown = Promise.withResolvers<void>();
+  const stopFleet = fleet.stop.bind(fleet);
+  fleet.stop = async () => {
+    await windDown.promise;
+    await stopFleet();
+  };
+  // The injected fault: handing a reading to the queue throws, so every sensor fails each tick.
+  transport.embedded.publish = () => {
+    throw new Error("Injected sensor failure");
+  };
+  try {
+    const add = await fetch(`${app.url}/sensors`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ count: 200, idPrefix: "doomed" }),
+    });
+    assert.equal(add.status, 201);
+    await add.body?.cancel();
+
+    const health = await eventually("/health to answer 503", async () => {
+      const res = await fetch(`${app.url}/health`);
+      const body = await res.json();
+      return res.status === 503 ? body : undefined;
+    });
+    assert.equal(health.status, "degraded");
+    assert.match(
+      health.checks.pipeline.error,
+      /^stopped: SupervisorEscalationError: Supervisor "sensors" gave up: more than 100 restarts/,
+    );
+    const refused = await fetch(`${app.url}/sensors`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ count: 1 }),
+    });
+    assert.equal(refused.status, 503);
+    assert.equal((await refused.json()).error.code, "unavailable");
+  } finally {
+    windDown.resolve();
+  }
+  assert.equal(await exitCode(app), 1);
 });
 
 Deno.test("without KAFKA_BROKERS and MONGO_URL the app runs embedded and says how to switch", async () => {

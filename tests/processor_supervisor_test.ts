@@ -17,6 +17,7 @@ import {
 } from "../schemas/documents.ts";
 import { encodeReading, type Reading } from "../schemas/reading.ts";
 import { silentLogger } from "../adapters/log.ts";
+import { FakeTimers } from "./fake_timers.ts";
 import type { DeviceStore, WriteBatch } from "../actors/device_store.ts";
 import type {
   BatchContext,
@@ -176,14 +177,19 @@ interface Harness extends AsyncDisposable {
   readonly source: FakeSource;
   readonly deadLetters: RecordingDeadLetters;
   readonly clock: ReturnType<typeof clock>;
+  /** The checkpoint and sweep timers, on `clock`. */
+  readonly timers: FakeTimers;
+  /** Advances the clock, runs the timers then due, and lets what they started settle. */
+  tick(ms: number): Promise<void>;
   /** Handles `batch` as the source does: marked processed once handled, unless stale. */
   deliver(batch: RecordBatch, ctx?: BatchContext): Promise<void>;
 }
 
 /**
- * A supervisor attached to a fake source (unless `attach` is false). The
- * checkpoint period is long enough never to elapse during a test: tests call
- * `checkpoint()` themselves. Disposing stops the supervisor and its timers.
+ * A supervisor attached to a fake source (unless `attach` is false), its
+ * timers on the manual clock: no checkpoint or sweep runs unless a test calls
+ * `tick()`; most call `checkpoint()` themselves. Disposing stops the
+ * supervisor and its timers.
  */
 function harness(
   options: {
@@ -207,6 +213,7 @@ function harness(
   const deadLetters = new RecordingDeadLetters();
   const source = new FakeSource(store.events);
   const time = clock();
+  const timers = new FakeTimers(time.now);
   const supervisor = new ProcessorSupervisor({
     store,
     writer: new StoreWriter(store),
@@ -216,6 +223,7 @@ function harness(
     checkpointMs,
     logger: silentLogger,
     now: time.now,
+    timers,
     ...(onRaiseStored ? { onRaiseStored } : {}),
     ...(options.onProcessed ? { onProcessed: options.onProcessed } : {}),
   });
@@ -226,6 +234,12 @@ function harness(
     source,
     deadLetters,
     clock: time,
+    timers,
+    async tick(ms) {
+      time.advance(ms);
+      timers.runDue();
+      await settle();
+    },
     async deliver(batch, ctx = LIVE) {
       await supervisor.handleBatch(batch, ctx);
       if (!ctx.isStale()) source.markProcessed(batch);
@@ -382,7 +396,6 @@ Deno.test("ProcessorSupervisor counts readings, duplicates, dead letters and ale
     mailboxDepth: 0,
     passivated: 0,
     processorFailures: 0,
-    restarts: 0,
     failedBatches: 0,
     checkpoints: 0,
     failedCheckpoints: 0,
@@ -564,6 +577,17 @@ Deno.test("ProcessorSupervisor.passivateIdle() releases devices idle longer than
   await h.supervisor.handleBatch(readingsBatch(series("a", [83], 3)), LIVE);
   assert.deepEqual(h.store.loads.flat(), ["a", "b", "a"]);
   assert.deepEqual(criticalOf(h.store, "a"), [false, true, true]);
+});
+
+Deno.test("ProcessorSupervisor sweeps idle devices every quarter of passivateAfterMs", async () => {
+  await using h = harness({ passivateAfterMs: 60_000 });
+  await h.deliver(readingsBatch(series("a", [81])));
+  for (let i = 0; i < 4; i++) await h.tick(15_000);
+  assert.equal(h.supervisor.stats.activeDevices, 1, "idle for 60 s, not longer");
+  await h.tick(15_000);
+  assert.equal(h.supervisor.stats.activeDevices, 0);
+  assert.equal(h.supervisor.stats.passivated, 1);
+  assert.equal(await h.supervisor.state("a"), undefined);
 });
 
 Deno.test("ProcessorSupervisor.passivateIdle() keeps a device that had a batch recently", async () => {
@@ -915,6 +939,9 @@ Deno.test("ProcessorSupervisor.attach() checkpoints periodically and stop() ends
   try {
     const batch = readingsBatch(series("a", [81]));
     await h.deliver(batch);
+    await h.tick(4);
+    assert.deepEqual(h.source.commits, [], "not due yet");
+    await h.tick(1);
     await until(() => h.source.commits.length > 0);
     assert.equal(h.store.devices.get("a")?.lastSeq, 1);
     assert.deepEqual(h.source.commits, [new Map([[0, offsetAfter(batch)]])]);
@@ -923,7 +950,8 @@ Deno.test("ProcessorSupervisor.attach() checkpoints periodically and stop() ends
     await h.supervisor.stop();
   }
   const checkpoints = h.supervisor.stats.checkpoints;
-  await settle(30);
+  assert.equal(h.timers.pending, 0, "stop() cancelled the checkpoint and sweep timers");
+  await h.tick(30);
   assert.equal(h.supervisor.stats.checkpoints, checkpoints, "no checkpoint after stop()");
   await h.supervisor.checkpoint();
   assert.equal(h.supervisor.stats.checkpoints, checkpoints, "detached by stop()");
@@ -934,11 +962,17 @@ Deno.test("ProcessorSupervisor.attach() spaces slow checkpoints so they take at 
   try {
     await h.deliver(readingsBatch(series("a", [81])));
     // The checkpoint's device write (the next store write) takes 60 ms.
-    h.store.gates.push(new Promise((resolve) => setTimeout(resolve, 60)));
+    const written = Promise.withResolvers<void>();
+    h.store.gates.push(written.promise);
+    await h.tick(5);
+    await until(() => h.store.batches.length === 2);
+    h.clock.advance(60);
+    written.resolve();
     await until(() => h.supervisor.stats.checkpoints === 1);
     // Every 5 ms would mean about 20 more by now; spaced, the next is due 180 ms after this one.
-    await settle(100);
+    await h.tick(100);
     assert.equal(h.supervisor.stats.checkpoints, 1);
+    await h.tick(80);
     await until(() => h.supervisor.stats.checkpoints === 2);
   } finally {
     await h.supervisor.stop();
@@ -954,11 +988,15 @@ Deno.test({
       h.store.failDeviceWrites = new Error("Store write failed: not primary");
       const batch = readingsBatch(series("a", [81]));
       await h.deliver(batch);
+      await h.tick(5);
+      await until(() => h.supervisor.stats.failedCheckpoints === 1);
+      await h.tick(5); // a failed checkpoint is retried after the period, not spaced out
       await until(() => h.supervisor.stats.failedCheckpoints > 1);
       assert.deepEqual(h.source.commits, []);
       assert.equal(h.supervisor.stats.pendingStates, 1);
 
       h.store.failDeviceWrites = undefined;
+      await h.tick(5);
       await until(() => h.source.commits.length > 0);
       assert.equal(h.store.devices.get("a")?.lastSeq, 1);
       assert.deepEqual(h.source.commits, [new Map([[0, offsetAfter(batch)]])]);

@@ -349,3 +349,28 @@ Deno.test("SensorFleet.start() of a sensor being removed starts it again once it
   assert.equal(f.has("r"), true);
   assert.equal(f.list(0, 1)[0]?.status, "running");
 });
+
+Deno.test("SensorFleet reports its supervisor giving up once, marks its sensors failed and refuses more", async () => {
+  const escalations: Error[] = [];
+  await using f = fleet({
+    sink: {
+      publish: () => {
+        throw new Error("Sink broken");
+      },
+    },
+    onEscalate: (error) => escalations.push(error),
+  });
+  idsOf(f.add(batch(50)));
+  await until("the supervisor to give up", () => escalations.length > 0, 5000);
+  assert.equal(escalations.length, 1);
+  assert.match(escalations[0]!.message, /^Supervisor "sensors" gave up: more than 100 restarts/);
+  assert.equal((escalations[0]!.cause as Error).message, "Sink broken");
+  assert.ok(f.list(0, 100).every((s) => s.status === "failed"));
+  const refused = f.add(one());
+  assert.equal(refused.ok, false);
+  assert.equal(!refused.ok && refused.code, "unavailable");
+  const overheat = f.overheat("sensor-0001", { readings: 3, temperature: undefined });
+  assert.equal(!overheat.ok && overheat.code, "unavailable");
+  await delay(20);
+  assert.equal(escalations.length, 1, "reported once");
+});

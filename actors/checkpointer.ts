@@ -1,0 +1,171 @@
+/**
+ * Checkpoints of the processors' device states. A state becomes eligible
+ * once it covers only stored readings; every `everyMs` the eligible states
+ * are written, and then the offsets processed before that moment are
+ * committed. A restart resumes from the committed offsets with states at
+ * least that new; replayed readings are duplicates or recomputed identically.
+ * This keeps store writes per device bounded however many readings a device
+ * sends.
+ *
+ * @module
+ */
+import type { DeviceDoc } from "../schemas/documents.ts";
+import type { DeviceStore } from "./device_store.ts";
+import type { Logger } from "./logger.ts";
+import type { ReadingSource } from "./reading_source.ts";
+import { realTimers, type ScheduledTimer, type Timers } from "./timers.ts";
+
+/**
+ * The most of the time checkpoints may take. On FerretDB a checkpoint scans
+ * the devices collection for every changed device (`_id: {$in}` is not
+ * indexed there), so with thousands of devices one takes seconds and holds
+ * the store's write lock; back to back they starved the readings' writes
+ * (bench/RESULTS.md). Spacing them out trades a longer replay after a crash
+ * for readings that keep flowing.
+ */
+const CHECKPOINT_SHARE = 0.25;
+/** However slow checkpoints get, offsets are committed at least this often (less to replay). */
+const MAX_CHECKPOINT_SPACING_MS = 30_000;
+
+export interface CheckpointerOptions {
+  /** Written directly, beside the readings' queue: a long checkpoint must not hold up readings. */
+  readonly store: Pick<DeviceStore, "write">;
+  /** Time between two checkpoints (default 1000). */
+  readonly everyMs?: number;
+  readonly logger: Logger;
+  /** Clock that measures how long a checkpoint took (default `Date.now`). */
+  readonly now?: () => number;
+  readonly timers?: Timers;
+}
+
+interface Pending {
+  readonly doc: DeviceDoc;
+  readonly partition: number;
+}
+
+export class Checkpointer {
+  readonly #opts: CheckpointerOptions;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #timers: Timers;
+  /** Latest state of each changed device whose readings are all stored, not yet checkpointed. */
+  #dirty = new Map<string, Pending>();
+  /**
+   * The states the running checkpoint is writing: until that write succeeds they are
+   * newer than the stored ones, so a device restored meanwhile starts from them.
+   */
+  #saving = new Map<string, Pending>();
+  #source: Pick<ReadingSource, "processed" | "commit"> | undefined;
+  #timer: ScheduledTimer | undefined;
+  #running: Promise<void> | undefined;
+  #checkpoints = 0;
+  #failed = 0;
+
+  constructor(options: CheckpointerOptions) {
+    this.#opts = options;
+    this.#log = options.logger;
+    this.#now = options.now ?? Date.now;
+    this.#timers = options.timers ?? realTimers;
+  }
+
+  get stats() {
+    return {
+      checkpoints: this.#checkpoints,
+      failedCheckpoints: this.#failed,
+      pendingStates: this.#dirty.size,
+    };
+  }
+
+  /** `doc` covers only stored readings: it goes into the next checkpoint. */
+  add(doc: DeviceDoc, partition: number): void {
+    this.#dirty.set(doc.deviceId, { doc, partition });
+  }
+
+  /**
+   * The state of `id` not yet stored, if any. It is newer than the stored one and just as
+   * safe: it covers only stored readings, and the offsets after it are already being fetched,
+   * so the stored state would silently skip readings.
+   */
+  unsaved(id: string): DeviceDoc | undefined {
+    return (this.#dirty.get(id) ?? this.#saving.get(id))?.doc;
+  }
+
+  /** Forgets the states of partitions this member no longer owns: their new owner resumes. */
+  keepOnly(partitions: ReadonlySet<number>): void {
+    for (const [id, d] of this.#dirty) if (!partitions.has(d.partition)) this.#dirty.delete(id);
+    for (const [id, d] of this.#saving) if (!partitions.has(d.partition)) this.#saving.delete(id);
+  }
+
+  /**
+   * Starts periodic checkpoints against `source`: every `everyMs`, or less often when
+   * checkpoints are slow, so they take at most `CHECKPOINT_SHARE` of the time.
+   */
+  attach(source: Pick<ReadingSource, "processed" | "commit">): void {
+    this.#source = source;
+    const every = this.#opts.everyMs ?? 1000;
+    const loop = (delay: number) => {
+      this.#timer = this.#timers.schedule(delay, async () => {
+        const started = this.#now();
+        const ok = await this.checkpoint().then(() => true, (error) => {
+          this.#log.warn("checkpoint failed; will retry", { error: error as Error });
+          return false;
+        });
+        const took = this.#now() - started;
+        // Only a checkpoint that worked says how long the next will take: one that hung
+        // through a store outage must not push the next far past the recovery.
+        const spaced = Math.min(took * (1 / CHECKPOINT_SHARE - 1), MAX_CHECKPOINT_SPACING_MS);
+        if (this.#source) loop(ok ? Math.max(every, spaced) : every);
+      });
+    };
+    loop(every);
+  }
+
+  /**
+   * Stores the changed device states, then commits the offsets processed
+   * before them. Both snapshots are taken in one synchronous step.
+   */
+  checkpoint(): Promise<void> {
+    const run = async () => {
+      const source = this.#source;
+      if (!source) return;
+      const offsets = source.processed();
+      const pending = this.#dirty;
+      this.#dirty = new Map();
+      if (pending.size > 0) {
+        this.#saving = pending;
+        try {
+          await this.#opts.store.write({
+            readings: [],
+            alerts: [],
+            devices: [...pending.values()].map((d) => d.doc),
+          });
+        } catch (error) {
+          // Put them back unless a newer state arrived meanwhile (a moved partition's entries
+          // were already taken out of `#saving` by keepOnly()).
+          for (const [id, d] of this.#saving) if (!this.#dirty.has(id)) this.#dirty.set(id, d);
+          this.#failed++;
+          throw error;
+        } finally {
+          this.#saving = new Map();
+        }
+      }
+      if (offsets.size > 0) await source.commit(offsets);
+      this.#checkpoints++;
+    };
+    // One checkpoint at a time; a caller arriving during one waits for a fresh one.
+    const next = (this.#running ?? Promise.resolve()).catch(() => {}).then(run);
+    this.#running = next;
+    // The caller observes the outcome; this branch only tidies up and must not reject.
+    next.catch(() => {}).finally(() => {
+      if (this.#running === next) this.#running = undefined;
+    });
+    return next;
+  }
+
+  /** Ends the periodic checkpoints (detaching the source) and waits for one in progress. */
+  async stop(): Promise<void> {
+    this.#source = undefined;
+    this.#timer?.cancel();
+    await this.#running?.catch(() => {});
+  }
+}

@@ -1,0 +1,189 @@
+/**
+ * The processors of the devices this member holds: one actor per device,
+ * spawned on first sight from the device's last safe state — not yet
+ * checkpointed, being checkpointed, or stored, newest first — and released
+ * when discarded (after a failed batch, or when their partition moved) or
+ * idle for `passivateAfterMs` (a sweep checks every quarter of that).
+ *
+ * A processor that fails is forgotten, not restarted: its next batch spawns
+ * it again from its last safe state, which is what a restart would do.
+ *
+ * @module
+ */
+import { type Actor, ask } from "./actor.ts";
+import { createProcessor, type DeviceOutput, type ProcessorMsg } from "./processor.ts";
+import { type AlarmRule, type AlarmState, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
+import { RuleSchema } from "../schemas/reading.ts";
+import type { Reading } from "../schemas/reading.ts";
+import { type DeviceDoc, restoreAlarmState } from "../schemas/documents.ts";
+import type { DeviceStore } from "./device_store.ts";
+import type { Logger } from "./logger.ts";
+import { realTimers, type ScheduledTimer, type Timers } from "./timers.ts";
+
+export interface DeviceRegistryOptions {
+  readonly store: Pick<DeviceStore, "loadDevices">;
+  /** The rule of a device without its own. */
+  readonly rule: AlarmRule;
+  /** A device's state not yet stored, preferred over the stored one. */
+  readonly unsaved: (id: string) => DeviceDoc | undefined;
+  readonly passivateAfterMs: number;
+  readonly logger: Logger;
+  readonly now: () => number;
+  readonly timers?: Timers;
+}
+
+interface Device {
+  readonly actor: Actor<ProcessorMsg>;
+  readonly partition: number;
+  lastActive: number;
+  /** Batches using this device now: it is not passivated meanwhile. */
+  busy: number;
+}
+
+export class DeviceRegistry {
+  readonly #opts: DeviceRegistryOptions;
+  readonly #log: Logger;
+  readonly #timers: Timers;
+  readonly #devices = new Map<string, Device>();
+  /** Processors being stopped; a device may only be spawned again once its old actor is gone. */
+  readonly #stopping = new Map<string, Promise<unknown>>();
+  #sweep: ScheduledTimer | undefined;
+  #stopped = false;
+  #passivated = 0;
+  #failures = 0;
+
+  constructor(options: DeviceRegistryOptions) {
+    this.#opts = options;
+    this.#log = options.logger;
+    this.#timers = options.timers ?? realTimers;
+    this.#armSweep();
+  }
+
+  get size(): number {
+    return this.#devices.size;
+  }
+
+  get stats() {
+    let mailboxDepth = 0;
+    for (const device of this.#devices.values()) mailboxDepth += device.actor.depth;
+    return { mailboxDepth, passivated: this.#passivated, processorFailures: this.#failures };
+  }
+
+  /** The devices held for partitions not in `kept`. */
+  outside(kept: ReadonlySet<number>): string[] {
+    return [...this.#devices].filter(([, d]) => !kept.has(d.partition)).map(([id]) => id);
+  }
+
+  /** Spawns the processors of `ids` that are not active, from their last safe state. */
+  async ensure(ids: readonly string[], partition: number): Promise<void> {
+    const missing = ids.filter((id) => !this.#devices.has(id));
+    if (missing.length === 0) return;
+    await Promise.all(missing.map((id) => this.#stopping.get(id)));
+    const { unsaved } = this.#opts;
+    const stored = await this.#opts.store.loadDevices(missing.filter((id) => !unsaved(id)));
+    for (const id of missing) {
+      const doc = unsaved(id);
+      if (doc) stored.set(id, doc);
+    }
+    for (const id of missing) {
+      const doc = stored.get(id);
+      // The rule in force is the device's own when it has one (it came with its readings).
+      const storedRule = RuleSchema.safeParse(doc?.thresholds);
+      const rule = storedRule.success ? storedRule.data : this.#opts.rule;
+      this.#spawn(id, doc ? this.#restore(id, doc) : INITIAL_ALARM_STATE, rule, partition);
+    }
+  }
+
+  /**
+   * Marks the (ensured) devices `ids` busy until the returned function is called, so they are
+   * not passivated while their batch is in flight.
+   */
+  hold(ids: readonly string[]): () => void {
+    const held = ids.map((id) => this.#devices.get(id)!);
+    for (const device of held) {
+      device.busy++;
+      device.lastActive = this.#opts.now();
+    }
+    return () => {
+      for (const device of held) device.busy--;
+    };
+  }
+
+  /** Hands a device its readings, in order; answers what they produced. */
+  apply(id: string, readings: readonly Reading[], processedAt: Date): Promise<DeviceOutput> {
+    const device = this.#devices.get(id)!;
+    return ask<ProcessorMsg, DeviceOutput>(device.actor, (reply) => ({
+      type: "apply",
+      readings,
+      processedAt,
+      reply,
+    }));
+  }
+
+  /** The in-memory alarm state of a device, if its processor is active. */
+  async state(id: string): Promise<AlarmState | undefined> {
+    const device = this.#devices.get(id);
+    if (!device) return undefined;
+    return await ask<ProcessorMsg, AlarmState>(device.actor, (reply) => ({ type: "state", reply }));
+  }
+
+  /** Stops and forgets these devices' processors (their in-memory state may be ahead). */
+  async discard(ids: readonly string[]): Promise<void> {
+    await Promise.all(ids.map((id) => {
+      const device = this.#devices.get(id);
+      this.#devices.delete(id);
+      if (!device) return this.#stopping.get(id);
+      const stopping = device.actor.stop().finally(() => {
+        if (this.#stopping.get(id) === stopping) this.#stopping.delete(id);
+      });
+      this.#stopping.set(id, stopping);
+      return stopping;
+    }));
+  }
+
+  /** Releases processors idle for longer than `passivateAfterMs`; answers how many. */
+  async passivateIdle(): Promise<number> {
+    const cutoff = this.#opts.now() - this.#opts.passivateAfterMs;
+    const idle = [...this.#devices].filter(([, d]) => d.busy === 0 && d.lastActive < cutoff);
+    await this.discard(idle.map(([id]) => id));
+    this.#passivated += idle.length;
+    if (idle.length > 0) this.#log.debug("passivated idle devices", { count: idle.length });
+    return idle.length;
+  }
+
+  /** Stops the sweep and every processor (reverse spawn order). */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#sweep?.cancel();
+    await this.discard([...this.#devices.keys()].reverse());
+    await Promise.all(this.#stopping.values());
+  }
+
+  #armSweep() {
+    const every = Math.min(60_000, Math.max(1000, this.#opts.passivateAfterMs / 4));
+    this.#sweep = this.#timers.schedule(every, async () => {
+      await this.passivateIdle();
+      if (!this.#stopped) this.#armSweep();
+    });
+  }
+
+  #restore(id: string, doc: DeviceDoc): AlarmState {
+    const restored = restoreAlarmState(doc);
+    if (restored.ok) return restored.state;
+    // Keep lastSeq so replays stay idempotent even if the rest is unusable.
+    this.#log.error("stored device state unusable; alarm restarts normal", {
+      deviceId: id,
+      reason: restored.reason,
+    });
+    return { ...INITIAL_ALARM_STATE, lastSeq: doc.lastSeq ?? 0 };
+  }
+
+  #spawn(id: string, initial: AlarmState, rule: AlarmRule, partition: number) {
+    const actor = createProcessor(id, initial, { default: this.#opts.rule, current: rule }, () => {
+      this.#failures++;
+      // Only the current incarnation is forgotten: a discarded one may fail while stopping.
+      if (this.#devices.get(id)?.actor === actor) this.#devices.delete(id);
+    });
+    this.#devices.set(id, { actor, partition, lastActive: this.#opts.now(), busy: 0 });
+  }
+}

@@ -1,0 +1,120 @@
+import assert from "node:assert/strict";
+import { Checkpointer } from "../actors/checkpointer.ts";
+import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
+import { type DeviceDoc, toDeviceDoc } from "../schemas/documents.ts";
+import type { WriteBatch } from "../actors/device_store.ts";
+import type { Offsets } from "../actors/reading_source.ts";
+import { silentLogger } from "../adapters/log.ts";
+import { FakeTimers } from "./fake_timers.ts";
+
+function state(id: string, lastSeq: number): DeviceDoc {
+  return toDeviceDoc(id, { ...INITIAL_ALARM_STATE, lastSeq }, DEFAULT_RULE, new Date(0));
+}
+
+/** A checkpointer over a recording store and source, on a manual clock. */
+function setup() {
+  let now = 0;
+  const events: string[] = [];
+  const written = { gate: undefined as Promise<void> | undefined };
+  const store = {
+    async write(batch: WriteBatch) {
+      if (written.gate) await written.gate;
+      events.push(`stored ${batch.devices.map((d) => `${d._id}@${d.lastSeq}`).join(" ")}`);
+    },
+  };
+  let processed: Offsets = new Map();
+  const source = {
+    processed: () => processed,
+    commit(offsets: Offsets) {
+      events.push(`commit ${[...offsets].map(([p, o]) => `${p}:${o}`).join(" ")}`);
+      processed = new Map();
+      return Promise.resolve();
+    },
+  };
+  const timers = new FakeTimers(() => now);
+  const checkpointer = new Checkpointer({
+    store,
+    everyMs: 100,
+    logger: silentLogger,
+    now: () => now,
+    timers,
+  });
+  return {
+    checkpointer,
+    events,
+    written,
+    timers,
+    source,
+    process(offsets: Offsets) {
+      processed = offsets;
+    },
+    advance(ms: number) {
+      now += ms;
+      timers.runDue();
+    },
+  };
+}
+
+Deno.test("Checkpointer.checkpoint() stores the added states, then commits the offsets processed before", async () => {
+  const t = setup();
+  t.checkpointer.attach(t.source);
+  t.checkpointer.add(state("a", 3), 0);
+  t.checkpointer.add(state("a", 4), 0); // the newest state of a device wins
+  t.process(new Map([[0, "17"]]));
+  await t.checkpointer.checkpoint();
+  assert.deepEqual(t.events, ["stored a@4", "commit 0:17"]);
+  assert.deepEqual(t.checkpointer.stats, {
+    checkpoints: 1,
+    failedCheckpoints: 0,
+    pendingStates: 0,
+  });
+  await t.checkpointer.stop();
+});
+
+Deno.test("Checkpointer.unsaved() answers the state waiting or being written, and none once stored", async () => {
+  const t = setup();
+  t.checkpointer.attach(t.source);
+  t.checkpointer.add(state("a", 2), 0);
+  assert.equal(t.checkpointer.unsaved("a")?.lastSeq, 2);
+  const gate = Promise.withResolvers<void>();
+  t.written.gate = gate.promise;
+  const checkpoint = t.checkpointer.checkpoint();
+  await new Promise((resolve) => setTimeout(resolve, 0)); // its write waits on the gate
+  assert.equal(t.checkpointer.unsaved("a")?.lastSeq, 2, "being written");
+  t.checkpointer.add(state("a", 5), 0);
+  assert.equal(t.checkpointer.unsaved("a")?.lastSeq, 5, "the waiting state is newer");
+  gate.resolve();
+  await checkpoint;
+  assert.equal(t.checkpointer.unsaved("a")?.lastSeq, 5);
+  await t.checkpointer.checkpoint();
+  assert.equal(t.checkpointer.unsaved("a"), undefined);
+  assert.equal(t.checkpointer.unsaved("nobody"), undefined);
+  await t.checkpointer.stop();
+});
+
+Deno.test("Checkpointer.keepOnly() forgets the states of partitions no longer owned", async () => {
+  const t = setup();
+  t.checkpointer.attach(t.source);
+  t.checkpointer.add(state("a", 1), 0);
+  t.checkpointer.add(state("b", 1), 1);
+  t.checkpointer.keepOnly(new Set([0]));
+  assert.equal(t.checkpointer.unsaved("b"), undefined);
+  await t.checkpointer.checkpoint();
+  assert.deepEqual(t.events, ["stored a@1"]);
+  await t.checkpointer.stop();
+});
+
+Deno.test("Checkpointer.attach() checkpoints on its timers every period until stop()", async () => {
+  const t = setup();
+  t.checkpointer.attach(t.source);
+  t.checkpointer.add(state("a", 1), 0);
+  t.advance(99);
+  await Promise.resolve();
+  assert.deepEqual(t.events, [], "not due yet");
+  t.advance(1);
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.deepEqual(t.events, ["stored a@1"]);
+  assert.equal(t.timers.pending, 1, "the next one is scheduled");
+  await t.checkpointer.stop();
+  assert.equal(t.timers.pending, 0);
+});

@@ -1,0 +1,97 @@
+import assert from "node:assert/strict";
+import { DeviceRegistry } from "../actors/device_registry.ts";
+import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
+import { type DeviceDoc, toDeviceDoc } from "../schemas/documents.ts";
+import type { Reading } from "../schemas/reading.ts";
+import { silentLogger } from "../adapters/log.ts";
+import { FakeTimers } from "./fake_timers.ts";
+
+function state(id: string, lastSeq: number): DeviceDoc {
+  return toDeviceDoc(id, { ...INITIAL_ALARM_STATE, lastSeq }, DEFAULT_RULE, new Date(0));
+}
+
+function reading(deviceId: string, seq: number): Reading {
+  return {
+    deviceId,
+    seq,
+    ts: new Date(Date.UTC(2026, 10, 27) + seq * 1000).toISOString(),
+    temperature: 20,
+    humidity: 50,
+    location: { lat: 48.8566, lon: 2.3522 },
+  };
+}
+
+function setup(unsaved: ReadonlyMap<string, DeviceDoc> = new Map()) {
+  let now = 0;
+  const stored = new Map([["a", state("a", 7)], ["b", state("b", 3)]]);
+  const loads: string[][] = [];
+  const timers = new FakeTimers(() => now);
+  const registry = new DeviceRegistry({
+    store: {
+      loadDevices(ids) {
+        loads.push([...ids]);
+        return Promise.resolve(
+          new Map(ids.flatMap((id) => {
+            const doc = stored.get(id);
+            return doc ? [[id, doc] as const] : [];
+          })),
+        );
+      },
+    },
+    rule: DEFAULT_RULE,
+    unsaved: (id) => unsaved.get(id),
+    passivateAfterMs: 1000,
+    logger: silentLogger,
+    now: () => now,
+    timers,
+  });
+  return {
+    registry,
+    loads,
+    advance(ms: number) {
+      now += ms;
+    },
+  };
+}
+
+Deno.test("DeviceRegistry.ensure() resumes each device from its newest safe state, loading only the stored ones", async () => {
+  const t = setup(new Map([["b", state("b", 5)]]));
+  await t.registry.ensure(["a", "b", "c"], 0);
+  assert.deepEqual(t.loads, [["a", "c"]], "b's unsaved state is newer than the stored one");
+  assert.equal((await t.registry.state("a"))?.lastSeq, 7);
+  assert.equal((await t.registry.state("b"))?.lastSeq, 5);
+  assert.equal((await t.registry.state("c"))?.lastSeq, 0);
+  await t.registry.ensure(["a"], 0);
+  assert.equal(t.loads.length, 1, "an active device is not loaded again");
+  const out = await t.registry.apply("a", [reading("a", 8)], new Date(0));
+  assert.equal(out.device.lastSeq, 8);
+  await t.registry.stop();
+  assert.equal(t.registry.size, 0);
+});
+
+Deno.test("DeviceRegistry.passivateIdle() keeps held devices and releases the idle ones", async () => {
+  const t = setup();
+  await t.registry.ensure(["a", "b"], 0);
+  const release = t.registry.hold(["a"]);
+  t.advance(5000);
+  assert.equal(await t.registry.passivateIdle(), 1, "b only: a is held by a batch");
+  release();
+  assert.equal(await t.registry.passivateIdle(), 1);
+  assert.equal(t.registry.size, 0);
+  assert.equal(t.registry.stats.passivated, 2);
+  await t.registry.stop();
+});
+
+Deno.test("DeviceRegistry.discard() and outside() release the devices of lost partitions", async () => {
+  const t = setup();
+  await t.registry.ensure(["a"], 0);
+  await t.registry.ensure(["b"], 1);
+  const lost = t.registry.outside(new Set([0]));
+  assert.deepEqual(lost, ["b"]);
+  await t.registry.discard(lost);
+  assert.equal(await t.registry.state("b"), undefined);
+  assert.equal((await t.registry.state("a"))?.lastSeq, 7);
+  await t.registry.ensure(["b"], 0);
+  assert.deepEqual(t.loads.at(-1), ["b"], "spawned again from the store");
+  await t.registry.stop();
+});
