@@ -12,6 +12,7 @@
 import { Supervisor } from "./supervisor.ts";
 import { Sensor, type SensorSettings } from "./sensor.ts";
 import { SharedTimer } from "./shared_timer.ts";
+import { realTimers, type Timers } from "./timers.ts";
 import type { AlarmRule } from "../domain/hysteresis.ts";
 import { seedFrom } from "../domain/random.ts";
 import { type GeoLocation, type Reading, TEMPERATURE_RANGE } from "../schemas/reading.ts";
@@ -40,7 +41,10 @@ export interface SensorFleetOptions {
   };
   /** Last seq per device already used, e.g. from the store, so sequences continue. */
   readonly lastSeqs?: ReadonlyMap<string, number>;
+  /** The sensors' wall clock (their readings' `ts`); by default the timers' clock. */
   readonly now?: () => number;
+  /** What the sensors' shared timer schedules on; tests pass a fake. */
+  readonly timers?: Timers;
 }
 
 interface Entry {
@@ -70,8 +74,9 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   constructor(options: SensorFleetOptions) {
     this.#opts = options;
     this.#log = options.logger.child({ component: "sensors" });
-    this.#now = options.now ?? Date.now;
-    this.#timer = new SharedTimer(this.#now);
+    const timers = options.timers ?? realTimers;
+    this.#now = options.now ?? timers.now;
+    this.#timer = new SharedTimer(timers, this.#now);
     this.#lastSeq = new Map(options.lastSeqs ?? []);
     this.#supervisor = new Supervisor({
       name: "sensors",
