@@ -9,7 +9,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import type { Consumer, Kafka, Producer } from "kafkajs";
+import { type Consumer, type Kafka, Partitioners, type Producer } from "kafkajs";
 import type { Logger } from "../actors/logger.ts";
 import type { Timers } from "../actors/timers.ts";
 import { SilenceWatchdog } from "./silence_watchdog.ts";
@@ -188,7 +188,10 @@ export class KafkaDeadLetterSink implements DeadLetterSink, AsyncDisposable {
   readonly #sourceTopic: string;
 
   constructor(kafka: Kafka, options: { readonly topic: string; readonly sourceTopic: string }) {
-    this.#producer = kafka.producer({ allowAutoTopicCreation: false });
+    this.#producer = kafka.producer({
+      createPartitioner: Partitioners.DefaultPartitioner,
+      allowAutoTopicCreation: false,
+    });
     this.#topic = options.topic;
     this.#sourceTopic = options.sourceTopic;
   }

@@ -8,6 +8,7 @@
  * @module
  */
 import type { TimerId, Timers } from "../actors/timers.ts";
+import { settle } from "./wait.ts";
 
 interface FakeTimer {
   readonly id: TimerId;
@@ -17,14 +18,6 @@ interface FakeTimer {
   readonly every: number | undefined;
   /** Orders timers due at the same millisecond. */
   order: number;
-}
-
-/** The real `setTimeout`, captured so a test's fake time never affects it. */
-const realSetTimeout = globalThis.setTimeout;
-
-/** Lets every pending promise reaction run (one turn of the real event loop). */
-export function flushMicrotasks(): Promise<void> {
-  return new Promise((resolve) => realSetTimeout(resolve, 0));
 }
 
 export class FakeTime implements Timers, Disposable {
@@ -70,10 +63,10 @@ export class FakeTime implements Timers, Disposable {
    */
   async tickAsync(ms = 0): Promise<void> {
     const until = this.#now + ms;
-    await flushMicrotasks();
+    await settle();
     for (let timer = this.#next(until); timer; timer = this.#next(until)) {
       this.#run(timer);
-      await flushMicrotasks();
+      await settle();
     }
     this.#now = until;
   }
@@ -83,7 +76,7 @@ export class FakeTime implements Timers, Disposable {
     const timer = this.#next(Infinity);
     if (!timer) return false;
     this.#run(timer);
-    await flushMicrotasks();
+    await settle();
     return true;
   }
 

@@ -1,3 +1,4 @@
+import "./env_guard.ts";
 import assert from "node:assert/strict";
 import { createKafka, kafkaSecurity, securityConfig } from "../adapters/kafka_client.ts";
 import { createLogger } from "../adapters/log.ts";

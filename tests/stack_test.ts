@@ -3,87 +3,107 @@
  * pipeline uses: kafkajs against the real broker, the MongoDB driver against
  * the real MongoDB-protocol server.
  */
+import "./env_guard.ts";
 import assert from "node:assert/strict";
-import { requireServices, tempDb, tempTopic, testKafka, uniqueName } from "./fixtures.ts";
+import {
+  requireServices,
+  tempDb,
+  tempTopic,
+  testKafka,
+  testProducer,
+  uniqueName,
+} from "./fixtures.ts";
+import { needs } from "./needs.ts";
 
-Deno.test("stack: Kafka keeps per-key order and commits offsets in a consumer group", async () => {
-  await requireServices();
-  await using topic = await tempTopic("stack", 3);
-  const kafka = testKafka();
-  const producer = kafka.producer();
-  await producer.connect();
-  const messages = Array.from({ length: 30 }, (_, i) => ({
-    key: `device-${i % 3}`,
-    value: JSON.stringify({ n: i }),
-  }));
-  await producer.send({ topic: topic.name, acks: -1, messages });
-  await producer.disconnect();
+Deno.test(
+  "stack: Kafka keeps per-key order and commits offsets in a consumer group",
+  await needs({ kafka: true }),
+  async () => {
+    await requireServices();
+    await using topic = await tempTopic("stack", 3);
+    const kafka = testKafka();
+    const producer = testProducer(kafka);
+    await producer.connect();
+    const messages = Array.from({ length: 30 }, (_, i) => ({
+      key: `device-${i % 3}`,
+      value: JSON.stringify({ n: i }),
+    }));
+    await producer.send({ topic: topic.name, acks: -1, messages });
+    await producer.disconnect();
 
-  const groupId = uniqueName("stack-group");
-  const consumer = kafka.consumer({ groupId });
-  await consumer.connect();
-  await consumer.subscribe({ topic: topic.name, fromBeginning: true });
-  const seen = new Map<string, number[]>();
-  let count = 0;
-  await new Promise<void>((resolve, reject) => {
-    consumer.run({
-      autoCommit: false,
-      eachMessage: async ({ message, partition }) => {
-        const key = message.key!.toString();
-        seen.set(key, [...(seen.get(key) ?? []), JSON.parse(message.value!.toString()).n]);
-        await consumer.commitOffsets([{
-          topic: topic.name,
-          partition,
-          offset: (BigInt(message.offset) + 1n).toString(),
-        }]);
-        if (++count === messages.length) resolve();
-      },
-    }).catch(reject);
-  });
-  await consumer.disconnect();
+    const groupId = uniqueName("stack-group");
+    const consumer = kafka.consumer({ groupId });
+    await consumer.connect();
+    await consumer.subscribe({ topic: topic.name, fromBeginning: true });
+    const seen = new Map<string, number[]>();
+    let count = 0;
+    await new Promise<void>((resolve, reject) => {
+      consumer.run({
+        autoCommit: false,
+        eachMessage: async ({ message, partition }) => {
+          const key = message.key!.toString();
+          seen.set(key, [...(seen.get(key) ?? []), JSON.parse(message.value!.toString()).n]);
+          await consumer.commitOffsets([{
+            topic: topic.name,
+            partition,
+            offset: (BigInt(message.offset) + 1n).toString(),
+          }]);
+          if (++count === messages.length) resolve();
+        },
+      }).catch(reject);
+    });
+    await consumer.disconnect();
 
-  for (let d = 0; d < 3; d++) {
-    const expected = messages.map((_, i) => i).filter((i) => i % 3 === d);
-    assert.deepEqual(seen.get(`device-${d}`), expected, `order of device-${d}`);
-  }
-  const admin = kafka.admin();
-  await admin.connect();
-  const [offsets] = await admin.fetchOffsets({ groupId, topics: [topic.name] });
-  await admin.deleteGroups([groupId]).catch(() => {});
-  await admin.disconnect();
-  // A partition that got no message reports offset -1.
-  const committed = offsets!.partitions.reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0);
-  assert.equal(committed, messages.length, "committed offsets cover every message");
-});
+    for (let d = 0; d < 3; d++) {
+      const expected = messages.map((_, i) => i).filter((i) => i % 3 === d);
+      assert.deepEqual(seen.get(`device-${d}`), expected, `order of device-${d}`);
+    }
+    const admin = kafka.admin();
+    await admin.connect();
+    const [offsets] = await admin.fetchOffsets({ groupId, topics: [topic.name] });
+    await admin.deleteGroups([groupId]).catch(() => {});
+    await admin.disconnect();
+    // A partition that got no message reports offset -1.
+    const committed = offsets!.partitions.reduce(
+      (sum, p) => sum + Math.max(0, Number(p.offset)),
+      0,
+    );
+    assert.equal(committed, messages.length, "committed offsets cover every message");
+  },
+);
 
-Deno.test("stack: MongoDB upsert by _id is idempotent and indexes, queries and aggregates work", async () => {
-  await using tmp = await tempDb("stack");
-  const readings = tmp.db.collection<{ _id: string; deviceId: string; seq: number; ts: Date }>(
-    "readings",
-  );
-  await readings.createIndex({ deviceId: 1, ts: -1 });
-  await readings.createIndex({ deviceId: 1, seq: 1 }, { unique: true });
-  const doc = { deviceId: "d1", seq: 1, ts: new Date("2026-11-27T13:00:00Z") };
-  for (let i = 0; i < 2; i++) {
-    await readings.updateOne({ _id: "d1:1" }, { $setOnInsert: doc }, { upsert: true });
-  }
-  await readings.insertOne({
-    _id: "d1:2",
-    deviceId: "d1",
-    seq: 2,
-    ts: new Date("2026-11-27T13:00:03Z"),
-  });
-  await assert.rejects(
-    readings.insertOne({ _id: "d1:2b", deviceId: "d1", seq: 2, ts: new Date() }),
-    (err: { code?: number }) => err.code === 11000,
-    "the unique index rejects a second (deviceId, seq)",
-  );
-  assert.equal(await readings.countDocuments({ deviceId: "d1" }), 2);
-  const newest = await readings.find({ deviceId: "d1" }).sort({ ts: -1 }).limit(1).toArray();
-  assert.equal(newest[0]?._id, "d1:2");
-  const grouped = await readings.aggregate([
-    { $match: { deviceId: "d1" } },
-    { $group: { _id: "$deviceId", n: { $sum: 1 } } },
-  ]).toArray();
-  assert.deepEqual(grouped, [{ _id: "d1", n: 2 }]);
-});
+Deno.test(
+  "stack: MongoDB upsert by _id is idempotent and indexes, queries and aggregates work",
+  await needs({ mongo: true }),
+  async () => {
+    await using tmp = await tempDb("stack");
+    const readings = tmp.db.collection<{ _id: string; deviceId: string; seq: number; ts: Date }>(
+      "readings",
+    );
+    await readings.createIndex({ deviceId: 1, ts: -1 });
+    await readings.createIndex({ deviceId: 1, seq: 1 }, { unique: true });
+    const doc = { deviceId: "d1", seq: 1, ts: new Date("2026-11-27T13:00:00Z") };
+    for (let i = 0; i < 2; i++) {
+      await readings.updateOne({ _id: "d1:1" }, { $setOnInsert: doc }, { upsert: true });
+    }
+    await readings.insertOne({
+      _id: "d1:2",
+      deviceId: "d1",
+      seq: 2,
+      ts: new Date("2026-11-27T13:00:03Z"),
+    });
+    await assert.rejects(
+      readings.insertOne({ _id: "d1:2b", deviceId: "d1", seq: 2, ts: new Date() }),
+      (err: { code?: number }) => err.code === 11000,
+      "the unique index rejects a second (deviceId, seq)",
+    );
+    assert.equal(await readings.countDocuments({ deviceId: "d1" }), 2);
+    const newest = await readings.find({ deviceId: "d1" }).sort({ ts: -1 }).limit(1).toArray();
+    assert.equal(newest[0]?._id, "d1:2");
+    const grouped = await readings.aggregate([
+      { $match: { deviceId: "d1" } },
+      { $group: { _id: "$deviceId", n: { $sum: 1 } } },
+    ]).toArray();
+    assert.deepEqual(grouped, [{ _id: "d1", n: 2 }]);
+  },
+);

@@ -9,8 +9,14 @@
 import { type App, start } from "../main.ts";
 import { type Config, parseConfig } from "../schemas/config.ts";
 import { silentLogger } from "../adapters/log.ts";
-import { KAFKA_BROKERS, MONGO_URL, requireServices, testKafka, uniqueName } from "./fixtures.ts";
-import { MongoClient } from "mongodb";
+import {
+  KAFKA_BROKERS,
+  MONGO_URL,
+  removeResources,
+  requireServices,
+  uniqueDbName,
+  uniqueName,
+} from "./fixtures.ts";
 
 /** Which adapter serves each port. */
 export interface Mode {
@@ -39,25 +45,17 @@ export async function testEnv(prefix: string, mode: Mode = KAFKA_MONGO): Promise
   const env = {
     mode,
     topic: uniqueName(prefix),
-    db: uniqueName(prefix).replaceAll("-", "_").slice(0, 60),
+    db: uniqueDbName(prefix),
     group: uniqueName(`${prefix}-group`),
     kvPath: `${dir}/iot.kv`,
   };
   return {
     ...env,
     async [Symbol.asyncDispose]() {
-      if (mode.kafka) {
-        const admin = testKafka().admin();
-        await admin.connect();
-        await admin.deleteTopics({ topics: [env.topic, `${env.topic}.dlq`] }).catch(() => {});
-        await admin.deleteGroups([env.group]).catch(() => {});
-        await admin.disconnect();
-      }
-      if (mode.mongo) {
-        const client = new MongoClient(MONGO_URL);
-        await client.db(env.db).dropDatabase().catch(() => {});
-        await client.close();
-      }
+      await removeResources({
+        ...(mode.kafka ? { topics: [env.topic, `${env.topic}.dlq`], group: env.group } : {}),
+        ...(mode.mongo ? { db: env.db } : {}),
+      });
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
   };
