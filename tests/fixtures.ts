@@ -10,7 +10,14 @@
  *
  * @module
  */
-import { Kafka, logLevel, Partitioners, type Producer, type ProducerConfig } from "kafkajs";
+import {
+  Kafka,
+  logLevel,
+  type Message,
+  Partitioners,
+  type Producer,
+  type ProducerConfig,
+} from "kafkajs";
 import { type Db, MongoClient } from "mongodb";
 import { probeKafka, probeMongo } from "../adapters/probe.ts";
 import { quietKafkajsIdleTimer } from "../adapters/kafka_client.ts";
@@ -77,17 +84,21 @@ export function uniqueDbName(prefix: string): string {
   return uniqueName(prefix).replaceAll("-", "_").slice(0, 60);
 }
 
-/** A quiet kafkajs client with a few quick retries, for test and harness set-up. */
+/** kafkajs's types, for harnesses that hold its objects without importing kafkajs themselves. */
+export type { Kafka, Message, Producer };
+
+/** A quiet kafkajs client with a few quick retries (`options.retries`: 5), for set-up and load. */
 export function testKafka(
   clientId = "iot-test",
   services: Pick<ServiceAddresses, "brokers"> = DEFAULT_SERVICES,
+  options: { readonly retries?: number } = {},
 ): Kafka {
   quietKafkajsIdleTimer();
   return new Kafka({
     clientId,
     brokers: services.brokers.split(","),
     logLevel: logLevel.NOTHING,
-    retry: { retries: 5, initialRetryTime: 100 },
+    retry: { retries: options.retries ?? 5, initialRetryTime: 100 },
   });
 }
 
