@@ -36,13 +36,16 @@ const DEFAULT_SERVICES: ServiceAddresses = { brokers: KAFKA_BROKERS, mongoUrl: M
 
 const preflights = new Map<string, Promise<void>>();
 
-/** Fails fast, naming the service that is down and how to start it. */
-export function requireServices(services: ServiceAddresses = DEFAULT_SERVICES): Promise<void> {
-  const key = `${services.brokers} ${services.mongoUrl}`;
+/** Fails fast, naming the service that is down and how to start it (`which`: both). */
+export function requireServices(
+  services: ServiceAddresses = DEFAULT_SERVICES,
+  which: ServiceChoice = { kafka: true, mongo: true },
+): Promise<void> {
+  const key = `${which.kafka ? services.brokers : ""} ${which.mongo ? services.mongoUrl : ""}`;
   let preflight = preflights.get(key);
   if (!preflight) {
     preflight = (async () => {
-      const problems = await serviceProblems(services, { kafka: true, mongo: true });
+      const problems = await serviceProblems(services, which);
       if (problems.length > 0) {
         throw new Error(
           `${problems.join("; ")}: start the local stack with \`deno task stack:up\` ` +
@@ -55,10 +58,16 @@ export function requireServices(services: ServiceAddresses = DEFAULT_SERVICES): 
   return preflight;
 }
 
+/** Which of the two services to look at. */
+export interface ServiceChoice {
+  readonly kafka?: boolean;
+  readonly mongo?: boolean;
+}
+
 /** What is wrong with the services, one sentence each; empty when they answer. */
 export async function serviceProblems(
   { brokers, mongoUrl }: ServiceAddresses = DEFAULT_SERVICES,
-  which: { readonly kafka?: boolean; readonly mongo?: boolean },
+  which: ServiceChoice,
 ): Promise<string[]> {
   const problems: string[] = [];
   await Promise.all([
@@ -120,7 +129,7 @@ export async function tempTopic(
   partitions = 3,
   services: ServiceAddresses = DEFAULT_SERVICES,
 ): Promise<TempTopic> {
-  await requireServices(services);
+  await requireServices(services, { kafka: true });
   const name = uniqueName(prefix);
   const admin = testKafka("iot-test", services).admin();
   await admin.connect();
@@ -148,7 +157,7 @@ export async function tempDb(
   prefix = "test",
   services: ServiceAddresses = DEFAULT_SERVICES,
 ): Promise<TempDb> {
-  await requireServices(services);
+  await requireServices(services, { mongo: true });
   const name = uniqueDbName(prefix);
   const client = new MongoClient(services.mongoUrl, { serverSelectionTimeoutMS: 5000 });
   await client.connect();

@@ -27,7 +27,22 @@ export function envOr(name: string, fallback?: string): string | undefined {
   return Deno.env.get(name) || fallback;
 }
 
-let services: Promise<string | undefined> | undefined;
+/** Per service, what is wrong with it (undefined: it answers); probed once per file. */
+const problems = new Map<"kafka" | "mongo", Promise<string | undefined>>();
+
+function problemWith(service: "kafka" | "mongo"): Promise<string | undefined> {
+  let problem = problems.get(service);
+  if (!problem) {
+    // Loaded only here: the fixture brings kafkajs and the MongoDB driver.
+    problem = import("./fixtures.ts").then(async ({ serviceProblems }) =>
+      (await serviceProblems(undefined, { [service]: true }))[0]
+    );
+    problems.set(service, problem);
+  }
+  return problem;
+}
+
+/** The skip lines already printed in this file. */
 const noted = new Set<string>();
 
 /**
@@ -45,21 +60,19 @@ export async function needs(what: Needs = {}): Promise<{ ignore: boolean }> {
     reason = `no ${missing.join("/")} access: run \`deno test -P\` (the permissions are the ` +
       "default set in deno.json) or `deno task test`";
   } else if (what.kafka || what.mongo) {
-    // Loaded only here: the fixture brings kafkajs and the MongoDB driver.
-    services ??= import("./fixtures.ts").then(async ({ serviceProblems }) => {
-      const problems = await serviceProblems(undefined, { kafka: true, mongo: true });
-      return problems.length > 0
-        ? `${problems.join("; ")}: run \`deno task test\`, which brings the local stack up, ` +
-          "or point KAFKA_BROKERS / MONGO_URL at running servers"
-        : undefined;
-    });
-    reason = await services;
-    needed = "Kafka and MongoDB";
+    const wanted = (["kafka", "mongo"] as const).filter((service) => what[service]);
+    const found = (await Promise.all(wanted.map(problemWith))).filter((p) => p !== undefined);
+    if (found.length > 0) {
+      reason = `${found.join("; ")}: run \`deno task test\`, which brings the local stack up, ` +
+        "or point KAFKA_BROKERS / MONGO_URL at running servers";
+    }
+    needed = wanted.map((service) => service === "kafka" ? "Kafka" : "MongoDB").join(" and ");
   }
   if (reason === undefined) return { ignore: false };
-  if (!noted.has(reason)) {
-    noted.add(reason);
-    console.log(`Skipping the tests that need ${needed}: ${reason}`);
+  const line = `Skipping the tests that need ${needed}: ${reason}`;
+  if (!noted.has(line)) {
+    noted.add(line);
+    console.log(line);
   }
   return { ignore: true };
 }

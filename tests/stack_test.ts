@@ -21,7 +21,7 @@ Deno.test(
   "stack: Kafka keeps per-key order and commits offsets in a consumer group",
   await needs({ kafka: true }),
   async () => {
-    await requireServices();
+    await requireServices(undefined, { kafka: true });
     await using topic = await tempTopic("stack", 3);
     const kafka = testKafka();
     const producer = testProducer(kafka);

@@ -40,7 +40,7 @@ export interface TestEnv extends AsyncDisposable {
 
 /** A fresh environment; dispose it to remove the topic, group, database and KV file. */
 export async function testEnv(prefix: string, mode: Mode = KAFKA_MONGO): Promise<TestEnv> {
-  if (mode.kafka || mode.mongo) await requireServices();
+  if (mode.kafka || mode.mongo) await requireServices(undefined, mode);
   const dir = await Deno.makeTempDir({ prefix: "iot-test-" });
   const env = {
     mode,
