@@ -9,7 +9,10 @@ import { createApi } from "../adapters/http_api.ts";
 import { silentLogger } from "../adapters/log.ts";
 import type { DashboardQuery, DashboardSnapshot } from "../schemas/dashboard.ts";
 import { firstEvents } from "./sse.ts";
-import { needs } from "./needs.ts";
+import { testWith } from "./needs.ts";
+
+/** Registrar for tests that need only the suite's permissions (reading the page's files). */
+const permitted = await testWith();
 
 const ASSETS = new URL("../dashboard/", import.meta.url);
 
@@ -50,29 +53,23 @@ function api(source: DashboardSource, signal?: AbortSignal, pushEveryMs = 5) {
   });
 }
 
-Deno.test(
-  "GET / serves the dashboard page and /dashboard/ its script and styles",
-  await needs(),
-  async () => {
-    const app = api(new QueuedSource([snapshot()]));
-    const page = await app.request("/");
-    assert.equal(page.status, 200);
-    assert.equal(page.headers.get("Content-Type"), "text/html; charset=utf-8");
-    const html = await page.text();
-    assert.match(html, /<script type="module" src="\/dashboard\/app.js">/);
-    for (
-      const [path, type] of [["app.js", "text/javascript"], ["style.css", "text/css"]] as const
-    ) {
-      const res = await app.request(`/dashboard/${path}`);
-      assert.equal(res.status, 200, path);
-      assert.match(res.headers.get("Content-Type")!, new RegExp(`^${type};`));
-      assert.deepEqual(
-        new Uint8Array(await res.arrayBuffer()),
-        await Deno.readFile(new URL(path, ASSETS)),
-      );
-    }
-  },
-);
+permitted.test("GET / serves the dashboard page and /dashboard/ its script and styles", async () => {
+  const app = api(new QueuedSource([snapshot()]));
+  const page = await app.request("/");
+  assert.equal(page.status, 200);
+  assert.equal(page.headers.get("Content-Type"), "text/html; charset=utf-8");
+  const html = await page.text();
+  assert.match(html, /<script type="module" src="\/dashboard\/app.js">/);
+  for (const [path, type] of [["app.js", "text/javascript"], ["style.css", "text/css"]] as const) {
+    const res = await app.request(`/dashboard/${path}`);
+    assert.equal(res.status, 200, path);
+    assert.match(res.headers.get("Content-Type")!, new RegExp(`^${type};`));
+    assert.deepEqual(
+      new Uint8Array(await res.arrayBuffer()),
+      await Deno.readFile(new URL(path, ASSETS)),
+    );
+  }
+});
 
 Deno.test("GET /dashboard/<other file> answers 404, whatever the path tries", async () => {
   const app = api(new QueuedSource([snapshot()]));

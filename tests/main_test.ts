@@ -5,72 +5,64 @@ import { start } from "../main.ts";
 import { parseConfig } from "../schemas/config.ts";
 import { createLogger, silentLogger } from "../adapters/log.ts";
 import { requireServices } from "./fixtures.ts";
-import { needs } from "./needs.ts";
+import { testWith } from "./needs.ts";
 import { EMBEDDED, KAFKA_MONGO, startApp, testConfig, testEnv } from "./test_app.ts";
 import { firstEvents, sseEvents } from "./sse.ts";
 import type { DashboardSnapshot } from "../schemas/dashboard.ts";
 
-Deno.test(
-  "GET /health reports Kafka, MongoDB and the pipeline up once ready",
-  await needs(KAFKA_MONGO),
-  async () => {
-    await using env = await testEnv("main", KAFKA_MONGO);
-    await using app = await startApp(env);
-    const res = await fetch(`${app.url}/health`);
-    const body = await res.json();
-    assert.equal(res.status, 200, JSON.stringify(body));
-    assert.equal(body.status, "ok");
-    assert.deepEqual(body.mode, { transport: "kafka", store: "mongodb" });
-    assert.equal(body.checks.kafka.ok, true);
-    assert.equal(body.checks.mongodb.ok, true);
-    assert.equal(body.checks.pipeline.ok, true);
-  },
-);
+/** Registrars for tests that need the services, and for those that need only permissions. */
+const services = await testWith(KAFKA_MONGO);
+const permitted = await testWith();
 
-Deno.test(
-  "GET /health answers 503 naming the dependency that is down",
-  await needs(KAFKA_MONGO),
-  async () => {
-    await requireServices();
-    // Port 1 on loopback: nothing listens there, so every connection is refused.
-    const parsed = parseConfig(["--port", "0", "--sensors", "0", "--role", "sensors"], {
-      KAFKA_BROKERS: "127.0.0.1:1",
-    });
-    assert.ok(parsed.ok);
-    await using app = start(parsed.config, { logger: silentLogger, connectAttempts: 1 });
-    const res = await fetch(`${app.url}/health`);
-    const body = await res.json();
-    assert.equal(res.status, 503);
-    assert.equal(body.status, "degraded");
-    assert.equal(body.checks.kafka.ok, false);
-    assert.match(body.checks.kafka.error, /.+/);
-    assert.equal(body.checks.mongodb, undefined, "the sensors role does not use MongoDB");
-    await assert.rejects(app.ready);
-  },
-);
+services.test("GET /health reports Kafka, MongoDB and the pipeline up once ready", async () => {
+  await using env = await testEnv("main", KAFKA_MONGO);
+  await using app = await startApp(env);
+  const res = await fetch(`${app.url}/health`);
+  const body = await res.json();
+  assert.equal(res.status, 200, JSON.stringify(body));
+  assert.equal(body.status, "ok");
+  assert.deepEqual(body.mode, { transport: "kafka", store: "mongodb" });
+  assert.equal(body.checks.kafka.ok, true);
+  assert.equal(body.checks.mongodb.ok, true);
+  assert.equal(body.checks.pipeline.ok, true);
+});
 
-Deno.test(
-  "without KAFKA_BROKERS and MONGO_URL the app runs embedded and says how to switch",
-  await needs(EMBEDDED),
-  async () => {
-    await using env = await testEnv("main-embedded", EMBEDDED);
-    const lines: string[] = [];
-    await using app = start(testConfig(env), {
-      logger: createLogger({ write: (line) => lines.push(line) }),
-    });
-    await app.ready;
-    const body = await (await fetch(`${app.url}/health`)).json();
-    assert.equal(body.status, "ok");
-    assert.deepEqual(body.mode, { transport: "embedded", store: "kv" });
-    assert.equal(body.checks.kafka, undefined);
-    assert.equal(body.checks.kv.ok, true);
-    const modeLine = lines.map((l) => JSON.parse(l).msg).find((m: string) => m.startsWith("using"));
-    assert.match(modeLine, /set KAFKA_BROKERS=127\.0\.0\.1:9092 to use Kafka/);
-    assert.match(modeLine, /set MONGO_URL=mongodb:\/\/127\.0\.0\.1:27017\/ to use MongoDB/);
-  },
-);
+services.test("GET /health answers 503 naming the dependency that is down", async () => {
+  await requireServices();
+  // Port 1 on loopback: nothing listens there, so every connection is refused.
+  const parsed = parseConfig(["--port", "0", "--sensors", "0", "--role", "sensors"], {
+    KAFKA_BROKERS: "127.0.0.1:1",
+  });
+  assert.ok(parsed.ok);
+  await using app = start(parsed.config, { logger: silentLogger, connectAttempts: 1 });
+  const res = await fetch(`${app.url}/health`);
+  const body = await res.json();
+  assert.equal(res.status, 503);
+  assert.equal(body.status, "degraded");
+  assert.equal(body.checks.kafka.ok, false);
+  assert.match(body.checks.kafka.error, /.+/);
+  assert.equal(body.checks.mongodb, undefined, "the sensors role does not use MongoDB");
+  await assert.rejects(app.ready);
+});
 
-Deno.test("unknown routes answer a JSON 404", await needs(EMBEDDED), async () => {
+permitted.test("without KAFKA_BROKERS and MONGO_URL the app runs embedded and says how to switch", async () => {
+  await using env = await testEnv("main-embedded", EMBEDDED);
+  const lines: string[] = [];
+  await using app = start(testConfig(env), {
+    logger: createLogger({ write: (line) => lines.push(line) }),
+  });
+  await app.ready;
+  const body = await (await fetch(`${app.url}/health`)).json();
+  assert.equal(body.status, "ok");
+  assert.deepEqual(body.mode, { transport: "embedded", store: "kv" });
+  assert.equal(body.checks.kafka, undefined);
+  assert.equal(body.checks.kv.ok, true);
+  const modeLine = lines.map((l) => JSON.parse(l).msg).find((m: string) => m.startsWith("using"));
+  assert.match(modeLine, /set KAFKA_BROKERS=127\.0\.0\.1:9092 to use Kafka/);
+  assert.match(modeLine, /set MONGO_URL=mongodb:\/\/127\.0\.0\.1:27017\/ to use MongoDB/);
+});
+
+permitted.test("unknown routes answer a JSON 404", async () => {
   await using env = await testEnv("main-404", EMBEDDED);
   await using app = await startApp(env, { ROLE: "api" });
   const res = await fetch(`${app.url}/nope`);
@@ -81,58 +73,51 @@ Deno.test("unknown routes answer a JSON 404", await needs(EMBEDDED), async () =>
 });
 
 for (const mode of [EMBEDDED, KAFKA_MONGO]) {
-  Deno.test(
-    `the dashboard stream shows an overheat triggered through the API turn a device critical (${mode.name})`,
-    await needs(mode),
-    async () => {
-      await using env = await testEnv("main-dashboard", mode);
-      await using app = await startApp(env, { SENSOR_INTERVAL_MS: "200" });
-      const add = await fetch(`${app.url}/sensors`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ count: 2, idPrefix: "dash" }),
-      });
-      assert.equal(add.status, 201);
-      await add.body?.cancel();
-      const stream = await fetch(`${app.url}/dashboard/events?filter=critical`);
-      assert.equal(stream.status, 200);
-      let triggered = false;
-      let table: DashboardSnapshot["table"] | undefined;
-      let alerts: DashboardSnapshot["alerts"] = [];
-      const deadline = Date.now() + 20_000;
-      for await (const { data } of sseEvents(stream)) {
-        const diff = data as DashboardSnapshot;
-        assert.equal(diff.live, true);
-        table = diff.table ?? table;
-        alerts = diff.alerts ?? alerts;
-        if (!triggered && (diff.map?.total ?? 0) === 2) {
-          // Both devices processed and shown: now heat one of them.
-          const res = await fetch(`${app.url}/sensors/dash-0002/overheat`, { method: "POST" });
-          assert.equal(res.status, 202);
-          await res.body?.cancel();
-          triggered = true;
-        }
-        if (alerts.some((a) => a.deviceId === "dash-0002" && a.type === "raised")) break;
-        assert.ok(Date.now() < deadline, "no raised alert on the stream within 20 s");
+  const inMode = await testWith(mode);
+  inMode.test(`the dashboard stream shows an overheat triggered through the API turn a device critical (${mode.name})`, async () => {
+    await using env = await testEnv("main-dashboard", mode);
+    await using app = await startApp(env, { SENSOR_INTERVAL_MS: "200" });
+    const add = await fetch(`${app.url}/sensors`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ count: 2, idPrefix: "dash" }),
+    });
+    assert.equal(add.status, 201);
+    await add.body?.cancel();
+    const stream = await fetch(`${app.url}/dashboard/events?filter=critical`);
+    assert.equal(stream.status, 200);
+    let triggered = false;
+    let table: DashboardSnapshot["table"] | undefined;
+    let alerts: DashboardSnapshot["alerts"] = [];
+    const deadline = Date.now() + 20_000;
+    for await (const { data } of sseEvents(stream)) {
+      const diff = data as DashboardSnapshot;
+      assert.equal(diff.live, true);
+      table = diff.table ?? table;
+      alerts = diff.alerts ?? alerts;
+      if (!triggered && (diff.map?.total ?? 0) === 2) {
+        // Both devices processed and shown: now heat one of them.
+        const res = await fetch(`${app.url}/sensors/dash-0002/overheat`, { method: "POST" });
+        assert.equal(res.status, 202);
+        await res.body?.cancel();
+        triggered = true;
       }
-      assert.deepEqual(table?.rows.map((r) => [r.id, r.critical]), [["dash-0002", true]]);
-    },
-  );
+      if (alerts.some((a) => a.deviceId === "dash-0002" && a.type === "raised")) break;
+      assert.ok(Date.now() < deadline, "no raised alert on the stream within 20 s");
+    }
+    assert.deepEqual(table?.rows.map((r) => [r.id, r.critical]), [["dash-0002", true]]);
+  });
 }
 
-Deno.test(
-  "in the api role the dashboard says where the live view is and shows the store's alerts",
-  await needs(EMBEDDED),
-  async () => {
-    await using env = await testEnv("main-dashboard-api", EMBEDDED);
-    await using app = await startApp(env, { ROLE: "api" });
-    const page = await fetch(`${app.url}/`);
-    assert.equal(page.status, 200);
-    assert.match(await page.text(), /<title>IoT pipeline/);
-    const [first] = await firstEvents(await fetch(`${app.url}/dashboard/events`), 1);
-    const snap = first!.data as DashboardSnapshot;
-    assert.equal(snap.live, false);
-    assert.match(snap.note!, /"api" role, not the processors/);
-    assert.deepEqual(snap.alerts, []);
-  },
-);
+permitted.test("in the api role the dashboard says where the live view is and shows the store's alerts", async () => {
+  await using env = await testEnv("main-dashboard-api", EMBEDDED);
+  await using app = await startApp(env, { ROLE: "api" });
+  const page = await fetch(`${app.url}/`);
+  assert.equal(page.status, 200);
+  assert.match(await page.text(), /<title>IoT pipeline/);
+  const [first] = await firstEvents(await fetch(`${app.url}/dashboard/events`), 1);
+  const snap = first!.data as DashboardSnapshot;
+  assert.equal(snap.live, false);
+  assert.match(snap.note!, /"api" role, not the processors/);
+  assert.deepEqual(snap.alerts, []);
+});

@@ -8,9 +8,12 @@ import assert from "node:assert/strict";
 import { encodeReading, type Reading } from "../schemas/reading.ts";
 import type { App } from "../main.ts";
 import { testProducer } from "./fixtures.ts";
-import { needs } from "./needs.ts";
+import { testWith } from "./needs.ts";
 import { until } from "./wait.ts";
 import { EMBEDDED, KAFKA_MONGO, type Mode, startApp, type TestEnv, testEnv } from "./test_app.ts";
+
+/** Registrar for tests that need only the suite's permissions. */
+const permitted = await testWith();
 
 /** Samples of a Prometheus text exposition, keyed by name and labels as written. */
 type Samples = Map<string, number>;
@@ -70,77 +73,74 @@ const reading = (seq: number, ts: string): Reading => ({
 });
 
 for (const mode of [EMBEDDED, KAFKA_MONGO] satisfies Mode[]) {
-  Deno.test(
-    `metrics (${mode.name}): the counters move as readings flow`,
-    await needs(mode),
-    async () => {
-      await using env = await testEnv("metrics", mode);
-      await using app = await startApp(env, { API_TOKEN: "metrics-test-token-0123456789" });
+  const inMode = await testWith(mode);
+  inMode.test(`metrics (${mode.name}): the counters move as readings flow`, async () => {
+    await using env = await testEnv("metrics", mode);
+    await using app = await startApp(env, { API_TOKEN: "metrics-test-token-0123456789" });
 
-      const before = await scrape(app);
-      assert.match(before.contentType, /^text\/plain; version=0\.0\.4/);
-      assert.equal(value(before.samples, "iot_readings_produced_total"), 0);
-      assert.equal(value(before.samples, "iot_readings_stored_total"), 0);
-      assert.equal(value(before.samples, "iot_emit_to_stored_seconds_count"), 0);
+    const before = await scrape(app);
+    assert.match(before.contentType, /^text\/plain; version=0\.0\.4/);
+    assert.equal(value(before.samples, "iot_readings_produced_total"), 0);
+    assert.equal(value(before.samples, "iot_readings_stored_total"), 0);
+    assert.equal(value(before.samples, "iot_emit_to_stored_seconds_count"), 0);
 
-      const res = await fetch(`${app.url}/sensors`, {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          authorization: "Bearer metrics-test-token-0123456789",
-        },
-        body: JSON.stringify({ id: "oven-1", temperatures: WORKED_EXAMPLE, intervalMs: 100 }),
-      });
-      assert.equal(res.status, 201, await res.text());
-      // Out of order (ts goes back), a duplicate seq and a record that is not JSON.
-      await publishRaw(app, env, [
-        { key: "late-1", value: encodeReading(reading(1, "2026-11-27T13:00:10.000Z")) },
-        { key: "late-1", value: encodeReading(reading(2, "2026-11-27T13:00:05.000Z")) },
-        { key: "late-1", value: encodeReading(reading(2, "2026-11-27T13:00:05.000Z")) },
-        { key: "late-1", value: "{not json" },
-      ]);
+    const res = await fetch(`${app.url}/sensors`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        authorization: "Bearer metrics-test-token-0123456789",
+      },
+      body: JSON.stringify({ id: "oven-1", temperatures: WORKED_EXAMPLE, intervalMs: 100 }),
+    });
+    assert.equal(res.status, 201, await res.text());
+    // Out of order (ts goes back), a duplicate seq and a record that is not JSON.
+    await publishRaw(app, env, [
+      { key: "late-1", value: encodeReading(reading(1, "2026-11-27T13:00:10.000Z")) },
+      { key: "late-1", value: encodeReading(reading(2, "2026-11-27T13:00:05.000Z")) },
+      { key: "late-1", value: encodeReading(reading(2, "2026-11-27T13:00:05.000Z")) },
+      { key: "late-1", value: "{not json" },
+    ]);
 
-      const after = await until("every reading stored and counted", async () => {
-        const { samples } = await scrape(app);
-        const settled = value(samples, "iot_readings_stored_total") >= 12 &&
-          value(samples, "iot_dead_letters_total") >= 1 &&
-          value(samples, "iot_readings_consumed_total") >= 14 &&
-          value(samples, "iot_active_sensors") === 0;
-        return settled ? samples : undefined;
-      }, 30_000);
+    const after = await until("every reading stored and counted", async () => {
+      const { samples } = await scrape(app);
+      const settled = value(samples, "iot_readings_stored_total") >= 12 &&
+        value(samples, "iot_dead_letters_total") >= 1 &&
+        value(samples, "iot_readings_consumed_total") >= 14 &&
+        value(samples, "iot_active_sensors") === 0;
+      return settled ? samples : undefined;
+    }, 30_000);
 
-      assert.equal(value(after, "iot_readings_produced_total"), 10);
-      // Embedded, the raw records went through the same queue the sensors publish to.
-      assert.equal(value(after, "iot_readings_published_total"), mode.kafka ? 10 : 14);
-      assert.equal(value(after, "iot_readings_dropped_total"), 0);
-      assert.equal(value(after, "iot_readings_consumed_total"), 14);
-      assert.equal(value(after, "iot_readings_stored_total"), 12);
-      assert.equal(value(after, "iot_dead_letters_total"), 1);
-      assert.equal(value(after, "iot_duplicates_dropped_total"), 1);
-      assert.equal(value(after, "iot_out_of_order_readings_total"), 1);
-      // The worked example: one episode raised and cleared, a second one still open.
-      assert.equal(value(after, "iot_alerts_raised_total"), 2);
-      assert.equal(value(after, "iot_alerts_cleared_total"), 1);
-      assert.equal(value(after, "iot_critical_devices"), 1);
-      assert.equal(value(after, "iot_emit_to_stored_seconds_count"), 12);
-      assert.ok(value(after, "iot_emit_to_stored_seconds_sum") > 0);
-      assert.equal(value(after, "iot_detection_latency_seconds_count"), 2);
-      assert.equal(value(after, 'iot_detection_latency_seconds_bucket{le="+Inf"}'), 2);
-      assert.equal(value(after, 'iot_supervisor_restarts_total{supervisor="sensors"}'), 0);
-      assert.equal(value(after, 'iot_mailbox_depth{actors="processors"}'), 0);
-      assert.ok(after.has('iot_mailbox_depth{actors="sensors"}'));
-      assert.ok(value(after, "process_resident_memory_bytes") > 0);
+    assert.equal(value(after, "iot_readings_produced_total"), 10);
+    // Embedded, the raw records went through the same queue the sensors publish to.
+    assert.equal(value(after, "iot_readings_published_total"), mode.kafka ? 10 : 14);
+    assert.equal(value(after, "iot_readings_dropped_total"), 0);
+    assert.equal(value(after, "iot_readings_consumed_total"), 14);
+    assert.equal(value(after, "iot_readings_stored_total"), 12);
+    assert.equal(value(after, "iot_dead_letters_total"), 1);
+    assert.equal(value(after, "iot_duplicates_dropped_total"), 1);
+    assert.equal(value(after, "iot_out_of_order_readings_total"), 1);
+    // The worked example: one episode raised and cleared, a second one still open.
+    assert.equal(value(after, "iot_alerts_raised_total"), 2);
+    assert.equal(value(after, "iot_alerts_cleared_total"), 1);
+    assert.equal(value(after, "iot_critical_devices"), 1);
+    assert.equal(value(after, "iot_emit_to_stored_seconds_count"), 12);
+    assert.ok(value(after, "iot_emit_to_stored_seconds_sum") > 0);
+    assert.equal(value(after, "iot_detection_latency_seconds_count"), 2);
+    assert.equal(value(after, 'iot_detection_latency_seconds_bucket{le="+Inf"}'), 2);
+    assert.equal(value(after, 'iot_supervisor_restarts_total{supervisor="sensors"}'), 0);
+    assert.equal(value(after, 'iot_mailbox_depth{actors="processors"}'), 0);
+    assert.ok(after.has('iot_mailbox_depth{actors="sensors"}'));
+    assert.ok(value(after, "process_resident_memory_bytes") > 0);
 
-      // Caught up: every partition that saw records reports no lag.
-      const lag = [...after].filter(([series]) => series.startsWith("iot_consumer_lag{"));
-      assert.ok(lag.length > 0, "lag is reported per partition");
-      await until("no lag left", async () => {
-        const { samples } = await scrape(app);
-        const lags = [...samples].filter(([series]) => series.startsWith("iot_consumer_lag{"));
-        return lags.every(([, v]) => v === 0) ? true : undefined;
-      });
-    },
-  );
+    // Caught up: every partition that saw records reports no lag.
+    const lag = [...after].filter(([series]) => series.startsWith("iot_consumer_lag{"));
+    assert.ok(lag.length > 0, "lag is reported per partition");
+    await until("no lag left", async () => {
+      const { samples } = await scrape(app);
+      const lags = [...samples].filter(([series]) => series.startsWith("iot_consumer_lag{"));
+      return lags.every(([, v]) => v === 0) ? true : undefined;
+    });
+  });
 }
 
 interface Panel {
@@ -151,7 +151,7 @@ interface Panel {
   readonly panels?: readonly Panel[];
 }
 
-Deno.test("the Grafana dashboard queries only series the app exposes", await needs(), async () => {
+permitted.test("the Grafana dashboard queries only series the app exposes", async () => {
   const dashboard = JSON.parse(
     await Deno.readTextFile(
       new URL("../observability/grafana/dashboards/iot.json", import.meta.url),

@@ -7,7 +7,10 @@ import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
 import { toAlertDoc, toDeviceDoc, toReadingDoc } from "../schemas/documents.ts";
 import type { Reading } from "../schemas/reading.ts";
 import { MONGO_URL, tempDb } from "./fixtures.ts";
-import { needs } from "./needs.ts";
+import { testWith } from "./needs.ts";
+
+/** Registrar for tests that need the MongoDB-protocol store. */
+const mongo = await testWith({ mongo: true });
 
 function reading(deviceId: string, seq: number, temperature = 21): Reading {
   return {
@@ -24,125 +27,97 @@ function device(deviceId: string, lastSeq: number) {
   return toDeviceDoc(deviceId, { ...INITIAL_ALARM_STATE, lastSeq }, DEFAULT_RULE, new Date());
 }
 
-Deno.test(
-  "MongoStore.write() keeps the first copy of a replayed reading",
-  await needs({ mongo: true }),
-  async () => {
-    await using tmp = await tempDb("store");
-    await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
-    const first = toReadingDoc(reading("d1", 1), false, new Date("2026-11-27T13:00:00Z"));
-    await store.write({ readings: [first], alerts: [], devices: [] });
-    const replay = toReadingDoc(reading("d1", 1), true, new Date("2026-11-27T14:00:00Z"));
-    const next = toReadingDoc(reading("d1", 2), false, new Date());
-    await store.write({ readings: [replay, next], alerts: [], devices: [] });
-    const docs = await store.readings("d1", 10);
-    assert.deepEqual(docs.map((d) => d._id), ["d1:2", "d1:1"]);
-    assert.equal(docs[1]!.is_critical, false);
-    assert.deepEqual(docs[1]!.processedAt, new Date("2026-11-27T13:00:00Z"));
-  },
-);
+mongo.test("MongoStore.write() keeps the first copy of a replayed reading", async () => {
+  await using tmp = await tempDb("store");
+  await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+  const first = toReadingDoc(reading("d1", 1), false, new Date("2026-11-27T13:00:00Z"));
+  await store.write({ readings: [first], alerts: [], devices: [] });
+  const replay = toReadingDoc(reading("d1", 1), true, new Date("2026-11-27T14:00:00Z"));
+  const next = toReadingDoc(reading("d1", 2), false, new Date());
+  await store.write({ readings: [replay, next], alerts: [], devices: [] });
+  const docs = await store.readings("d1", 10);
+  assert.deepEqual(docs.map((d) => d._id), ["d1:2", "d1:1"]);
+  assert.equal(docs[1]!.is_critical, false);
+  assert.deepEqual(docs[1]!.processedAt, new Date("2026-11-27T13:00:00Z"));
+});
 
-Deno.test(
-  "MongoStore.write() never moves a device state backwards",
-  await needs({ mongo: true }),
-  async () => {
-    await using tmp = await tempDb("store");
-    await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
-    await store.write({ readings: [], alerts: [], devices: [device("d1", 7), device("d2", 3)] });
-    await store.write({ readings: [], alerts: [], devices: [device("d1", 5), device("d2", 4)] });
-    const loaded = await store.loadDevices(["d1", "d2", "d3"]);
-    assert.equal(loaded.get("d1")?.lastSeq, 7);
-    assert.equal(loaded.get("d2")?.lastSeq, 4);
-    assert.equal(loaded.has("d3"), false);
-    assert.deepEqual(await store.lastSeqs(), new Map([["d1", 7], ["d2", 4]]));
-  },
-);
+mongo.test("MongoStore.write() never moves a device state backwards", async () => {
+  await using tmp = await tempDb("store");
+  await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+  await store.write({ readings: [], alerts: [], devices: [device("d1", 7), device("d2", 3)] });
+  await store.write({ readings: [], alerts: [], devices: [device("d1", 5), device("d2", 4)] });
+  const loaded = await store.loadDevices(["d1", "d2", "d3"]);
+  assert.equal(loaded.get("d1")?.lastSeq, 7);
+  assert.equal(loaded.get("d2")?.lastSeq, 4);
+  assert.equal(loaded.has("d3"), false);
+  assert.deepEqual(await store.lastSeqs(), new Map([["d1", 7], ["d2", 4]]));
+});
 
-Deno.test(
-  "MongoStore writes hundreds of alerts and device states in one call",
-  await needs({ mongo: true }),
-  async () => {
-    // FerretDB 1.24 hangs on an update command with 100+ statements; the adapter chunks.
-    await using tmp = await tempDb("store");
-    await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
-    const ids = Array.from({ length: 250 }, (_, i) => `dev-${i}`);
-    const alerts = ids.map((id) =>
-      toAlertDoc(
-        id,
-        { raisedSeq: 3, raisedAt: reading(id, 3).ts, peakTemperature: 90 },
-        DEFAULT_RULE,
-      )
-    );
-    await store.write({ readings: [], alerts, devices: ids.map((id) => device(id, 3)) });
-    await store.write({ readings: [], alerts, devices: ids.map((id) => device(id, 4)) });
-    assert.equal((await store.alerts({ status: "active", limit: 1000 })).length, 250);
-    assert.equal((await store.loadDevices(ids)).size, 250);
-    assert.equal((await store.device("dev-249"))?.lastSeq, 4);
-  },
-);
+mongo.test("MongoStore writes hundreds of alerts and device states in one call", async () => {
+  // FerretDB 1.24 hangs on an update command with 100+ statements; the adapter chunks.
+  await using tmp = await tempDb("store");
+  await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+  const ids = Array.from({ length: 250 }, (_, i) => `dev-${i}`);
+  const alerts = ids.map((id) =>
+    toAlertDoc(id, { raisedSeq: 3, raisedAt: reading(id, 3).ts, peakTemperature: 90 }, DEFAULT_RULE)
+  );
+  await store.write({ readings: [], alerts, devices: ids.map((id) => device(id, 3)) });
+  await store.write({ readings: [], alerts, devices: ids.map((id) => device(id, 4)) });
+  assert.equal((await store.alerts({ status: "active", limit: 1000 })).length, 250);
+  assert.equal((await store.loadDevices(ids)).size, 250);
+  assert.equal((await store.device("dev-249"))?.lastSeq, 4);
+});
 
-Deno.test(
-  "MongoStore.open() finishes a device-state write a crash interrupted",
-  await needs({ mongo: true }),
-  async () => {
-    await using tmp = await tempDb("store");
-    {
-      await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
-      await store.write({ readings: [], alerts: [], devices: [device("d1", 2), device("d2", 9)] });
-    }
-    // As if the process died after deleting d1's old state, before inserting the new one.
-    await tmp.db.collection("devices").deleteOne({ _id: "d1" as unknown as never });
-    const pending = tmp.db.collection<{ _id: string; checkpointId: string; doc: unknown }>(
-      "devices_pending",
-    );
-    await pending.insertMany([
-      { _id: "c1:d1", checkpointId: "c1", doc: device("d1", 5) },
-      { _id: "c1:d2", checkpointId: "c1", doc: device("d2", 6) },
-    ]);
+mongo.test("MongoStore.open() finishes a device-state write a crash interrupted", async () => {
+  await using tmp = await tempDb("store");
+  {
     await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
-    assert.equal((await store.device("d1"))?.lastSeq, 5, "the interrupted write is completed");
-    assert.equal((await store.device("d2"))?.lastSeq, 9, "a newer stored state is kept");
-    assert.equal(await pending.countDocuments({}), 0);
-  },
-);
+    await store.write({ readings: [], alerts: [], devices: [device("d1", 2), device("d2", 9)] });
+  }
+  // As if the process died after deleting d1's old state, before inserting the new one.
+  await tmp.db.collection("devices").deleteOne({ _id: "d1" as unknown as never });
+  const pending = tmp.db.collection<{ _id: string; checkpointId: string; doc: unknown }>(
+    "devices_pending",
+  );
+  await pending.insertMany([
+    { _id: "c1:d1", checkpointId: "c1", doc: device("d1", 5) },
+    { _id: "c1:d2", checkpointId: "c1", doc: device("d2", 6) },
+  ]);
+  await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+  assert.equal((await store.device("d1"))?.lastSeq, 5, "the interrupted write is completed");
+  assert.equal((await store.device("d2"))?.lastSeq, 9, "a newer stored state is kept");
+  assert.equal(await pending.countDocuments({}), 0);
+});
 
-Deno.test(
-  "MongoStore.write() never replaces an alert snapshot with an older one",
-  await needs({ mongo: true }),
-  async () => {
-    await using tmp = await tempDb("store");
-    await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
-    const episode = { raisedSeq: 3, raisedAt: reading("d1", 3).ts, peakTemperature: 82 };
-    const cleared = toAlertDoc("d1", episode, DEFAULT_RULE, { seq: 8, ts: reading("d1", 8).ts });
-    await store.write({ readings: [], alerts: [cleared], devices: [] });
-    // A stale owner's snapshot of the same episode, still open as of seq 5.
-    const stale = toAlertDoc("d1", episode, DEFAULT_RULE, undefined, 5);
-    await store.write({ readings: [], alerts: [stale], devices: [] });
-    const [alert] = await store.alerts({ deviceId: "d1", limit: 10 });
-    assert.equal(alert?.status, "cleared");
-    assert.equal(alert?.asOfSeq, 8);
-  },
-);
+mongo.test("MongoStore.write() never replaces an alert snapshot with an older one", async () => {
+  await using tmp = await tempDb("store");
+  await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+  const episode = { raisedSeq: 3, raisedAt: reading("d1", 3).ts, peakTemperature: 82 };
+  const cleared = toAlertDoc("d1", episode, DEFAULT_RULE, { seq: 8, ts: reading("d1", 8).ts });
+  await store.write({ readings: [], alerts: [cleared], devices: [] });
+  // A stale owner's snapshot of the same episode, still open as of seq 5.
+  const stale = toAlertDoc("d1", episode, DEFAULT_RULE, undefined, 5);
+  await store.write({ readings: [], alerts: [stale], devices: [] });
+  const [alert] = await store.alerts({ deviceId: "d1", limit: 10 });
+  assert.equal(alert?.status, "cleared");
+  assert.equal(alert?.asOfSeq, 8);
+});
 
-Deno.test(
-  "MongoStore.write() from two owners of the same new alerts both succeed",
-  await needs({ mongo: true }),
-  async () => {
-    // Right after a rebalance two members may upsert the same new alert; FerretDB's upsert is
-    // not atomic, so one of them can lose with a duplicate key and must retry, not fail.
-    await using tmp = await tempDb("store");
-    await using a = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
-    await using b = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
-    const alerts = Array.from({ length: 40 }, (_, i) =>
-      toAlertDoc(`d${i}`, {
-        raisedSeq: 3,
-        raisedAt: reading(`d${i}`, 3).ts,
-        peakTemperature: 85,
-      }, DEFAULT_RULE));
-    await Promise.all([
-      a.write({ readings: [], alerts, devices: [] }),
-      b.write({ readings: [], alerts, devices: [] }),
-    ]);
-    assert.equal((await a.alerts({ status: "active", limit: 100 })).length, 40);
-  },
-);
+mongo.test("MongoStore.write() from two owners of the same new alerts both succeed", async () => {
+  // Right after a rebalance two members may upsert the same new alert; FerretDB's upsert is
+  // not atomic, so one of them can lose with a duplicate key and must retry, not fail.
+  await using tmp = await tempDb("store");
+  await using a = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+  await using b = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+  const alerts = Array.from({ length: 40 }, (_, i) =>
+    toAlertDoc(`d${i}`, {
+      raisedSeq: 3,
+      raisedAt: reading(`d${i}`, 3).ts,
+      peakTemperature: 85,
+    }, DEFAULT_RULE));
+  await Promise.all([
+    a.write({ readings: [], alerts, devices: [] }),
+    b.write({ readings: [], alerts, devices: [] }),
+  ]);
+  assert.equal((await a.alerts({ status: "active", limit: 100 })).length, 40);
+});

@@ -76,3 +76,17 @@ export async function needs(what: Needs = {}): Promise<{ ignore: boolean }> {
   }
   return { ignore: true };
 }
+
+/** `test(name, fn)` registers a test like `Deno.test`, ignored when `needs()` says so. */
+export interface TestRegistrar {
+  test(name: string, fn: (t: Deno.TestContext) => void | Promise<void>): void;
+}
+
+/**
+ * `needs(what)` as a registrar, e.g. `const mongo = await testWith({ mongo: true });` then
+ * `mongo.test("name", async () => {...})` in place of `Deno.test("name", async () => {...})`.
+ */
+export async function testWith(what: Needs = {}): Promise<TestRegistrar> {
+  const options = await needs(what);
+  return { test: (name, fn) => Deno.test(name, options, fn) };
+}

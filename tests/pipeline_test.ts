@@ -9,7 +9,7 @@ import { encodeReading, type Reading } from "../schemas/reading.ts";
 import type { AlertDoc, ReadingDoc } from "../schemas/documents.ts";
 import type { App } from "../main.ts";
 import { testKafka, testProducer } from "./fixtures.ts";
-import { needs } from "./needs.ts";
+import { testWith } from "./needs.ts";
 import { until } from "./wait.ts";
 import {
   EMBEDDED,
@@ -20,6 +20,10 @@ import {
   startApp,
   testEnv,
 } from "./test_app.ts";
+
+/** Registrars for tests that need the services, and for those that need only permissions. */
+const services = await testWith(KAFKA_MONGO);
+const permitted = await testWith();
 
 function post(url: string, body: unknown) {
   return fetch(url, {
@@ -75,36 +79,26 @@ const GOOD: Reading = {
 };
 
 for (const mode of [KAFKA_MONGO, EMBEDDED, KAFKA_KV, EMBEDDED_MONGO]) {
-  Deno.test(
-    `pipeline (${mode.name}): the scripted example yields the documented readings and alerts`,
-    await needs(mode),
-    async () => {
-      await using env = await testEnv("e2e-script", mode);
-      await using app = await startApp(env);
-      await scriptedExample(app);
-    },
-  );
+  const inMode = await testWith(mode);
+  inMode.test(`pipeline (${mode.name}): the scripted example yields the documented readings and alerts`, async () => {
+    await using env = await testEnv("e2e-script", mode);
+    await using app = await startApp(env);
+    await scriptedExample(app);
+  });
 }
 
 for (const mode of [KAFKA_MONGO, EMBEDDED]) {
-  Deno.test(
-    `pipeline (${mode.name}): added sensors appear as devices and a removed one stops`,
-    await needs(mode),
-    async () => {
-      await using env = await testEnv("e2e-fleet", mode);
-      await using app = await startApp(env);
-      await addAndRemove(app);
-    },
-  );
+  const inMode = await testWith(mode);
+  inMode.test(`pipeline (${mode.name}): added sensors appear as devices and a removed one stops`, async () => {
+    await using env = await testEnv("e2e-fleet", mode);
+    await using app = await startApp(env);
+    await addAndRemove(app);
+  });
 
-  Deno.test(
-    `pipeline (${mode.name}): a restart mid-stream loses and duplicates nothing`,
-    await needs(mode),
-    async () => {
-      await using env = await testEnv("e2e-restart-all", mode);
-      await restartMidStream(mode, env);
-    },
-  );
+  inMode.test(`pipeline (${mode.name}): a restart mid-stream loses and duplicates nothing`, async () => {
+    await using env = await testEnv("e2e-restart-all", mode);
+    await restartMidStream(mode, env);
+  });
 }
 
 async function scriptedExample(app: App) {
@@ -224,139 +218,123 @@ async function restartMidStream(mode: Mode, env: Awaited<ReturnType<typeof testE
   }
 }
 
-Deno.test(
-  "pipeline (kafka+mongodb): a malformed record goes to the dead-letter topic and processing goes on",
-  await needs(KAFKA_MONGO),
-  async () => {
-    await using env = await testEnv("e2e-dlq", KAFKA_MONGO);
-    await using app = await startApp(env);
-    const kafka = testKafka();
-    const producer = testProducer(kafka);
-    await producer.connect();
-    await producer.send({
-      topic: env.topic,
-      messages: [
-        { key: "dlq-1", value: "{not json" },
-        { key: "dlq-1", value: JSON.stringify({ ...GOOD, seq: 2, temperature: "hot" }) },
-        { key: "dlq-1", value: encodeReading(GOOD) },
-      ],
-    });
-    await producer.disconnect();
+services.test("pipeline (kafka+mongodb): a malformed record goes to the dead-letter topic and processing goes on", async () => {
+  await using env = await testEnv("e2e-dlq", KAFKA_MONGO);
+  await using app = await startApp(env);
+  const kafka = testKafka();
+  const producer = testProducer(kafka);
+  await producer.connect();
+  await producer.send({
+    topic: env.topic,
+    messages: [
+      { key: "dlq-1", value: "{not json" },
+      { key: "dlq-1", value: JSON.stringify({ ...GOOD, seq: 2, temperature: "hot" }) },
+      { key: "dlq-1", value: encodeReading(GOOD) },
+    ],
+  });
+  await producer.disconnect();
 
-    await until("the valid reading stored", async () => {
-      const r = await fetch(`${app.url}/devices/dlq-1`);
-      return r.ok ? await r.json() : await r.body?.cancel();
-    });
-    const consumer = kafka.consumer({ groupId: `${env.group}-dlq-reader` });
-    await consumer.connect();
-    await consumer.subscribe({ topic: `${env.topic}.dlq`, fromBeginning: true });
-    const letters: { value: string; reason: string }[] = [];
-    await consumer.run({
-      eachMessage: ({ message }) => {
-        letters.push({
-          value: message.value!.toString(),
-          reason: message.headers!["dlq.reason"]!.toString(),
-        });
-        return Promise.resolve();
-      },
-    });
-    await until("two dead letters", () => letters.length >= 2 ? true : undefined);
-    await consumer.disconnect();
-    assert.equal(letters[0]!.value, "{not json");
-    assert.match(letters[0]!.reason, /invalid JSON/);
-    assert.match(letters[1]!.reason, /temperature/);
-    assert.equal(app.parts.processors!.stats.deadLettered, 2);
-  },
-);
+  await until("the valid reading stored", async () => {
+    const r = await fetch(`${app.url}/devices/dlq-1`);
+    return r.ok ? await r.json() : await r.body?.cancel();
+  });
+  const consumer = kafka.consumer({ groupId: `${env.group}-dlq-reader` });
+  await consumer.connect();
+  await consumer.subscribe({ topic: `${env.topic}.dlq`, fromBeginning: true });
+  const letters: { value: string; reason: string }[] = [];
+  await consumer.run({
+    eachMessage: ({ message }) => {
+      letters.push({
+        value: message.value!.toString(),
+        reason: message.headers!["dlq.reason"]!.toString(),
+      });
+      return Promise.resolve();
+    },
+  });
+  await until("two dead letters", () => letters.length >= 2 ? true : undefined);
+  await consumer.disconnect();
+  assert.equal(letters[0]!.value, "{not json");
+  assert.match(letters[0]!.reason, /invalid JSON/);
+  assert.match(letters[1]!.reason, /temperature/);
+  assert.equal(app.parts.processors!.stats.deadLettered, 2);
+});
 
-Deno.test(
-  "pipeline (kafka+mongodb): restarting the processor role mid-stream loses and duplicates nothing",
-  await needs(KAFKA_MONGO),
-  async () => {
-    await using env = await testEnv("e2e-restart", KAFKA_MONGO);
-    await using sensors = await startApp(env, { ROLE: "sensors" });
-    // A deterministic series with an overheat episode every 10 readings.
-    const cycle = [60, 81, 85, 90, 79, 75, 69, 65, 62, 72];
-    const temperatures = Array.from({ length: 100 }, (_, i) => cycle[i % cycle.length]!);
-    const res = await post(`${sensors.url}/sensors`, {
-      count: 3,
-      temperatures,
-      intervalMs: 100,
-      idPrefix: "hot",
-    });
-    assert.equal(res.status, 201);
-    const { ids } = await res.json() as { ids: string[] };
+services.test("pipeline (kafka+mongodb): restarting the processor role mid-stream loses and duplicates nothing", async () => {
+  await using env = await testEnv("e2e-restart", KAFKA_MONGO);
+  await using sensors = await startApp(env, { ROLE: "sensors" });
+  // A deterministic series with an overheat episode every 10 readings.
+  const cycle = [60, 81, 85, 90, 79, 75, 69, 65, 62, 72];
+  const temperatures = Array.from({ length: 100 }, (_, i) => cycle[i % cycle.length]!);
+  const res = await post(`${sensors.url}/sensors`, {
+    count: 3,
+    temperatures,
+    intervalMs: 100,
+    idPrefix: "hot",
+  });
+  assert.equal(res.status, 201);
+  const { ids } = await res.json() as { ids: string[] };
 
-    // First processor instance: let it store part of the stream, then stop it.
-    const first = await startApp(env, { ROLE: "processors" });
-    await until(
-      "first processor stores readings",
-      () => (first.parts.processors?.stats.readings ?? 0) >= 60 ? true : undefined,
-    );
-    await first[Symbol.asyncDispose]();
+  // First processor instance: let it store part of the stream, then stop it.
+  const first = await startApp(env, { ROLE: "processors" });
+  await until(
+    "first processor stores readings",
+    () => (first.parts.processors?.stats.readings ?? 0) >= 60 ? true : undefined,
+  );
+  await first[Symbol.asyncDispose]();
 
-    // Second instance resumes from the committed offsets and stored states.
-    await using second = await startApp(env, { ROLE: "processors" });
-    await until(
-      "second processor stores readings",
-      () => (second.parts.processors?.stats.readings ?? 0) >= 60 ? true : undefined,
-    );
-    for (const id of ids) {
-      await until(`${id} fully stored`, async () => {
-        const d = await second.parts.store!.device(id);
-        return d && d.lastSeq >= temperatures.length ? true : undefined;
-      }, 30_000);
-      const episodes = await assertConsistent(second, id, temperatures.length);
-      assert.equal(episodes, 10, `${id}: one episode per cycle`);
-    }
-  },
-);
-
-Deno.test(
-  "pipeline (kafka+mongodb): two processor processes share the consumer group and split the partitions",
-  await needs(KAFKA_MONGO),
-  async () => {
-    await using env = await testEnv("e2e-split", KAFKA_MONGO);
-    await using sensors = await startApp(env, { ROLE: "sensors" });
-    await using a = await startApp(env, { ROLE: "processors" });
-    await using b = await startApp(env, { ROLE: "processors" });
-    const res = await post(`${sensors.url}/sensors`, {
-      count: 12,
-      intervalMs: 100,
-      idPrefix: "split",
-    });
-    assert.equal(res.status, 201);
-    const [pa, pb] = await until("both members to own partitions", () => {
-      const x = a.parts.processors!.assignment;
-      const y = b.parts.processors!.assignment;
-      return x.length > 0 && y.length > 0 && x.length + y.length === 3 ? [x, y] : undefined;
+  // Second instance resumes from the committed offsets and stored states.
+  await using second = await startApp(env, { ROLE: "processors" });
+  await until(
+    "second processor stores readings",
+    () => (second.parts.processors?.stats.readings ?? 0) >= 60 ? true : undefined,
+  );
+  for (const id of ids) {
+    await until(`${id} fully stored`, async () => {
+      const d = await second.parts.store!.device(id);
+      return d && d.lastSeq >= temperatures.length ? true : undefined;
     }, 30_000);
-    assert.deepEqual([...pa, ...pb].sort(), [0, 1, 2], "every partition owned exactly once");
-    await until(
-      "both members to store readings",
-      () =>
-        a.parts.processors!.stats.readings > 0 && b.parts.processors!.stats.readings > 0
-          ? true
-          : undefined,
-      30_000,
-    );
-  },
-);
+    const episodes = await assertConsistent(second, id, temperatures.length);
+    assert.equal(episodes, 10, `${id}: one episode per cycle`);
+  }
+});
 
-Deno.test(
-  "pipeline (embedded+kv): a malformed record is dead-lettered and processing goes on",
-  await needs(EMBEDDED),
-  async () => {
-    await using env = await testEnv("e2e-dlq-embedded", EMBEDDED);
-    await using app = await startApp(env);
-    const queue = app.parts.transport!.embedded!;
-    assert.ok(queue.publishRaw("dlq-1", "{not json"));
-    assert.ok(queue.publishRaw("dlq-1", encodeReading(GOOD)));
-    await until(
-      "the valid reading stored",
-      () => app.parts.store!.device("dlq-1").then((d) => d ?? undefined),
-    );
-    assert.equal(app.parts.processors!.stats.deadLettered, 1);
-    assert.match(queue.deadLetters[0]!.reason, /invalid JSON/);
-  },
-);
+services.test("pipeline (kafka+mongodb): two processor processes share the consumer group and split the partitions", async () => {
+  await using env = await testEnv("e2e-split", KAFKA_MONGO);
+  await using sensors = await startApp(env, { ROLE: "sensors" });
+  await using a = await startApp(env, { ROLE: "processors" });
+  await using b = await startApp(env, { ROLE: "processors" });
+  const res = await post(`${sensors.url}/sensors`, {
+    count: 12,
+    intervalMs: 100,
+    idPrefix: "split",
+  });
+  assert.equal(res.status, 201);
+  const [pa, pb] = await until("both members to own partitions", () => {
+    const x = a.parts.processors!.assignment;
+    const y = b.parts.processors!.assignment;
+    return x.length > 0 && y.length > 0 && x.length + y.length === 3 ? [x, y] : undefined;
+  }, 30_000);
+  assert.deepEqual([...pa, ...pb].sort(), [0, 1, 2], "every partition owned exactly once");
+  await until(
+    "both members to store readings",
+    () =>
+      a.parts.processors!.stats.readings > 0 && b.parts.processors!.stats.readings > 0
+        ? true
+        : undefined,
+    30_000,
+  );
+});
+
+permitted.test("pipeline (embedded+kv): a malformed record is dead-lettered and processing goes on", async () => {
+  await using env = await testEnv("e2e-dlq-embedded", EMBEDDED);
+  await using app = await startApp(env);
+  const queue = app.parts.transport!.embedded!;
+  assert.ok(queue.publishRaw("dlq-1", "{not json"));
+  assert.ok(queue.publishRaw("dlq-1", encodeReading(GOOD)));
+  await until(
+    "the valid reading stored",
+    () => app.parts.store!.device("dlq-1").then((d) => d ?? undefined),
+  );
+  assert.equal(app.parts.processors!.stats.deadLettered, 1);
+  assert.match(queue.deadLetters[0]!.reason, /invalid JSON/);
+});

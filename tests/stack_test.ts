@@ -14,150 +14,140 @@ import {
   testProducer,
   uniqueName,
 } from "./fixtures.ts";
-import { needs } from "./needs.ts";
+import { testWith } from "./needs.ts";
 import { settle } from "./wait.ts";
 
-Deno.test(
-  "stack: Kafka keeps per-key order and commits offsets in a consumer group",
-  await needs({ kafka: true }),
-  async () => {
-    await requireServices(undefined, { kafka: true });
-    await using topic = await tempTopic("stack", 3);
-    const kafka = testKafka();
-    const producer = testProducer(kafka);
-    await producer.connect();
-    const messages = Array.from({ length: 30 }, (_, i) => ({
-      key: `device-${i % 3}`,
-      value: JSON.stringify({ n: i }),
-    }));
-    await producer.send({ topic: topic.name, acks: -1, messages });
-    await producer.disconnect();
+/** Registrars for tests that need Kafka, the MongoDB-protocol store, or only permissions. */
+const withKafka = await testWith({ kafka: true });
+const withMongo = await testWith({ mongo: true });
+const permitted = await testWith();
 
-    const groupId = uniqueName("stack-group");
-    const consumer = kafka.consumer({ groupId });
-    await consumer.connect();
-    await consumer.subscribe({ topic: topic.name, fromBeginning: true });
-    const seen = new Map<string, number[]>();
-    let count = 0;
-    await new Promise<void>((resolve, reject) => {
-      consumer.run({
-        autoCommit: false,
-        eachMessage: async ({ message, partition }) => {
-          const key = message.key!.toString();
-          seen.set(key, [...(seen.get(key) ?? []), JSON.parse(message.value!.toString()).n]);
-          await consumer.commitOffsets([{
-            topic: topic.name,
-            partition,
-            offset: (BigInt(message.offset) + 1n).toString(),
-          }]);
-          if (++count === messages.length) resolve();
-        },
-      }).catch(reject);
-    });
-    await consumer.disconnect();
+withKafka.test("stack: Kafka keeps per-key order and commits offsets in a consumer group", async () => {
+  await requireServices(undefined, { kafka: true });
+  await using topic = await tempTopic("stack", 3);
+  const kafka = testKafka();
+  const producer = testProducer(kafka);
+  await producer.connect();
+  const messages = Array.from({ length: 30 }, (_, i) => ({
+    key: `device-${i % 3}`,
+    value: JSON.stringify({ n: i }),
+  }));
+  await producer.send({ topic: topic.name, acks: -1, messages });
+  await producer.disconnect();
 
-    for (let d = 0; d < 3; d++) {
-      const expected = messages.map((_, i) => i).filter((i) => i % 3 === d);
-      assert.deepEqual(seen.get(`device-${d}`), expected, `order of device-${d}`);
-    }
-    const admin = kafka.admin();
-    await admin.connect();
-    const [offsets] = await admin.fetchOffsets({ groupId, topics: [topic.name] });
-    await admin.deleteGroups([groupId]).catch(() => {});
-    await admin.disconnect();
-    // A partition that got no message reports offset -1.
-    const committed = offsets!.partitions.reduce(
-      (sum, p) => sum + Math.max(0, Number(p.offset)),
-      0,
+  const groupId = uniqueName("stack-group");
+  const consumer = kafka.consumer({ groupId });
+  await consumer.connect();
+  await consumer.subscribe({ topic: topic.name, fromBeginning: true });
+  const seen = new Map<string, number[]>();
+  let count = 0;
+  await new Promise<void>((resolve, reject) => {
+    consumer.run({
+      autoCommit: false,
+      eachMessage: async ({ message, partition }) => {
+        const key = message.key!.toString();
+        seen.set(key, [...(seen.get(key) ?? []), JSON.parse(message.value!.toString()).n]);
+        await consumer.commitOffsets([{
+          topic: topic.name,
+          partition,
+          offset: (BigInt(message.offset) + 1n).toString(),
+        }]);
+        if (++count === messages.length) resolve();
+      },
+    }).catch(reject);
+  });
+  await consumer.disconnect();
+
+  for (let d = 0; d < 3; d++) {
+    const expected = messages.map((_, i) => i).filter((i) => i % 3 === d);
+    assert.deepEqual(seen.get(`device-${d}`), expected, `order of device-${d}`);
+  }
+  const admin = kafka.admin();
+  await admin.connect();
+  const [offsets] = await admin.fetchOffsets({ groupId, topics: [topic.name] });
+  await admin.deleteGroups([groupId]).catch(() => {});
+  await admin.disconnect();
+  // A partition that got no message reports offset -1.
+  const committed = offsets!.partitions.reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0);
+  assert.equal(committed, messages.length, "committed offsets cover every message");
+});
+
+withMongo.test("stack: MongoDB upsert by _id is idempotent and indexes, queries and aggregates work", async () => {
+  await using tmp = await tempDb("stack");
+  const readings = tmp.db.collection<{ _id: string; deviceId: string; seq: number; ts: Date }>(
+    "readings",
+  );
+  await readings.createIndex({ deviceId: 1, ts: -1 });
+  await readings.createIndex({ deviceId: 1, seq: 1 }, { unique: true });
+  const doc = { deviceId: "d1", seq: 1, ts: new Date("2026-11-27T13:00:00Z") };
+  for (let i = 0; i < 2; i++) {
+    await readings.updateOne({ _id: "d1:1" }, { $setOnInsert: doc }, { upsert: true });
+  }
+  await readings.insertOne({
+    _id: "d1:2",
+    deviceId: "d1",
+    seq: 2,
+    ts: new Date("2026-11-27T13:00:03Z"),
+  });
+  await assert.rejects(
+    readings.insertOne({ _id: "d1:2b", deviceId: "d1", seq: 2, ts: new Date() }),
+    (err: { code?: number }) => err.code === 11000,
+    "the unique index rejects a second (deviceId, seq)",
+  );
+  assert.equal(await readings.countDocuments({ deviceId: "d1" }), 2);
+  const newest = await readings.find({ deviceId: "d1" }).sort({ ts: -1 }).limit(1).toArray();
+  assert.equal(newest[0]?._id, "d1:2");
+  const grouped = await readings.aggregate([
+    { $match: { deviceId: "d1" } },
+    { $group: { _id: "$deviceId", n: { $sum: 1 } } },
+  ]).toArray();
+  assert.deepEqual(grouped, [{ _id: "d1", n: 2 }]);
+});
+
+permitted.test("installAtomically() lets two first-time builds at once install one whole result and clean up", async () => {
+  // Imported here: the stack script reads its settings from the environment as it loads.
+  const { installAtomically } = await import("../stack/stack.ts");
+  const cache = await Deno.makeTempDir({ prefix: "iot-stack-test-" });
+  try {
+    const libs = join(cache, "kafka-x", "libs");
+    const jars = (run: string) => async (work: string) => {
+      const out = join(work, "libs");
+      await Deno.mkdir(out);
+      for (let i = 0; i < 20; i++) {
+        await Deno.writeTextFile(join(out, `lib-${i}.jar`), run);
+        await settle(); // let the other build interleave
+      }
+      return out;
+    };
+    await Promise.all([installAtomically(libs, jars("a")), installAtomically(libs, jars("b"))]);
+    const names = [...Deno.readDirSync(libs)].map((e) => e.name).sort();
+    assert.equal(names.length, 20, "every file of one build");
+    const owners = new Set(names.map((name) => Deno.readTextFileSync(join(libs, name))));
+    assert.equal(owners.size, 1, "all from the same build, none mixed in");
+    assert.deepEqual([...Deno.readDirSync(join(cache, "kafka-x"))].map((e) => e.name), ["libs"]);
+
+    const bin = join(cache, "ferretdb-x", "ferretdb");
+    const binary = (run: string) => async (work: string) => {
+      await settle();
+      await Deno.writeTextFile(join(work, "ferretdb"), `binary ${run}`);
+      return join(work, "ferretdb");
+    };
+    await Promise.all([installAtomically(bin, binary("a")), installAtomically(bin, binary("b"))]);
+    assert.match(await Deno.readTextFile(bin), /^binary [ab]$/);
+    assert.deepEqual(
+      [...Deno.readDirSync(join(cache, "ferretdb-x"))].map((e) => e.name),
+      ["ferretdb"],
     );
-    assert.equal(committed, messages.length, "committed offsets cover every message");
-  },
-);
 
-Deno.test(
-  "stack: MongoDB upsert by _id is idempotent and indexes, queries and aggregates work",
-  await needs({ mongo: true }),
-  async () => {
-    await using tmp = await tempDb("stack");
-    const readings = tmp.db.collection<{ _id: string; deviceId: string; seq: number; ts: Date }>(
-      "readings",
-    );
-    await readings.createIndex({ deviceId: 1, ts: -1 });
-    await readings.createIndex({ deviceId: 1, seq: 1 }, { unique: true });
-    const doc = { deviceId: "d1", seq: 1, ts: new Date("2026-11-27T13:00:00Z") };
-    for (let i = 0; i < 2; i++) {
-      await readings.updateOne({ _id: "d1:1" }, { $setOnInsert: doc }, { upsert: true });
-    }
-    await readings.insertOne({
-      _id: "d1:2",
-      deviceId: "d1",
-      seq: 2,
-      ts: new Date("2026-11-27T13:00:03Z"),
-    });
     await assert.rejects(
-      readings.insertOne({ _id: "d1:2b", deviceId: "d1", seq: 2, ts: new Date() }),
-      (err: { code?: number }) => err.code === 11000,
-      "the unique index rejects a second (deviceId, seq)",
+      installAtomically(
+        join(cache, "broken", "libs"),
+        () => Promise.reject(new Error("Build failed")),
+      ),
+      /Build failed/,
     );
-    assert.equal(await readings.countDocuments({ deviceId: "d1" }), 2);
-    const newest = await readings.find({ deviceId: "d1" }).sort({ ts: -1 }).limit(1).toArray();
-    assert.equal(newest[0]?._id, "d1:2");
-    const grouped = await readings.aggregate([
-      { $match: { deviceId: "d1" } },
-      { $group: { _id: "$deviceId", n: { $sum: 1 } } },
-    ]).toArray();
-    assert.deepEqual(grouped, [{ _id: "d1", n: 2 }]);
-  },
-);
-
-Deno.test(
-  "installAtomically() lets two first-time builds at once install one whole result and clean up",
-  await needs(),
-  async () => {
-    // Imported here: the stack script reads its settings from the environment as it loads.
-    const { installAtomically } = await import("../stack/stack.ts");
-    const cache = await Deno.makeTempDir({ prefix: "iot-stack-test-" });
-    try {
-      const libs = join(cache, "kafka-x", "libs");
-      const jars = (run: string) => async (work: string) => {
-        const out = join(work, "libs");
-        await Deno.mkdir(out);
-        for (let i = 0; i < 20; i++) {
-          await Deno.writeTextFile(join(out, `lib-${i}.jar`), run);
-          await settle(); // let the other build interleave
-        }
-        return out;
-      };
-      await Promise.all([installAtomically(libs, jars("a")), installAtomically(libs, jars("b"))]);
-      const names = [...Deno.readDirSync(libs)].map((e) => e.name).sort();
-      assert.equal(names.length, 20, "every file of one build");
-      const owners = new Set(names.map((name) => Deno.readTextFileSync(join(libs, name))));
-      assert.equal(owners.size, 1, "all from the same build, none mixed in");
-      assert.deepEqual([...Deno.readDirSync(join(cache, "kafka-x"))].map((e) => e.name), ["libs"]);
-
-      const bin = join(cache, "ferretdb-x", "ferretdb");
-      const binary = (run: string) => async (work: string) => {
-        await settle();
-        await Deno.writeTextFile(join(work, "ferretdb"), `binary ${run}`);
-        return join(work, "ferretdb");
-      };
-      await Promise.all([installAtomically(bin, binary("a")), installAtomically(bin, binary("b"))]);
-      assert.match(await Deno.readTextFile(bin), /^binary [ab]$/);
-      assert.deepEqual(
-        [...Deno.readDirSync(join(cache, "ferretdb-x"))].map((e) => e.name),
-        ["ferretdb"],
-      );
-
-      await assert.rejects(
-        installAtomically(
-          join(cache, "broken", "libs"),
-          () => Promise.reject(new Error("Build failed")),
-        ),
-        /Build failed/,
-      );
-      assert.deepEqual([...Deno.readDirSync(join(cache, "broken"))], [], "no build folder left");
-    } finally {
-      await Deno.remove(cache, { recursive: true });
-    }
-  },
-);
+    assert.deepEqual([...Deno.readDirSync(join(cache, "broken"))], [], "no build folder left");
+  } finally {
+    await Deno.remove(cache, { recursive: true });
+  }
+});
