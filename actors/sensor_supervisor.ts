@@ -75,7 +75,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
     this.#opts = options;
     this.#log = options.logger.child({ component: "sensors" });
     const timers = options.timers ?? realTimers;
-    this.#now = options.now ?? timers.now;
+    this.#now = options.now ?? (() => timers.now());
     this.#timer = new SharedTimer(timers, this.#now);
     this.#lastSeq = new Map(options.lastSeqs ?? []);
     this.#supervisor = new Supervisor({

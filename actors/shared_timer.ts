@@ -38,7 +38,7 @@ export class SharedTimer implements Disposable {
    * `timers` arms the one underlying timer; `now` is the clock that due times
    * refer to (the sensors' clock, by default the timers' own).
    */
-  constructor(timers: Timers = realTimers, now: () => number = timers.now) {
+  constructor(timers: Timers = realTimers, now: () => number = () => timers.now()) {
     this.#timers = timers;
     this.#now = now;
   }
