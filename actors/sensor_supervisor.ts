@@ -16,6 +16,7 @@ import { isDeepStrictEqual } from "node:util";
 import { Supervisor, type SupervisorEscalationError } from "./supervisor.ts";
 import { Sensor, type SensorSettings } from "./sensor.ts";
 import { SharedTimer } from "./shared_timer.ts";
+import { realTimers, type Timers } from "./timers.ts";
 import { type Reading, TEMPERATURE_RANGE } from "../schemas/reading.ts";
 import { OVERHEAT_MARGIN, type OverheatRequest } from "../schemas/overheat_request.ts";
 import type { SensorRequest } from "../schemas/sensor_request.ts";
@@ -41,6 +42,7 @@ export interface SensorFleetOptions {
   readonly owner?: SensorOwner;
   /** Last seq per device already used, e.g. from the store, so sequences continue. */
   readonly lastSeqs?: ReadonlyMap<string, number>;
+  /** The sensors' wall clock (their readings' `ts`); by default the timers' clock. */
   readonly now?: () => number;
   /** Called once a removed sensor has stopped (the dashboard drops it at once). */
   readonly onRemoved?: (id: string) => void;
@@ -49,6 +51,8 @@ export interface SensorFleetOptions {
    * stopped and the fleet refuses new ones. Without it the fleet only logs the error.
    */
   readonly onEscalate?: (error: SupervisorEscalationError) => void;
+  /** What the sensors' shared timer schedules on; tests pass a fake. */
+  readonly timers?: Timers;
 }
 
 interface Entry {
@@ -84,13 +88,15 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   constructor(options: SensorFleetOptions) {
     this.#opts = options;
     this.#log = options.logger.child({ component: "sensors" });
-    this.#now = options.now ?? Date.now;
-    this.#timer = new SharedTimer(this.#now);
+    const timers = options.timers ?? realTimers;
+    this.#now = options.now ?? (() => timers.now());
+    this.#timer = new SharedTimer(timers, this.#now);
     this.#lastSeq = new Map(options.lastSeqs ?? []);
     this.#supervisor = new Supervisor({
       name: "sensors",
       // A sensor that keeps failing must not take the fleet down: many restarts, then escalate.
       intensity: { maxRestarts: 100, withinMs: 10_000 },
+      now: () => timers.now(),
       onRestart: (id, error) => this.#log.warn("sensor restarted", { id, error: error as Error }),
       onEscalate: (error) => this.#escalate(error),
     });
