@@ -64,7 +64,7 @@ export async function startPipeline(
   const app = start(parsed.config, { logger: silentLogger });
   const cleanup = () =>
     removeRun(services, {
-      topics: [topic, `${topic}.dlq`],
+      topics: [topic, `${topic}.dlq`, `${topic}.seqs`],
       group,
       ...(options.role === "sensors" ? {} : { db }),
     });

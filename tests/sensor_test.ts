@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Sensor, type SensorSettings } from "../actors/sensor.ts";
+import { Sensor, type SensorSettings, type SeqSource } from "../actors/sensor.ts";
 import type { ChildExit } from "../actors/supervisor.ts";
 import { DEFAULT_RULE } from "../domain/hysteresis.ts";
 import { decodeReading, encodeReading, type Reading } from "../schemas/reading.ts";
@@ -37,6 +37,12 @@ interface Started extends AsyncDisposable {
   readonly emitted: Reading[];
 }
 
+/** Seqs lastSeq + 1, lastSeq + 2, ... as if from one endless granted block. */
+function countFrom(lastSeq: number): SeqSource {
+  let seq = lastSeq;
+  return { take: () => ++seq };
+}
+
 function start(
   overrides: Partial<SensorSettings> = {},
   lastSeq = 0,
@@ -45,7 +51,7 @@ function start(
   const exits: ChildExit[] = [];
   const dropped: string[] = [];
   const emitted: Reading[] = [];
-  const sensor = new Sensor(settings(overrides), lastSeq, {
+  const sensor = new Sensor(settings(overrides), countFrom(lastSeq), {
     sink,
     now: shiftedClock(),
     onDropped: (id) => dropped.push(id),
@@ -61,7 +67,7 @@ function start(
   };
 }
 
-Deno.test("Sensor emits readings whose seq continues from lastSeq", async () => {
+Deno.test("Sensor emits readings with the seqs its source hands out", async () => {
   await using s = start({}, 41);
   await until("three readings", () => s.sink.readings.length >= 3);
   await s.sensor.stop();
@@ -172,7 +178,12 @@ Deno.test("Sensor reports a failure through exit when the sink throws", async ()
     },
   };
   const exits: ChildExit[] = [];
-  const failing = new Sensor(settings(), 0, { sink, now: Date.now }, (e) => exits.push(e));
+  const failing = new Sensor(
+    settings(),
+    countFrom(0),
+    { sink, now: Date.now },
+    (e) => exits.push(e),
+  );
   await until("the failure", () => exits.length > 0);
   assert.deepEqual(exits, [{ type: "failed", error }]);
   assert.equal(failing.running, false);
@@ -203,4 +214,22 @@ Deno.test("Sensor.overheat() makes the next readings hot, then the signal takes 
   assert.deepEqual(after.slice(0, 3), [95, 95, 95]);
   assert.ok(after.slice(3).every((t) => t < 40), `back to normal: ${after}`);
   assert.ok(s.sink.readings.slice(0, from).every((r) => r.temperature < 40));
+});
+
+Deno.test("Sensor skips a tick with no seq to use, counts it as stalled and resumes without a gap", async () => {
+  const sink = new RecordingSink();
+  const exits: ChildExit[] = [];
+  const offered: (number | undefined)[] = [5, undefined, undefined, 6, 7];
+  let asked = 0;
+  const seqs: SeqSource = { take: () => offered[asked++] };
+  const sensor = new Sensor(settings({ intervalMs: 5 }), seqs, {
+    sink,
+    now: shiftedClock(),
+  }, (e) => exits.push(e));
+  await until("every seq offered", () => asked >= offered.length + 1);
+  await sensor.stop();
+  assert.deepEqual(sink.readings.map((r) => r.seq), [5, 6, 7]);
+  assert.equal(sensor.stalled, asked - 3, "every tick without a seq");
+  assert.equal(sensor.seq, 7);
+  assert.deepEqual(exits, []);
 });

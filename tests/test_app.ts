@@ -51,7 +51,14 @@ export async function testEnv(prefix: string, mode: Mode = KAFKA_MONGO): Promise
         await admin.connect();
         const fleet = `${env.topic}.sensors`;
         await admin.deleteTopics({
-          topics: [env.topic, `${env.topic}.dlq`, fleet, `${fleet}.status`, `${fleet}.commands`],
+          topics: [
+            env.topic,
+            `${env.topic}.dlq`,
+            `${env.topic}.seqs`,
+            fleet,
+            `${fleet}.status`,
+            `${fleet}.commands`,
+          ],
         }).catch(() => {});
         await admin.deleteGroups([env.group, `${env.group}-sensors`]).catch(() => {});
         await admin.disconnect();
