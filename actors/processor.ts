@@ -32,6 +32,10 @@ export interface DeviceOutput {
   readonly duplicates: number;
   /** Applied readings whose `ts` is earlier than the previous applied reading's. */
   readonly outOfOrder: number;
+  /** Applied readings whose seq skipped some (e.g. the unused rest of a sensor's seq block). */
+  readonly gaps: number;
+  /** Seqs skipped by those gaps. */
+  readonly skippedSeqs: number;
 }
 
 export type ProcessorMsg =
@@ -62,6 +66,8 @@ export function createProcessor(
     // The latest snapshot of each alert touched in this batch; last write wins.
     const alerts = new Map<string, AlertDoc>();
     let duplicates = 0;
+    let gaps = 0;
+    let skippedSeqs = 0;
     const outOfOrderBefore = state.counters.outOfOrder;
     for (const reading of readings) {
       const readingRule = reading.thresholds ?? defaultRule;
@@ -72,6 +78,10 @@ export function createProcessor(
         continue;
       }
       rule = readingRule;
+      if (state.lastSeq > 0 && reading.seq > state.lastSeq + 1) {
+        gaps++;
+        skippedSeqs += reading.seq - state.lastSeq - 1;
+      }
       state = result.state;
       docs.push(toReadingDoc(reading, state.level === "critical", processedAt));
       const t = result.transition;
@@ -95,6 +105,8 @@ export function createProcessor(
       transitions,
       duplicates,
       outOfOrder: state.counters.outOfOrder - outOfOrderBefore,
+      gaps,
+      skippedSeqs,
     };
   }
 

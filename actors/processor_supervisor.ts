@@ -63,6 +63,10 @@ export interface ProcessorStats {
   readonly duplicates: number;
   /** Applied readings whose `ts` went backwards for their device. */
   readonly outOfOrder: number;
+  /** Applied readings whose seq skipped some (a sensor restarted or moved: the rest of its block). */
+  readonly gaps: number;
+  /** Seqs skipped by those gaps. */
+  readonly skippedSeqs: number;
   readonly deadLettered: number;
   readonly alertsRaised: number;
   readonly alertsCleared: number;
@@ -98,6 +102,8 @@ export class ProcessorSupervisor implements AsyncDisposable {
     readings: 0,
     duplicates: 0,
     outOfOrder: 0,
+    gaps: 0,
+    skippedSeqs: 0,
     deadLettered: 0,
     alertsRaised: 0,
     alertsCleared: 0,
@@ -273,6 +279,8 @@ export class ProcessorSupervisor implements AsyncDisposable {
       this.#stats.readings += out.readings.length;
       this.#stats.duplicates += out.duplicates;
       this.#stats.outOfOrder += out.outOfOrder;
+      this.#stats.gaps += out.gaps;
+      this.#stats.skippedSeqs += out.skippedSeqs;
       for (const t of out.transitions) {
         const deviceId = out.device.deviceId;
         if (t.type === "raised") {

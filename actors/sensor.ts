@@ -4,7 +4,9 @@
  * reading to the sink. Ticks are scheduled against the start time (no drift)
  * on a timer the fleet's sensors share; a tick that arrives while the
  * previous one is still handled is skipped and counted as late rather than
- * queued.
+ * queued. Its seqs come from a `SeqSource` that hands out only seqs the
+ * ledger granted; a tick with no seq to use emits nothing and is counted as
+ * stalled.
  *
  * @module
  */
@@ -35,6 +37,11 @@ export interface SensorSettings {
 
 export type SensorMsg = { readonly type: "tick" };
 
+/** Where a sensor takes its seqs: each granted once, increasing; undefined when none is left. */
+export interface SeqSource {
+  take(): number | undefined;
+}
+
 /** Every tick is the same message: no allocation per tick. */
 const TICK: SensorMsg = { type: "tick" };
 
@@ -57,7 +64,9 @@ export class Sensor {
   readonly #exit: (e: ChildExit) => void;
   #signal: SignalState;
   #burst: HeatBurst | null = null;
-  #seq: number;
+  readonly #seqs: SeqSource;
+  #seq = 0;
+  #stalled = 0;
   readonly #timer: SharedTimer;
   readonly #onDue = () => this.#due();
   #pending: TimerEntry | undefined;
@@ -65,17 +74,17 @@ export class Sensor {
   #ticks = 0;
   #late = 0;
 
-  /** Starts emitting; `lastSeq` is the seq this device emitted last (0 for a new one). */
+  /** Starts emitting, with the seqs `seqs` hands out. */
   constructor(
     settings: SensorSettings,
-    lastSeq: number,
+    seqs: SeqSource,
     deps: SensorDeps,
     exit: (e: ChildExit) => void,
   ) {
     this.settings = settings;
     this.#deps = deps;
     this.#exit = exit;
-    this.#seq = lastSeq;
+    this.#seqs = seqs;
     this.#timer = deps.timer ?? new SharedTimer(realTimers, deps.now);
     this.#signal = initialSignal({
       profile: settings.profile,
@@ -100,9 +109,14 @@ export class Sensor {
     this.#schedule();
   }
 
-  /** seq of the last reading emitted. */
+  /** seq of the last reading emitted (0 before the first). */
   get seq(): number {
     return this.#seq;
+  }
+
+  /** Ticks that emitted nothing because no granted seq was left. */
+  get stalled(): number {
+    return this.#stalled;
   }
 
   /** Ticks skipped because the previous one was still being handled. */
@@ -163,13 +177,19 @@ export class Sensor {
       void this.#actor.stop().then(() => this.#exit({ type: "normal" }));
       return;
     }
+    const seq = this.#seqs.take();
+    if (seq === undefined) {
+      // Never invent a seq: skip the tick; the signal does not advance either.
+      this.#stalled++;
+      return;
+    }
     this.#signal = next.state;
     const { sample } = next;
     const heated = applyHeatBurst(this.#burst, sample.temperature);
     this.#burst = heated.burst;
     const reading: Reading = {
       deviceId: this.settings.id,
-      seq: this.#seq + 1,
+      seq,
       ts: new Date(this.#deps.now()).toISOString(),
       temperature: heated.temperature,
       humidity: sample.humidity,

@@ -7,14 +7,27 @@
  * business (`start(spec)` / `remove(id)` follow it). `add()` resolves a
  * request and starts it directly, for tests and tools without a registry; it
  * is synchronous, so the id checks and the cap are atomic under concurrent
- * calls. A device's `seq` continues across remove/add (and, when seeded with
- * the store's last seqs, across process restarts).
+ * calls. Seqs come from blocks reserved durably in a `SeqLedger` (one
+ * ledger call at a time for the whole fleet): a sensor starts once its first
+ * block is granted and asks for the next one while half of the current is
+ * left, so a `(deviceId, seq)` pair is never produced twice, across
+ * remove/add, restarts and processes (see docs/seq-ledger.md).
  *
  * @module
  */
 import { isDeepStrictEqual } from "node:util";
 import { Supervisor, type SupervisorEscalationError } from "./supervisor.ts";
 import { Sensor, type SensorSettings } from "./sensor.ts";
+import { SeqReserver, type SeqReserverOptions } from "./seq_reserver.ts";
+import type { SeqLedger } from "./seq_ledger.ts";
+import {
+  granted,
+  INITIAL_SEQ_ALLOCATION,
+  refill,
+  refused,
+  type SeqAllocation,
+  take,
+} from "../domain/seq_block.ts";
 import { SharedTimer } from "./shared_timer.ts";
 import { realTimers, type Timers } from "./timers.ts";
 import { type Reading, TEMPERATURE_RANGE } from "../schemas/reading.ts";
@@ -40,8 +53,17 @@ export interface SensorFleetOptions {
   readonly defaults: SpecDefaults;
   /** The process that runs this fleet, shown as each sensor's `owner`. */
   readonly owner?: SensorOwner;
-  /** Last seq per device already used, e.g. from the store, so sequences continue. */
-  readonly lastSeqs?: ReadonlyMap<string, number>;
+  /** Where sensors reserve their seqs. */
+  readonly ledger: SeqLedger;
+  /** Seqs per reserved block. */
+  readonly seqBlock: number;
+  /**
+   * Seqs devices may have used before the ledger knew them (the store's
+   * lastSeqs, when upgrading): their first block starts above.
+   */
+  readonly seqFloors?: ReadonlyMap<string, number>;
+  /** Attempts and backoff of a failing ledger call. */
+  readonly seqRetry?: SeqReserverOptions["retry"];
   /** The sensors' wall clock (their readings' `ts`); by default the timers' clock. */
   readonly now?: () => number;
   /** Called once a removed sensor has stopped (the dashboard drops it at once). */
@@ -51,7 +73,7 @@ export interface SensorFleetOptions {
    * stopped and the fleet refuses new ones. Without it the fleet only logs the error.
    */
   readonly onEscalate?: (error: SupervisorEscalationError) => void;
-  /** What the sensors' shared timer schedules on; tests pass a fake. */
+  /** What the sensors' shared timer and the ledger retries are scheduled on; tests pass a fake. */
   readonly timers?: Timers;
 }
 
@@ -63,6 +85,10 @@ interface Entry {
   removing: boolean;
   /** Settles once a started removal is done. */
   removed?: Promise<void>;
+  /** The device's seqs; kept across restarts of its sensor. */
+  seqs: SeqAllocation;
+  /** Its sensor was started (it had a first block). */
+  launched: boolean;
 }
 
 /** Why a fleet whose supervisor gave up refuses new sensors. */
@@ -79,11 +105,15 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   readonly #now: () => number;
   /** One timer for every sensor: per-sensor timers dominated CPU and heap at 100 000 sensors. */
   readonly #timer: SharedTimer;
+  readonly #reserver: SeqReserver;
+  readonly #lowWater: number;
   #nextNumber = 1;
   /** Set once the supervisor gave up: the fleet is stopped for good. */
   #escalated: SupervisorEscalationError | undefined;
   #dropped = 0;
   #emitted = 0;
+  #stalled = 0;
+  #stopped = false;
 
   constructor(options: SensorFleetOptions) {
     this.#opts = options;
@@ -91,7 +121,18 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
     const timers = options.timers ?? realTimers;
     this.#now = options.now ?? (() => timers.now());
     this.#timer = new SharedTimer(timers, this.#now);
-    this.#lastSeq = new Map(options.lastSeqs ?? []);
+    this.#lastSeq = new Map();
+    this.#lowWater = Math.ceil(options.seqBlock / 2);
+    this.#reserver = new SeqReserver({
+      ledger: options.ledger,
+      blockSize: options.seqBlock,
+      ...(options.seqFloors ? { floors: options.seqFloors } : {}),
+      ...(options.seqRetry ? { retry: options.seqRetry } : {}),
+      timers,
+      // Sensors keep asking on their next ticks; until then they stall, counted.
+      onFailure: (error) =>
+        this.#log.error("seq ledger keeps failing; sensors without seqs skip ticks", { error }),
+    });
     this.#supervisor = new Supervisor({
       name: "sensors",
       // A sensor that keeps failing must not take the fleet down: many restarts, then escalate.
@@ -117,10 +158,17 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
       if (entry.status === "running") running++;
       mailboxDepth += entry.sensor?.mailboxDepth ?? 0;
     }
+    const seqs = this.#reserver.stats;
     return {
       running,
       emitted: this.#emitted,
       dropped: this.#dropped,
+      /** Ticks skipped because the sensor had no granted seq left. */
+      stalled: this.#stalled,
+      /** Seq blocks granted by the ledger. */
+      seqBlocks: seqs.reservations,
+      /** Ledger calls that failed (each retried, bounded). */
+      seqLedgerFailures: seqs.failedCalls,
       restarts: this.#supervisor.restarts,
       mailboxDepth,
     };
@@ -248,7 +296,9 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
 
   /** Stops every sensor (reverse start order). */
   async stop(): Promise<void> {
+    this.#stopped = true;
     await this.#supervisor.stop();
+    await this.#reserver.stop();
     this.#timer[Symbol.dispose]();
   }
 
@@ -280,20 +330,68 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   }
 
   #start(settings: SensorSettings) {
+    const asked = refill(INITIAL_SEQ_ALLOCATION, this.#lowWater);
     const entry: Entry = {
       settings,
       sensor: undefined,
       status: "running",
       lastReading: null,
       removing: false,
+      seqs: asked.state,
+      launched: false,
     };
     this.#entries.set(settings.id, entry);
+    // The sensor starts only once its first block is granted.
+    this.#askForSeqs(entry);
+  }
+
+  #askForSeqs(entry: Entry) {
+    const { id } = entry.settings;
+    this.#reserver.request(id, {
+      granted: (block) => {
+        entry.seqs = granted(entry.seqs, block);
+        if (!entry.launched) this.#launch(entry);
+      },
+      refused: (error) => {
+        entry.seqs = refused(entry.seqs);
+        if (entry.launched || !this.#current(entry)) return;
+        // Not started yet: nothing ticks to ask again, so ask after one interval.
+        entry.status = "failed";
+        this.#log.warn("sensor waits for its first seq block", { id, error });
+        this.#timer.schedule(this.#now() + entry.settings.intervalMs, () => {
+          if (entry.launched || !this.#current(entry)) return;
+          const again = refill(entry.seqs, this.#lowWater);
+          entry.seqs = again.state;
+          if (again.refill) this.#askForSeqs(entry);
+        });
+      },
+    });
+  }
+
+  /** The entry is still the fleet's for its id and neither removed nor stopped. */
+  #current(entry: Entry): boolean {
+    return !this.#stopped && !entry.removing && this.#entries.get(entry.settings.id) === entry;
+  }
+
+  #takeSeq(entry: Entry): number | undefined {
+    const result = take(entry.seqs, this.#lowWater);
+    entry.seqs = result.state;
+    if (result.refill) this.#askForSeqs(entry);
+    if (result.seq === undefined) this.#stalled++;
+    return result.seq;
+  }
+
+  #launch(entry: Entry) {
+    if (!this.#current(entry)) return;
+    entry.launched = true;
+    const { settings } = entry;
+    const seqs = { take: () => this.#takeSeq(entry) };
     void this.#supervisor.startChild({
       id: settings.id,
       restart: "transient",
       start: (exit) => {
         entry.status = "running";
-        entry.sensor = new Sensor(settings, this.#lastSeq.get(settings.id) ?? 0, {
+        entry.sensor = new Sensor(settings, seqs, {
           sink: this.#opts.sink,
           now: this.#now,
           timer: this.#timer,

@@ -39,6 +39,11 @@ export class KvStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDispo
     return new KvStore(await Deno.openKv(path));
   }
 
+  /** The open database, for the seq ledger kept in the same file (one SQLite connection). */
+  get kv(): Deno.Kv {
+    return this.#kv;
+  }
+
   async ping(): Promise<void> {
     await this.#kv.get(["devices", "\u0000ping"]);
   }

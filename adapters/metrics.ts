@@ -21,6 +21,9 @@ export interface MetricSources {
       readonly running: number;
       readonly emitted: number;
       readonly dropped: number;
+      readonly stalled: number;
+      readonly seqBlocks: number;
+      readonly seqLedgerFailures: number;
       readonly restarts: number;
       readonly mailboxDepth: number;
     };
@@ -145,6 +148,31 @@ export function createMetrics(sources: () => MetricSources): Metrics {
     "iot_duplicates_dropped_total",
     "Readings ignored because their device had already applied their seq.",
     (s) => s.processors?.stats.duplicates,
+  );
+  total(
+    "iot_seq_gaps_total",
+    "Readings whose seq skipped some of their device's seqs (a restarted or moved sensor).",
+    (s) => s.processors?.stats.gaps,
+  );
+  total(
+    "iot_seqs_skipped_total",
+    "Seqs never produced: the unused rest of seq blocks (gaps are allowed; reuse never happens).",
+    (s) => s.processors?.stats.skippedSeqs,
+  );
+  total(
+    "iot_sensor_ticks_stalled_total",
+    "Sensor ticks that emitted nothing because no reserved seq was left (seq ledger slow or down).",
+    (s) => s.fleet?.stats.stalled,
+  );
+  total(
+    "iot_seq_blocks_reserved_total",
+    "Seq blocks the sensors of this process reserved in the seq ledger.",
+    (s) => s.fleet?.stats.seqBlocks,
+  );
+  total(
+    "iot_seq_ledger_failures_total",
+    "Seq ledger calls that failed (each retried with backoff).",
+    (s) => s.fleet?.stats.seqLedgerFailures,
   );
   total(
     "iot_out_of_order_readings_total",

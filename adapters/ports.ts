@@ -14,6 +14,9 @@ import { KafkaDeadLetterSink, KafkaReadingSource } from "./kafka_consumer.ts";
 import { createKafka, ensureTopics, kafkaSecurity } from "./kafka_client.ts";
 import { MemoryTransport } from "./memory_transport.ts";
 import { FLEET_TOPIC_CONFIGS, fleetTopics } from "./kafka_fleet.ts";
+import { KafkaSeqLedger, seqTopicSpec } from "./kafka_seq_ledger.ts";
+import { KvSeqLedger } from "./kv_seq_ledger.ts";
+import type { SeqLedger } from "../actors/seq_ledger.ts";
 import { redactUrl } from "./probe.ts";
 import type { DeviceStore, SeqLookup } from "../actors/device_store.ts";
 import type { Logger } from "../actors/logger.ts";
@@ -53,6 +56,31 @@ export async function openStore(config: Config, logger: Logger): Promise<Store> 
   return config.mongoUrl
     ? await MongoStore.open(config.mongoUrl, config.mongoDb, logger)
     : await KvStore.open(config.kvPath);
+}
+
+/**
+ * The ledger sensors reserve their seqs from: the compacted Kafka topic when
+ * brokers are given (shared by every sensors process), else Deno KV — the
+ * store's own handle when the store is KV, else a KV file at `kvPath`.
+ */
+export async function openSeqLedger(
+  config: Config,
+  logger: Logger,
+  store?: Store,
+): Promise<SeqLedger & AsyncDisposable> {
+  if (!config.kafkaBrokers) {
+    return store instanceof KvStore
+      ? new KvSeqLedger(store.kv)
+      : await KvSeqLedger.open(config.kvPath);
+  }
+  const kafka = createKafka({
+    brokers: config.kafkaBrokers,
+    clientId: config.kafkaClientId,
+    logger,
+    ...kafkaSecurity(config, (path) => Deno.readTextFileSync(path)),
+  });
+  await ensureTopics(kafka, [seqTopicSpec(config.kafkaSeqTopic, config.kafkaPartitions)]);
+  return await KafkaSeqLedger.open(kafka, { topic: config.kafkaSeqTopic, logger });
 }
 
 /** The transport the config selects: Kafka when brokers are given, else the embedded queue. */

@@ -8,7 +8,13 @@
 import type { Config } from "../schemas/config.ts";
 import type { Metrics } from "../adapters/metrics.ts";
 import type { LiveView } from "../adapters/live_view.ts";
-import { openTransport, type Producer, type Store, type Transport } from "../adapters/ports.ts";
+import {
+  openSeqLedger,
+  openTransport,
+  type Producer,
+  type Store,
+  type Transport,
+} from "../adapters/ports.ts";
 import type { SensorFleet } from "../actors/sensor_supervisor.ts";
 import type { ProcessorSupervisor } from "../actors/processor_supervisor.ts";
 import type { StoreWriter } from "../actors/store_writer.ts";
@@ -76,9 +82,11 @@ export async function connect(config: Config, deps: ConnectDeps): Promise<Pipeli
     parts = { ...parts, source, processors: processors.processors, writer };
   }
   if ((role === "all" || role === "sensors") && transport) {
+    // Released after the sensors: they stop before their ledger closes.
+    const ledger = release("seq ledger", await openSeqLedger(config, logger, store));
     const sensors = release(
       "sensors",
-      await startSensors({ transport, ...(store ? { seqs: store } : {}) }, {
+      await startSensors({ transport, ledger, ...(store ? { seqs: store } : {}) }, {
         config,
         rule,
         logger,

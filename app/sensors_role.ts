@@ -3,13 +3,15 @@
  * Which sensors it runs is the fleet registry's business (`fleet_role.ts`).
  * Disposing it stops the sensors, then flushes and closes the producer.
  *
- * Kept narrow on purpose: what the fleet is seeded with (the store's last
- * seqs today) is its own business, not the composition root's.
+ * Its sensors take their seqs from blocks reserved in the seq ledger; where
+ * the process has the store, the store's last seqs are floors for devices
+ * the ledger does not know yet (an upgrade; see docs/seq-ledger.md).
  *
  * @module
  */
 import { SensorFleet } from "../actors/sensor_supervisor.ts";
 import type { SeqLookup } from "../actors/device_store.ts";
+import type { SeqLedger } from "../actors/seq_ledger.ts";
 import type { Logger } from "../actors/logger.ts";
 import type { AlarmRule } from "../domain/hysteresis.ts";
 import type { MemoryTransport } from "../adapters/memory_transport.ts";
@@ -22,7 +24,7 @@ export interface SensorsRole extends AsyncDisposable {
 }
 
 export interface SensorsRoleOptions {
-  readonly config: Pick<Config, "maxSensors" | "intervalMs" | "seed">;
+  readonly config: Pick<Config, "maxSensors" | "intervalMs" | "seed" | "seqBlock">;
   readonly rule: AlarmRule;
   readonly logger: Logger;
   /** Called once a removed sensor has stopped. */
@@ -33,11 +35,15 @@ export interface SensorsRoleOptions {
 
 /** Connects the producer and makes the (empty) fleet ready to run sensors. */
 export async function startSensors(
-  ports: { readonly transport: Transport; readonly seqs?: SeqLookup },
+  ports: {
+    readonly transport: Transport;
+    readonly ledger: SeqLedger;
+    readonly seqs?: SeqLookup;
+  },
   options: SensorsRoleOptions,
 ): Promise<SensorsRole> {
   const { config, rule, logger, onRemoved, onFatal } = options;
-  const { transport, seqs } = ports;
+  const { transport, ledger, seqs } = ports;
   await using stack = new AsyncDisposableStack();
   const producer = await transport.producer();
   stack.defer(async () => {
@@ -51,7 +57,10 @@ export async function startSensors(
       logger,
       cap: config.maxSensors,
       defaults: { intervalMs: config.intervalMs, rule, seed: config.seed },
-      ...(seqs ? { lastSeqs: await seqs.lastSeqs() } : {}),
+      ledger,
+      seqBlock: config.seqBlock,
+      // Upgrade: devices stored before the ledger existed start above their stored lastSeq.
+      ...(seqs ? { seqFloors: await seqs.lastSeqs() } : {}),
       ...(onRemoved ? { onRemoved } : {}),
       owner: { host: Deno.hostname(), pid: Deno.pid },
       onEscalate: onFatal,

@@ -65,7 +65,7 @@ export async function startPipeline(
   const app = start(parsed.config, { logger: silentLogger });
   const cleanup = () =>
     removeResources({
-      topics: [topic, `${topic}.dlq`],
+      topics: [topic, `${topic}.dlq`, `${topic}.seqs`],
       groups: [group],
       ...(options.role === "sensors" ? {} : { db }),
     }, services);

@@ -28,6 +28,8 @@ export interface Config {
   readonly kafkaBrokers: readonly string[] | undefined;
   readonly kafkaTopic: string;
   readonly kafkaDlqTopic: string;
+  /** Compacted topic of the sensors' durable seq blocks (Kafka mode). */
+  readonly kafkaSeqTopic: string;
   readonly kafkaPartitions: number;
   readonly kafkaGroup: string;
   /** The compacted fleet registry topic (sensor id → spec). */
@@ -53,6 +55,8 @@ export interface Config {
   readonly sensors: number;
   readonly sensorProfile: (typeof SENSOR_PROFILES)[number];
   readonly intervalMs: number;
+  /** Seqs each sensor reserves durably at a time (see docs/seq-ledger.md). */
+  readonly seqBlock: number;
   readonly maxSensors: number;
   readonly seed: number;
   readonly alarmHigh: number;
@@ -161,6 +165,14 @@ export const SETTINGS: readonly Setting[] = [
     kind: { type: "string", pattern: TOPIC, patternHint: "letters, digits, '.', '_' or '-'" },
     default: undefined,
     help: "Dead-letter topic for invalid records (default: <topic>.dlq)",
+  },
+  {
+    key: "kafkaSeqTopic",
+    flag: "kafka-seq-topic",
+    env: "KAFKA_SEQ_TOPIC",
+    kind: { type: "string", pattern: TOPIC, patternHint: "letters, digits, '.', '_' or '-'" },
+    default: undefined,
+    help: "Compacted topic of the sensors' reserved seq blocks (default: <topic>.seqs)",
   },
   {
     key: "kafkaPartitions",
@@ -318,6 +330,15 @@ export const SETTINGS: readonly Setting[] = [
     help: "Default time between two readings of a sensor",
   },
   {
+    key: "seqBlock",
+    flag: "seq-block",
+    env: "SEQ_BLOCK",
+    kind: { type: "int", min: 2, max: 1_000_000 },
+    default: "100",
+    help: "Seqs a sensor reserves durably at a time; a crash leaves at most one block unused " +
+      "per sensor (a gap, never a reuse)",
+  },
+  {
     key: "maxSensors",
     flag: "max-sensors",
     env: "MAX_SENSORS",
@@ -452,6 +473,7 @@ export function parseConfig(
     out.kafkaDlqTopic ??= `${out.kafkaTopic}.dlq`;
     out.kafkaSensorsTopic ??= `${out.kafkaTopic}.sensors`;
     out.kafkaSensorsGroup ??= `${out.kafkaGroup}-sensors`;
+    out.kafkaSeqTopic ??= `${out.kafkaTopic}.seqs`;
     if ((out.alarmLow as number) >= (out.alarmHigh as number)) {
       errors.push(
         `Invalid alarm thresholds: low (${out.alarmLow}) must be below high (${out.alarmHigh})`,
@@ -469,6 +491,11 @@ export function parseConfig(
     }
     if (out.kafkaDlqTopic === out.kafkaTopic) {
       errors.push("Invalid dead-letter topic: it must differ from the readings topic");
+    }
+    if ([out.kafkaTopic, out.kafkaDlqTopic, out.kafkaSensorsTopic].includes(out.kafkaSeqTopic)) {
+      errors.push(
+        "Invalid seq topic: it must differ from the readings, dead-letter and fleet registry topics",
+      );
     }
     const loopback = ["127.0.0.1", "localhost", "::1"].includes(out.host as string);
     if (!loopback && out.apiToken === undefined && !out.allowOpen) {

@@ -263,3 +263,27 @@ Deno.test("parseConfig() refuses a registry topic equal to the readings topic an
     "Invalid fleet registry topic: it must differ from the readings and dead-letter topics",
   ]);
 });
+
+Deno.test("parseConfig() defaults the seq block to 100 and the seq topic to <topic>.seqs", () => {
+  const result = parseConfig(["--kafka-topic", "t"], {});
+  assert.ok(result.ok);
+  assert.equal(result.config.seqBlock, 100);
+  assert.equal(result.config.kafkaSeqTopic, "t.seqs");
+  const set = parseConfig(["--seq-block", "500"], { KAFKA_SEQ_TOPIC: "ledger" });
+  assert.ok(set.ok);
+  assert.equal(set.config.seqBlock, 500);
+  assert.equal(set.config.kafkaSeqTopic, "ledger");
+});
+
+Deno.test("parseConfig() checks the seq block's range and a seq topic distinct from the others", () => {
+  for (const bad of ["1", "1000001", "ten"]) {
+    const result = parseConfig([], { SEQ_BLOCK: bad });
+    assert.ok(!result.ok && !result.help);
+    assert.match(result.errors.join("\n"), new RegExp(`Invalid SEQ_BLOCK: "${bad}"`));
+  }
+  const same = parseConfig([], { KAFKA_SEQ_TOPIC: "iot.readings.dlq" });
+  assert.ok(!same.ok && !same.help);
+  assert.deepEqual(same.errors, [
+    "Invalid seq topic: it must differ from the readings, dead-letter and fleet registry topics",
+  ]);
+});

@@ -38,6 +38,11 @@ export class FakeTime implements Timers, Disposable {
     return this.#timers.size;
   }
 
+  /** How long from now each waiting timer is due, soonest first (what a backoff chose). */
+  get dueIn(): number[] {
+    return [...this.#timers.values()].map((timer) => timer.due - this.#now).sort((a, b) => a - b);
+  }
+
   setTimeout = (callback: () => void, ms: number): TimerId => this.#add(callback, ms, undefined);
 
   clearTimeout = (id: TimerId | undefined): void => {

@@ -5,12 +5,20 @@ import { KvFleetRegistry } from "../adapters/kv_fleet_registry.ts";
 import { silentLogger } from "../adapters/log.ts";
 import { DEFAULT_RULE } from "../domain/hysteresis.ts";
 import { RecordingSink } from "./recording_sink.ts";
+import { MemorySeqLedger } from "./memory_seq_ledger.ts";
 
 const defaults = { intervalMs: 100, rule: DEFAULT_RULE, seed: 1 };
 
 async function durable(cap = 10) {
   const registry = await KvFleetRegistry.open(":memory:", silentLogger);
-  const fleet = new SensorFleet({ sink: new RecordingSink(), logger: silentLogger, cap, defaults });
+  const fleet = new SensorFleet({
+    sink: new RecordingSink(),
+    logger: silentLogger,
+    cap,
+    defaults,
+    ledger: new MemorySeqLedger(),
+    seqBlock: 100,
+  });
   const control = new DurableFleet({ registry, fleet, defaults, cap, logger: silentLogger });
   return Object.assign(control, {
     registry,

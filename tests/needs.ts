@@ -15,6 +15,8 @@ const SUITE_PERMISSIONS = ["env", "net", "read", "write", "sys"] as const;
 export interface Needs {
   readonly kafka?: boolean;
   readonly mongo?: boolean;
+  /** Runs the `deno` binary as a subprocess (the default set grants `run: ["deno"]`). */
+  readonly deno?: boolean;
 }
 
 /** An environment variable, or `fallback` when it is unset or env access is not granted. */
@@ -51,9 +53,14 @@ const noted = new Set<string>();
  * ignored, with one line per file and reason saying how to run it.
  */
 export async function needs(what: Needs = {}): Promise<{ ignore: boolean }> {
-  const missing = SUITE_PERMISSIONS.filter((name) =>
+  const missing: string[] = SUITE_PERMISSIONS.filter((name) =>
     Deno.permissions.querySync({ name }).state !== "granted"
   );
+  if (
+    what.deno && Deno.permissions.querySync({ name: "run", command: "deno" }).state !== "granted"
+  ) {
+    missing.push("run (deno)");
+  }
   let reason: string | undefined;
   let needed = "permissions";
   if (missing.length > 0) {

@@ -366,6 +366,18 @@ Deno.test("ProcessorSupervisor writes the worked example's alerts and device sta
   assert.deepEqual(device.updatedAt, new Date(h.clock.now()));
 });
 
+Deno.test("ProcessorSupervisor counts seq gaps and the seqs they skipped", async () => {
+  await using h = harness();
+  await h.supervisor.handleBatch(readingsBatch(series("a", [20, 21, 22])), LIVE);
+  await h.supervisor.handleBatch(
+    readingsBatch([...series("a", [23, 24], 10), ...series("a", [25], 20)]),
+    LIVE,
+  );
+  assert.equal(h.supervisor.stats.readings, 6);
+  assert.equal(h.supervisor.stats.gaps, 2);
+  assert.equal(h.supervisor.stats.skippedSeqs, 6 + 8);
+});
+
 Deno.test("ProcessorSupervisor counts readings, duplicates, dead letters and alerts", async () => {
   await using h = harness();
   await h.supervisor.handleBatch(readingsBatch(series("a", WORKED_EXAMPLE)), LIVE);
@@ -379,6 +391,8 @@ Deno.test("ProcessorSupervisor counts readings, duplicates, dead letters and ale
     readings: 10,
     duplicates: 2,
     outOfOrder: 0,
+    gaps: 0,
+    skippedSeqs: 0,
     deadLettered: 1,
     alertsRaised: 2,
     alertsCleared: 1,

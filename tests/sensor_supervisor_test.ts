@@ -5,21 +5,26 @@ import type { SensorRequest, SensorTemplate } from "../schemas/sensor_request.ts
 import { RecordingSink } from "./recording_sink.ts";
 import { silentLogger } from "../adapters/log.ts";
 import { FakeTime } from "./fake_time.ts";
+import { MemorySeqLedger } from "./memory_seq_ledger.ts";
 
-/** A fleet on fake time: its sensors tick only when the test moves `time`. */
+/** A fleet on fake time: its sensors tick only when the test moves `time`; seqs from memory. */
 function fleet(overrides: Partial<SensorFleetOptions> = {}) {
   const sink = new RecordingSink();
+  const ledger = new MemorySeqLedger();
   const time = new FakeTime();
   const sensors = new SensorFleet({
     sink,
     logger: silentLogger,
     cap: 100,
     defaults: { intervalMs: 5, rule: DEFAULT_RULE, seed: 1 },
+    ledger,
+    seqBlock: 10,
     timers: time,
     ...overrides,
   });
   const recording = (overrides.sink as RecordingSink | undefined) ?? sink;
-  return Object.assign(sensors, { sink: recording, time });
+  const used = (overrides.ledger as MemorySeqLedger | undefined) ?? ledger;
+  return Object.assign(sensors, { sink: recording, ledger: used, time });
 }
 
 /**
@@ -144,7 +149,7 @@ Deno.test("SensorFleet.list() pages through the sensors in start order", async (
 });
 
 Deno.test("SensorFleet.list() describes each sensor with its resolved settings", async () => {
-  await using f = fleet({ lastSeqs: new Map([["b", 9]]), owner: { host: "h", pid: 7 } });
+  await using f = fleet({ seqFloors: new Map([["b", 9]]), owner: { host: "h", pid: 7 } });
   idsOf(f.add(one("a", { profile: "overheat", intervalMs: 50, thresholds: { high: 90 } })));
   idsOf(f.add(one("b")));
   const [a, b] = f.list(0, 10);
@@ -160,8 +165,10 @@ Deno.test("SensorFleet.list() describes each sensor with its resolved settings",
   });
   assert.equal(b?.profile, "normal");
   assert.equal(b?.intervalMs, 5);
-  assert.equal(b?.seq, 9);
+  assert.equal(b?.seq, 0, "the last seq emitted: none yet");
   assert.deepEqual(b?.thresholds, DEFAULT_RULE);
+  await after(f, 10, "b's first reading", () => f.sink.of("b").length >= 1);
+  assert.equal(f.sink.of("b")[0]!.seq, 10);
 });
 
 Deno.test("SensorFleet.get() returns a sensor with its last reading", async () => {
@@ -204,25 +211,74 @@ Deno.test("SensorFleet.remove() returns false for an unknown id", async () => {
   assert.equal(await f.remove("a"), false);
 });
 
-Deno.test("SensorFleet continues a device's seq after remove and add of the same id", async () => {
+Deno.test("SensorFleet continues a removed then re-added id above its old blocks", async () => {
   await using f = fleet();
   idsOf(f.add(one("a")));
   await after(f, 15, "readings", () => f.sink.of("a").length >= 3);
   await f.remove("a");
+  const before = f.sink.of("a").length;
   const last = f.sink.of("a").at(-1)!.seq;
+  const reserved = f.ledger.ceilings.get("a")!;
   assert.equal(f.add(one("a")).ok, true);
-  assert.equal(f.get("a")?.seq, last);
-  await after(f, 5, "a new reading", () => f.sink.of("a").length > last);
-  assert.deepEqual(f.sink.of("a").map((r) => r.seq), f.sink.of("a").map((_, i) => i + 1));
+  assert.equal(f.get("a")?.seq, last, "the last seq emitted");
+  await after(f, 20, "new readings", () => f.sink.of("a").length >= before + 3);
+  const seqs = f.sink.of("a").map((r) => r.seq);
+  assert.deepEqual(seqs.slice(0, before), seqs.slice(0, before).map((_, i) => i + 1));
+  // The rest of the old block is a gap: the new sensor starts above every block reserved.
+  assert.deepEqual(seqs.slice(before, before + 3), [reserved + 1, reserved + 2, reserved + 3]);
 });
 
-Deno.test("SensorFleet continues seqs from the lastSeqs it was given", async () => {
-  await using f = fleet({ lastSeqs: new Map([["a", 41]]) });
+Deno.test("SensorFleet starts each device above its seq floor (the store's lastSeq on upgrade)", async () => {
+  await using f = fleet({ seqFloors: new Map([["a", 41]]) });
   idsOf(f.add(one("a")));
   idsOf(f.add(one("b")));
   await after(f, 10, "readings", () => f.sink.of("a").length >= 2 && f.sink.of("b").length >= 1);
   assert.deepEqual(f.sink.of("a").slice(0, 2).map((r) => r.seq), [42, 43]);
   assert.equal(f.sink.of("b")[0]?.seq, 1);
+});
+
+Deno.test("SensorFleet reserves blocks for a batch in one ledger call and refills ahead of need", async () => {
+  await using f = fleet({ seqBlock: 4 });
+  const ids = idsOf(f.add(batch(5)));
+  await after(f, 12 * 5, "12 readings each", () => ids.every((id) => f.sink.of(id).length >= 12));
+  assert.deepEqual(f.ledger.calls[0]!.map((r) => r.deviceId), ids, "one call for the batch");
+  for (const id of ids) {
+    const seqs = f.sink.of(id).map((r) => r.seq).slice(0, 12);
+    assert.deepEqual(seqs, seqs.map((_, i) => i + 1), `${id}: no gap in steady state`);
+  }
+  assert.equal(f.stats.stalled, 0, "a prompt ledger never leaves a sensor waiting");
+  assert.ok(f.stats.seqBlocks >= 15);
+});
+
+Deno.test("SensorFleet: a sensor waits for its first block and stalls, counted, while the ledger is down", async () => {
+  const ledger = new MemorySeqLedger();
+  const hold = Promise.withResolvers<void>();
+  ledger.hold = hold.promise;
+  await using f = fleet({
+    ledger,
+    seqBlock: 4,
+    seqRetry: { attempts: 1, initialMs: 1, maxMs: 1 },
+  });
+  idsOf(f.add(one("a")));
+  await f.time.tickAsync(30);
+  assert.equal(f.sink.of("a").length, 0, "no reading without a granted block");
+  ledger.hold = undefined;
+  ledger.failNext = 1_000_000;
+  hold.resolve();
+  // The first call fails; the sensor asks again every interval and stays silent.
+  await after(f, 20, "a few failed calls", () => f.stats.seqLedgerFailures >= 3);
+  assert.equal(f.sink.of("a").length, 0);
+  ledger.failNext = 0;
+  await after(f, 50, "the sensor to emit", () => f.sink.of("a").length >= 6);
+  // Now fail every refill: the sensor uses up its block, then stalls instead of inventing seqs.
+  ledger.failNext = 1_000_000;
+  await after(f, 100, "stalled ticks", () => f.stats.stalled >= 3);
+  const seqs = f.sink.of("a").map((r) => r.seq);
+  assert.ok(Math.max(...seqs) <= f.ledger.ceilings.get("a")!, "every seq was granted");
+  assert.deepEqual(seqs, [...new Set(seqs)].sort((x, y) => x - y), "increasing, never reused");
+  ledger.failNext = 0;
+  const count = seqs.length;
+  await after(f, 20, "emitting again", () => f.sink.of("a").length >= count + 2);
 });
 
 Deno.test("SensorFleet.add() refuses thresholds whose low is not below the merged high", async () => {

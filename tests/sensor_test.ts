@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Sensor, type SensorSettings } from "../actors/sensor.ts";
+import { Sensor, type SensorSettings, type SeqSource } from "../actors/sensor.ts";
 import { SharedTimer } from "../actors/shared_timer.ts";
 import type { ChildExit } from "../actors/supervisor.ts";
 import { DEFAULT_RULE } from "../domain/hysteresis.ts";
@@ -33,17 +33,27 @@ interface Started extends AsyncDisposable {
   readonly emitted: Reading[];
 }
 
-/** A sensor on fake time: nothing happens until the test moves the clock. */
+/** Seqs lastSeq + 1, lastSeq + 2, ... as if from one endless granted block. */
+function countFrom(lastSeq: number): SeqSource {
+  let seq = lastSeq;
+  return { take: () => ++seq };
+}
+
+/**
+ * A sensor on fake time: nothing happens until the test moves the clock. Its seqs continue
+ * from `seqs` when that is a number (the seq it emitted last), else come from `seqs`.
+ */
 function start(
   overrides: Partial<SensorSettings> = {},
-  lastSeq = 0,
+  seqs: number | SeqSource = 0,
   sink: ReadingSink = new RecordingSink(),
   time = new FakeTime(EPOCH),
 ): Started {
   const exits: ChildExit[] = [];
   const dropped: string[] = [];
   const emitted: Reading[] = [];
-  const sensor = new Sensor(settings(overrides), lastSeq, {
+  const source = typeof seqs === "number" ? countFrom(seqs) : seqs;
+  const sensor = new Sensor(settings(overrides), source, {
     sink,
     now: time.now,
     timer: new SharedTimer(time),
@@ -67,7 +77,7 @@ function start(
 /** With seed 7 and a 5 ms interval a random profile's first tick is due 2 ms after the start. */
 const FIRST = 7 % 5;
 
-Deno.test("Sensor emits readings whose seq continues from lastSeq", async () => {
+Deno.test("Sensor emits readings with the seqs its source hands out", async () => {
   await using s = start({}, 41);
   await s.time.tickAsync(FIRST + 2 * 5);
   await s.sensor.stop();
@@ -242,4 +252,19 @@ Deno.test("Sensor.overheat() makes the next readings hot, then the signal takes 
   assert.deepEqual(after.slice(0, 3), [95, 95, 95]);
   assert.ok(after.slice(3).every((t) => t < 40), `back to normal: ${after}`);
   assert.ok(s.sink.readings.slice(0, from).every((r) => r.temperature < 40));
+});
+
+Deno.test("Sensor skips a tick with no seq to use, counts it as stalled and resumes without a gap", async () => {
+  const offered: (number | undefined)[] = [5, undefined, undefined, 6, 7];
+  let asked = 0;
+  const seqs: SeqSource = { take: () => offered[asked++] };
+  await using s = start({ intervalMs: 5 }, seqs);
+  // One tick, and one ask, per interval: the 6th asks for more than was offered.
+  await s.time.tickAsync(FIRST + offered.length * 5);
+  assert.ok(asked >= offered.length + 1, `every seq offered: asked ${asked} times`);
+  await s.sensor.stop();
+  assert.deepEqual(s.sink.readings.map((r) => r.seq), [5, 6, 7]);
+  assert.equal(s.sensor.stalled, asked - 3, "every tick without a seq");
+  assert.equal(s.sensor.seq, 7);
+  assert.deepEqual(s.exits, []);
 });

@@ -52,12 +52,20 @@ export async function testEnv(prefix: string, mode: Mode = KAFKA_MONGO): Promise
   return {
     ...env,
     async [Symbol.asyncDispose]() {
-      // The fleet's registry topics are named after the readings' topic, its group after theirs.
+      // The seq ledger's and the fleet's registry topics are named after the readings' topic,
+      // the fleet's group after theirs.
       const fleet = `${env.topic}.sensors`;
       await removeResources({
         ...(mode.kafka
           ? {
-            topics: [env.topic, `${env.topic}.dlq`, fleet, `${fleet}.status`, `${fleet}.commands`],
+            topics: [
+              env.topic,
+              `${env.topic}.dlq`,
+              `${env.topic}.seqs`,
+              fleet,
+              `${fleet}.status`,
+              `${fleet}.commands`,
+            ],
             groups: [env.group, `${env.group}-sensors`],
           }
           : {}),
