@@ -40,6 +40,8 @@ const READINGS_PER_COMMIT = MUTATIONS_PER_COMMIT - 1;
  * else stored readings since it last looked (see `KvStore.#insertAbsent`).
  */
 const GUARD: Deno.KvKey = ["readings_guard"];
+/** Devices whose highest stored seq is looked up at once, at first sight. */
+const TOP_LOOKUPS_AT_ONCE = 64;
 /** How often one write may find another writer's readings in its way before it gives up. */
 const MAX_INSERT_ATTEMPTS = 10;
 const GET_MANY_LIMIT = 10;
@@ -156,15 +158,20 @@ export class KvStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDispo
   async #sortReadings(readings: readonly ReadingDoc[]) {
     if (this.#guard === undefined) this.#guard = (await this.#kv.get(GUARD)).versionstamp;
     const unknown = [...new Set(readings.map((r) => r.deviceId))].filter((d) => !this.#top.has(d));
-    await Promise.all(unknown.map(async (deviceId) => {
-      let top = 0;
-      const last = this.#kv.list<ReadingDoc>({ prefix: ["readings", deviceId] }, {
-        reverse: true,
-        limit: 1,
-      });
-      for await (const entry of last) top = entry.value.seq;
-      this.#top.set(deviceId, top);
-    }));
+    // A bounded number at a time: after a restart one batch may meet thousands of devices.
+    for (let i = 0; i < unknown.length; i += TOP_LOOKUPS_AT_ONCE) {
+      await Promise.all(
+        unknown.slice(i, i + TOP_LOOKUPS_AT_ONCE).map(async (deviceId) => {
+          let top = 0;
+          const last = this.#kv.list<ReadingDoc>({ prefix: ["readings", deviceId] }, {
+            reverse: true,
+            limit: 1,
+          });
+          for await (const entry of last) top = entry.value.seq;
+          this.#top.set(deviceId, top);
+        }),
+      );
+    }
     const seen = new Set<string>();
     const repeated: ReadingDoc[] = [];
     const above: ReadingDoc[] = [];
