@@ -6,7 +6,9 @@
  * The actor adopts the new state as soon as it computed it; if storing the
  * result fails, its supervisor discards the actor, and the next owner restores
  * the last stored state and replays — the step is deterministic, so the replay
- * produces the same documents.
+ * produces the same documents. A reading whose seq the device already applied
+ * is not applied again; it is handed back as skipped, for the supervisor to
+ * check against the store (a replay, a conflicting reuse of the seq, or late).
  *
  * @module
  */
@@ -25,11 +27,13 @@ import type { Reading } from "../schemas/reading.ts";
 /** What one batch of a device's readings produced. */
 export interface DeviceOutput {
   readonly readings: readonly ReadingDoc[];
+  /** The reading behind each of `readings`, in the same order. */
+  readonly applied: readonly Reading[];
+  /** Readings not applied because their seq was not above the device's last applied one. */
+  readonly skipped: readonly Reading[];
   readonly alerts: readonly AlertDoc[];
   readonly device: DeviceDoc;
   readonly transitions: readonly Transition[];
-  /** Readings ignored because their seq was already applied. */
-  readonly duplicates: number;
   /** Applied readings whose `ts` is earlier than the previous applied reading's. */
   readonly outOfOrder: number;
   /** Applied readings whose seq skipped some (e.g. the unused rest of a sensor's seq block). */
@@ -62,10 +66,11 @@ export function createProcessor(
 
   function apply(readings: readonly Reading[], processedAt: Date): DeviceOutput {
     const docs: ReadingDoc[] = [];
+    const applied: Reading[] = [];
+    const skipped: Reading[] = [];
     const transitions: Transition[] = [];
     // The latest snapshot of each alert touched in this batch; last write wins.
     const alerts = new Map<string, AlertDoc>();
-    let duplicates = 0;
     let gaps = 0;
     let skippedSeqs = 0;
     const outOfOrderBefore = state.counters.outOfOrder;
@@ -73,7 +78,7 @@ export function createProcessor(
       const readingRule = reading.thresholds ?? defaultRule;
       const result = step(state, reading, readingRule);
       if (!result.applied) {
-        duplicates++;
+        skipped.push(reading);
         state = result.state;
         continue;
       }
@@ -84,6 +89,7 @@ export function createProcessor(
       }
       state = result.state;
       docs.push(toReadingDoc(reading, state.level === "critical", processedAt));
+      applied.push(reading);
       const t = result.transition;
       if (t) {
         transitions.push(t);
@@ -100,10 +106,11 @@ export function createProcessor(
     }
     return {
       readings: docs,
+      applied,
+      skipped,
       alerts: [...alerts.values()],
       device: toDeviceDoc(deviceId, state, rule, processedAt),
       transitions,
-      duplicates,
       outOfOrder: state.counters.outOfOrder - outOfOrderBefore,
       gaps,
       skippedSeqs,

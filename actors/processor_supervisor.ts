@@ -7,6 +7,12 @@
  * those writes are durable; the device states they produced then wait for the
  * next checkpoint (`Checkpointer`).
  *
+ * Stored readings are never replaced. A reading the store refuses — its
+ * deviceId and seq are stored with other content (a conflict), or it was
+ * skipped as already applied and is not stored at all (late) — goes to the
+ * dead-letter sink with its reason, is counted and logged; a skipped reading
+ * found stored as it is counts as a duplicate.
+ *
  * If anything in a batch fails, the processors of the devices it touched are
  * discarded before the error propagates (their in-memory state may be ahead of
  * what was stored), so the retry restores them from their last safe state and
@@ -19,12 +25,14 @@ import type { DeviceOutput } from "./processor.ts";
 import type { StoreWriter } from "./store_writer.ts";
 import type { AlarmRule, AlarmState } from "../domain/hysteresis.ts";
 import { decodeReading, type Reading } from "../schemas/reading.ts";
-import type { DeviceStore } from "./device_store.ts";
+import { readingDifferences, type ReadingDoc, toReadingDoc } from "../schemas/documents.ts";
+import type { DeviceStore, Refusal, WriteBatch } from "./device_store.ts";
 import type { Logger } from "./logger.ts";
 import type {
   BatchContext,
   DeadLetter,
   DeadLetterSink,
+  RawRecord,
   ReadingSource,
   RecordBatch,
 } from "./reading_source.ts";
@@ -60,13 +68,19 @@ export interface ProcessorStats {
   /** Records of the batches handled, valid or not. */
   readonly records: number;
   readonly readings: number;
+  /** Readings skipped as already applied and found stored with the same content. */
   readonly duplicates: number;
+  /** Readings whose deviceId and seq were stored with other content: dead-lettered. */
+  readonly conflicts: number;
+  /** Readings skipped as already applied but never stored: dead-lettered. */
+  readonly late: number;
   /** Applied readings whose `ts` went backwards for their device. */
   readonly outOfOrder: number;
   /** Applied readings whose seq skipped some (a sensor restarted or moved: the rest of its block). */
   readonly gaps: number;
   /** Seqs skipped by those gaps. */
   readonly skippedSeqs: number;
+  /** Records sent to the dead-letter sink: invalid, conflicting or late. */
   readonly deadLettered: number;
   readonly alertsRaised: number;
   readonly alertsCleared: number;
@@ -101,6 +115,8 @@ export class ProcessorSupervisor implements AsyncDisposable {
     records: 0,
     readings: 0,
     duplicates: 0,
+    conflicts: 0,
+    late: 0,
     outOfOrder: 0,
     gaps: 0,
     skippedSeqs: 0,
@@ -150,7 +166,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
 
   /** The batch handler for the reading source. */
   readonly handleBatch = async (batch: RecordBatch, ctx: BatchContext): Promise<void> => {
-    const { byDevice, letters } = decodeBatch(batch);
+    const { byDevice, recordOf, letters } = decodeBatch(batch);
     const ids = [...byDevice.keys()];
     let release = () => {};
     try {
@@ -165,25 +181,29 @@ export class ProcessorSupervisor implements AsyncDisposable {
         await this.#devices.discard(ids);
         return;
       }
-      await keepingMembership(
+      const { writes, origins } = toWrite(outputs, processedAt, recordOf);
+      const [, { refused }] = await keepingMembership(
         ctx,
-        Promise.all([
-          this.#opts.deadLetters.send(letters),
-          this.#opts.writer.write({
-            readings: outputs.flatMap((o) => o.readings),
-            alerts: outputs.flatMap((o) => o.alerts),
-            devices: [],
-          }),
-        ]),
+        Promise.all([this.#opts.deadLetters.send(letters), this.#opts.writer.write(writes)]),
       );
       if (ctx.isStale() || !this.#owns(batch.partition)) {
         // The partition moved during the write: its new owner resumes from the checkpoint.
         await this.#devices.discard(ids);
         return;
       }
+      const refusedLetters = refused.map((r) => refusalLetter(r, origins, batch.partition));
+      if (refusedLetters.length > 0) {
+        await keepingMembership(ctx, this.#opts.deadLetters.send(refusedLetters));
+        letters.push(...refusedLetters);
+      }
       // These states now cover only stored readings: eligible for the next checkpoint.
       for (const o of outputs) this.#stored(o, batch.partition);
-      this.#account(batch, outputs, letters);
+      this.#account(
+        batch,
+        outputs,
+        letters,
+        refused.map((r) => ({ type: r.type, skipped: origins.get(r.reading)!.skipped })),
+      );
       this.#opts.onProcessed?.(outputs);
     } catch (error) {
       // Their in-memory states may be ahead of the store: the retry restores and replays them.
@@ -263,11 +283,20 @@ export class ProcessorSupervisor implements AsyncDisposable {
     else this.#critical.delete(device.deviceId);
   }
 
-  #account(batch: RecordBatch, outputs: readonly DeviceOutput[], letters: readonly DeadLetter[]) {
+  #account(
+    batch: RecordBatch,
+    outputs: readonly DeviceOutput[],
+    letters: readonly DeadLetter[],
+    refused: readonly { readonly type: Refusal["type"]; readonly skipped: boolean }[],
+  ) {
     const storedAt = this.#now();
     this.#stats.batches++;
     this.#stats.records += batch.records.length;
     this.#stats.deadLettered += letters.length;
+    let skipped = 0;
+    for (const out of outputs) skipped += out.skipped.length;
+    this.#stats.duplicates += skipped - refused.filter((r) => r.skipped).length;
+    for (const r of refused) this.#stats[r.type === "conflict" ? "conflicts" : "late"]++;
     for (const letter of letters) {
       this.#log.warn("record dead-lettered", {
         partition: letter.partition,
@@ -277,7 +306,6 @@ export class ProcessorSupervisor implements AsyncDisposable {
     }
     for (const out of outputs) {
       this.#stats.readings += out.readings.length;
-      this.#stats.duplicates += out.duplicates;
       this.#stats.outOfOrder += out.outOfOrder;
       this.#stats.gaps += out.gaps;
       this.#stats.skippedSeqs += out.skippedSeqs;
@@ -301,15 +329,22 @@ export class ProcessorSupervisor implements AsyncDisposable {
   }
 }
 
-/** Groups a batch's valid readings by device, in partition order; the rest are dead letters. */
-function decodeBatch(
-  batch: RecordBatch,
-): { byDevice: Map<string, Reading[]>; letters: DeadLetter[] } {
+/**
+ * Groups a batch's valid readings by device, in partition order, with the
+ * record of each; the rest are dead letters.
+ */
+function decodeBatch(batch: RecordBatch): {
+  byDevice: Map<string, Reading[]>;
+  recordOf: Map<Reading, RawRecord>;
+  letters: DeadLetter[];
+} {
   const byDevice = new Map<string, Reading[]>();
+  const recordOf = new Map<Reading, RawRecord>();
   const letters: DeadLetter[] = [];
   for (const record of batch.records) {
     const decoded = decodeReading(record.value, record.key);
     if (decoded.ok) {
+      recordOf.set(decoded.reading, record);
       const list = byDevice.get(decoded.reading.deviceId);
       if (list) list.push(decoded.reading);
       else byDevice.set(decoded.reading.deviceId, [decoded.reading]);
@@ -317,7 +352,65 @@ function decodeBatch(
       letters.push({ record, partition: batch.partition, reason: decoded.reason });
     }
   }
-  return { byDevice, letters };
+  return { byDevice, recordOf, letters };
+}
+
+/** Where a reading of a write came from, to dead-letter it if the store refuses it. */
+interface Origin {
+  readonly record: RawRecord;
+  /** Whether the processor skipped it as already applied (else it was applied). */
+  readonly skipped: boolean;
+  /** Its device's last applied seq after the batch. */
+  readonly lastSeq: number;
+}
+
+/** The store write for what a batch produced, and the origin of each reading in it. */
+function toWrite(
+  outputs: readonly DeviceOutput[],
+  processedAt: Date,
+  recordOf: ReadonlyMap<Reading, RawRecord>,
+): { writes: WriteBatch; origins: Map<ReadingDoc, Origin> } {
+  const origins = new Map<ReadingDoc, Origin>();
+  const skipped: ReadingDoc[] = [];
+  for (const o of outputs) {
+    const lastSeq = o.device.lastSeq;
+    o.readings.forEach((doc, i) => {
+      origins.set(doc, { record: recordOf.get(o.applied[i]!)!, skipped: false, lastSeq });
+    });
+    for (const reading of o.skipped) {
+      // Only compared with the stored reading, whose own flags stand.
+      const doc = toReadingDoc(reading, false, processedAt);
+      skipped.push(doc);
+      origins.set(doc, { record: recordOf.get(reading)!, skipped: true, lastSeq });
+    }
+  }
+  return {
+    writes: {
+      readings: outputs.flatMap((o) => o.readings),
+      skipped,
+      alerts: outputs.flatMap((o) => o.alerts),
+      devices: [],
+    },
+    origins,
+  };
+}
+
+/** The dead letter for a reading the store refused, saying why. */
+function refusalLetter(
+  refusal: Refusal,
+  origins: ReadonlyMap<ReadingDoc, Origin>,
+  partition: number,
+): DeadLetter {
+  const { reading } = refusal;
+  const origin = origins.get(reading)!;
+  const which = `reading "${reading.deviceId}" seq "${reading.seq}"`;
+  const reason = refusal.type === "conflict"
+    ? `conflict: ${which} is stored already with other content: ${
+      readingDifferences(reading, refusal.stored).join(", ")
+    }`
+    : `late: ${which} is not above its device's last applied seq "${origin.lastSeq}" ` +
+      "and was never stored";
+  return { record: origin.record, partition, reason };
 }
 
 /** Heartbeats while a slow write runs, so a slow store does not cost the group membership. */

@@ -1,21 +1,23 @@
-import type { DeviceStore, WriteBatch } from "./device_store.ts";
 /**
  * Group commit in front of the store: while one write is in flight, batches
  * from other partitions queue up and go out together in the next write. Each
  * caller's promise resolves only when the write that contains its batch is
- * acknowledged, and rejects if that write failed.
+ * acknowledged — with the readings of its own batch the store refused — and
+ * rejects if that write failed.
  *
  * @module
  */
+import type { DeviceStore, Refusal, WriteBatch, WriteResult } from "./device_store.ts";
 
 interface Pending {
   readonly batch: WriteBatch;
-  readonly resolve: () => void;
+  readonly resolve: (result: WriteResult) => void;
   readonly reject: (error: unknown) => void;
 }
 
 export interface StoreWriterStats {
   readonly writes: number;
+  /** Readings stored (identical replays included, refused conflicts not). */
   readonly readings: number;
   readonly alerts: number;
   readonly failures: number;
@@ -54,9 +56,9 @@ export class StoreWriter {
     };
   }
 
-  /** Resolves once `batch` is durable. */
-  write(batch: WriteBatch): Promise<void> {
-    const { promise, resolve, reject } = Promise.withResolvers<void>();
+  /** Resolves once `batch` is durable, with the readings of `batch` the store refused. */
+  write(batch: WriteBatch): Promise<WriteResult> {
+    const { promise, resolve, reject } = Promise.withResolvers<WriteResult>();
     this.#queue.push({ batch, resolve, reject });
     if (!this.#running) void this.#drain();
     return promise;
@@ -70,12 +72,13 @@ export class StoreWriter {
         this.#queue = [];
         const merged = merge(group.map((p) => p.batch));
         try {
-          await this.#store.write(merged);
+          const { refused } = await this.#store.write(merged);
           this.#writes++;
-          this.#readings += merged.readings.length;
+          this.#readings += merged.readings.length - refusedOf(merged.readings, refused);
           this.#alerts += merged.alerts.length;
           this.#options.onStored?.(merged, (this.#options.now ?? Date.now)());
-          for (const p of group) p.resolve();
+          if (group.length === 1) group[0]!.resolve({ refused });
+          else for (const p of group) p.resolve({ refused: ownRefusals(p.batch, refused) });
         } catch (error) {
           this.#failures++;
           for (const p of group) p.reject(error);
@@ -91,7 +94,22 @@ function merge(batches: readonly WriteBatch[]): WriteBatch {
   if (batches.length === 1) return batches[0]!;
   return {
     readings: batches.flatMap((b) => b.readings),
+    skipped: batches.flatMap((b) => b.skipped ?? []),
     alerts: batches.flatMap((b) => b.alerts),
     devices: batches.flatMap((b) => b.devices),
   };
+}
+
+/** How many of `readings` were refused (not stored). */
+function refusedOf(readings: WriteBatch["readings"], refused: readonly Refusal[]) {
+  if (refused.length === 0) return 0;
+  const set = new Set(readings);
+  return refused.filter((r) => set.has(r.reading)).length;
+}
+
+/** The refusals of readings of `batch` (the store answers with the very objects it was given). */
+function ownRefusals(batch: WriteBatch, refused: readonly Refusal[]): Refusal[] {
+  if (refused.length === 0) return [];
+  const own = new Set([...batch.readings, ...batch.skipped ?? []]);
+  return refused.filter((r) => own.has(r.reading));
 }

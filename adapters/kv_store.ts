@@ -8,23 +8,55 @@
  *   ["alerts_by_time", raisedAtMs, alertId]  → alertId   (newest-first listing)
  *   ["alerts_by_device", deviceId, raisedSeq] → alertId
  *   ["devices", deviceId]                    → DeviceDoc
+ *   ["readings_guard"]                       → bumped by every commit of readings
  *
- * Writes are idempotent sets by key. One process owns the file, so device
- * states need no stale-owner guard; a replayed reading is recomputed
- * identically and only its `processedAt` is refreshed.
+ * Readings are insert-once: a stored reading is never replaced, not even by
+ * another writer of the same file (the guard key makes its commit fail). A
+ * replayed identical reading is a no-op; one with the same key but other
+ * content is refused as a conflict and reported to the caller. Knowing each
+ * device's highest stored seq, a new reading is set without being read
+ * first. Alerts and device states are sets by key: one process owns the file,
+ * so they need no stale-owner guard.
  *
  * @module
  */
 import type { AlertDoc, AlertStatus, DeviceDoc, ReadingDoc } from "../schemas/documents.ts";
-import type { DeviceStore, SeqLookup, WriteBatch } from "../actors/device_store.ts";
+import {
+  type DeviceStore,
+  type Refusal,
+  refusalOf,
+  type SeqLookup,
+  type WriteBatch,
+  type WriteResult,
+} from "../actors/device_store.ts";
 import type { StoreQueries } from "../actors/store_queries.ts";
 
 /** Deno KV allows at most 1000 mutations per atomic operation; stay well below. */
 const MUTATIONS_PER_COMMIT = 400;
+/** Readings per commit, beside the guard key. */
+const READINGS_PER_COMMIT = MUTATIONS_PER_COMMIT - 1;
+/**
+ * Bumped by every commit of readings, so a writer can tell whether anyone
+ * else stored readings since it last looked (see `KvStore.#insertAbsent`).
+ */
+const GUARD: Deno.KvKey = ["readings_guard"];
+/** Devices whose highest stored seq is looked up at once, at first sight. */
+const TOP_LOOKUPS_AT_ONCE = 64;
+/** How often one write may find another writer's readings in its way before it gives up. */
+const MAX_INSERT_ATTEMPTS = 10;
 const GET_MANY_LIMIT = 10;
 
 export class KvStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDisposable {
   readonly #kv: Deno.Kv;
+  /**
+   * The highest seq stored per device seen so far, valid while the guard key
+   * is at `#guard`: a reading above it is absent and is set without being read.
+   */
+  readonly #top = new Map<string, number>();
+  /** The guard key's versionstamp when this instance last saw it (null: absent; undefined: not read). */
+  #guard: string | null | undefined;
+  /** The readings write in progress; the next one waits for it. */
+  #readingsWrite: Promise<unknown> = Promise.resolve();
 
   private constructor(kv: Deno.Kv) {
     this.#kv = kv;
@@ -59,17 +91,141 @@ export class KvStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDispo
     return found;
   }
 
-  async write(batch: WriteBatch): Promise<void> {
+  async write(batch: WriteBatch): Promise<WriteResult> {
     // Readings and alerts first; device states only once those are durable.
-    await this.#commit([
-      ...batch.readings.map((r) => [["readings", r.deviceId, r.seq], r] as const),
-      ...batch.alerts.flatMap((a) => [
+    const [refused] = await Promise.all([
+      this.#writeReadings(batch.readings, batch.skipped ?? []),
+      this.#commit(batch.alerts.flatMap((a) => [
         [["alerts", a._id], a] as const,
         [["alerts_by_time", a.raisedAt.getTime(), a._id], a._id] as const,
         [["alerts_by_device", a.deviceId, a.raisedSeq], a._id] as const,
-      ]),
+      ])),
     ]);
     await this.#commit(batch.devices.map((d) => [["devices", d._id], d] as const));
+    return { refused };
+  }
+
+  /**
+   * Inserts the readings whose key is absent; compares the others, and every
+   * skipped reading, with the stored ones. One writer at a time per instance
+   * (the processors' store writer already sends one write at a time).
+   */
+  #writeReadings(
+    readings: readonly ReadingDoc[],
+    skipped: readonly ReadingDoc[],
+  ): Promise<Refusal[]> {
+    const run = this.#readingsWrite.then(() => this.#insertReadings(readings, skipped));
+    this.#readingsWrite = run.catch(() => {});
+    return run;
+  }
+
+  async #insertReadings(
+    readings: readonly ReadingDoc[],
+    skipped: readonly ReadingDoc[],
+  ): Promise<Refusal[]> {
+    const refused: Refusal[] = [];
+    // Repeats of a key within the batch: compared, once the first is in, with what is stored.
+    const repeated: ReadingDoc[] = [];
+    let pending = readings;
+    for (let attempt = 1; pending.length > 0; attempt++) {
+      if (attempt > MAX_INSERT_ATTEMPTS) {
+        throw new Error(
+          `Deno KV readings write kept racing another writer: gave up after "${MAX_INSERT_ATTEMPTS}" attempts`,
+        );
+      }
+      const sorted = await this.#sortReadings(pending);
+      for (const [reading, stored] of sorted.stored) {
+        const refusal = refusalOf(reading, stored);
+        if (refusal) refused.push(refusal);
+      }
+      repeated.push(...sorted.repeated);
+      pending = await this.#insertAbsent(sorted.absent);
+    }
+    if (repeated.length === 0 && skipped.length === 0) return refused;
+    const stored = await this.#storedReadings([...repeated, ...skipped]);
+    for (const reading of [...repeated, ...skipped]) {
+      const refusal = refusalOf(reading, stored.get(reading._id));
+      if (refusal) refused.push(refusal);
+    }
+    return refused;
+  }
+
+  /**
+   * Splits readings into those certainly absent, those stored (with what is
+   * stored) and repeats of a key within `readings`. Only a reading at or below
+   * its device's highest stored seq is read: on the normal path none is.
+   */
+  async #sortReadings(readings: readonly ReadingDoc[]) {
+    if (this.#guard === undefined) this.#guard = (await this.#kv.get(GUARD)).versionstamp;
+    const unknown = [...new Set(readings.map((r) => r.deviceId))].filter((d) => !this.#top.has(d));
+    // A bounded number at a time: after a restart one batch may meet thousands of devices.
+    for (let i = 0; i < unknown.length; i += TOP_LOOKUPS_AT_ONCE) {
+      await Promise.all(
+        unknown.slice(i, i + TOP_LOOKUPS_AT_ONCE).map(async (deviceId) => {
+          let top = 0;
+          const last = this.#kv.list<ReadingDoc>({ prefix: ["readings", deviceId] }, {
+            reverse: true,
+            limit: 1,
+          });
+          for await (const entry of last) top = entry.value.seq;
+          this.#top.set(deviceId, top);
+        }),
+      );
+    }
+    const seen = new Set<string>();
+    const repeated: ReadingDoc[] = [];
+    const above: ReadingDoc[] = [];
+    const below: ReadingDoc[] = [];
+    for (const r of readings) {
+      if (seen.has(r._id)) repeated.push(r);
+      else (r.seq > this.#top.get(r.deviceId)! ? above : below).push(r);
+      seen.add(r._id);
+    }
+    const found = below.length > 0 ? await this.#storedReadings(below) : new Map();
+    return {
+      absent: [...above, ...below.filter((r) => !found.has(r._id))],
+      stored: below.filter((r) => found.has(r._id)).map((r) => [r, found.get(r._id)!] as const),
+      repeated,
+    };
+  }
+
+  /**
+   * Sets readings known to be absent. Each commit checks that the guard key
+   * is as this instance last saw it and bumps it, so if any other writer
+   * stored readings meanwhile the commit fails instead of overwriting: what
+   * this instance knew is dropped and the readings not committed are returned,
+   * to be sorted again.
+   */
+  async #insertAbsent(readings: readonly ReadingDoc[]): Promise<readonly ReadingDoc[]> {
+    for (let i = 0; i < readings.length; i += READINGS_PER_COMMIT) {
+      const chunk = readings.slice(i, i + READINGS_PER_COMMIT);
+      const op = this.#kv.atomic().check({ key: GUARD, versionstamp: this.#guard ?? null });
+      for (const r of chunk) op.set(readingKey(r), r);
+      const result = await op.set(GUARD, true).commit();
+      if (!result.ok) {
+        this.#guard = undefined;
+        this.#top.clear();
+        return readings.slice(i);
+      }
+      this.#guard = result.versionstamp;
+      for (const r of chunk) {
+        if (r.seq > this.#top.get(r.deviceId)!) this.#top.set(r.deviceId, r.seq);
+      }
+    }
+    return [];
+  }
+
+  /** The stored readings under the keys of these, by `_id`. */
+  async #storedReadings(readings: readonly ReadingDoc[]): Promise<Map<string, ReadingDoc>> {
+    const chunks: Deno.KvKey[][] = [];
+    for (let i = 0; i < readings.length; i += GET_MANY_LIMIT) {
+      chunks.push(readings.slice(i, i + GET_MANY_LIMIT).map(readingKey));
+    }
+    const found = new Map<string, ReadingDoc>();
+    for (const entries of await Promise.all(chunks.map((c) => this.#kv.getMany<ReadingDoc[]>(c)))) {
+      for (const entry of entries) if (entry.value) found.set(entry.value._id, entry.value);
+    }
+    return found;
   }
 
   async lastSeqs(): Promise<Map<string, number>> {
@@ -132,4 +288,8 @@ export class KvStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDispo
       if (!result.ok) throw new Error("Deno KV refused a write");
     }
   }
+}
+
+function readingKey(r: ReadingDoc): Deno.KvKey {
+  return ["readings", r.deviceId, r.seq];
 }

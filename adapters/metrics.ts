@@ -136,18 +136,32 @@ export function createMetrics(sources: () => MetricSources): Metrics {
   );
   total(
     "iot_readings_stored_total",
-    "Readings written to the store and acknowledged (replays included).",
+    "Readings written to the store and acknowledged (identical replays included, conflicts not).",
     (s) => s.writer?.stats.readings,
   );
   total(
     "iot_dead_letters_total",
-    "Invalid records sent to the dead-letter topic (embedded: kept in memory).",
+    "Records sent to the dead-letter topic (embedded: kept in memory): invalid, conflicting or " +
+      "late readings.",
     (s) => s.processors?.stats.deadLettered,
   );
   total(
     "iot_duplicates_dropped_total",
-    "Readings ignored because their device had already applied their seq.",
+    "Readings ignored because their device had already applied their seq and the store holds " +
+      "the same reading.",
     (s) => s.processors?.stats.duplicates,
+  );
+  total(
+    "iot_reading_conflicts_total",
+    "Readings refused because their deviceId and seq are stored with other content; the stored " +
+      "reading is kept and the refused one dead-lettered.",
+    (s) => s.processors?.stats.conflicts,
+  );
+  total(
+    "iot_late_readings_total",
+    "Readings whose device had already applied a later seq and that were never stored; " +
+      "dead-lettered.",
+    (s) => s.processors?.stats.late,
   );
   total(
     "iot_seq_gaps_total",

@@ -105,7 +105,7 @@ function observeWrites(app: App, run: PipelineRun) {
   const write = writer.write.bind(writer);
   const seenAlerts = new Set<string>();
   writer.write = async (batch: WriteBatch) => {
-    await write(batch);
+    const result = await write(batch);
     const now = Date.now();
     const stored = run.stored;
     for (const r of batch.readings) stored.add(now - r.ts.getTime());
@@ -114,6 +114,7 @@ function observeWrites(app: App, run: PipelineRun) {
       seenAlerts.add(a._id);
       run.alerts.add(now - a.raisedAt.getTime());
     }
+    return result;
   };
 }
 

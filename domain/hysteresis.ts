@@ -63,7 +63,7 @@ export interface Episode {
 export interface AlarmCounters {
   /** Readings applied (duplicates excluded). */
   readonly readings: number;
-  /** Readings ignored because their `seq` was not above the last applied one. */
+  /** Readings not applied because their `seq` was not above the last applied one. */
   readonly duplicates: number;
   /** Applied readings whose `seq` skipped at least one number. */
   readonly gaps: number;
@@ -135,7 +135,10 @@ export type Transition =
 /** Outcome of applying one reading. */
 export interface StepResult {
   readonly state: AlarmState;
-  /** False for a duplicate or replayed reading, which changes only `counters.duplicates`. */
+  /**
+   * False for a reading whose `seq` was already applied — a replay, or a reused or late seq,
+   * which the store tells apart — and that changes only `counters.duplicates`.
+   */
   readonly applied: boolean;
   readonly transition: Transition | null;
 }

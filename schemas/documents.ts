@@ -1,8 +1,9 @@
 /**
  * What the pipeline stores in MongoDB, defined once: the three collections'
  * document shapes, their deterministic `_id`s (so every write is idempotent:
- * docs/data-contract.md) and the schema that validates a stored alarm state
- * before a processor trusts it after a restart.
+ * docs/data-contract.md), what makes two readings under one `_id` the same
+ * reading, and the schema that validates a stored alarm state before a
+ * processor trusts it after a restart.
  *
  * @module
  */
@@ -79,6 +80,36 @@ export function toReadingDoc(reading: Reading, isCritical: boolean, processedAt:
     is_critical: isCritical,
     processedAt,
   };
+}
+
+/**
+ * How `incoming` differs from `stored`, field by field, as `field "new" (stored "old")`;
+ * empty when they are the same reading. Only what the sensor sent counts: `is_critical`
+ * and `processedAt` are the pipeline's, and a replay may legitimately differ in them. A
+ * reading's own `thresholds` are not stored with it, so they cannot be compared.
+ */
+export function readingDifferences(incoming: ReadingDoc, stored: ReadingDoc): string[] {
+  const fields: [string, unknown, unknown][] = [
+    ["deviceId", incoming.deviceId, stored.deviceId],
+    ["seq", incoming.seq, stored.seq],
+    ["ts", isoOf(incoming.ts), isoOf(stored.ts)],
+    ["temperature", incoming.temperature, stored.temperature],
+    ["humidity", incoming.humidity, stored.humidity],
+    ["location", coordinatesOf(incoming), coordinatesOf(stored)],
+  ];
+  return fields
+    .filter(([, a, b]) => a !== b)
+    .map(([name, a, b]) => `${name} "${String(a)}" (stored "${String(b)}")`);
+}
+
+function isoOf(ts: Date): string {
+  const ms = new Date(ts).getTime();
+  return Number.isNaN(ms) ? String(ts) : new Date(ms).toISOString();
+}
+
+function coordinatesOf(doc: ReadingDoc): string {
+  const [lon, lat] = doc.location?.coordinates ?? [];
+  return `lat ${lat} lon ${lon}`;
 }
 
 /** The alert document for an episode, open or (with `cleared`) closed. */

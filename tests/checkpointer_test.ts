@@ -20,6 +20,7 @@ function setup() {
     async write(batch: WriteBatch) {
       if (written.gate) await written.gate;
       events.push(`stored ${batch.devices.map((d) => `${d._id}@${d.lastSeq}`).join(" ")}`);
+      return { refused: [] };
     },
   };
   let processed: Offsets = new Map();

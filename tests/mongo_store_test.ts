@@ -1,6 +1,7 @@
 /** The MongoDB adapter against the real MongoDB-protocol server. */
 import "./env_guard.ts";
 import assert from "node:assert/strict";
+import { Collection } from "mongodb";
 import { MongoStore } from "../adapters/mongo_store.ts";
 import { silentLogger } from "../adapters/log.ts";
 import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
@@ -121,3 +122,82 @@ mongo.test("MongoStore.write() from two owners of the same new alerts both succe
   ]);
   assert.equal((await a.alerts({ status: "active", limit: 100 })).length, 40);
 });
+
+mongo.test("MongoStore.write() inserts a reading once, ignores it replayed and refuses other content under its seq", async () => {
+  await using tmp = await tempDb("store");
+  await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+  const first = toReadingDoc(reading("d1", 1, 21.5), false, new Date("2026-11-27T13:00:00Z"));
+  assert.deepEqual(await store.write({ readings: [first], alerts: [], devices: [] }), {
+    refused: [],
+  });
+  // Only the sensor's content counts: a replay may be flagged and processed differently.
+  const replay = toReadingDoc(reading("d1", 1, 21.5), true, new Date());
+  const other = toReadingDoc(reading("d1", 1, 80.1), true, new Date());
+  const next = toReadingDoc(reading("d1", 2), false, new Date());
+  const { refused } = await store.write({
+    readings: [replay, other, next],
+    alerts: [],
+    devices: [],
+  });
+  assert.equal(refused.length, 1);
+  const conflict = refused[0]!;
+  assert.equal(conflict.type, "conflict");
+  assert.equal(conflict.reading, other, "the refused reading is the one passed in");
+  assert.equal(conflict.type === "conflict" && conflict.stored.temperature, 21.5);
+  const docs = await store.readings("d1", 10);
+  assert.deepEqual(docs.map((d) => [d._id, d.temperature]), [["d1:2", 21], ["d1:1", 21.5]]);
+  assert.deepEqual(docs[1]!.processedAt, new Date("2026-11-27T13:00:00Z"));
+});
+
+mongo.test("MongoStore.write() finds each skipped reading stored as it is, stored otherwise or not at all", async () => {
+  await using tmp = await tempDb("store");
+  await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+  const at = new Date();
+  const stored = [1, 2].map((seq) => toReadingDoc(reading("d1", seq), false, at));
+  await store.write({ readings: stored, alerts: [], devices: [] });
+  const same = toReadingDoc(reading("d1", 1), true, at);
+  const other = toReadingDoc(reading("d1", 2, 99), false, at);
+  const never = toReadingDoc(reading("d1", 3), false, at);
+  // A skipped reading is compared after this write's own readings are in.
+  const fresh = toReadingDoc(reading("d2", 1), false, at);
+  const sameAsFresh = toReadingDoc(reading("d2", 1), false, at);
+  const { refused } = await store.write({
+    readings: [fresh],
+    skipped: [same, other, never, sameAsFresh],
+    alerts: [],
+    devices: [],
+  });
+  assert.deepEqual(refused.map((r) => [r.type, r.reading]), [["conflict", other], ["late", never]]);
+  assert.equal((await store.readings("d1", 10)).length, 2, "skipped readings are never written");
+  assert.equal((await store.readings("d1", 10)).find((r) => r.seq === 2)?.temperature, 21);
+});
+
+mongo.test("MongoStore.write() of readings not stored yet reads nothing back", async () => {
+  await using tmp = await tempDb("store");
+  await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+  const readings = Array.from(
+    { length: 200 },
+    (_, i) => toReadingDoc(reading("d1", i + 1), false, new Date()),
+  );
+  const reads = countReads();
+  try {
+    await store.write({ readings, alerts: [], devices: [] });
+    assert.equal(reads.count, 0, "the normal path costs the insert alone");
+    await store.write({ readings: readings.slice(0, 3), alerts: [], devices: [] });
+    assert.equal(reads.count, 3, "a replay looks up only the readings found stored");
+  } finally {
+    reads.restore();
+  }
+});
+
+/** Counts the queries the adapter sends (`findOne` goes through `find`) until restored. */
+function countReads() {
+  const proto = Collection.prototype as unknown as { find: (...args: unknown[]) => unknown };
+  const find = proto.find;
+  const counter = { count: 0, restore: () => void (proto.find = find) };
+  proto.find = function (this: unknown, ...args: unknown[]) {
+    counter.count++;
+    return find.apply(this, args);
+  };
+  return counter;
+}

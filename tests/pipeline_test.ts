@@ -18,6 +18,7 @@ import {
   KAFKA_MONGO,
   type Mode,
   startApp,
+  type TestEnv,
   testEnv,
 } from "./test_app.ts";
 
@@ -354,3 +355,107 @@ permitted.test("pipeline (embedded+kv): a malformed record is dead-lettered and 
   assert.equal(app.parts.processors!.stats.deadLettered, 1);
   assert.match(queue.deadLetters[0]!.reason, /invalid JSON/);
 });
+
+/** Publishes raw records to the readings topic (Kafka) or the embedded queue. */
+async function publish(app: App, env: TestEnv, records: readonly Reading[]): Promise<void> {
+  const queue = app.parts.transport?.embedded;
+  if (queue) {
+    for (const r of records) assert.ok(queue.publishRaw(r.deviceId, encodeReading(r)));
+    return;
+  }
+  const producer = testKafka().producer();
+  await producer.connect();
+  await producer.send({
+    topic: env.topic,
+    messages: records.map((r) => ({ key: r.deviceId, value: encodeReading(r) })),
+  });
+  await producer.disconnect();
+}
+
+/** Every dead letter so far, value and reason: the DLQ topic (Kafka) or the embedded queue's. */
+async function deadLetters(
+  app: App,
+  env: TestEnv,
+  atLeast: number,
+): Promise<{ value: string; reason: string }[]> {
+  const queue = app.parts.transport?.embedded;
+  if (queue) {
+    return queue.deadLetters.map((l) => ({
+      value: new TextDecoder().decode(l.record.value!),
+      reason: l.reason,
+    }));
+  }
+  const consumer = testKafka().consumer({ groupId: `${env.group}-dlq-${crypto.randomUUID()}` });
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topic: `${env.topic}.dlq`, fromBeginning: true });
+    const letters: { value: string; reason: string }[] = [];
+    await consumer.run({
+      eachMessage: ({ message }) => {
+        letters.push({
+          value: message.value!.toString(),
+          reason: message.headers!["dlq.reason"]!.toString(),
+        });
+        return Promise.resolve();
+      },
+    });
+    await until(`${atLeast} dead letters`, () => letters.length >= atLeast || undefined);
+    return letters;
+  } finally {
+    await consumer.disconnect();
+  }
+}
+
+/** One series of `GET /metrics`, read over HTTP. */
+async function metric(app: App, series: string): Promise<number> {
+  const text = await (await fetch(`${app.url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+  assert.ok(line, `series ${series} is exposed`);
+  return Number(line.split(" ")[1]);
+}
+
+for (const mode of [KAFKA_MONGO, EMBEDDED]) {
+  const inMode = await testWith(mode);
+  inMode.test(`pipeline (${mode.name}): a different reading under a stored seq is refused, dead-lettered and counted; the same one is ignored`, async () => {
+    await using env = await testEnv("e2e-conflict", mode);
+    await using app = await startApp(env);
+    const first: Reading = { ...GOOD, deviceId: "twice-1" };
+    await publish(app, env, [first]);
+    const stored = async () => {
+      const res = await fetch(`${app.url}/devices/twice-1/readings`);
+      return res.ok ? (await res.json() as { readings: ReadingDoc[] }).readings : [];
+    };
+    await until("the first reading stored", async () => (await stored()).length || undefined);
+
+    // The same deviceId and seq, emitted again later with other content; then a true replay.
+    const reused: Reading = { ...first, ts: "2026-11-27T13:05:00.000Z", temperature: 80.1 };
+    await publish(app, env, [reused, first]);
+    await until(
+      "the conflict and the duplicate handled",
+      async () =>
+        await metric(app, "iot_duplicates_dropped_total") >= 1 &&
+          await metric(app, "iot_reading_conflicts_total") >= 1 || undefined,
+      30_000,
+    );
+
+    const readings = await stored();
+    assert.equal(readings.length, 1);
+    assert.equal(readings[0]!.temperature, first.temperature, "the stored reading is kept");
+    assert.equal(new Date(readings[0]!.ts).toISOString(), first.ts);
+    const letters = await deadLetters(app, env, 1);
+    assert.equal(letters.length, 1, "only the conflicting reading is dead-lettered");
+    assert.deepEqual(JSON.parse(letters[0]!.value), reused);
+    assert.equal(
+      letters[0]!.reason,
+      'conflict: reading "twice-1" seq "1" is stored already with other content: ' +
+        'ts "2026-11-27T13:05:00.000Z" (stored "2026-11-27T13:00:00.000Z"), ' +
+        'temperature "80.1" (stored "21.5")',
+    );
+    assert.equal(await metric(app, "iot_reading_conflicts_total"), 1);
+    assert.equal(await metric(app, "iot_duplicates_dropped_total"), 1);
+    assert.equal(await metric(app, "iot_dead_letters_total"), 1);
+    assert.equal(await metric(app, "iot_late_readings_total"), 0);
+    const health = await (await fetch(`${app.url}/health`)).json();
+    assert.equal(health.stats.processors.conflicts, 1);
+  });
+}

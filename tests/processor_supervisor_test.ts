@@ -14,12 +14,19 @@ import {
   type DeviceDoc,
   type ReadingDoc,
   toDeviceDoc,
+  toReadingDoc,
 } from "../schemas/documents.ts";
 import { encodeReading, type Reading } from "../schemas/reading.ts";
 import { silentLogger } from "../adapters/log.ts";
 import { FakeTime } from "./fake_time.ts";
 import { settle, until } from "./wait.ts";
-import type { DeviceStore, WriteBatch } from "../actors/device_store.ts";
+import {
+  type DeviceStore,
+  type Refusal,
+  refusalOf,
+  type WriteBatch,
+  type WriteResult,
+} from "../actors/device_store.ts";
 import type {
   BatchContext,
   DeadLetter,
@@ -45,8 +52,10 @@ function statesOf(batch: WriteBatch | undefined): string[] {
 }
 
 /**
- * An in-memory DeviceStore: upserts by `_id`, records every call, fails or
- * waits on demand. Stored device states are logged to `events`.
+ * An in-memory DeviceStore: inserts readings once (refusing other content
+ * under a stored `_id`, like the real adapters), upserts the rest by `_id`,
+ * records every call, fails or waits on demand. Stored device states are
+ * logged to `events`.
  */
 class MemoryStore implements DeviceStore {
   readonly readings = new Map<string, ReadingDoc>();
@@ -75,13 +84,23 @@ class MemoryStore implements DeviceStore {
     return Promise.resolve(found);
   }
 
-  async write(batch: WriteBatch): Promise<void> {
+  async write(batch: WriteBatch): Promise<WriteResult> {
     this.batches.push(batch);
     const gate = this.gates.shift();
     if (gate) await gate;
     if (this.failWrites) throw this.failWrites;
     if (this.failDeviceWrites && batch.devices.length > 0) throw this.failDeviceWrites;
-    for (const doc of batch.readings) this.readings.set(doc._id, structuredClone(doc));
+    const refused: Refusal[] = [];
+    for (const doc of batch.readings) {
+      const stored = this.readings.get(doc._id);
+      if (!stored) this.readings.set(doc._id, structuredClone(doc));
+      const refusal = stored && refusalOf(doc, stored);
+      if (refusal) refused.push(refusal);
+    }
+    for (const doc of batch.skipped ?? []) {
+      const refusal = refusalOf(doc, this.readings.get(doc._id));
+      if (refusal) refused.push(refusal);
+    }
     for (const doc of batch.alerts) this.alerts.set(doc._id, structuredClone(doc));
     for (const doc of batch.devices) {
       // Like the Mongo adapter: a device document never moves backwards.
@@ -89,6 +108,14 @@ class MemoryStore implements DeviceStore {
       if (!stored || stored.lastSeq <= doc.lastSeq) this.devices.set(doc._id, structuredClone(doc));
     }
     if (batch.devices.length > 0) this.events.push(`stored ${statesOf(batch).join(" ")}`);
+    return { refused };
+  }
+
+  /** Stores readings as an earlier run would have (to restore a device past them). */
+  seedReadings(readings: readonly Reading[]): void {
+    for (const r of readings) {
+      this.readings.set(`${r.deviceId}:${r.seq}`, toReadingDoc(r, false, new Date(BASE_MS)));
+    }
   }
 
   /** Everything stored, for comparing two runs. */
@@ -381,8 +408,9 @@ Deno.test("ProcessorSupervisor counts seq gaps and the seqs they skipped", async
 Deno.test("ProcessorSupervisor counts readings, duplicates, dead letters and alerts", async () => {
   await using h = harness();
   await h.supervisor.handleBatch(readingsBatch(series("a", WORKED_EXAMPLE)), LIVE);
+  // seq 9 and 10 again as they were: duplicates.
   await h.supervisor.handleBatch(
-    batchOf([...series("a", [90, 91], 9).map(recordOf), raw("x", null)]),
+    batchOf([...series("a", [85, 86], 9).map(recordOf), raw("x", null)]),
     LIVE,
   );
   assert.deepEqual(h.supervisor.stats, {
@@ -390,6 +418,8 @@ Deno.test("ProcessorSupervisor counts readings, duplicates, dead letters and ale
     records: 13,
     readings: 10,
     duplicates: 2,
+    conflicts: 0,
+    late: 0,
     outOfOrder: 0,
     gaps: 0,
     skippedSeqs: 0,
@@ -411,17 +441,88 @@ Deno.test("ProcessorSupervisor counts readings, duplicates, dead letters and ale
   assert.equal(h.supervisor.stats.pendingStates, 0);
 });
 
+Deno.test("ProcessorSupervisor dead-letters a skipped reading stored with other content and keeps the stored one", async () => {
+  await using h = harness();
+  await h.deliver(readingsBatch(series("a", [70, 81, 82])));
+  const reused = { ...reading("a", 2, 99.5), ts: new Date(BASE_MS + 60_000).toISOString() };
+  const record = recordOf(reused);
+  await h.deliver(batchOf([record, ...series("a", [83], 3).map(recordOf)]));
+  assert.equal(h.store.readings.get("a:2")?.temperature, 81, "the stored reading is kept");
+  assert.equal(h.deadLetters.letters.length, 2);
+  const [conflict, again] = h.deadLetters.letters;
+  assert.equal(conflict!.record, record, "the refused record itself is dead-lettered");
+  assert.equal(
+    conflict!.reason,
+    'conflict: reading "a" seq "2" is stored already with other content: ' +
+      `ts "${reused.ts}" (stored "${reading("a", 2, 0).ts}"), temperature "99.5" (stored "81")`,
+  );
+  // seq 3 again, with 83 instead of 82: a conflict too, not a duplicate.
+  assert.match(again!.reason, /^conflict: reading "a" seq "3" .*temperature "83" \(stored "82"\)$/);
+  assert.deepEqual(
+    [h.supervisor.stats.conflicts, h.supervisor.stats.duplicates, h.supervisor.stats.deadLettered],
+    [2, 0, 2],
+  );
+  assert.equal((await h.supervisor.state("a"))?.lastSeq, 3);
+});
+
+Deno.test("ProcessorSupervisor refuses the second of two readings with one seq in the same batch", async () => {
+  await using h = harness();
+  const first = reading("a", 1, 20);
+  const second = reading("a", 1, 30);
+  await h.deliver(readingsBatch([first, second, first]));
+  assert.equal(h.store.readings.get("a:1")?.temperature, 20);
+  assert.deepEqual(h.deadLetters.letters.map((l) => l.reason.split(":")[0]), ["conflict"]);
+  assert.deepEqual([h.supervisor.stats.conflicts, h.supervisor.stats.duplicates], [1, 1]);
+});
+
+Deno.test("ProcessorSupervisor dead-letters a skipped reading that was never stored as late", async () => {
+  const store = new MemoryStore();
+  store.devices.set(
+    "a",
+    toDeviceDoc("a", { ...INITIAL_ALARM_STATE, lastSeq: 5 }, DEFAULT_RULE, new Date(BASE_MS)),
+  );
+  store.seedReadings(series("a", [20, 21, 22], 3));
+  await using h = harness({ store });
+  await h.deliver(readingsBatch(series("a", [20, 21, 20, 21, 22, 23])));
+  assert.deepEqual(h.deadLetters.letters.map((l) => l.reason), [
+    'late: reading "a" seq "1" is not above its device\'s last applied seq "6" and was never stored',
+    'late: reading "a" seq "2" is not above its device\'s last applied seq "6" and was never stored',
+  ]);
+  assert.equal(store.readings.has("a:1"), false, "a late reading is not stored");
+  assert.deepEqual(
+    [h.supervisor.stats.late, h.supervisor.stats.duplicates, h.supervisor.stats.readings],
+    [2, 3, 1],
+  );
+});
+
+Deno.test("ProcessorSupervisor dead-letters an applied reading the store refuses as a conflict", async () => {
+  // The device state is behind the stored readings (as after a crash in embedded mode).
+  const store = new MemoryStore();
+  store.seedReadings(series("a", [20, 21]));
+  await using h = harness({ store });
+  await h.deliver(readingsBatch(series("a", [20, 25, 30])));
+  assert.deepEqual(
+    [...store.readings.values()].map((r) => r.temperature),
+    [20, 21, 30],
+    "stored readings are never replaced",
+  );
+  assert.equal(h.deadLetters.letters.length, 1);
+  assert.match(h.deadLetters.letters[0]!.reason, /^conflict: reading "a" seq "2" .*"25"/);
+  assert.equal(h.supervisor.stats.conflicts, 1);
+});
+
 Deno.test("ProcessorSupervisor restores a device from the store on first sight", async () => {
   const store = new MemoryStore();
   const stored: AlarmState = { ...INITIAL_ALARM_STATE, lastSeq: 5 };
   store.devices.set("a", toDeviceDoc("a", stored, DEFAULT_RULE, new Date(BASE_MS)));
+  store.seedReadings(series("a", [20, 21, 22, 23, 24]));
   await using h = harness({ store });
   await h.supervisor.handleBatch(
     readingsBatch(series("a", [20, 21, 22, 23, 24, 25, 26, 27])),
     LIVE,
   );
   assert.deepEqual(store.loads, [["a"]]);
-  assert.deepEqual([...store.readings.keys()].sort(), ["a:6", "a:7", "a:8"]);
+  assert.deepEqual([...store.readings.keys()].sort().slice(5), ["a:6", "a:7", "a:8"]);
   assert.equal(h.supervisor.stats.duplicates, 5);
   assert.equal(h.supervisor.stats.readings, 3);
   assert.equal(store.devices.get("a")?.lastSeq, 5, "not stored before a checkpoint");
@@ -453,9 +554,10 @@ Deno.test("ProcessorSupervisor keeps the stored lastSeq of an unusable device st
   const store = new MemoryStore();
   const doc = toDeviceDoc("a", { ...INITIAL_ALARM_STATE, lastSeq: 3 }, DEFAULT_RULE, new Date());
   store.devices.set("a", { ...doc, alarm: { level: "panic" } as unknown as AlarmState });
+  store.seedReadings(series("a", [20, 21, 22]));
   await using h = harness({ store });
   await h.supervisor.handleBatch(readingsBatch(series("a", [20, 21, 22, 23])), LIVE);
-  assert.deepEqual([...store.readings.keys()], ["a:4"]);
+  assert.deepEqual([...store.readings.keys()], ["a:1", "a:2", "a:3", "a:4"]);
   assert.equal(h.supervisor.stats.duplicates, 3);
 });
 
@@ -552,7 +654,11 @@ Deno.test("ProcessorSupervisor.onAssignment() keeps the devices of kept partitio
   assert.deepEqual((await h.supervisor.state("b"))?.lastSeq, 6);
   assert.equal(h.store.readings.has("b:4"), false);
   assert.deepEqual(criticalOf(h.store, "b"), [false, true, false, true]);
-  assert.equal(h.supervisor.stats.duplicates, 3);
+  // Skipped as applied by the other owner: seq 2 is stored with 82, not 90; 3 and 4 never were.
+  assert.deepEqual(
+    [h.supervisor.stats.duplicates, h.supervisor.stats.conflicts, h.supervisor.stats.late],
+    [0, 1, 2],
+  );
 });
 
 Deno.test("ProcessorSupervisor.passivateIdle() releases devices idle longer than the limit", async () => {

@@ -3,7 +3,7 @@ import { settle } from "./wait.ts";
 import { StoreWriter } from "../actors/store_writer.ts";
 import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
 import { toDeviceDoc, toReadingDoc } from "../schemas/documents.ts";
-import type { WriteBatch } from "../actors/device_store.ts";
+import type { Refusal, WriteBatch, WriteResult } from "../actors/device_store.ts";
 
 const AT = new Date("2026-11-27T13:00:00.000Z");
 
@@ -32,17 +32,17 @@ function batchFor(deviceId: string, seq = 1): WriteBatch {
 /** A store whose writes wait until the test settles them, one gate per call. */
 class GatedStore {
   readonly calls: WriteBatch[] = [];
-  readonly #gates: PromiseWithResolvers<void>[] = [];
+  readonly #gates: PromiseWithResolvers<WriteResult>[] = [];
 
-  write(batch: WriteBatch): Promise<void> {
+  write(batch: WriteBatch): Promise<WriteResult> {
     this.calls.push(batch);
-    const gate = Promise.withResolvers<void>();
+    const gate = Promise.withResolvers<WriteResult>();
     this.#gates.push(gate);
     return gate.promise;
   }
 
-  succeed(call: number): void {
-    this.#gates[call]!.resolve();
+  succeed(call: number, refused: readonly Refusal[] = []): void {
+    this.#gates[call]!.resolve({ refused });
   }
 
   fail(call: number, error: Error): void {
@@ -52,7 +52,7 @@ class GatedStore {
 
 /** Lets every queued microtask and pending callback run (a zero-delay macrotask). */
 /** Tracks whether a promise has settled, without leaving a rejection unhandled. */
-function track(promise: Promise<void>) {
+function track(promise: Promise<unknown>) {
   const state = { settled: false, error: undefined as unknown };
   const done = promise.then(
     () => void (state.settled = true),
@@ -88,6 +88,7 @@ Deno.test("StoreWriter merges writes queued behind one in flight into one store 
   assert.equal(store.calls.length, 2);
   assert.deepEqual(store.calls[1], {
     readings: [...batchFor("b").readings, ...batchFor("c").readings],
+    skipped: [],
     alerts: [],
     devices: [...batchFor("b").devices, ...batchFor("c").devices],
   });
@@ -99,6 +100,25 @@ Deno.test("StoreWriter merges writes queued behind one in flight into one store 
   assert.equal(second.state.error, undefined);
   assert.equal(third.state.error, undefined);
   assert.deepEqual(writer.stats, { writes: 2, readings: 3, alerts: 0, failures: 0, queued: 0 });
+});
+
+Deno.test("StoreWriter answers each caller of a merged write with its own refused readings", async () => {
+  const store = new GatedStore();
+  const writer = new StoreWriter(store);
+  const first = writer.write(batchFor("a"));
+  const b = batchFor("b");
+  const c = { ...batchFor("c"), skipped: batchFor("c", 7).readings };
+  const second = writer.write(b);
+  const third = writer.write(c);
+  store.succeed(0);
+  assert.deepEqual(await first, { refused: [] });
+  await settle();
+  const conflict: Refusal = { type: "conflict", reading: b.readings[0]!, stored: b.readings[0]! };
+  const late: Refusal = { type: "late", reading: c.skipped[0]! };
+  store.succeed(1, [late, conflict]);
+  assert.deepEqual((await second).refused, [conflict]);
+  assert.deepEqual((await third).refused, [late]);
+  assert.equal(writer.stats.readings, 2, "the conflicting reading was not stored");
 });
 
 Deno.test("StoreWriter resolves each caller only after the write that holds its batch", async () => {
