@@ -13,7 +13,7 @@ import type { DeviceDoc } from "../schemas/documents.ts";
 import type { DeviceStore } from "./device_store.ts";
 import type { Logger } from "./logger.ts";
 import type { ReadingSource } from "./reading_source.ts";
-import { realTimers, type ScheduledTimer, type Timers } from "./timers.ts";
+import { realTimers, type TimerId, type Timers } from "./timers.ts";
 
 /**
  * The most of the time checkpoints may take. On FerretDB a checkpoint scans
@@ -33,8 +33,9 @@ export interface CheckpointerOptions {
   /** Time between two checkpoints (default 1000). */
   readonly everyMs?: number;
   readonly logger: Logger;
-  /** Clock that measures how long a checkpoint took (default `Date.now`). */
+  /** Clock that measures how long a checkpoint took (default: the timers' clock). */
   readonly now?: () => number;
+  /** What the periodic checkpoints are scheduled on (default: the runtime's). */
   readonly timers?: Timers;
 }
 
@@ -56,7 +57,7 @@ export class Checkpointer {
    */
   #saving = new Map<string, Pending>();
   #source: Pick<ReadingSource, "processed" | "commit"> | undefined;
-  #timer: ScheduledTimer | undefined;
+  #timer: TimerId | undefined;
   #running: Promise<void> | undefined;
   #checkpoints = 0;
   #failed = 0;
@@ -64,8 +65,9 @@ export class Checkpointer {
   constructor(options: CheckpointerOptions) {
     this.#opts = options;
     this.#log = options.logger;
-    this.#now = options.now ?? Date.now;
-    this.#timers = options.timers ?? realTimers;
+    const timers = options.timers ?? realTimers;
+    this.#timers = timers;
+    this.#now = options.now ?? (() => timers.now());
   }
 
   get stats() {
@@ -104,7 +106,7 @@ export class Checkpointer {
     this.#source = source;
     const every = this.#opts.everyMs ?? 1000;
     const loop = (delay: number) => {
-      this.#timer = this.#timers.schedule(delay, async () => {
+      this.#timer = this.#timers.setTimeout(async () => {
         const started = this.#now();
         const ok = await this.checkpoint().then(() => true, (error) => {
           this.#log.warn("checkpoint failed; will retry", { error: error as Error });
@@ -115,7 +117,7 @@ export class Checkpointer {
         // through a store outage must not push the next far past the recovery.
         const spaced = Math.min(took * (1 / CHECKPOINT_SHARE - 1), MAX_CHECKPOINT_SPACING_MS);
         if (this.#source) loop(ok ? Math.max(every, spaced) : every);
-      });
+      }, delay);
     };
     loop(every);
   }
@@ -165,7 +167,8 @@ export class Checkpointer {
   /** Ends the periodic checkpoints (detaching the source) and waits for one in progress. */
   async stop(): Promise<void> {
     this.#source = undefined;
-    this.#timer?.cancel();
+    this.#timers.clearTimeout(this.#timer);
+    this.#timer = undefined;
     await this.#running?.catch(() => {});
   }
 }

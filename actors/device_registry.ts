@@ -18,7 +18,7 @@ import type { Reading } from "../schemas/reading.ts";
 import { type DeviceDoc, restoreAlarmState } from "../schemas/documents.ts";
 import type { DeviceStore } from "./device_store.ts";
 import type { Logger } from "./logger.ts";
-import { realTimers, type ScheduledTimer, type Timers } from "./timers.ts";
+import { realTimers, type TimerId, type Timers } from "./timers.ts";
 
 export interface DeviceRegistryOptions {
   readonly store: Pick<DeviceStore, "loadDevices">;
@@ -28,7 +28,9 @@ export interface DeviceRegistryOptions {
   readonly unsaved: (id: string) => DeviceDoc | undefined;
   readonly passivateAfterMs: number;
   readonly logger: Logger;
-  readonly now: () => number;
+  /** The clock idleness is measured on (default: the timers' clock). */
+  readonly now?: () => number;
+  /** What the passivation sweep is scheduled on (default: the runtime's). */
   readonly timers?: Timers;
 }
 
@@ -44,10 +46,11 @@ export class DeviceRegistry {
   readonly #opts: DeviceRegistryOptions;
   readonly #log: Logger;
   readonly #timers: Timers;
+  readonly #now: () => number;
   readonly #devices = new Map<string, Device>();
   /** Processors being stopped; a device may only be spawned again once its old actor is gone. */
   readonly #stopping = new Map<string, Promise<unknown>>();
-  #sweep: ScheduledTimer | undefined;
+  #sweep: TimerId | undefined;
   #stopped = false;
   #passivated = 0;
   #failures = 0;
@@ -55,7 +58,9 @@ export class DeviceRegistry {
   constructor(options: DeviceRegistryOptions) {
     this.#opts = options;
     this.#log = options.logger;
-    this.#timers = options.timers ?? realTimers;
+    const timers = options.timers ?? realTimers;
+    this.#timers = timers;
+    this.#now = options.now ?? (() => timers.now());
     this.#armSweep();
   }
 
@@ -102,7 +107,7 @@ export class DeviceRegistry {
     const held = ids.map((id) => this.#devices.get(id)!);
     for (const device of held) {
       device.busy++;
-      device.lastActive = this.#opts.now();
+      device.lastActive = this.#now();
     }
     return () => {
       for (const device of held) device.busy--;
@@ -143,7 +148,7 @@ export class DeviceRegistry {
 
   /** Releases processors idle for longer than `passivateAfterMs`; answers how many. */
   async passivateIdle(): Promise<number> {
-    const cutoff = this.#opts.now() - this.#opts.passivateAfterMs;
+    const cutoff = this.#now() - this.#opts.passivateAfterMs;
     const idle = [...this.#devices].filter(([, d]) => d.busy === 0 && d.lastActive < cutoff);
     await this.discard(idle.map(([id]) => id));
     this.#passivated += idle.length;
@@ -154,17 +159,18 @@ export class DeviceRegistry {
   /** Stops the sweep and every processor (reverse spawn order). */
   async stop(): Promise<void> {
     this.#stopped = true;
-    this.#sweep?.cancel();
+    this.#timers.clearTimeout(this.#sweep);
+    this.#sweep = undefined;
     await this.discard([...this.#devices.keys()].reverse());
     await Promise.all(this.#stopping.values());
   }
 
   #armSweep() {
     const every = Math.min(60_000, Math.max(1000, this.#opts.passivateAfterMs / 4));
-    this.#sweep = this.#timers.schedule(every, async () => {
+    this.#sweep = this.#timers.setTimeout(async () => {
       await this.passivateIdle();
       if (!this.#stopped) this.#armSweep();
-    });
+    }, every);
   }
 
   #restore(id: string, doc: DeviceDoc): AlarmState {
@@ -184,6 +190,6 @@ export class DeviceRegistry {
       // Only the current incarnation is forgotten: a discarded one may fail while stopping.
       if (this.#devices.get(id)?.actor === actor) this.#devices.delete(id);
     });
-    this.#devices.set(id, { actor, partition, lastActive: this.#opts.now(), busy: 0 });
+    this.#devices.set(id, { actor, partition, lastActive: this.#now(), busy: 0 });
   }
 }

@@ -36,7 +36,7 @@ import type {
   ReadingSource,
   RecordBatch,
 } from "./reading_source.ts";
-import type { Timers } from "./timers.ts";
+import { realTimers, type Timers } from "./timers.ts";
 import { Checkpointer } from "./checkpointer.ts";
 import { DeviceRegistry } from "./device_registry.ts";
 
@@ -50,6 +50,7 @@ export interface ProcessorSupervisorOptions {
   /** Time between two checkpoints of device states and offsets (default 1000). */
   readonly checkpointMs?: number;
   readonly logger: Logger;
+  /** The processors' clock (default: the timers' clock). */
   readonly now?: () => number;
   /** Drive the checkpoints and the passivation sweep (default: the runtime's). */
   readonly timers?: Timers;
@@ -128,14 +129,14 @@ export class ProcessorSupervisor implements AsyncDisposable {
   constructor(options: ProcessorSupervisorOptions) {
     this.#opts = options;
     this.#log = options.logger.child({ component: "processors" });
-    this.#now = options.now ?? Date.now;
-    const timers = options.timers ? { timers: options.timers } : {};
+    const timers = options.timers ?? realTimers;
+    this.#now = options.now ?? (() => timers.now());
     this.#checkpoints = new Checkpointer({
       store: options.store,
       ...(options.checkpointMs !== undefined ? { everyMs: options.checkpointMs } : {}),
       logger: this.#log,
       now: this.#now,
-      ...timers,
+      timers,
     });
     this.#devices = new DeviceRegistry({
       store: options.store,
@@ -144,7 +145,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
       passivateAfterMs: options.passivateAfterMs,
       logger: this.#log,
       now: this.#now,
-      ...timers,
+      timers,
     });
   }
 

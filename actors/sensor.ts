@@ -18,6 +18,7 @@ import { applyHeatBurst, type HeatBurst } from "../domain/heat_burst.ts";
 import type { GeoLocation, Reading } from "../schemas/reading.ts";
 import type { SensorProfile } from "../schemas/sensor_request.ts";
 import { SharedTimer, type TimerEntry } from "./shared_timer.ts";
+import { realTimers } from "./timers.ts";
 import type { ReadingSink } from "./reading_sink.ts";
 
 /** Everything that defines a sensor, defaults already filled in. */
@@ -84,7 +85,7 @@ export class Sensor {
     this.#deps = deps;
     this.#exit = exit;
     this.#seqs = seqs;
-    this.#timer = deps.timer ?? new SharedTimer(deps.now);
+    this.#timer = deps.timer ?? new SharedTimer(realTimers, deps.now);
     this.#signal = initialSignal({
       profile: settings.profile,
       seed: settings.seed,

@@ -18,7 +18,7 @@
 import { isDeepStrictEqual } from "node:util";
 import { Supervisor, type SupervisorEscalationError } from "./supervisor.ts";
 import { Sensor, type SensorSettings } from "./sensor.ts";
-import { SeqReserver, type SeqReserverOptions, type Timers } from "./seq_reserver.ts";
+import { SeqReserver, type SeqReserverOptions } from "./seq_reserver.ts";
 import type { SeqLedger } from "./seq_ledger.ts";
 import {
   granted,
@@ -29,6 +29,7 @@ import {
   take,
 } from "../domain/seq_block.ts";
 import { SharedTimer } from "./shared_timer.ts";
+import { realTimers, type Timers } from "./timers.ts";
 import { type Reading, TEMPERATURE_RANGE } from "../schemas/reading.ts";
 import { OVERHEAT_MARGIN, type OverheatRequest } from "../schemas/overheat_request.ts";
 import type { SensorRequest } from "../schemas/sensor_request.ts";
@@ -63,8 +64,7 @@ export interface SensorFleetOptions {
   readonly seqFloors?: ReadonlyMap<string, number>;
   /** Attempts and backoff of a failing ledger call. */
   readonly seqRetry?: SeqReserverOptions["retry"];
-  /** Timers of the ledger retries (tests inject their own). */
-  readonly timers?: Timers;
+  /** The sensors' wall clock (their readings' `ts`); by default the timers' clock. */
   readonly now?: () => number;
   /** Called once a removed sensor has stopped (the dashboard drops it at once). */
   readonly onRemoved?: (id: string) => void;
@@ -73,6 +73,8 @@ export interface SensorFleetOptions {
    * stopped and the fleet refuses new ones. Without it the fleet only logs the error.
    */
   readonly onEscalate?: (error: SupervisorEscalationError) => void;
+  /** What the sensors' shared timer and the ledger retries are scheduled on; tests pass a fake. */
+  readonly timers?: Timers;
 }
 
 interface Entry {
@@ -116,8 +118,9 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   constructor(options: SensorFleetOptions) {
     this.#opts = options;
     this.#log = options.logger.child({ component: "sensors" });
-    this.#now = options.now ?? Date.now;
-    this.#timer = new SharedTimer(this.#now);
+    const timers = options.timers ?? realTimers;
+    this.#now = options.now ?? (() => timers.now());
+    this.#timer = new SharedTimer(timers, this.#now);
     this.#lastSeq = new Map();
     this.#lowWater = Math.ceil(options.seqBlock / 2);
     this.#reserver = new SeqReserver({
@@ -125,7 +128,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
       blockSize: options.seqBlock,
       ...(options.seqFloors ? { floors: options.seqFloors } : {}),
       ...(options.seqRetry ? { retry: options.seqRetry } : {}),
-      ...(options.timers ? { timers: options.timers } : {}),
+      timers,
       // Sensors keep asking on their next ticks; until then they stall, counted.
       onFailure: (error) =>
         this.#log.error("seq ledger keeps failing; sensors without seqs skip ticks", { error }),
@@ -134,6 +137,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
       name: "sensors",
       // A sensor that keeps failing must not take the fleet down: many restarts, then escalate.
       intensity: { maxRestarts: 100, withinMs: 10_000 },
+      now: () => timers.now(),
       onRestart: (id, error) => this.#log.warn("sensor restarted", { id, error: error as Error }),
       onEscalate: (error) => this.#escalate(error),
     });

@@ -9,17 +9,7 @@
  */
 import type { SeqBlock } from "../domain/seq_block.ts";
 import { type SeqLedger, SeqLedgerError, type SeqRequest } from "./seq_ledger.ts";
-
-/** The timer functions the reserver uses, injectable so tests never sleep. */
-export interface Timers {
-  setTimeout(run: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-const REAL_TIMERS: Timers = {
-  setTimeout: (run, ms) => setTimeout(run, ms),
-  clearTimeout: (handle) => clearTimeout(handle as number),
-};
+import { realTimers, type TimerId, type Timers } from "./timers.ts";
 
 /** Where the answer to one request goes. */
 export interface SeqReply {
@@ -41,6 +31,7 @@ export interface SeqReserverOptions {
   };
   /** Devices per ledger call; the rest waits for the next call. */
   readonly maxBatch?: number;
+  /** What the retries' backoff is scheduled on (default: the runtime's); tests pass a fake. */
   readonly timers?: Timers;
   /** Told when a call failed on every attempt (its requests were refused). */
   readonly onFailure?: (error: Error) => void;
@@ -71,7 +62,7 @@ export class SeqReserver implements AsyncDisposable {
   readonly #floors: Map<string, number>;
   #queue: Waiting[] = [];
   #inFlight: Promise<void> | undefined;
-  #backoff: unknown;
+  #backoff: TimerId | undefined;
   /** Failed attempts of the requests at the head of the queue. */
   #attempt = 0;
   #stopped = false;
@@ -80,7 +71,7 @@ export class SeqReserver implements AsyncDisposable {
 
   constructor(options: SeqReserverOptions) {
     this.#opts = options;
-    this.#timers = options.timers ?? REAL_TIMERS;
+    this.#timers = options.timers ?? realTimers;
     this.#retry = options.retry ?? DEFAULT_RETRY;
     this.#floors = new Map(options.floors ?? []);
   }

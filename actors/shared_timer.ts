@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { realTimers, type TimerId, type Timers } from "./timers.ts";
 
 /**
  * The longest one firing may run callbacks before it yields to I/O and other
@@ -24,16 +25,21 @@ export interface TimerEntry {
 
 export class SharedTimer implements Disposable {
   readonly #now: () => number;
+  readonly #timers: Timers;
   readonly #buckets = new Map<number, TimerEntry[]>();
   /** Due times of the buckets (a bucket emptied by cancel() leaves a stale key, skipped). */
   readonly #heap: number[] = [];
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: TimerId | undefined;
   #armedFor = Infinity;
   #firing = false;
   #size = 0;
 
-  /** `now` is the clock that due times refer to (the sensors' clock). */
-  constructor(now: () => number = Date.now) {
+  /**
+   * `timers` arms the one underlying timer; `now` is the clock that due times
+   * refer to (the sensors' clock, by default the timers' own).
+   */
+  constructor(timers: Timers = realTimers, now: () => number = () => timers.now()) {
+    this.#timers = timers;
     this.#now = now;
   }
 
@@ -70,7 +76,7 @@ export class SharedTimer implements Disposable {
 
   /** Cancels everything. */
   [Symbol.dispose](): void {
-    clearTimeout(this.#timer);
+    this.#timers.clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#armedFor = Infinity;
     this.#buckets.clear();
@@ -79,9 +85,9 @@ export class SharedTimer implements Disposable {
   }
 
   #arm(key: number) {
-    clearTimeout(this.#timer);
+    this.#timers.clearTimeout(this.#timer);
     this.#armedFor = key;
-    this.#timer = setTimeout(() => this.#fire(), Math.max(0, key - this.#now()));
+    this.#timer = this.#timers.setTimeout(() => this.#fire(), Math.max(0, key - this.#now()));
   }
 
   #fire() {

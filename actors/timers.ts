@@ -1,24 +1,28 @@
 /**
- * Port: one-shot timers, so the actors' time-driven work (checkpoints,
- * passivation sweeps) can be driven by tests without sleeping.
+ * The clock and timers that time-driven code schedules on. Production code
+ * uses {@linkcode realTimers}; tests pass a fake one (`tests/fake_time.ts`)
+ * and move time explicitly instead of sleeping.
  *
  * @module
  */
 
-export interface ScheduledTimer {
-  /** Keeps the callback from running, if it has not yet. */
-  cancel(): void;
-}
+/** An opaque handle returned by `setTimeout` / `setInterval`. */
+export type TimerId = ReturnType<typeof setTimeout> | number;
 
 export interface Timers {
-  /** Runs `run` once, `ms` from now. */
-  schedule(ms: number, run: () => void): ScheduledTimer;
+  /** Milliseconds since the epoch, like `Date.now()`. */
+  now(): number;
+  setTimeout(callback: () => void, ms: number): TimerId;
+  clearTimeout(id: TimerId | undefined): void;
+  setInterval(callback: () => void, ms: number): TimerId;
+  clearInterval(id: TimerId | undefined): void;
 }
 
-/** The runtime's timers. */
+/** The runtime's own clock and timers. */
 export const realTimers: Timers = {
-  schedule(ms, run) {
-    const id = setTimeout(run, ms);
-    return { cancel: () => clearTimeout(id) };
-  },
+  now: () => Date.now(),
+  setTimeout: (callback, ms) => setTimeout(callback, ms),
+  clearTimeout: (id) => clearTimeout(id),
+  setInterval: (callback, ms) => setInterval(callback, ms),
+  clearInterval: (id) => clearInterval(id),
 };

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import process from "node:process";
 import { Kafka, type KafkaConfig, type LogEntry, logLevel, type SASLOptions } from "kafkajs";
 import type { Config, KafkaSaslMechanism } from "../schemas/config.ts";
 import type { Logger } from "../actors/logger.ts";
@@ -34,9 +35,50 @@ export function securityConfig(
   };
 }
 
+/**
+ * The smallest negative delay that still counts as kafkajs's idle-queue timer: `-1 - Date.now()`
+ * is about minus the epoch clock (1.7e12 ms in 2023), far beyond any delay computed by mistake.
+ */
+const IDLE_TIMER_BELOW = -1e12;
+
+let idleTimerQuieted = false;
+
+/**
+ * kafkajs 2.2.4 arms a timer for `-1 - Date.now()` ms whenever a connection's request queue is
+ * idle (`scheduleCheckPendingRequests()` in `src/network/requestQueue/index.js`: `throttledUntil`
+ * starts at -1; tulios/kafkajs#1751, not fixed in any release), and Node-compatible runtimes print
+ * a `TimeoutNegativeWarning` for it. No setting avoids it, so this drops exactly that warning — a
+ * `TimeoutNegativeWarning` for a delay of about minus the epoch clock — and passes every other
+ * warning on unchanged. Idempotent; called by every function here that builds a kafkajs client.
+ */
+export function quietKafkajsIdleTimer(): void {
+  if (idleTimerQuieted) return;
+  idleTimerQuieted = true;
+  const emitWarning = process.emitWarning;
+  process.emitWarning = function (this: unknown, warning: string | Error, ...rest: unknown[]) {
+    if (isKafkajsIdleTimerWarning(warning, rest[0])) return;
+    return Reflect.apply(emitWarning, this, [warning, ...rest]);
+  } as typeof process.emitWarning;
+}
+
+/** `type` is the warning's type, or an options object carrying it. */
+export function isKafkajsIdleTimerWarning(warning: string | Error, type: unknown): boolean {
+  const name = typeof type === "string"
+    ? type
+    : typeof type === "object" && type !== null && "type" in type
+    ? String(type.type)
+    : warning instanceof Error
+    ? warning.name
+    : undefined;
+  if (name !== "TimeoutNegativeWarning") return false;
+  const delay = Number.parseFloat(typeof warning === "string" ? warning : warning.message);
+  return delay < IDLE_TIMER_BELOW;
+}
+
 export function createKafka(
   { brokers, clientId, logger, sasl, ssl }: KafkaClientOptions,
 ): Kafka {
+  quietKafkajsIdleTimer();
   const log = logger.child({ component: "kafkajs" });
   const config: KafkaConfig = {
     clientId,

@@ -9,8 +9,10 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import type { Consumer, Kafka, Producer } from "kafkajs";
+import { type Consumer, type Kafka, Partitioners, type Producer } from "kafkajs";
 import type { Logger } from "../actors/logger.ts";
+import type { Timers } from "../actors/timers.ts";
+import { SilenceWatchdog } from "./silence_watchdog.ts";
 import type {
   BatchHandler,
   DeadLetter,
@@ -33,6 +35,8 @@ export interface KafkaReadingSourceOptions {
    * process that looks alive but consumes nothing.
    */
   readonly giveUpMs?: number;
+  /** The clock and timers of the give-up watchdog; tests pass a fake. */
+  readonly timers?: Timers;
 }
 
 export class KafkaReadingSource implements ReadingSource {
@@ -46,8 +50,7 @@ export class KafkaReadingSource implements ReadingSource {
   #lag = new Map<number, number>();
   #inFlight = 0;
   #idle: PromiseWithResolvers<void> | undefined;
-  #lastAnswer = Date.now();
-  #watchdog: ReturnType<typeof setInterval> | undefined;
+  #watchdog: SilenceWatchdog | undefined;
 
   constructor(kafka: Kafka, options: KafkaReadingSourceOptions) {
     this.#kafka = kafka;
@@ -85,7 +88,7 @@ export class KafkaReadingSource implements ReadingSource {
     const giveUp = (error: unknown) => {
       if (gaveUp) return;
       gaveUp = true;
-      clearInterval(this.#watchdog);
+      this.#watchdog?.[Symbol.dispose]();
       events.onFatal(error);
     };
     c.on(c.events.CRASH, ({ payload }) => {
@@ -94,9 +97,7 @@ export class KafkaReadingSource implements ReadingSource {
     });
     // Every broker response (fetches every few hundred ms, heartbeats, commits) is a sign of life,
     // also while consumption is paused or a slow store write holds a batch.
-    c.on(c.events.REQUEST, () => {
-      this.#lastAnswer = Date.now();
-    });
+    c.on(c.events.REQUEST, () => this.#watchdog?.heard());
     await c.connect();
     await c.subscribe({ topic, fromBeginning: true });
     await c.run({
@@ -132,15 +133,16 @@ export class KafkaReadingSource implements ReadingSource {
         await heartbeat();
       },
     });
-    this.#lastAnswer = Date.now();
-    const giveUpMs = this.#options.giveUpMs;
+    const { giveUpMs, timers } = this.#options;
     if (giveUpMs !== undefined) {
-      this.#watchdog = setInterval(() => {
-        const silentMs = Date.now() - this.#lastAnswer;
-        if (silentMs < giveUpMs) return;
-        this.#log.error("no Kafka broker answered; giving up", { silentMs, giveUpMs });
-        giveUp(new Error(`no Kafka broker answered for ${Math.round(silentMs / 1000)} s`));
-      }, Math.min(giveUpMs / 4, 5000));
+      this.#watchdog = new SilenceWatchdog({
+        giveUpMs,
+        ...(timers ? { timers } : {}),
+        onSilent: (silentMs) => {
+          this.#log.error("no Kafka broker answered; giving up", { silentMs, giveUpMs });
+          giveUp(new Error(`no Kafka broker answered for ${Math.round(silentMs / 1000)} s`));
+        },
+      });
     }
   }
 
@@ -174,7 +176,7 @@ export class KafkaReadingSource implements ReadingSource {
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
-    clearInterval(this.#watchdog);
+    this.#watchdog?.[Symbol.dispose]();
     // disconnect() waits for the running batches to finish and commit.
     await this.#consumer.disconnect();
   }
@@ -186,7 +188,10 @@ export class KafkaDeadLetterSink implements DeadLetterSink, AsyncDisposable {
   readonly #sourceTopic: string;
 
   constructor(kafka: Kafka, options: { readonly topic: string; readonly sourceTopic: string }) {
-    this.#producer = kafka.producer({ allowAutoTopicCreation: false });
+    this.#producer = kafka.producer({
+      createPartitioner: Partitioners.DefaultPartitioner,
+      allowAutoTopicCreation: false,
+    });
     this.#topic = options.topic;
     this.#sourceTopic = options.sourceTopic;
   }

@@ -7,6 +7,7 @@
  */
 import { Kafka, type KafkaConfig, logLevel } from "kafkajs";
 import { MongoClient } from "mongodb";
+import { quietKafkajsIdleTimer } from "./kafka_client.ts";
 
 /** Resolves when a broker answers a metadata request; rejects otherwise. `security`: SASL/TLS as for the clients. */
 export async function probeKafka(
@@ -14,6 +15,7 @@ export async function probeKafka(
   timeoutMs: number,
   security: Pick<KafkaConfig, "sasl" | "ssl"> = {},
 ): Promise<void> {
+  quietKafkajsIdleTimer();
   const kafka = new Kafka({
     clientId: "iot-probe",
     brokers: brokers.split(","),

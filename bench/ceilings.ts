@@ -14,7 +14,8 @@ import { KAFKA_VERSION } from "../stack/stack.ts";
 import { type ReadingDoc, toReadingDoc } from "../schemas/documents.ts";
 import { encodeReading, type Reading } from "../schemas/reading.ts";
 import { interruption } from "./interrupt.ts";
-import { benchKafka, removeRun, runName, type Services } from "./services.ts";
+import { runName, type Services } from "./services.ts";
+import { removeResources, testKafka } from "../tests/fixtures.ts";
 
 const POM = fileURLToPath(new URL("./kafka_tools/pom.xml", import.meta.url));
 const CACHE = join(
@@ -61,7 +62,7 @@ export async function brokerCeiling(
 ): Promise<BrokerCeiling> {
   const cp = await toolsClasspath(options.log);
   const topic = runName("ceiling");
-  const admin = benchKafka(services.brokers).admin();
+  const admin = testKafka("iot-bench", services).admin();
   await admin.connect();
   await admin.createTopics({
     topics: [{ topic, numPartitions: options.partitions }],
@@ -117,7 +118,7 @@ export async function brokerCeiling(
       endToEndMs: { p50: number(p?.[1]), p99: number(p?.[2]) },
     };
   } finally {
-    await removeRun(services, { topics: [topic] });
+    await removeResources({ topics: [topic] }, services);
   }
 }
 
@@ -157,7 +158,7 @@ export async function storeCeiling(
     };
   } finally {
     await client.close();
-    await removeRun(services, { db });
+    await removeResources({ db }, services);
   }
 }
 

@@ -13,7 +13,8 @@ import { parseConfig } from "../schemas/config.ts";
 import { silentLogger } from "../adapters/log.ts";
 import type { Reading } from "../schemas/reading.ts";
 import { Histogram } from "./stats.ts";
-import { removeRun, runName, type Services } from "./services.ts";
+import { runName, type Services } from "./services.ts";
+import { removeResources } from "../tests/fixtures.ts";
 import type { WriteBatch } from "../actors/device_store.ts";
 
 export interface PipelineRun extends AsyncDisposable {
@@ -63,11 +64,11 @@ export async function startPipeline(
   if (!parsed.ok) throw new Error(`Bad benchmark settings: ${JSON.stringify(parsed)}`);
   const app = start(parsed.config, { logger: silentLogger });
   const cleanup = () =>
-    removeRun(services, {
+    removeResources({
       topics: [topic, `${topic}.dlq`, `${topic}.seqs`],
-      group,
+      groups: [group],
       ...(options.role === "sensors" ? {} : { db }),
-    });
+    }, services);
   try {
     await app.ready;
   } catch (err) {

@@ -9,7 +9,8 @@
 import { encodeReading } from "../schemas/reading.ts";
 import { startPipeline } from "./pipeline.ts";
 import { sampleReading } from "./ceilings.ts";
-import { benchKafka, removeRun, runName, type Services } from "./services.ts";
+import { runName, type Services } from "./services.ts";
+import { removeResources, testKafka, testProducer } from "../tests/fixtures.ts";
 import { cpuMs, round } from "./stats.ts";
 import { sleep } from "./interrupt.ts";
 
@@ -72,7 +73,7 @@ export async function processorThroughput(
       completed: stored >= readings,
     };
   } finally {
-    await removeRun(services, { topics: [topic] });
+    await removeResources({ topics: [topic] }, services);
   }
 }
 
@@ -86,7 +87,7 @@ async function prefill(
   topic: string,
   o: { readings: number; devices: number; partitions: number; log: (line: string) => void },
 ) {
-  const kafka = benchKafka(services.brokers);
+  const kafka = testKafka("iot-bench", services);
   const admin = kafka.admin();
   await admin.connect();
   await admin.createTopics({
@@ -94,7 +95,7 @@ async function prefill(
     waitForLeaders: true,
   });
   await admin.disconnect();
-  const producer = kafka.producer({ allowAutoTopicCreation: false });
+  const producer = testProducer(kafka, { allowAutoTopicCreation: false });
   await producer.connect();
   const t0 = performance.now();
   const start = Date.now() - o.readings; // one reading per ms of event time, in the past

@@ -3,15 +3,15 @@
  * both are set; otherwise brings the local stack up through `stack/stack.ts`
  * (honouring STACK_KAFKA_PORT / STACK_MONGO_PORT) and, if this run started
  * it, stops it again on dispose. Each measurement gets its own topic, group
- * and database, removed afterwards.
+ * and database, removed afterwards with the tests' fixture
+ * (`tests/fixtures.ts`: `testKafka`, `testProducer`, `removeResources`).
  *
  * @module
  */
-import { Kafka, logLevel } from "kafkajs";
 import { MongoClient } from "mongodb";
 import { fileURLToPath } from "node:url";
-import { probeKafka, probeMongo } from "../adapters/probe.ts";
 import { FERRETDB_VERSION, KAFKA_VERSION } from "../stack/stack.ts";
+import { serviceProblems } from "../tests/fixtures.ts";
 
 const STACK_SCRIPT = fileURLToPath(new URL("../stack/stack.ts", import.meta.url));
 
@@ -54,12 +54,8 @@ export async function openServices(log: (line: string) => void): Promise<Service
 }
 
 async function reachable(brokers: string, mongoUrl: string): Promise<boolean> {
-  try {
-    await Promise.all([probeKafka(brokers, 3000), probeMongo(mongoUrl, 3000)]);
-    return true;
-  } catch {
-    return false;
-  }
+  const problems = await serviceProblems({ brokers, mongoUrl }, { kafka: true, mongo: true });
+  return problems.length === 0;
 }
 
 async function stackCommand(command: "up" | "down", env: Record<string, string>) {
@@ -102,32 +98,4 @@ async function serverVersion(mongoUrl: string): Promise<string> {
 /** A name no other run uses (topics, groups, databases). */
 export function runName(prefix: string): string {
   return `bench-${prefix}-${Date.now().toString(36)}-${crypto.randomUUID().slice(0, 6)}`;
-}
-
-export function benchKafka(brokers: string): Kafka {
-  return new Kafka({
-    clientId: "iot-bench",
-    brokers: brokers.split(","),
-    logLevel: logLevel.NOTHING,
-    retry: { retries: 5, initialRetryTime: 100 },
-  });
-}
-
-/** Deletes the topics, consumer group and database a measurement created. */
-export async function removeRun(
-  services: Pick<Services, "brokers" | "mongoUrl">,
-  run: { readonly topics?: readonly string[]; readonly group?: string; readonly db?: string },
-): Promise<void> {
-  if (run.topics?.length || run.group) {
-    const admin = benchKafka(services.brokers).admin();
-    await admin.connect();
-    if (run.topics?.length) await admin.deleteTopics({ topics: [...run.topics] }).catch(() => {});
-    if (run.group) await admin.deleteGroups([run.group]).catch(() => {});
-    await admin.disconnect();
-  }
-  if (run.db) {
-    const client = new MongoClient(services.mongoUrl);
-    await client.db(run.db).dropDatabase().catch(() => {});
-    await client.close();
-  }
 }

@@ -7,7 +7,14 @@
  *
  * @module
  */
-import { Kafka, type KafkaMessage, logLevel, Partitioners } from "kafkajs";
+import {
+  type Kafka,
+  type KafkaMessage,
+  type Producer,
+  removeResources,
+  testKafka,
+  testProducer,
+} from "../tests/fixtures.ts";
 import { services } from "./processes.ts";
 import { retrying } from "./retry.ts";
 
@@ -19,18 +26,14 @@ export interface Message {
   readonly value: string;
 }
 
+/** The harness's client: the shared fixture's, quick to give up (each call here is retried). */
 export function chaosKafka(): Kafka {
-  return new Kafka({
-    clientId: "chaos",
-    brokers: services().brokers.split(","),
-    logLevel: logLevel.NOTHING,
-    retry: { retries: 3 },
-  });
+  return testKafka("chaos", services(), { retries: 3 });
 }
 
 /** A producer of the harness's own records, partitioned like the app's (by key). */
-export function harnessProducer(kafka: Kafka) {
-  return kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+export function harnessProducer(kafka: Kafka): Producer {
+  return testProducer(kafka);
 }
 
 type Admin = ReturnType<Kafka["admin"]>;
@@ -67,12 +70,23 @@ export function createTopics(kafka: Kafka, topics: readonly [string, number][]):
 
 /** Deletes `topic` and every topic named after it (its dead letters, the fleet's registry topics). */
 export async function deleteTopicFamily(kafka: Kafka, topic: string): Promise<void> {
-  await withAdmin(kafka, `delete the topics of "${topic}"`, async (admin) => {
-    const topics = (await admin.listTopics()).filter((t) =>
-      t === topic || t.startsWith(`${topic}.`)
+  try {
+    const topics = await withAdmin(
+      kafka,
+      `list the topics of "${topic}"`,
+      async (admin) =>
+        (await admin.listTopics()).filter((t) => t === topic || t.startsWith(`${topic}.`)),
+      10_000,
     );
-    if (topics.length > 0) await admin.deleteTopics({ topics });
-  }, 10_000).catch(() => {});
+    if (topics.length === 0) return;
+    await retrying(
+      `delete the topics of "${topic}"`,
+      () => removeResources({ topics }, services()),
+      10_000,
+    );
+  } catch {
+    // Best effort: a run's leftovers are named after it and harm no other run.
+  }
 }
 
 /** High watermark per partition: how many records the topic holds. */

@@ -14,7 +14,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { probeKafka, probeMongo } from "../adapters/probe.ts";
 
@@ -189,18 +189,48 @@ async function kafkaClasspath(): Promise<string> {
   const libs = join(CACHE, `kafka-${KAFKA_VERSION}`, "libs");
   if (!(await exists(join(libs, `kafka_2.13-${KAFKA_VERSION}.jar`)))) {
     say(`resolving Apache Kafka ${KAFKA_VERSION} broker jars with Maven (first run only)`);
-    await run("mvn", [
-      "-q",
-      "-B",
-      "-f",
-      join(STACK_DIR, "kafka", "pom.xml"),
-      `-Dkafka.version=${KAFKA_VERSION}`,
-      "dependency:copy-dependencies",
-      "-DincludeScope=runtime",
-      `-DoutputDirectory=${libs}`,
-    ]);
+    await installAtomically(libs, async (work) => {
+      const out = join(work, "libs");
+      await run("mvn", [
+        "-q",
+        "-B",
+        "-f",
+        join(STACK_DIR, "kafka", "pom.xml"),
+        `-Dkafka.version=${KAFKA_VERSION}`,
+        "dependency:copy-dependencies",
+        "-DincludeScope=runtime",
+        `-DoutputDirectory=${out}`,
+      ]);
+      return out;
+    });
   }
   return `${libs}/*`;
+}
+
+/**
+ * Builds into a folder of this run's own (`build` gets it and returns the path
+ * of what it made inside), then moves the result to `target` in one rename.
+ * Two first-time `stack:up` runs at once therefore never see or delete each
+ * other's half-made files: the first rename wins, and a run that finds
+ * `target` already there keeps it and throws its own copy away.
+ */
+export async function installAtomically(
+  target: string,
+  build: (workDir: string) => Promise<string>,
+): Promise<void> {
+  await Deno.mkdir(dirname(target), { recursive: true });
+  const work = await Deno.makeTempDir({ dir: dirname(target), prefix: ".build-" });
+  try {
+    const made = await build(work);
+    try {
+      await Deno.rename(made, target);
+    } catch (err) {
+      // Another run installed it first (a folder cannot replace a non-empty one).
+      if (!(await exists(target))) throw err;
+    }
+  } finally {
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
 }
 
 function kafkaProperties(s: StackSettings, dataDir: string): string {
@@ -294,15 +324,16 @@ async function ferretBinary(): Promise<string> {
   const mod = `github.com/FerretDB/FerretDB@${FERRETDB_VERSION}`;
   const info = JSON.parse(await run("go", ["mod", "download", "-json", mod]));
   // The module zip lacks build/version/version.txt, which FerretDB requires at
-  // init (a plain `go install` binary panics), so build from a writable copy.
-  const src = join(CACHE, `ferretdb-${FERRETDB_VERSION}`, "src");
-  await Deno.remove(src, { recursive: true }).catch(() => {});
-  await Deno.mkdir(join(src, ".."), { recursive: true });
-  await run("cp", ["-R", info.Dir, src]);
-  await run("chmod", ["-R", "u+w", src]);
-  await Deno.writeTextFile(join(src, "build", "version", "version.txt"), `${FERRETDB_VERSION}\n`);
-  await run("go", ["build", "-o", bin, "./cmd/ferretdb"], { cwd: src });
-  await Deno.remove(src, { recursive: true });
+  // init (a plain `go install` binary panics), so build from a writable copy,
+  // in a folder of this run's own: another first-time run may be building too.
+  await installAtomically(bin, async (work) => {
+    const src = join(work, "src");
+    await run("cp", ["-R", info.Dir, src]);
+    await run("chmod", ["-R", "u+w", src]);
+    await Deno.writeTextFile(join(src, "build", "version", "version.txt"), `${FERRETDB_VERSION}\n`);
+    await run("go", ["build", "-o", join(work, "ferretdb"), "./cmd/ferretdb"], { cwd: src });
+    return join(work, "ferretdb");
+  });
   return bin;
 }
 

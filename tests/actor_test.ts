@@ -1,11 +1,8 @@
 import assert from "node:assert/strict";
+import { settle } from "./wait.ts";
 import { Actor, ActorStoppedError, ask } from "../actors/actor.ts";
 
 /** Lets every queued microtask and pending callback run (a zero-delay macrotask). */
-function settle(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
-}
-
 Deno.test("Actor handles messages in FIFO order", async () => {
   const seen: number[] = [];
   await using actor = new Actor<number>((n) => void seen.push(n));

@@ -5,15 +5,15 @@ import { type DeviceDoc, toDeviceDoc } from "../schemas/documents.ts";
 import type { WriteBatch } from "../actors/device_store.ts";
 import type { Offsets } from "../actors/reading_source.ts";
 import { silentLogger } from "../adapters/log.ts";
-import { FakeTimers } from "./fake_timers.ts";
+import { FakeTime } from "./fake_time.ts";
+import { settle } from "./wait.ts";
 
 function state(id: string, lastSeq: number): DeviceDoc {
   return toDeviceDoc(id, { ...INITIAL_ALARM_STATE, lastSeq }, DEFAULT_RULE, new Date(0));
 }
 
-/** A checkpointer over a recording store and source, on a manual clock. */
+/** A checkpointer over a recording store and source, on fake time. */
 function setup() {
-  let now = 0;
   const events: string[] = [];
   const written = { gate: undefined as Promise<void> | undefined };
   const store = {
@@ -32,14 +32,8 @@ function setup() {
       return Promise.resolve();
     },
   };
-  const timers = new FakeTimers(() => now);
-  const checkpointer = new Checkpointer({
-    store,
-    everyMs: 100,
-    logger: silentLogger,
-    now: () => now,
-    timers,
-  });
+  const timers = new FakeTime(0);
+  const checkpointer = new Checkpointer({ store, everyMs: 100, logger: silentLogger, timers });
   return {
     checkpointer,
     events,
@@ -50,8 +44,7 @@ function setup() {
       processed = offsets;
     },
     advance(ms: number) {
-      now += ms;
-      timers.runDue();
+      timers.tick(ms);
     },
   };
 }
@@ -80,7 +73,7 @@ Deno.test("Checkpointer.unsaved() answers the state waiting or being written, an
   const gate = Promise.withResolvers<void>();
   t.written.gate = gate.promise;
   const checkpoint = t.checkpointer.checkpoint();
-  await new Promise((resolve) => setTimeout(resolve, 0)); // its write waits on the gate
+  await settle(); // its write waits on the gate
   assert.equal(t.checkpointer.unsaved("a")?.lastSeq, 2, "being written");
   t.checkpointer.add(state("a", 5), 0);
   assert.equal(t.checkpointer.unsaved("a")?.lastSeq, 5, "the waiting state is newer");
@@ -113,7 +106,7 @@ Deno.test("Checkpointer.attach() checkpoints on its timers every period until st
   await Promise.resolve();
   assert.deepEqual(t.events, [], "not due yet");
   t.advance(1);
-  await new Promise((resolve) => setTimeout(resolve, 0));
+  await settle();
   assert.deepEqual(t.events, ["stored a@1"]);
   assert.equal(t.timers.pending, 1, "the next one is scheduled");
   await t.checkpointer.stop();

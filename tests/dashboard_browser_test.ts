@@ -7,16 +7,20 @@
  *
  * @module
  */
+import "./env_guard.ts";
 import assert from "node:assert/strict";
 import type { Browser, Page } from "playwright-core";
 import { EMBEDDED, startApp, testEnv } from "./test_app.ts";
+import { envOr, needs } from "./needs.ts";
 
-const CHROMIUM = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
-const REQUIRED = Deno.env.get("REQUIRE_BROWSER") === "1";
+const CHROMIUM = envOr("CHROMIUM_PATH", "/usr/bin/chromium");
+const REQUIRED = envOr("REQUIRE_BROWSER") === "1";
 const ARTIFACTS = new URL("../test-artifacts/", import.meta.url);
 const TOKEN = "dashboard-test-token";
 
-const { chromium, unavailable } = await loadBrowser();
+const { chromium, unavailable } = (await needs()).ignore
+  ? { chromium: undefined, unavailable: "no permissions: run `deno task test:browser`" }
+  : await loadBrowser();
 if (unavailable && !REQUIRED) console.warn(`Browser tests skipped: ${unavailable}`);
 
 async function loadBrowser() {

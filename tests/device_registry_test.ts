@@ -4,7 +4,7 @@ import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
 import { type DeviceDoc, toDeviceDoc } from "../schemas/documents.ts";
 import type { Reading } from "../schemas/reading.ts";
 import { silentLogger } from "../adapters/log.ts";
-import { FakeTimers } from "./fake_timers.ts";
+import { FakeTime } from "./fake_time.ts";
 
 function state(id: string, lastSeq: number): DeviceDoc {
   return toDeviceDoc(id, { ...INITIAL_ALARM_STATE, lastSeq }, DEFAULT_RULE, new Date(0));
@@ -22,10 +22,11 @@ function reading(deviceId: string, seq: number): Reading {
 }
 
 function setup(unsaved: ReadonlyMap<string, DeviceDoc> = new Map()) {
+  // The registry's clock; its sweep timer (every 1000 ms) never runs: time stands still for it.
   let now = 0;
   const stored = new Map([["a", state("a", 7)], ["b", state("b", 3)]]);
   const loads: string[][] = [];
-  const timers = new FakeTimers(() => now);
+  const timers = new FakeTime(0);
   const registry = new DeviceRegistry({
     store: {
       loadDevices(ids) {

@@ -1,7 +1,14 @@
 /** The durable fleet through the public surface: HTTP API, restarts, several processes. */
+import "./env_guard.ts";
 import assert from "node:assert/strict";
 import { EMBEDDED, KAFKA_KV, startApp, testEnv } from "./test_app.ts";
-import { eventually, testKafka, uniqueName } from "./fixtures.ts";
+import { testKafka, uniqueName } from "./fixtures.ts";
+import { testWith } from "./needs.ts";
+import { until } from "./wait.ts";
+
+/** Registrars for the tests that need Kafka, and for those that need only permissions. */
+const kafka = await testWith(KAFKA_KV);
+const permitted = await testWith();
 
 async function sensorIds(url: string): Promise<string[]> {
   const body = await (await fetch(`${url}/sensors?limit=1000`)).json();
@@ -16,7 +23,7 @@ function post(url: string, body: unknown): Promise<Response> {
   });
 }
 
-Deno.test("a restart recreates the fleet that was running: API-added kept, removed gone, --sensors not doubled (embedded)", async () => {
+permitted.test("a restart recreates the fleet that was running: API-added kept, removed gone, --sensors not doubled (embedded)", async () => {
   await using env = await testEnv("fleet-restart", EMBEDDED);
   {
     await using app = await startApp(env, { SENSORS: "3" });
@@ -44,7 +51,7 @@ Deno.test("a restart recreates the fleet that was running: API-added kept, remov
   assert.equal((await fetch(`${again.url}/sensors/sensor-0002`)).status, 404);
 });
 
-Deno.test("--sensors seeds an empty registry once even when every seeded sensor was removed (embedded)", async () => {
+permitted.test("--sensors seeds an empty registry once even when every seeded sensor was removed (embedded)", async () => {
   await using env = await testEnv("fleet-seed", EMBEDDED);
   {
     await using app = await startApp(env, { SENSORS: "2" });
@@ -100,7 +107,7 @@ function allEmittedAfter(seen: readonly Seen[], ids: readonly string[], since: n
   return ids.every((id) => seen.some((r) => r.deviceId === id && r.ts > since));
 }
 
-Deno.test("sensors processes share the registry: added through the api role, moved when one stops, removed for good (kafka)", async () => {
+kafka.test("sensors processes share the registry: added through the api role, moved when one stops, removed for good (kafka)", async () => {
   await using env = await testEnv("fleet-kafka", KAFKA_KV);
   const settings = { KAFKA_SENSORS_SESSION_TIMEOUT_MS: "6000", SENSOR_INTERVAL_MS: "200" };
   await using api = await startApp(env, { ...settings, ROLE: "api" });
@@ -114,18 +121,18 @@ Deno.test("sensors processes share the registry: added through the api role, mov
     const { ids } = await added.json() as { ids: string[] };
     assert.equal(ids.length, 8);
     const started = Date.now();
-    await eventually(
+    await until(
       "readings of every added sensor",
       () => allEmittedAfter(watch.seen, ids, started) || undefined,
       60_000,
     );
     // Both members own partitions; each sensor runs in exactly one of them.
-    await eventually("the sensors spread over both processes", () => {
+    await until("the sensors spread over both processes", () => {
       const onFirst = ids.filter((id) => first.parts.fleet!.has(id));
       const onSecond = ids.filter((id) => second.parts.fleet!.has(id));
       return onFirst.length + onSecond.length === ids.length ? true : undefined;
     }, 60_000);
-    const listed = await eventually("every sensor listed as emitting with its owner", async () => {
+    const listed = await until("every sensor listed as emitting with its owner", async () => {
       const body = await (await fetch(`${api.url}/sensors`)).json();
       const all = body.sensors as { id: string; emitting: boolean; owner: unknown }[];
       return body.total === 8 && all.every((s) => s.emitting && s.owner) ? all : undefined;
@@ -141,13 +148,13 @@ Deno.test("sensors processes share the registry: added through the api role, mov
     await leaving[Symbol.asyncDispose]();
     if (leaving === first) firstDisposed = true;
     const stoppedAt = Date.now();
-    await eventually(
+    await until(
       "the moved sensors emitting again",
       () => allEmittedAfter(watch.seen, moved, stoppedAt) || undefined,
       60_000,
     );
     assert.ok(moved.every((id) => staying.parts.fleet!.has(id)));
-    const one = await eventually("a moved sensor shown emitting", async () => {
+    const one = await until("a moved sensor shown emitting", async () => {
       const body = await (await fetch(`${api.url}/sensors/${moved[0]}`)).json();
       return body.emitting ? body : undefined;
     }, 30_000);
@@ -160,7 +167,7 @@ Deno.test("sensors processes share the registry: added through the api role, mov
       body: JSON.stringify({ readings: 3, temperature: 150 }),
     });
     assert.equal(heat.status, 202);
-    await eventually(
+    await until(
       "an overheated reading on the topic",
       () => watch.seen.some((r) => r.deviceId === moved[0] && r.temperature === 150) || undefined,
       30_000,
@@ -169,10 +176,10 @@ Deno.test("sensors processes share the registry: added through the api role, mov
     // Removed through the api role: the process that runs it stops it for good.
     const gone = moved[0]!;
     assert.equal((await fetch(`${api.url}/sensors/${gone}`, { method: "DELETE" })).status, 204);
-    await eventually("the sensor stopped", () => !staying.parts.fleet!.has(gone) || undefined);
+    await until("the sensor stopped", () => !staying.parts.fleet!.has(gone) || undefined);
     const removedAt = Date.now();
     const others = ids.filter((id) => id !== gone);
-    await eventually(
+    await until(
       "the other sensors going on",
       () => allEmittedAfter(watch.seen, others, removedAt + 1000) || undefined,
       30_000,
@@ -194,12 +201,12 @@ Deno.test("sensors processes share the registry: added through the api role, mov
   }
 });
 
-Deno.test("--sensors seeds the shared registry once; a restarted sensors process runs the same fleet (kafka)", async () => {
+kafka.test("--sensors seeds the shared registry once; a restarted sensors process runs the same fleet (kafka)", async () => {
   await using env = await testEnv("fleet-kafka-seed", KAFKA_KV);
   const settings = { KAFKA_SENSORS_SESSION_TIMEOUT_MS: "6000", SENSORS: "3" };
   {
     await using first = await startApp(env, { ...settings, ROLE: "sensors" });
-    await eventually(
+    await until(
       "the seeded sensors running",
       () => first.parts.fleet!.size === 3 || undefined,
     );
@@ -209,7 +216,7 @@ Deno.test("--sensors seeds the shared registry once; a restarted sensors process
     );
   }
   await using again = await startApp(env, { ...settings, ROLE: "sensors" });
-  await eventually(
+  await until(
     "the fleet running again",
     () => again.parts.fleet!.size === 2 || undefined,
     30_000,

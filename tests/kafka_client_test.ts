@@ -1,6 +1,14 @@
+import "./env_guard.ts";
 import assert from "node:assert/strict";
-import { createKafka, kafkaSecurity, securityConfig } from "../adapters/kafka_client.ts";
-import { createLogger } from "../adapters/log.ts";
+import process from "node:process";
+import {
+  createKafka,
+  isKafkajsIdleTimerWarning,
+  kafkaSecurity,
+  securityConfig,
+} from "../adapters/kafka_client.ts";
+import { createLogger, silentLogger } from "../adapters/log.ts";
+import { settle } from "./wait.ts";
 import { type Config, parseConfig } from "../schemas/config.ts";
 
 const PASSWORD = "hunter2-Kafka-pw";
@@ -106,4 +114,40 @@ Deno.test("securityConfig() turns the options into kafkajs settings, also for he
   const sasl = { mechanism: "scram-sha-512" as const, username: "u", password: "p" };
   assert.deepEqual(securityConfig({ sasl, ssl: true }), { sasl, ssl: true });
   assert.deepEqual(securityConfig({ ssl: { ca: ["PEM"] } }), { ssl: { ca: ["PEM"] } });
+});
+
+Deno.test("isKafkajsIdleTimerWarning() picks out only kafkajs's idle-queue timer warning", () => {
+  const idle = `${-1 - Date.now()} is a negative number.\nTimeout duration was set to 1.`;
+  assert.equal(isKafkajsIdleTimerWarning(idle, "TimeoutNegativeWarning"), true);
+  assert.equal(isKafkajsIdleTimerWarning(idle, { type: "TimeoutNegativeWarning" }), true);
+  // A negative delay computed by mistake elsewhere still warns.
+  const small = "-1796 is a negative number.\nTimeout duration was set to 1.";
+  assert.equal(isKafkajsIdleTimerWarning(small, "TimeoutNegativeWarning"), false);
+  assert.equal(isKafkajsIdleTimerWarning(idle, "DeprecationWarning"), false);
+  assert.equal(isKafkajsIdleTimerWarning(idle, undefined), false);
+  const error = Object.assign(new Error(idle), { name: "TimeoutNegativeWarning" });
+  assert.equal(isKafkajsIdleTimerWarning(error, undefined), true);
+});
+
+Deno.test("createKafka() leaves every other process warning alone", async () => {
+  createKafka({ brokers: ["127.0.0.1:9093"], clientId: "warning-test", logger: silentLogger });
+  const seen: string[] = [];
+  const listener = (warning: Error) => seen.push(`${warning.name}: ${warning.message}`);
+  // Only this listener for the test: the runtime's own would print the two test warnings.
+  const printers = process.listeners("warning");
+  process.removeAllListeners("warning");
+  process.on("warning", listener);
+  try {
+    process.emitWarning(`${-1 - Date.now()} is a negative number.`, "TimeoutNegativeWarning");
+    process.emitWarning("-5 is a negative number.", "TimeoutNegativeWarning");
+    process.emitWarning("Something else", "ExperimentalWarning");
+    await settle();
+    assert.deepEqual(seen, [
+      "TimeoutNegativeWarning: -5 is a negative number.",
+      "ExperimentalWarning: Something else",
+    ]);
+  } finally {
+    process.off("warning", listener);
+    for (const printer of printers) process.on("warning", printer);
+  }
 });

@@ -1,11 +1,16 @@
+import "./env_guard.ts";
 import assert from "node:assert/strict";
-import type { Kafka } from "kafkajs";
 import { ensureTopics } from "../adapters/kafka_client.ts";
 import { KafkaSeqLedger, seqTopicSpec } from "../adapters/kafka_seq_ledger.ts";
 import { silentLogger } from "../adapters/log.ts";
 import type { SeqBlock } from "../domain/seq_block.ts";
 import { decodeSeqRecord, encodeSeqRecord, type SeqRecord } from "../schemas/seq_record.ts";
-import { eventually, requireServices, testKafka, uniqueName } from "./fixtures.ts";
+import { type Kafka, requireServices, testKafka, uniqueName } from "./fixtures.ts";
+import { needs } from "./needs.ts";
+import { until } from "./wait.ts";
+
+/** Options of the tests that need Kafka: ignored, with one line saying why, without it. */
+const withKafka = await needs({ kafka: true });
 
 interface LedgerTopic extends AsyncDisposable {
   readonly kafka: Kafka;
@@ -60,7 +65,7 @@ async function records(kafka: Kafka, topic: string): Promise<Map<string, SeqReco
         return Promise.resolve();
       },
     });
-    await eventually("the whole ledger topic", () => seen >= total ? true : undefined);
+    await until("the whole ledger topic", () => seen >= total ? true : undefined);
   } finally {
     await consumer.disconnect();
   }
@@ -89,6 +94,7 @@ function assertDisjoint(id: string, blocks: readonly SeqBlock[]) {
 }
 
 Deno.test({
+  ...withKafka,
   name: "KafkaSeqLedger: two ledgers racing on the same devices never grant overlapping blocks, " +
     "and a new ledger resumes above all of them",
   sanitizeOps: false,
@@ -119,6 +125,7 @@ Deno.test({
 });
 
 Deno.test({
+  ...withKafka,
   name: "KafkaSeqLedger burns a stale proposal, re-asserts the ceiling after it, and grants above",
   sanitizeOps: false,
   sanitizeResources: false,
@@ -131,8 +138,8 @@ Deno.test({
     // the ceiling (no regression), the second one is below it.
     await produce(t.kafka, t.topic, "boiler", { first: 101, last: 200, by: "zombie:7" });
     await produce(t.kafka, t.topic, "boiler", { first: 1, last: 100, by: "zombie:8" });
-    await eventually("the owner to re-assert", () => owner.stats.reasserted === 1 || undefined);
-    const log = await eventually("the re-assertion in the topic", async () => {
+    await until("the owner to re-assert", () => owner.stats.reasserted === 1 || undefined);
+    const log = await until("the re-assertion in the topic", async () => {
       const all = (await records(t.kafka, t.topic)).get("boiler") ?? [];
       return all.length >= 5 ? all : undefined;
     });
@@ -152,6 +159,7 @@ Deno.test({
 });
 
 Deno.test({
+  ...withKafka,
   name: "KafkaSeqLedger starts a device above its floor, and the floor is moot below the ceiling",
   sanitizeOps: false,
   sanitizeResources: false,
@@ -170,6 +178,7 @@ Deno.test({
 });
 
 Deno.test({
+  ...withKafka,
   name: "KafkaSeqLedger reserves for thousands of devices with long ids in one call",
   sanitizeOps: false,
   sanitizeResources: false,

@@ -3,6 +3,10 @@ import { KvFleetRegistry } from "../adapters/kv_fleet_registry.ts";
 import { silentLogger } from "../adapters/log.ts";
 import { DEFAULT_RULE } from "../domain/hysteresis.ts";
 import type { SensorSpec } from "../schemas/sensor_spec.ts";
+import { testWith } from "./needs.ts";
+
+/** For the tests that keep the registry in a file (read and write access). */
+const permitted = await testWith();
 
 function spec(id: string, overrides: Partial<SensorSpec> = {}): SensorSpec {
   return {
@@ -25,7 +29,7 @@ async function tempKvPath(): Promise<{ path: string } & AsyncDisposable> {
   };
 }
 
-Deno.test("KvFleetRegistry keeps puts and removes across a reopen of the file", async () => {
+permitted.test("KvFleetRegistry keeps puts and removes across a reopen of the file", async () => {
   await using tmp = await tempKvPath();
   {
     await using registry = await KvFleetRegistry.open(tmp.path, silentLogger);
@@ -57,7 +61,7 @@ Deno.test("KvFleetRegistry writes a batch larger than one atomic commit", async 
   assert.equal(loaded.seeded, true);
 });
 
-Deno.test("KvFleetRegistry skips a record it cannot read and loads the rest", async () => {
+permitted.test("KvFleetRegistry skips a record it cannot read and loads the rest", async () => {
   await using tmp = await tempKvPath();
   await using registry = await KvFleetRegistry.open(tmp.path, silentLogger);
   await registry.put([spec("good")]);

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { KvSeqLedger } from "../adapters/kv_seq_ledger.ts";
 import type { SeqBlock } from "../domain/seq_block.ts";
+import { testWith } from "./needs.ts";
+
+/** For the tests that keep the ledger in a file (read and write access). */
+const permitted = await testWith();
 
 async function tempKv(): Promise<{ path: string } & AsyncDisposable> {
   const dir = await Deno.makeTempDir({ prefix: "seq-ledger-" });
@@ -20,7 +24,7 @@ function assertDisjoint(blocks: readonly SeqBlock[]) {
   }
 }
 
-Deno.test("KvSeqLedger reserves consecutive blocks per device, above a floor when given", async () => {
+permitted.test("KvSeqLedger reserves consecutive blocks per device, above a floor when given", async () => {
   await using kv = await tempKv();
   await using ledger = await KvSeqLedger.open(kv.path);
   const first = await ledger.reserve([{ deviceId: "a", size: 10 }, {
@@ -41,7 +45,7 @@ Deno.test("KvSeqLedger refuses a call that names a device twice", async () => {
   );
 });
 
-Deno.test("KvSeqLedger: two ledgers on one KV racing never hand out overlapping blocks", async () => {
+permitted.test("KvSeqLedger: two ledgers on one KV racing never hand out overlapping blocks", async () => {
   await using kv = await tempKv();
   using db = await Deno.openKv(kv.path);
   await using one = new KvSeqLedger(db);
@@ -60,7 +64,7 @@ Deno.test("KvSeqLedger: two ledgers on one KV racing never hand out overlapping 
   }
 });
 
-Deno.test("KvSeqLedger reopened resumes above every block reserved before", async () => {
+permitted.test("KvSeqLedger reopened resumes above every block reserved before", async () => {
   await using kv = await tempKv();
   {
     await using ledger = await KvSeqLedger.open(kv.path);

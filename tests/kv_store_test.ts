@@ -3,6 +3,10 @@ import assert from "node:assert/strict";
 import { KvStore } from "../adapters/kv_store.ts";
 import { type ReadingDoc, toReadingDoc } from "../schemas/documents.ts";
 import type { Reading } from "../schemas/reading.ts";
+import { testWith } from "./needs.ts";
+
+/** Every test here keeps its store in a file (read and write access). */
+const permitted = await testWith();
 
 function reading(deviceId: string, seq: number, temperature = 21): Reading {
   return {
@@ -24,7 +28,7 @@ async function tempKv(): Promise<{ path: string } & AsyncDisposable> {
   };
 }
 
-Deno.test("KvStore.write() inserts a reading once, ignores it replayed and refuses other content under its seq", async () => {
+permitted.test("KvStore.write() inserts a reading once, ignores it replayed and refuses other content under its seq", async () => {
   await using tmp = await tempKv();
   await using store = await KvStore.open(tmp.path);
   const first = toReadingDoc(reading("d1", 1, 21.5), false, new Date("2026-11-27T13:00:00Z"));
@@ -50,7 +54,7 @@ Deno.test("KvStore.write() inserts a reading once, ignores it replayed and refus
   assert.equal(docs[1]!.is_critical, false);
 });
 
-Deno.test("KvStore.write() finds each skipped reading stored as it is, stored otherwise or not at all", async () => {
+permitted.test("KvStore.write() finds each skipped reading stored as it is, stored otherwise or not at all", async () => {
   await using tmp = await tempKv();
   await using store = await KvStore.open(tmp.path);
   const at = new Date();
@@ -75,7 +79,7 @@ Deno.test("KvStore.write() finds each skipped reading stored as it is, stored ot
   assert.deepEqual(stored.map((r) => [r.seq, r.temperature]), [[2, 21], [1, 21]]);
 });
 
-Deno.test("KvStore.write() stores the first of two readings with one key in a batch", async () => {
+permitted.test("KvStore.write() stores the first of two readings with one key in a batch", async () => {
   await using tmp = await tempKv();
   await using store = await KvStore.open(tmp.path);
   const at = new Date();
@@ -86,7 +90,7 @@ Deno.test("KvStore.write() stores the first of two readings with one key in a ba
   assert.equal((await store.readings("d1", 10))[0]?.temperature, 20);
 });
 
-Deno.test("KvStore.write() from two writers of one file never overwrites a stored reading", async () => {
+permitted.test("KvStore.write() from two writers of one file never overwrites a stored reading", async () => {
   await using tmp = await tempKv();
   await using a = await KvStore.open(tmp.path);
   await using b = await KvStore.open(tmp.path);
@@ -114,7 +118,7 @@ Deno.test("KvStore.write() from two writers of one file never overwrites a store
   }
 });
 
-Deno.test("KvStore.write() of readings above their device's stored ones reads nothing back", async () => {
+permitted.test("KvStore.write() of readings above their device's stored ones reads nothing back", async () => {
   await using tmp = await tempKv();
   await using store = await KvStore.open(tmp.path);
   const readings = Array.from(
@@ -144,7 +148,7 @@ Deno.test("KvStore.write() of readings above their device's stored ones reads no
   assert.equal((await store.readings("d0", 100)).length, 50);
 });
 
-Deno.test("KvStore.write() after another writer stored readings reads what it no longer knows", async () => {
+permitted.test("KvStore.write() after another writer stored readings reads what it no longer knows", async () => {
   await using tmp = await tempKv();
   await using a = await KvStore.open(tmp.path);
   await using b = await KvStore.open(tmp.path);

@@ -1,13 +1,19 @@
 /** The composition root run in-process: health, modes, shutdown. */
+import "./env_guard.ts";
 import assert from "node:assert/strict";
 import { type App, start } from "../main.ts";
 import { parseConfig } from "../schemas/config.ts";
 import { createLogger, silentLogger } from "../adapters/log.ts";
-import { eventually, requireServices } from "./fixtures.ts";
+import { requireServices } from "./fixtures.ts";
+import { testWith } from "./needs.ts";
 import { EMBEDDED, KAFKA_MONGO, startApp, testConfig, testEnv } from "./test_app.ts";
 import { firstEvents, sseEvents } from "./sse.ts";
 import { until } from "./wait.ts";
 import type { DashboardSnapshot } from "../schemas/dashboard.ts";
+
+/** Registrars for tests that need the services, and for those that need only permissions. */
+const services = await testWith(KAFKA_MONGO);
+const permitted = await testWith();
 
 /** The app's exit code once it stopped by itself or was stopped (fails if it never does). */
 async function exitCode(app: App): Promise<number> {
@@ -17,7 +23,7 @@ async function exitCode(app: App): Promise<number> {
   return code!;
 }
 
-Deno.test("GET /health reports Kafka, MongoDB and the pipeline up once ready", async () => {
+services.test("GET /health reports Kafka, MongoDB and the pipeline up once ready", async () => {
   await using env = await testEnv("main", KAFKA_MONGO);
   await using app = await startApp(env);
   const res = await fetch(`${app.url}/health`);
@@ -30,7 +36,7 @@ Deno.test("GET /health reports Kafka, MongoDB and the pipeline up once ready", a
   assert.equal(body.checks.pipeline.ok, true);
 });
 
-Deno.test("GET /health answers 503 naming the dependency that is down", async () => {
+services.test("GET /health answers 503 naming the dependency that is down", async () => {
   await requireServices();
   // Port 1 on loopback: nothing listens there, so every connection is refused.
   const parsed = parseConfig(["--port", "0", "--sensors", "0", "--role", "sensors"], {
@@ -48,7 +54,7 @@ Deno.test("GET /health answers 503 naming the dependency that is down", async ()
   await assert.rejects(app.ready);
 });
 
-Deno.test("during start-up /health answers at once and sensor and store routes answer 503 not connected yet", async () => {
+permitted.test("during start-up /health answers at once and sensor and store routes answer 503 not connected yet", async () => {
   await using env = await testEnv("main-connecting", EMBEDDED);
   // Nothing listens on port 1: start-up keeps retrying until the app is disposed.
   const config = testConfig(env, { KAFKA_BROKERS: "127.0.0.1:1" });
@@ -73,7 +79,7 @@ Deno.test("during start-up /health answers at once and sensor and store routes a
   await assert.rejects(app.ready, /Start-up cancelled by shutdown/);
 });
 
-Deno.test("a start-up that gives up ends with exit code 1 and says why through the logger", async () => {
+permitted.test("a start-up that gives up ends with exit code 1 and says why through the logger", async () => {
   await using env = await testEnv("main-cannot-start", EMBEDDED);
   const lines: string[] = [];
   // The KV file's directory cannot be created: a file is in the way.
@@ -92,7 +98,7 @@ Deno.test("a start-up that gives up ends with exit code 1 and says why through t
   assert.equal(fatal?.error?.message, error.message);
 });
 
-Deno.test("when the sensor supervisor gives up, /health answers 503 with the reason and the app exits 1", async () => {
+permitted.test("when the sensor supervisor gives up, /health answers 503 with the reason and the app exits 1", async () => {
   await using env = await testEnv("main-escalation", EMBEDDED);
   await using app = await startApp(env, { SENSOR_INTERVAL_MS: "100" });
   const { fleet, transport } = app.parts;
@@ -117,7 +123,7 @@ Deno.test("when the sensor supervisor gives up, /health answers 503 with the rea
     assert.equal(add.status, 201);
     await add.body?.cancel();
 
-    const health = await eventually("/health to answer 503", async () => {
+    const health = await until("/health to answer 503", async () => {
       const res = await fetch(`${app.url}/health`);
       const body = await res.json();
       return res.status === 503 ? body : undefined;
@@ -140,7 +146,7 @@ Deno.test("when the sensor supervisor gives up, /health answers 503 with the rea
   assert.equal(await exitCode(app), 1);
 });
 
-Deno.test("without KAFKA_BROKERS and MONGO_URL the app runs embedded and says how to switch", async () => {
+permitted.test("without KAFKA_BROKERS and MONGO_URL the app runs embedded and says how to switch", async () => {
   await using env = await testEnv("main-embedded", EMBEDDED);
   const lines: string[] = [];
   await using app = start(testConfig(env), {
@@ -157,7 +163,7 @@ Deno.test("without KAFKA_BROKERS and MONGO_URL the app runs embedded and says ho
   assert.match(modeLine, /set MONGO_URL=mongodb:\/\/127\.0\.0\.1:27017\/ to use MongoDB/);
 });
 
-Deno.test("unknown routes answer a JSON 404", async () => {
+permitted.test("unknown routes answer a JSON 404", async () => {
   await using env = await testEnv("main-404", EMBEDDED);
   await using app = await startApp(env, { ROLE: "api" });
   const res = await fetch(`${app.url}/nope`);
@@ -168,7 +174,8 @@ Deno.test("unknown routes answer a JSON 404", async () => {
 });
 
 for (const mode of [EMBEDDED, KAFKA_MONGO]) {
-  Deno.test(`the dashboard stream shows an overheat triggered through the API turn a device critical (${mode.name})`, async () => {
+  const inMode = await testWith(mode);
+  inMode.test(`the dashboard stream shows an overheat triggered through the API turn a device critical (${mode.name})`, async () => {
     await using env = await testEnv("main-dashboard", mode);
     await using app = await startApp(env, { SENSOR_INTERVAL_MS: "200" });
     const add = await fetch(`${app.url}/sensors`, {
@@ -203,7 +210,7 @@ for (const mode of [EMBEDDED, KAFKA_MONGO]) {
   });
 }
 
-Deno.test("in the api role the dashboard says where the live view is and shows the store's alerts", async () => {
+permitted.test("in the api role the dashboard says where the live view is and shows the store's alerts", async () => {
   await using env = await testEnv("main-dashboard-api", EMBEDDED);
   await using app = await startApp(env, { ROLE: "api" });
   const page = await fetch(`${app.url}/`);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { MemoryTransport } from "../adapters/memory_transport.ts";
 import { silentLogger } from "../adapters/log.ts";
-import { eventually } from "./fixtures.ts";
+import { until } from "./wait.ts";
 
 Deno.test("MemoryTransport.lag() counts the records of each partition not yet handled", async () => {
   await using queue = new MemoryTransport({ partitions: 3, logger: silentLogger });
@@ -12,7 +12,7 @@ Deno.test("MemoryTransport.lag() counts the records of each partition not yet ha
   assert.equal(waiting.filter((n) => n > 0).length, 1, "one key, one partition");
 
   await queue.start(() => Promise.resolve(), { onAssignment: () => {}, onFatal: () => {} });
-  await eventually(
+  await until(
     "the backlog handled",
     () => [...queue.lag().values()].every((n) => n === 0) ? true : undefined,
   );

@@ -3,11 +3,17 @@
  * readings flow, in embedded mode and against Kafka + MongoDB; and the
  * committed Grafana dashboard checked against what the app really exposes.
  */
+import "./env_guard.ts";
 import assert from "node:assert/strict";
 import { encodeReading, type Reading } from "../schemas/reading.ts";
 import type { App } from "../main.ts";
-import { eventually, testKafka } from "./fixtures.ts";
+import { testProducer } from "./fixtures.ts";
+import { testWith } from "./needs.ts";
+import { until } from "./wait.ts";
 import { EMBEDDED, KAFKA_MONGO, type Mode, startApp, type TestEnv, testEnv } from "./test_app.ts";
+
+/** Registrar for tests that need only the suite's permissions. */
+const permitted = await testWith();
 
 /** Samples of a Prometheus text exposition, keyed by name and labels as written. */
 type Samples = Map<string, number>;
@@ -49,7 +55,7 @@ async function publishRaw(
     for (const r of records) assert.ok(queue.publishRaw(r.key, r.value));
     return;
   }
-  const producer = testKafka().producer();
+  const producer = testProducer();
   await producer.connect();
   await producer.send({ topic: env.topic, messages: [...records] });
   await producer.disconnect();
@@ -67,7 +73,8 @@ const reading = (seq: number, ts: string): Reading => ({
 });
 
 for (const mode of [EMBEDDED, KAFKA_MONGO] satisfies Mode[]) {
-  Deno.test(`metrics (${mode.name}): the counters move as readings flow`, async () => {
+  const inMode = await testWith(mode);
+  inMode.test(`metrics (${mode.name}): the counters move as readings flow`, async () => {
     await using env = await testEnv("metrics", mode);
     await using app = await startApp(env, { API_TOKEN: "metrics-test-token-0123456789" });
 
@@ -94,7 +101,7 @@ for (const mode of [EMBEDDED, KAFKA_MONGO] satisfies Mode[]) {
       { key: "late-1", value: "{not json" },
     ]);
 
-    const after = await eventually("every reading stored and counted", async () => {
+    const after = await until("every reading stored and counted", async () => {
       const { samples } = await scrape(app);
       const settled = value(samples, "iot_readings_stored_total") >= 12 &&
         value(samples, "iot_dead_letters_total") >= 1 &&
@@ -128,7 +135,7 @@ for (const mode of [EMBEDDED, KAFKA_MONGO] satisfies Mode[]) {
     // Caught up: every partition that saw records reports no lag.
     const lag = [...after].filter(([series]) => series.startsWith("iot_consumer_lag{"));
     assert.ok(lag.length > 0, "lag is reported per partition");
-    await eventually("no lag left", async () => {
+    await until("no lag left", async () => {
       const { samples } = await scrape(app);
       const lags = [...samples].filter(([series]) => series.startsWith("iot_consumer_lag{"));
       return lags.every(([, v]) => v === 0) ? true : undefined;
@@ -144,7 +151,7 @@ interface Panel {
   readonly panels?: readonly Panel[];
 }
 
-Deno.test("the Grafana dashboard queries only series the app exposes", async () => {
+permitted.test("the Grafana dashboard queries only series the app exposes", async () => {
   const dashboard = JSON.parse(
     await Deno.readTextFile(
       new URL("../observability/grafana/dashboards/iot.json", import.meta.url),

@@ -1,4 +1,5 @@
 /** The MongoDB adapter against the real MongoDB-protocol server. */
+import "./env_guard.ts";
 import assert from "node:assert/strict";
 import { Collection } from "mongodb";
 import { MongoStore } from "../adapters/mongo_store.ts";
@@ -7,6 +8,10 @@ import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
 import { toAlertDoc, toDeviceDoc, toReadingDoc } from "../schemas/documents.ts";
 import type { Reading } from "../schemas/reading.ts";
 import { MONGO_URL, tempDb } from "./fixtures.ts";
+import { testWith } from "./needs.ts";
+
+/** Registrar for tests that need the MongoDB-protocol store. */
+const mongo = await testWith({ mongo: true });
 
 function reading(deviceId: string, seq: number, temperature = 21): Reading {
   return {
@@ -23,7 +28,7 @@ function device(deviceId: string, lastSeq: number) {
   return toDeviceDoc(deviceId, { ...INITIAL_ALARM_STATE, lastSeq }, DEFAULT_RULE, new Date());
 }
 
-Deno.test("MongoStore.write() keeps the first copy of a replayed reading", async () => {
+mongo.test("MongoStore.write() keeps the first copy of a replayed reading", async () => {
   await using tmp = await tempDb("store");
   await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
   const first = toReadingDoc(reading("d1", 1), false, new Date("2026-11-27T13:00:00Z"));
@@ -37,7 +42,7 @@ Deno.test("MongoStore.write() keeps the first copy of a replayed reading", async
   assert.deepEqual(docs[1]!.processedAt, new Date("2026-11-27T13:00:00Z"));
 });
 
-Deno.test("MongoStore.write() never moves a device state backwards", async () => {
+mongo.test("MongoStore.write() never moves a device state backwards", async () => {
   await using tmp = await tempDb("store");
   await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
   await store.write({ readings: [], alerts: [], devices: [device("d1", 7), device("d2", 3)] });
@@ -49,7 +54,7 @@ Deno.test("MongoStore.write() never moves a device state backwards", async () =>
   assert.deepEqual(await store.lastSeqs(), new Map([["d1", 7], ["d2", 4]]));
 });
 
-Deno.test("MongoStore writes hundreds of alerts and device states in one call", async () => {
+mongo.test("MongoStore writes hundreds of alerts and device states in one call", async () => {
   // FerretDB 1.24 hangs on an update command with 100+ statements; the adapter chunks.
   await using tmp = await tempDb("store");
   await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
@@ -64,7 +69,7 @@ Deno.test("MongoStore writes hundreds of alerts and device states in one call", 
   assert.equal((await store.device("dev-249"))?.lastSeq, 4);
 });
 
-Deno.test("MongoStore.open() finishes a device-state write a crash interrupted", async () => {
+mongo.test("MongoStore.open() finishes a device-state write a crash interrupted", async () => {
   await using tmp = await tempDb("store");
   {
     await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
@@ -85,7 +90,7 @@ Deno.test("MongoStore.open() finishes a device-state write a crash interrupted",
   assert.equal(await pending.countDocuments({}), 0);
 });
 
-Deno.test("MongoStore.write() never replaces an alert snapshot with an older one", async () => {
+mongo.test("MongoStore.write() never replaces an alert snapshot with an older one", async () => {
   await using tmp = await tempDb("store");
   await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
   const episode = { raisedSeq: 3, raisedAt: reading("d1", 3).ts, peakTemperature: 82 };
@@ -99,7 +104,7 @@ Deno.test("MongoStore.write() never replaces an alert snapshot with an older one
   assert.equal(alert?.asOfSeq, 8);
 });
 
-Deno.test("MongoStore.write() from two owners of the same new alerts both succeed", async () => {
+mongo.test("MongoStore.write() from two owners of the same new alerts both succeed", async () => {
   // Right after a rebalance two members may upsert the same new alert; FerretDB's upsert is
   // not atomic, so one of them can lose with a duplicate key and must retry, not fail.
   await using tmp = await tempDb("store");
@@ -118,7 +123,7 @@ Deno.test("MongoStore.write() from two owners of the same new alerts both succee
   assert.equal((await a.alerts({ status: "active", limit: 100 })).length, 40);
 });
 
-Deno.test("MongoStore.write() inserts a reading once, ignores it replayed and refuses other content under its seq", async () => {
+mongo.test("MongoStore.write() inserts a reading once, ignores it replayed and refuses other content under its seq", async () => {
   await using tmp = await tempDb("store");
   await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
   const first = toReadingDoc(reading("d1", 1, 21.5), false, new Date("2026-11-27T13:00:00Z"));
@@ -144,7 +149,7 @@ Deno.test("MongoStore.write() inserts a reading once, ignores it replayed and re
   assert.deepEqual(docs[1]!.processedAt, new Date("2026-11-27T13:00:00Z"));
 });
 
-Deno.test("MongoStore.write() finds each skipped reading stored as it is, stored otherwise or not at all", async () => {
+mongo.test("MongoStore.write() finds each skipped reading stored as it is, stored otherwise or not at all", async () => {
   await using tmp = await tempDb("store");
   await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
   const at = new Date();
@@ -167,7 +172,7 @@ Deno.test("MongoStore.write() finds each skipped reading stored as it is, stored
   assert.equal((await store.readings("d1", 10)).find((r) => r.seq === 2)?.temperature, 21);
 });
 
-Deno.test("MongoStore.write() of readings not stored yet reads nothing back", async () => {
+mongo.test("MongoStore.write() of readings not stored yet reads nothing back", async () => {
   await using tmp = await tempDb("store");
   await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
   const readings = Array.from(

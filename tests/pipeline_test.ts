@@ -2,12 +2,15 @@
  * End-to-end: sensors → Kafka → processors → MongoDB, through the HTTP API
  * and by reading MongoDB, against the real broker and MongoDB-protocol server.
  */
+import "./env_guard.ts";
 import assert from "node:assert/strict";
 import { DEFAULT_RULE, replay } from "../domain/hysteresis.ts";
 import { encodeReading, type Reading } from "../schemas/reading.ts";
 import type { AlertDoc, ReadingDoc } from "../schemas/documents.ts";
 import type { App } from "../main.ts";
-import { eventually, testKafka } from "./fixtures.ts";
+import { testKafka, testProducer } from "./fixtures.ts";
+import { testWith } from "./needs.ts";
+import { until } from "./wait.ts";
 import {
   EMBEDDED,
   EMBEDDED_MONGO,
@@ -18,6 +21,10 @@ import {
   type TestEnv,
   testEnv,
 } from "./test_app.ts";
+
+/** Registrars for tests that need the services, and for those that need only permissions. */
+const services = await testWith(KAFKA_MONGO);
+const permitted = await testWith();
 
 function post(url: string, body: unknown) {
   return fetch(url, {
@@ -85,7 +92,8 @@ const GOOD: Reading = {
 };
 
 for (const mode of [KAFKA_MONGO, EMBEDDED, KAFKA_KV, EMBEDDED_MONGO]) {
-  Deno.test(`pipeline (${mode.name}): the scripted example yields the documented readings and alerts`, async () => {
+  const inMode = await testWith(mode);
+  inMode.test(`pipeline (${mode.name}): the scripted example yields the documented readings and alerts`, async () => {
     await using env = await testEnv("e2e-script", mode);
     await using app = await startApp(env);
     await scriptedExample(app);
@@ -93,13 +101,14 @@ for (const mode of [KAFKA_MONGO, EMBEDDED, KAFKA_KV, EMBEDDED_MONGO]) {
 }
 
 for (const mode of [KAFKA_MONGO, EMBEDDED]) {
-  Deno.test(`pipeline (${mode.name}): added sensors appear as devices and a removed one stops`, async () => {
+  const inMode = await testWith(mode);
+  inMode.test(`pipeline (${mode.name}): added sensors appear as devices and a removed one stops`, async () => {
     await using env = await testEnv("e2e-fleet", mode);
     await using app = await startApp(env);
     await addAndRemove(app);
   });
 
-  Deno.test(`pipeline (${mode.name}): a restart mid-stream loses and duplicates nothing`, async () => {
+  inMode.test(`pipeline (${mode.name}): a restart mid-stream loses and duplicates nothing`, async () => {
     await using env = await testEnv("e2e-restart-all", mode);
     await restartMidStream(mode, env);
   });
@@ -114,7 +123,7 @@ async function scriptedExample(app: App) {
   assert.equal(res.status, 201, await res.clone().text());
   assert.deepEqual(await res.json(), { ids: ["script-1"] });
 
-  const device = await eventually("device script-1 at seq 10", async () => {
+  const device = await until("device script-1 at seq 10", async () => {
     const r = await fetch(`${app.url}/devices/script-1`);
     const body = r.ok ? await r.json() : await r.body?.cancel();
     return body?.lastSeq === 10 ? body : undefined;
@@ -147,7 +156,7 @@ async function scriptedExample(app: App) {
   assert.deepEqual(active.alerts.map((a: AlertDoc) => a._id), ["script-1:overheat:10"]);
   const latest = await (await fetch(`${app.url}/devices/script-1/readings?limit=3`)).json();
   assert.deepEqual(latest.readings.map((r: ReadingDoc) => r.seq), [10, 9, 8]);
-  const sensor = await eventually("the scripted sensor to complete", async () => {
+  const sensor = await until("the scripted sensor to complete", async () => {
     const body = await (await fetch(`${app.url}/sensors/script-1`)).json();
     return body.status === "completed" ? body : undefined;
   });
@@ -160,7 +169,7 @@ async function addAndRemove(app: App) {
   const { ids } = await res.json() as { ids: string[] };
   assert.equal(ids.length, 4);
   for (const id of ids) {
-    await eventually(`readings of ${id}`, async () => {
+    await until(`readings of ${id}`, async () => {
       const body = await (await fetch(`${app.url}/devices/${id}/readings?limit=1`)).json();
       return body.readings.length > 0 ? true : undefined;
     });
@@ -173,14 +182,14 @@ async function addAndRemove(app: App) {
   assert.equal((await fetch(`${app.url}/sensors/${removed}`)).status, 404);
   // Everything it emitted before the removal is still on its way; then nothing more comes.
   const lastEmitted = app.parts.fleet!.lastSeq(removed)!;
-  await eventually("the removed sensor's readings all stored", async () => {
+  await until("the removed sensor's readings all stored", async () => {
     const stored = await storedReadings(app, removed);
     return stored.at(-1)?.seq === lastEmitted ? true : undefined;
   });
   // Others keep going for a while; the removed one adds nothing.
   const other = ids[1]!;
   const before = (await app.parts.store!.device(other))?.lastSeq ?? 0;
-  await eventually("another sensor to advance", async () => {
+  await until("another sensor to advance", async () => {
     const now = (await app.parts.store!.device(other))?.lastSeq ?? 0;
     return now >= before + 3 ? true : undefined;
   });
@@ -199,7 +208,7 @@ async function restartMidStream(mode: Mode, env: Awaited<ReturnType<typeof testE
     await using first = await startApp(env);
     const res = await post(`${first.url}/sensors`, sensors);
     ids = (await res.json()).ids;
-    await eventually(
+    await until(
       "first run stores readings",
       () => (first.parts.processors?.stats.readings ?? 0) >= 45 ? true : undefined,
     );
@@ -207,13 +216,13 @@ async function restartMidStream(mode: Mode, env: Awaited<ReturnType<typeof testE
   // The fleet registry brings the same sensors back; their seqs continue above every block
   // reserved before.
   await using second = await startApp(env);
-  const listed = await eventually("the sensors recreated", async () => {
+  const listed = await until("the sensors recreated", async () => {
     const body = await (await fetch(`${second.url}/sensors`)).json();
     return body.total === ids.length ? body.sensors.map((s: { id: string }) => s.id) : undefined;
   });
   assert.deepEqual(listed, ids, `${mode.name}: same ids`);
   for (const id of ids) {
-    const last = await eventually(`${id} completes and is stored`, async () => {
+    const last = await until(`${id} completes and is stored`, async () => {
       const sensor = second.parts.fleet!.get(id);
       const device = await second.parts.store!.device(id);
       return sensor?.status === "completed" && device?.lastSeq === sensor.seq
@@ -226,11 +235,11 @@ async function restartMidStream(mode: Mode, env: Awaited<ReturnType<typeof testE
   }
 }
 
-Deno.test("pipeline (kafka+mongodb): a malformed record goes to the dead-letter topic and processing goes on", async () => {
+services.test("pipeline (kafka+mongodb): a malformed record goes to the dead-letter topic and processing goes on", async () => {
   await using env = await testEnv("e2e-dlq", KAFKA_MONGO);
   await using app = await startApp(env);
   const kafka = testKafka();
-  const producer = kafka.producer();
+  const producer = testProducer(kafka);
   await producer.connect();
   await producer.send({
     topic: env.topic,
@@ -242,7 +251,7 @@ Deno.test("pipeline (kafka+mongodb): a malformed record goes to the dead-letter 
   });
   await producer.disconnect();
 
-  await eventually("the valid reading stored", async () => {
+  await until("the valid reading stored", async () => {
     const r = await fetch(`${app.url}/devices/dlq-1`);
     return r.ok ? await r.json() : await r.body?.cancel();
   });
@@ -259,7 +268,7 @@ Deno.test("pipeline (kafka+mongodb): a malformed record goes to the dead-letter 
       return Promise.resolve();
     },
   });
-  await eventually("two dead letters", () => letters.length >= 2 ? true : undefined);
+  await until("two dead letters", () => letters.length >= 2 ? true : undefined);
   await consumer.disconnect();
   assert.equal(letters[0]!.value, "{not json");
   assert.match(letters[0]!.reason, /invalid JSON/);
@@ -267,7 +276,7 @@ Deno.test("pipeline (kafka+mongodb): a malformed record goes to the dead-letter 
   assert.equal(app.parts.processors!.stats.deadLettered, 2);
 });
 
-Deno.test("pipeline (kafka+mongodb): restarting the processor role mid-stream loses and duplicates nothing", async () => {
+services.test("pipeline (kafka+mongodb): restarting the processor role mid-stream loses and duplicates nothing", async () => {
   await using env = await testEnv("e2e-restart", KAFKA_MONGO);
   await using sensors = await startApp(env, { ROLE: "sensors" });
   // A deterministic series with an overheat episode every 10 readings.
@@ -284,7 +293,7 @@ Deno.test("pipeline (kafka+mongodb): restarting the processor role mid-stream lo
 
   // First processor instance: let it store part of the stream, then stop it.
   const first = await startApp(env, { ROLE: "processors" });
-  await eventually(
+  await until(
     "first processor stores readings",
     () => (first.parts.processors?.stats.readings ?? 0) >= 60 ? true : undefined,
   );
@@ -292,12 +301,12 @@ Deno.test("pipeline (kafka+mongodb): restarting the processor role mid-stream lo
 
   // Second instance resumes from the committed offsets and stored states.
   await using second = await startApp(env, { ROLE: "processors" });
-  await eventually(
+  await until(
     "second processor stores readings",
     () => (second.parts.processors?.stats.readings ?? 0) >= 60 ? true : undefined,
   );
   for (const id of ids) {
-    await eventually(`${id} fully stored`, async () => {
+    await until(`${id} fully stored`, async () => {
       const d = await second.parts.store!.device(id);
       return d && d.lastSeq >= temperatures.length ? true : undefined;
     }, 30_000);
@@ -306,7 +315,7 @@ Deno.test("pipeline (kafka+mongodb): restarting the processor role mid-stream lo
   }
 });
 
-Deno.test("pipeline (kafka+mongodb): two processor processes share the consumer group and split the partitions", async () => {
+services.test("pipeline (kafka+mongodb): two processor processes share the consumer group and split the partitions", async () => {
   await using env = await testEnv("e2e-split", KAFKA_MONGO);
   await using sensors = await startApp(env, { ROLE: "sensors" });
   await using a = await startApp(env, { ROLE: "processors" });
@@ -317,13 +326,13 @@ Deno.test("pipeline (kafka+mongodb): two processor processes share the consumer 
     idPrefix: "split",
   });
   assert.equal(res.status, 201);
-  const [pa, pb] = await eventually("both members to own partitions", () => {
+  const [pa, pb] = await until("both members to own partitions", () => {
     const x = a.parts.processors!.assignment;
     const y = b.parts.processors!.assignment;
     return x.length > 0 && y.length > 0 && x.length + y.length === 3 ? [x, y] : undefined;
   }, 30_000);
   assert.deepEqual([...pa, ...pb].sort(), [0, 1, 2], "every partition owned exactly once");
-  await eventually(
+  await until(
     "both members to store readings",
     () =>
       a.parts.processors!.stats.readings > 0 && b.parts.processors!.stats.readings > 0
@@ -333,13 +342,13 @@ Deno.test("pipeline (kafka+mongodb): two processor processes share the consumer 
   );
 });
 
-Deno.test("pipeline (embedded+kv): a malformed record is dead-lettered and processing goes on", async () => {
+permitted.test("pipeline (embedded+kv): a malformed record is dead-lettered and processing goes on", async () => {
   await using env = await testEnv("e2e-dlq-embedded", EMBEDDED);
   await using app = await startApp(env);
   const queue = app.parts.transport!.embedded!;
   assert.ok(queue.publishRaw("dlq-1", "{not json"));
   assert.ok(queue.publishRaw("dlq-1", encodeReading(GOOD)));
-  await eventually(
+  await until(
     "the valid reading stored",
     () => app.parts.store!.device("dlq-1").then((d) => d ?? undefined),
   );
@@ -390,7 +399,7 @@ async function deadLetters(
         return Promise.resolve();
       },
     });
-    await eventually(`${atLeast} dead letters`, () => letters.length >= atLeast || undefined);
+    await until(`${atLeast} dead letters`, () => letters.length >= atLeast || undefined);
     return letters;
   } finally {
     await consumer.disconnect();
@@ -406,7 +415,8 @@ async function metric(app: App, series: string): Promise<number> {
 }
 
 for (const mode of [KAFKA_MONGO, EMBEDDED]) {
-  Deno.test(`pipeline (${mode.name}): a different reading under a stored seq is refused, dead-lettered and counted; the same one is ignored`, async () => {
+  const inMode = await testWith(mode);
+  inMode.test(`pipeline (${mode.name}): a different reading under a stored seq is refused, dead-lettered and counted; the same one is ignored`, async () => {
     await using env = await testEnv("e2e-conflict", mode);
     await using app = await startApp(env);
     const first: Reading = { ...GOOD, deviceId: "twice-1" };
@@ -415,12 +425,12 @@ for (const mode of [KAFKA_MONGO, EMBEDDED]) {
       const res = await fetch(`${app.url}/devices/twice-1/readings`);
       return res.ok ? (await res.json() as { readings: ReadingDoc[] }).readings : [];
     };
-    await eventually("the first reading stored", async () => (await stored()).length || undefined);
+    await until("the first reading stored", async () => (await stored()).length || undefined);
 
     // The same deviceId and seq, emitted again later with other content; then a true replay.
     const reused: Reading = { ...first, ts: "2026-11-27T13:05:00.000Z", temperature: 80.1 };
     await publish(app, env, [reused, first]);
-    await eventually(
+    await until(
       "the conflict and the duplicate handled",
       async () =>
         await metric(app, "iot_duplicates_dropped_total") >= 1 &&

@@ -18,7 +18,8 @@ import {
 } from "../schemas/documents.ts";
 import { encodeReading, type Reading } from "../schemas/reading.ts";
 import { silentLogger } from "../adapters/log.ts";
-import { FakeTimers } from "./fake_timers.ts";
+import { FakeTime } from "./fake_time.ts";
+import { settle, until } from "./wait.ts";
 import {
   type DeviceStore,
   type Refusal,
@@ -187,26 +188,16 @@ function clock(start = BASE_MS + 3_600_000) {
   };
 }
 
-/** Lets every pending promise callback run. */
-function settle(ms = 0): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Waits (on real time, at most about 2 s) until `done()` holds. */
-async function until(done: () => boolean): Promise<void> {
-  for (let i = 0; i < 400 && !done(); i++) await settle(5);
-  assert.ok(done(), "condition not reached in time");
-}
-
 interface Harness extends AsyncDisposable {
   readonly supervisor: ProcessorSupervisor;
   readonly store: MemoryStore;
   readonly source: FakeSource;
   readonly deadLetters: RecordingDeadLetters;
+  /** The processors' clock: `advance()` moves it alone, without running a timer. */
   readonly clock: ReturnType<typeof clock>;
-  /** The checkpoint and sweep timers, on `clock`. */
-  readonly timers: FakeTimers;
-  /** Advances the clock, runs the timers then due, and lets what they started settle. */
+  /** The checkpoint and sweep timers. */
+  readonly timers: FakeTime;
+  /** Advances the clock and the timers, runs the timers due, and lets what they started settle. */
   tick(ms: number): Promise<void>;
   /** Handles `batch` as the source does: marked processed once handled, unless stale. */
   deliver(batch: RecordBatch, ctx?: BatchContext): Promise<void>;
@@ -214,7 +205,7 @@ interface Harness extends AsyncDisposable {
 
 /**
  * A supervisor attached to a fake source (unless `attach` is false), its
- * timers on the manual clock: no checkpoint or sweep runs unless a test calls
+ * timers on fake time: no checkpoint or sweep runs unless a test calls
  * `tick()`; most call `checkpoint()` themselves. Disposing stops the
  * supervisor and its timers.
  */
@@ -240,7 +231,7 @@ function harness(
   const deadLetters = new RecordingDeadLetters();
   const source = new FakeSource(store.events);
   const time = clock();
-  const timers = new FakeTimers(time.now);
+  const timers = new FakeTime(time.now());
   const supervisor = new ProcessorSupervisor({
     store,
     writer: new StoreWriter(store),
@@ -264,7 +255,7 @@ function harness(
     timers,
     async tick(ms) {
       time.advance(ms);
-      timers.runDue();
+      timers.tick(ms);
       await settle();
     },
     async deliver(batch, ctx = LIVE) {
@@ -923,7 +914,7 @@ Deno.test("ProcessorSupervisor.checkpoint() that fails keeps a state that became
   h.store.gates.push(batchWritten.promise, checkpointWritten.promise);
   const newer = readingsBatch(series("a", [83, 84], 3));
   const delivering = h.deliver(newer);
-  await until(() => h.store.batches.length === 2);
+  await until("the newer batch's write", () => h.store.batches.length === 2);
   const outage = new Error("Store write failed: not primary");
   h.store.failDeviceWrites = outage;
   const failing = assert.rejects(h.supervisor.checkpoint(), outage);
@@ -1026,7 +1017,7 @@ Deno.test("ProcessorSupervisor restores a device discarded during a checkpoint f
   flaky.store.gates.push(checkpointWritten.promise);
   const writes = flaky.store.batches.length;
   const checkpoint = flaky.supervisor.checkpoint();
-  await until(() => flaky.store.batches.length === writes + 1);
+  await until("the checkpoint's write", () => flaky.store.batches.length === writes + 1);
   // ...while a batch of the same device fails, so the device is discarded and restored.
   const outage = new Error("Store write failed: not primary");
   flaky.store.failWrites = outage;
@@ -1062,7 +1053,7 @@ Deno.test("ProcessorSupervisor.attach() checkpoints periodically and stop() ends
     await h.tick(4);
     assert.deepEqual(h.source.commits, [], "not due yet");
     await h.tick(1);
-    await until(() => h.source.commits.length > 0);
+    await until("a commit", () => h.source.commits.length > 0);
     assert.equal(h.store.devices.get("a")?.lastSeq, 1);
     assert.deepEqual(h.source.commits, [new Map([[0, offsetAfter(batch)]])]);
     assert.deepEqual(h.store.events, ["stored a@1", `commit 0:${offsetAfter(batch)}`]);
@@ -1085,15 +1076,15 @@ Deno.test("ProcessorSupervisor.attach() spaces slow checkpoints so they take at 
     const written = Promise.withResolvers<void>();
     h.store.gates.push(written.promise);
     await h.tick(5);
-    await until(() => h.store.batches.length === 2);
+    await until("the checkpoint's write", () => h.store.batches.length === 2);
     h.clock.advance(60);
     written.resolve();
-    await until(() => h.supervisor.stats.checkpoints === 1);
+    await until("the first checkpoint", () => h.supervisor.stats.checkpoints === 1);
     // Every 5 ms would mean about 20 more by now; spaced, the next is due 180 ms after this one.
     await h.tick(100);
     assert.equal(h.supervisor.stats.checkpoints, 1);
     await h.tick(80);
-    await until(() => h.supervisor.stats.checkpoints === 2);
+    await until("the second checkpoint", () => h.supervisor.stats.checkpoints === 2);
   } finally {
     await h.supervisor.stop();
   }
@@ -1109,15 +1100,15 @@ Deno.test({
       const batch = readingsBatch(series("a", [81]));
       await h.deliver(batch);
       await h.tick(5);
-      await until(() => h.supervisor.stats.failedCheckpoints === 1);
+      await until("a failed checkpoint", () => h.supervisor.stats.failedCheckpoints === 1);
       await h.tick(5); // a failed checkpoint is retried after the period, not spaced out
-      await until(() => h.supervisor.stats.failedCheckpoints > 1);
+      await until("the checkpoint retried", () => h.supervisor.stats.failedCheckpoints > 1);
       assert.deepEqual(h.source.commits, []);
       assert.equal(h.supervisor.stats.pendingStates, 1);
 
       h.store.failDeviceWrites = undefined;
       await h.tick(5);
-      await until(() => h.source.commits.length > 0);
+      await until("a commit", () => h.source.commits.length > 0);
       assert.equal(h.store.devices.get("a")?.lastSeq, 1);
       assert.deepEqual(h.source.commits, [new Map([[0, offsetAfter(batch)]])]);
     } finally {
@@ -1169,7 +1160,7 @@ Deno.test({
     const written = Promise.withResolvers<void>();
     h.store.gates.push(written.promise);
     const handling = h.deliver(readingsBatch(series("b", [81]), 1), ctx);
-    await until(() => h.store.batches.length === 1);
+    await until("the batch's write", () => h.store.batches.length === 1);
     stale = true; // what the source reports once the group rebalanced
     await h.supervisor.onAssignment([0]);
     written.resolve();

@@ -4,12 +4,14 @@ import { DEFAULT_RULE } from "../domain/hysteresis.ts";
 import type { SensorRequest, SensorTemplate } from "../schemas/sensor_request.ts";
 import { RecordingSink } from "./recording_sink.ts";
 import { silentLogger } from "../adapters/log.ts";
-import { delay, until } from "./wait.ts";
+import { FakeTime } from "./fake_time.ts";
 import { MemorySeqLedger } from "./memory_seq_ledger.ts";
 
+/** A fleet on fake time: its sensors tick only when the test moves `time`; seqs from memory. */
 function fleet(overrides: Partial<SensorFleetOptions> = {}) {
   const sink = new RecordingSink();
   const ledger = new MemorySeqLedger();
+  const time = new FakeTime();
   const sensors = new SensorFleet({
     sink,
     logger: silentLogger,
@@ -17,11 +19,26 @@ function fleet(overrides: Partial<SensorFleetOptions> = {}) {
     defaults: { intervalMs: 5, rule: DEFAULT_RULE, seed: 1 },
     ledger,
     seqBlock: 10,
+    timers: time,
     ...overrides,
   });
   const recording = (overrides.sink as RecordingSink | undefined) ?? sink;
   const used = (overrides.ledger as MemorySeqLedger | undefined) ?? ledger;
-  return Object.assign(sensors, { sink: recording, ledger: used });
+  return Object.assign(sensors, { sink: recording, ledger: used, time });
+}
+
+/**
+ * Moves the fleet's fake time `ms` on (every sensor ticks within its first 5 ms, then every
+ * 5 ms) and asserts what must hold by then.
+ */
+async function after(
+  f: { readonly time: FakeTime },
+  ms: number,
+  what: string,
+  condition: () => boolean,
+): Promise<void> {
+  await f.time.tickAsync(ms);
+  assert.ok(condition(), `after ${ms} ms: ${what}`);
 }
 
 function one(id?: string, template: SensorTemplate = {}): SensorRequest {
@@ -63,7 +80,7 @@ Deno.test("SensorFleet.add() skips generated ids that are already taken", async 
 Deno.test("SensorFleet.add() starts sensors that emit into the sink", async () => {
   await using f = fleet();
   const ids = idsOf(f.add(batch(3)));
-  await until("a reading from each", () => ids.every((id) => f.sink.of(id).length >= 2));
+  await after(f, 10, "a reading from each", () => ids.every((id) => f.sink.of(id).length >= 2));
   assert.equal(f.stats.running, 3);
   assert.ok(f.stats.emitted >= 6);
   assert.equal(f.stats.dropped, 0);
@@ -92,7 +109,7 @@ Deno.test("SensorFleet.add() refuses a batch that would exceed the cap, atomical
   );
   assert.equal(f.size, 3);
   assert.deepEqual(f.list(0, 10).map((s) => s.id), ["sensor-0001", "sensor-0002", "sensor-0003"]);
-  await until("some readings", () => f.sink.readings.length >= 6);
+  await after(f, 10, "some readings", () => f.sink.readings.length >= 6);
   assert.ok(f.sink.readings.every((r) => r.deviceId.startsWith("sensor-")), "none was started");
 
   assert.equal(idsOf(f.add(batch(2))).length, 2, "filling up to the cap exactly is allowed");
@@ -150,7 +167,7 @@ Deno.test("SensorFleet.list() describes each sensor with its resolved settings",
   assert.equal(b?.intervalMs, 5);
   assert.equal(b?.seq, 0, "the last seq emitted: none yet");
   assert.deepEqual(b?.thresholds, DEFAULT_RULE);
-  await until("b's first reading", () => f.sink.of("b").length >= 1);
+  await after(f, 10, "b's first reading", () => f.sink.of("b").length >= 1);
   assert.equal(f.sink.of("b")[0]!.seq, 10);
 });
 
@@ -159,7 +176,7 @@ Deno.test("SensorFleet.get() returns a sensor with its last reading", async () =
   idsOf(f.add(one("a")));
   assert.equal(f.get("a")?.lastReading, null);
   assert.equal(f.get("nobody"), undefined);
-  await until("two readings", () => f.sink.of("a").length >= 2);
+  await after(f, 10, "two readings", () => f.sink.of("a").length >= 2);
   const detail = f.get("a")!;
   const emitted = f.sink.of("a");
   assert.deepEqual(detail.lastReading, emitted.at(-1));
@@ -170,14 +187,19 @@ Deno.test("SensorFleet.get() returns a sensor with its last reading", async () =
 Deno.test("SensorFleet.remove() stops a sensor for good and forgets it", async () => {
   await using f = fleet();
   idsOf(f.add(batch(2)));
-  await until("readings", () => f.sink.of("sensor-0001").length >= 1);
+  await after(f, 5, "readings", () => f.sink.of("sensor-0001").length >= 1);
   assert.equal(await f.remove("sensor-0001"), true);
   const count = f.sink.of("sensor-0001").length;
   assert.equal(f.get("sensor-0001"), undefined);
   assert.equal(f.size, 1);
   assert.deepEqual(f.list(0, 10).map((s) => s.id), ["sensor-0002"]);
   const other = f.sink.of("sensor-0002").length;
-  await until("the other sensor to go on", () => f.sink.of("sensor-0002").length >= other + 3);
+  await after(
+    f,
+    15,
+    "the other sensor to go on",
+    () => f.sink.of("sensor-0002").length >= other + 3,
+  );
   assert.equal(f.sink.of("sensor-0001").length, count, "no reading after remove()");
 });
 
@@ -192,14 +214,14 @@ Deno.test("SensorFleet.remove() returns false for an unknown id", async () => {
 Deno.test("SensorFleet continues a removed then re-added id above its old blocks", async () => {
   await using f = fleet();
   idsOf(f.add(one("a")));
-  await until("readings", () => f.sink.of("a").length >= 3);
+  await after(f, 15, "readings", () => f.sink.of("a").length >= 3);
   await f.remove("a");
   const before = f.sink.of("a").length;
   const last = f.sink.of("a").at(-1)!.seq;
   const reserved = f.ledger.ceilings.get("a")!;
   assert.equal(f.add(one("a")).ok, true);
   assert.equal(f.get("a")?.seq, last, "the last seq emitted");
-  await until("new readings", () => f.sink.of("a").length >= before + 3);
+  await after(f, 20, "new readings", () => f.sink.of("a").length >= before + 3);
   const seqs = f.sink.of("a").map((r) => r.seq);
   assert.deepEqual(seqs.slice(0, before), seqs.slice(0, before).map((_, i) => i + 1));
   // The rest of the old block is a gap: the new sensor starts above every block reserved.
@@ -210,7 +232,7 @@ Deno.test("SensorFleet starts each device above its seq floor (the store's lastS
   await using f = fleet({ seqFloors: new Map([["a", 41]]) });
   idsOf(f.add(one("a")));
   idsOf(f.add(one("b")));
-  await until("readings", () => f.sink.of("a").length >= 2 && f.sink.of("b").length >= 1);
+  await after(f, 10, "readings", () => f.sink.of("a").length >= 2 && f.sink.of("b").length >= 1);
   assert.deepEqual(f.sink.of("a").slice(0, 2).map((r) => r.seq), [42, 43]);
   assert.equal(f.sink.of("b")[0]?.seq, 1);
 });
@@ -218,7 +240,7 @@ Deno.test("SensorFleet starts each device above its seq floor (the store's lastS
 Deno.test("SensorFleet reserves blocks for a batch in one ledger call and refills ahead of need", async () => {
   await using f = fleet({ seqBlock: 4 });
   const ids = idsOf(f.add(batch(5)));
-  await until("12 readings each", () => ids.every((id) => f.sink.of(id).length >= 12), 5000);
+  await after(f, 12 * 5, "12 readings each", () => ids.every((id) => f.sink.of(id).length >= 12));
   assert.deepEqual(f.ledger.calls[0]!.map((r) => r.deviceId), ids, "one call for the batch");
   for (const id of ids) {
     const seqs = f.sink.of(id).map((r) => r.seq).slice(0, 12);
@@ -238,25 +260,25 @@ Deno.test("SensorFleet: a sensor waits for its first block and stalls, counted, 
     seqRetry: { attempts: 1, initialMs: 1, maxMs: 1 },
   });
   idsOf(f.add(one("a")));
-  await delay(30);
+  await f.time.tickAsync(30);
   assert.equal(f.sink.of("a").length, 0, "no reading without a granted block");
   ledger.hold = undefined;
   ledger.failNext = 1_000_000;
   hold.resolve();
   // The first call fails; the sensor asks again every interval and stays silent.
-  await until("a few failed calls", () => f.stats.seqLedgerFailures >= 3, 5000);
+  await after(f, 20, "a few failed calls", () => f.stats.seqLedgerFailures >= 3);
   assert.equal(f.sink.of("a").length, 0);
   ledger.failNext = 0;
-  await until("the sensor to emit", () => f.sink.of("a").length >= 6, 5000);
+  await after(f, 50, "the sensor to emit", () => f.sink.of("a").length >= 6);
   // Now fail every refill: the sensor uses up its block, then stalls instead of inventing seqs.
   ledger.failNext = 1_000_000;
-  await until("stalled ticks", () => f.stats.stalled >= 3, 5000);
+  await after(f, 100, "stalled ticks", () => f.stats.stalled >= 3);
   const seqs = f.sink.of("a").map((r) => r.seq);
   assert.ok(Math.max(...seqs) <= f.ledger.ceilings.get("a")!, "every seq was granted");
   assert.deepEqual(seqs, [...new Set(seqs)].sort((x, y) => x - y), "increasing, never reused");
   ledger.failNext = 0;
   const count = seqs.length;
-  await until("emitting again", () => f.sink.of("a").length >= count + 2, 5000);
+  await after(f, 20, "emitting again", () => f.sink.of("a").length >= count + 2);
 });
 
 Deno.test("SensorFleet.add() refuses thresholds whose low is not below the merged high", async () => {
@@ -274,7 +296,12 @@ Deno.test("SensorFleet sends a sensor's own thresholds, merged with the defaults
   await using f = fleet();
   idsOf(f.add(one("own", { thresholds: { high: 90, raiseAfter: 3 } })));
   idsOf(f.add(one("plain")));
-  await until("readings", () => f.sink.of("own").length >= 1 && f.sink.of("plain").length >= 1);
+  await after(
+    f,
+    10,
+    "readings",
+    () => f.sink.of("own").length >= 1 && f.sink.of("plain").length >= 1,
+  );
   assert.deepEqual(f.sink.of("own")[0]?.thresholds, { ...DEFAULT_RULE, high: 90, raiseAfter: 3 });
   assert.equal("thresholds" in f.sink.of("plain")[0]!, false);
 });
@@ -282,7 +309,7 @@ Deno.test("SensorFleet sends a sensor's own thresholds, merged with the defaults
 Deno.test("SensorFleet marks a scripted sensor completed once its script is done", async () => {
   await using f = fleet();
   idsOf(f.add(one("s", { profile: "scripted", temperatures: [70, 81, 82] })));
-  await until("completion", () => f.get("s")?.status === "completed");
+  await after(f, 15, "completion", () => f.get("s")?.status === "completed");
   assert.deepEqual(f.sink.of("s").map((r) => r.temperature), [70, 81, 82]);
   assert.equal(f.get("s")?.seq, 3);
   assert.equal(f.size, 1, "a completed sensor stays listed until removed");
@@ -294,7 +321,7 @@ Deno.test("SensorFleet counts readings the sink refused as dropped", async () =>
   sink.accepting = false;
   await using f = fleet({ sink });
   idsOf(f.add(one("a")));
-  await until("refused readings", () => f.stats.dropped >= 2);
+  await after(f, 10, "refused readings", () => f.stats.dropped >= 2);
   assert.equal(f.stats.emitted, sink.readings.length);
   assert.equal(f.stats.dropped, sink.readings.length);
 });
@@ -302,10 +329,10 @@ Deno.test("SensorFleet counts readings the sink refused as dropped", async () =>
 Deno.test("SensorFleet.stop() stops every sensor", async () => {
   const f = fleet();
   idsOf(f.add(batch(4)));
-  await until("readings", () => f.sink.readings.length >= 8);
+  await after(f, 10, "readings", () => f.sink.readings.length >= 8);
   await f.stop();
   const count = f.sink.readings.length;
-  await delay(25);
+  await f.time.tickAsync(25);
   assert.equal(f.sink.readings.length, count);
   await f.stop();
 });
@@ -315,15 +342,15 @@ Deno.test({
   fn: async () => {
     await using f = fleet();
     idsOf(f.add(one("a")));
-    await until("a reading", () => f.sink.of("a").length >= 1);
+    await after(f, 5, "a reading", () => f.sink.of("a").length >= 1);
     const removing = f.remove("a");
     const again = f.add(one("a"));
     await removing;
     if (again.ok) {
-      await delay(0);
+      await f.time.tickAsync(0);
       assert.equal(f.get("a")?.status, "running");
       const count = f.sink.of("a").length;
-      await until("a reading after re-adding", () => f.sink.of("a").length > count, 300);
+      await after(f, 10, "a reading after re-adding", () => f.sink.of("a").length > count);
     } else {
       assert.equal(again.code, "conflict");
     }
@@ -333,14 +360,14 @@ Deno.test({
 Deno.test("SensorFleet.overheat() heats a running sensor past its own high threshold", async () => {
   await using f = fleet();
   idsOf(f.add(one("a", { thresholds: { high: 60, low: 50 } })));
-  await until("a reading", () => f.sink.of("a").length >= 1);
+  await after(f, 5, "a reading", () => f.sink.of("a").length >= 1);
   assert.deepEqual(f.overheat("a", { readings: 4, temperature: undefined }), {
     ok: true,
     readings: 4,
     temperature: 70,
   });
   const from = f.sink.of("a").length;
-  await until("four hot readings", () => f.sink.of("a").length >= from + 4);
+  await after(f, 20, "four hot readings", () => f.sink.of("a").length >= from + 4);
   assert.ok(f.sink.of("a").slice(from, from + 4).every((r) => r.temperature === 70));
 });
 
@@ -360,7 +387,7 @@ Deno.test("SensorFleet.overheat() refuses unknown sensors and temperatures below
 Deno.test("SensorFleet.overheat() refuses a sensor whose script has completed", async () => {
   await using f = fleet();
   idsOf(f.add(one("s", { profile: "scripted", temperatures: [20] })));
-  await until("the script to end", () => f.get("s")?.status === "completed");
+  await after(f, 5, "the script to end", () => f.get("s")?.status === "completed");
   const result = f.overheat("s", { readings: 1, temperature: undefined });
   assert.equal(result.ok, false);
   if (!result.ok) assert.equal(result.code, "not_running");
@@ -379,7 +406,7 @@ Deno.test("SensorFleet.start() runs a spec once, restarts it when the spec chang
   };
   assert.equal(await f.start(spec), "started");
   assert.equal(await f.start({ ...spec, location: { lat: 1, lon: 2 } }), "unchanged");
-  await until("a reading", () => f.sink.readings.length > 0);
+  await after(f, 10, "a reading", () => f.sink.readings.length > 0);
   assert.equal(await f.start({ ...spec, intervalMs: 50 }), "restarted");
   assert.equal(f.size, 1);
   assert.equal(f.list(0, 1)[0]?.intervalMs, 50);
@@ -417,7 +444,7 @@ Deno.test("SensorFleet reports its supervisor giving up once, marks its sensors 
     onEscalate: (error) => escalations.push(error),
   });
   idsOf(f.add(batch(50)));
-  await until("the supervisor to give up", () => escalations.length > 0, 5000);
+  await after(f, 50, "the supervisor gave up", () => escalations.length > 0);
   assert.equal(escalations.length, 1);
   assert.match(escalations[0]!.message, /^Supervisor "sensors" gave up: more than 100 restarts/);
   assert.equal((escalations[0]!.cause as Error).message, "Sink broken");
@@ -427,6 +454,6 @@ Deno.test("SensorFleet reports its supervisor giving up once, marks its sensors 
   assert.equal(!refused.ok && refused.code, "unavailable");
   const overheat = f.overheat("sensor-0001", { readings: 3, temperature: undefined });
   assert.equal(!overheat.ok && overheat.code, "unavailable");
-  await delay(20);
+  await f.time.tickAsync(20);
   assert.equal(escalations.length, 1, "reported once");
 });

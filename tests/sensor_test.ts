@@ -1,20 +1,15 @@
 import assert from "node:assert/strict";
 import { Sensor, type SensorSettings, type SeqSource } from "../actors/sensor.ts";
+import { SharedTimer } from "../actors/shared_timer.ts";
 import type { ChildExit } from "../actors/supervisor.ts";
 import { DEFAULT_RULE } from "../domain/hysteresis.ts";
 import { decodeReading, encodeReading, type Reading } from "../schemas/reading.ts";
 import { RecordingSink } from "./recording_sink.ts";
-import { delay, until } from "./wait.ts";
+import { FakeTime } from "./fake_time.ts";
 import type { ReadingSink } from "../actors/reading_sink.ts";
 
-/** The injected clock runs in 2030, so a `ts` from the real clock would stand out. */
+/** The fake clock starts in 2030, so a `ts` from the real clock would stand out. */
 const EPOCH = Date.UTC(2030, 0, 1);
-
-/** A clock that moves with real time but starts at EPOCH. */
-function shiftedClock(): () => number {
-  const offset = EPOCH - Date.now();
-  return () => Date.now() + offset;
-}
 
 function settings(overrides: Partial<SensorSettings> = {}): SensorSettings {
   return {
@@ -32,6 +27,7 @@ function settings(overrides: Partial<SensorSettings> = {}): SensorSettings {
 interface Started extends AsyncDisposable {
   readonly sensor: Sensor;
   readonly sink: RecordingSink;
+  readonly time: FakeTime;
   readonly exits: ChildExit[];
   readonly dropped: string[];
   readonly emitted: Reading[];
@@ -43,36 +39,50 @@ function countFrom(lastSeq: number): SeqSource {
   return { take: () => ++seq };
 }
 
+/**
+ * A sensor on fake time: nothing happens until the test moves the clock. Its seqs continue
+ * from `seqs` when that is a number (the seq it emitted last), else come from `seqs`.
+ */
 function start(
   overrides: Partial<SensorSettings> = {},
-  lastSeq = 0,
-  sink = new RecordingSink(),
+  seqs: number | SeqSource = 0,
+  sink: ReadingSink = new RecordingSink(),
+  time = new FakeTime(EPOCH),
 ): Started {
   const exits: ChildExit[] = [];
   const dropped: string[] = [];
   const emitted: Reading[] = [];
-  const sensor = new Sensor(settings(overrides), countFrom(lastSeq), {
+  const source = typeof seqs === "number" ? countFrom(seqs) : seqs;
+  const sensor = new Sensor(settings(overrides), source, {
     sink,
-    now: shiftedClock(),
+    now: time.now,
+    timer: new SharedTimer(time),
     onDropped: (id) => dropped.push(id),
     onEmit: (reading) => emitted.push(reading),
   }, (e) => exits.push(e));
   return {
     sensor,
-    sink,
+    sink: sink as RecordingSink,
+    time,
     exits,
     dropped,
     emitted,
-    [Symbol.asyncDispose]: () => sensor.stop(),
+    [Symbol.asyncDispose]: async () => {
+      await sensor.stop();
+      time[Symbol.dispose]();
+    },
   };
 }
 
+/** With seed 7 and a 5 ms interval a random profile's first tick is due 2 ms after the start. */
+const FIRST = 7 % 5;
+
 Deno.test("Sensor emits readings with the seqs its source hands out", async () => {
   await using s = start({}, 41);
-  await until("three readings", () => s.sink.readings.length >= 3);
+  await s.time.tickAsync(FIRST + 2 * 5);
   await s.sensor.stop();
   const seqs = s.sink.readings.map((r) => r.seq);
-  assert.deepEqual(seqs.slice(0, 3), [42, 43, 44]);
+  assert.deepEqual(seqs, [42, 43, 44]);
   assert.deepEqual(seqs, seqs.map((_, i) => 42 + i), "no gap and no repeat");
   assert.equal(s.sensor.seq, seqs.at(-1));
 });
@@ -80,14 +90,17 @@ Deno.test("Sensor emits readings with the seqs its source hands out", async () =
 Deno.test("Sensor readings carry the device id, the injected clock's time and valid values", async () => {
   const before = EPOCH;
   await using s = start({ profile: "overheat", seed: 12345 });
-  await until("ten readings", () => s.sink.readings.length >= 10);
+  const phase = 12345 % 5;
+  await s.time.tickAsync(phase + 9 * 5);
   await s.sensor.stop();
+  assert.equal(s.sink.readings.length, 10);
   let previous = before;
-  for (const reading of s.sink.readings) {
+  for (const [i, reading] of s.sink.readings.entries()) {
     assert.equal(reading.deviceId, "sensor-0001");
     const ts = Date.parse(reading.ts);
     assert.equal(new Date(ts).toISOString(), reading.ts, "ts is ISO-8601 UTC");
     assert.ok(ts >= previous && ts < EPOCH + 60_000, `ts ${reading.ts} comes from now()`);
+    assert.equal(ts, EPOCH + phase + 5 * i, "each tick at its due time on the injected clock");
     previous = ts;
     // The wire schema is the range check: every reading must survive the consumer.
     const bytes = new TextEncoder().encode(encodeReading(reading));
@@ -98,8 +111,9 @@ Deno.test("Sensor readings carry the device id, the injected clock's time and va
 
 Deno.test("Sensor hands each reading to onEmit as well as to the sink", async () => {
   await using s = start();
-  await until("two readings", () => s.sink.readings.length >= 2);
+  await s.time.tickAsync(FIRST + 5);
   await s.sensor.stop();
+  assert.equal(s.sink.readings.length, 2);
   assert.deepEqual(s.emitted, s.sink.readings);
   assert.deepEqual(s.dropped, []);
 });
@@ -108,33 +122,39 @@ Deno.test("Sensor with a script emits exactly its temperatures, then exits norma
   const temperatures = [70, 81, 82, -5.5];
   const humidity = [40, 41, 42, 43];
   await using s = start({ profile: "scripted", temperatures, humidity }, 10);
-  await until("the exit", () => s.exits.length > 0);
+  // A script starts at once (no phase): ticks at 0, 5, 10, 15; the fifth finds it done.
+  await s.time.tickAsync(15);
+  assert.deepEqual(s.exits, []);
+  await s.time.tickAsync(5);
   assert.deepEqual(s.sink.readings.map((r) => r.temperature), temperatures);
   assert.deepEqual(s.sink.readings.map((r) => r.humidity), humidity);
   assert.deepEqual(s.sink.readings.map((r) => r.seq), [11, 12, 13, 14]);
   assert.ok(s.sink.readings.every((r) => r.location.lat === 48.8566));
   assert.deepEqual(s.exits, [{ type: "normal" }]);
   assert.equal(s.sensor.running, false);
-  await delay(20);
+  await s.time.tickAsync(20);
   assert.equal(s.sink.readings.length, 4);
   assert.equal(s.exits.length, 1);
+  assert.equal(s.time.pending, 0, "nothing is scheduled any more");
 });
 
 Deno.test("Sensor.stop() stops emission at once", async () => {
   await using s = start();
-  await until("a reading", () => s.sink.readings.length >= 1);
+  await s.time.tickAsync(FIRST);
+  assert.equal(s.sink.readings.length, 1);
   await s.sensor.stop();
   const count = s.sink.readings.length;
   assert.equal(s.sensor.running, false);
-  await delay(25);
+  await s.time.tickAsync(25);
   assert.equal(s.sink.readings.length, count, "no reading after stop() resolved");
   assert.deepEqual(s.exits, [], "a requested stop is not an exit");
+  assert.equal(s.time.pending, 0);
 });
 
 Deno.test("Sensor.stop() before the first tick emits nothing", async () => {
   await using s = start({ intervalMs: 5 });
   await s.sensor.stop();
-  await delay(20);
+  await s.time.tickAsync(20);
   assert.deepEqual(s.sink.readings, []);
   assert.equal(s.sensor.seq, 0);
 });
@@ -143,12 +163,13 @@ Deno.test("Sensor counts a refused reading as dropped and does not reuse its seq
   const sink = new RecordingSink();
   sink.accepting = false;
   await using s = start({}, 0, sink);
-  await until("two refused readings", () => sink.readings.length >= 2);
+  await s.time.tickAsync(FIRST + 5);
+  assert.equal(sink.readings.length, 2, "two refused readings");
   sink.accepting = true;
-  await until("an accepted reading", () => sink.readings.length >= 4);
+  await s.time.tickAsync(10);
+  assert.equal(sink.readings.length, 4, "two accepted readings");
   await s.sensor.stop();
-  assert.ok(s.dropped.length >= 2);
-  assert.ok(s.dropped.every((id) => id === "sensor-0001"));
+  assert.deepEqual(s.dropped, ["sensor-0001", "sensor-0001"]);
   const seqs = sink.readings.map((r) => r.seq);
   assert.deepEqual(seqs, seqs.map((_, i) => i + 1));
   assert.equal(s.sensor.seq, seqs.at(-1));
@@ -156,14 +177,19 @@ Deno.test("Sensor counts a refused reading as dropped and does not reuse its seq
 
 Deno.test("Sensor includes its thresholds in readings only when it has a custom rule", async () => {
   const rule = { high: 60, low: 50, raiseAfter: 3, clearAfter: 1 };
-  await using custom = start({ id: "custom", rule, customRule: true });
-  await using plain = start({ id: "plain", rule: DEFAULT_RULE, customRule: false });
-  await until(
-    "readings from both",
-    () => custom.sink.readings.length >= 2 && plain.sink.readings.length >= 2,
+  const time = new FakeTime(EPOCH);
+  await using custom = start({ id: "custom", rule, customRule: true }, 0, undefined, time);
+  await using plain = start(
+    { id: "plain", rule: DEFAULT_RULE, customRule: false },
+    0,
+    undefined,
+    time,
   );
+  await time.tickAsync(FIRST + 5);
   await custom.sensor.stop();
   await plain.sensor.stop();
+  assert.equal(custom.sink.readings.length, 2);
+  assert.equal(plain.sink.readings.length, 2);
   assert.ok(
     custom.sink.readings.every((r) => JSON.stringify(r.thresholds) === JSON.stringify(rule)),
   );
@@ -177,38 +203,50 @@ Deno.test("Sensor reports a failure through exit when the sink throws", async ()
       throw error;
     },
   };
-  const exits: ChildExit[] = [];
-  const failing = new Sensor(
-    settings(),
-    countFrom(0),
-    { sink, now: Date.now },
-    (e) => exits.push(e),
-  );
-  await until("the failure", () => exits.length > 0);
-  assert.deepEqual(exits, [{ type: "failed", error }]);
-  assert.equal(failing.running, false);
-  await delay(15);
-  assert.equal(exits.length, 1, "exit is reported once and the timer no longer fires");
-  await failing.stop();
+  await using s = start({}, 0, sink);
+  await s.time.tickAsync(FIRST);
+  assert.deepEqual(s.exits, [{ type: "failed", error }]);
+  assert.equal(s.sensor.running, false);
+  await s.time.tickAsync(15);
+  assert.equal(s.exits.length, 1, "exit is reported once");
+  assert.equal(s.time.pending, 0, "the timer no longer fires");
 });
 
 Deno.test("Sensor ticks at its interval, neither faster nor falling behind", async () => {
+  // seed 0: no phase, so the n-th tick is due (n - 1) * 5 ms after the start.
   await using s = start({ intervalMs: 5, seed: 0 });
-  const started = Date.now();
-  await until("twenty readings", () => s.sink.readings.length >= 20, 2000);
-  const elapsed = Date.now() - started;
-  await s.sensor.stop();
-  // The 20th tick is due 95 ms after the start; the upper bound only guards against stalls.
-  assert.ok(elapsed >= 90 && elapsed < 1500, `took ${elapsed} ms`);
-  assert.equal(s.sensor.late, 0);
+  await s.time.tickAsync(95);
+  assert.equal(s.sink.readings.length, 20, "the 20th tick is due 95 ms after the start");
+  await s.time.tickAsync(4);
+  assert.equal(s.sink.readings.length, 20, "not faster");
+  await s.time.tickAsync(1);
+  assert.equal(s.sink.readings.length, 21);
+  await s.time.tickAsync(500);
+  assert.equal(s.sink.readings.length, 121, "not falling behind over a longer stretch");
+  assert.equal(s.sensor.late, 0, "each tick was handled before the next was due");
+});
+
+Deno.test("Sensor skips a tick that arrives while the previous one waits, and counts it late", async () => {
+  await using s = start({ intervalMs: 5, seed: 0 });
+  // tick() runs both timers without letting the actor handle the first tick in between.
+  s.time.tick(5);
+  assert.equal(s.sensor.late, 1);
+  assert.equal(s.sensor.mailboxDepth, 1, "the mailbox holds at most one tick");
+  await s.time.tickAsync(0);
+  assert.deepEqual(s.sink.readings.map((r) => r.seq), [1], "the skipped tick used no seq");
+  await s.time.tickAsync(5);
+  assert.deepEqual(s.sink.readings.map((r) => r.seq), [1, 2]);
+  assert.equal(s.sensor.late, 1);
 });
 
 Deno.test("Sensor.overheat() makes the next readings hot, then the signal takes over", async () => {
   await using s = start({ profile: "normal", intervalMs: 20 });
-  await until("a first reading", () => s.sink.readings.length >= 1, 2000);
+  await s.time.tickAsync(7 % 20);
+  assert.equal(s.sink.readings.length, 1, "a first reading");
   s.sensor.overheat({ remaining: 3, temperature: 95 });
   const from = s.sink.readings.length;
-  await until("five more readings", () => s.sink.readings.length >= from + 5, 2000);
+  await s.time.tickAsync(5 * 20);
+  assert.equal(s.sink.readings.length, from + 5, "five more readings");
   await s.sensor.stop();
   const after = s.sink.readings.slice(from).map((r) => r.temperature);
   assert.deepEqual(after.slice(0, 3), [95, 95, 95]);
@@ -217,19 +255,16 @@ Deno.test("Sensor.overheat() makes the next readings hot, then the signal takes 
 });
 
 Deno.test("Sensor skips a tick with no seq to use, counts it as stalled and resumes without a gap", async () => {
-  const sink = new RecordingSink();
-  const exits: ChildExit[] = [];
   const offered: (number | undefined)[] = [5, undefined, undefined, 6, 7];
   let asked = 0;
   const seqs: SeqSource = { take: () => offered[asked++] };
-  const sensor = new Sensor(settings({ intervalMs: 5 }), seqs, {
-    sink,
-    now: shiftedClock(),
-  }, (e) => exits.push(e));
-  await until("every seq offered", () => asked >= offered.length + 1);
-  await sensor.stop();
-  assert.deepEqual(sink.readings.map((r) => r.seq), [5, 6, 7]);
-  assert.equal(sensor.stalled, asked - 3, "every tick without a seq");
-  assert.equal(sensor.seq, 7);
-  assert.deepEqual(exits, []);
+  await using s = start({ intervalMs: 5 }, seqs);
+  // One tick, and one ask, per interval: the 6th asks for more than was offered.
+  await s.time.tickAsync(FIRST + offered.length * 5);
+  assert.ok(asked >= offered.length + 1, `every seq offered: asked ${asked} times`);
+  await s.sensor.stop();
+  assert.deepEqual(s.sink.readings.map((r) => r.seq), [5, 6, 7]);
+  assert.equal(s.sensor.stalled, asked - 3, "every tick without a seq");
+  assert.equal(s.sensor.seq, 7);
+  assert.deepEqual(s.exits, []);
 });

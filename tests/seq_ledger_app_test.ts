@@ -5,9 +5,13 @@
  *
  * @module
  */
+import "./env_guard.ts";
 import assert from "node:assert/strict";
 import { KAFKA_MONGO, startApp, testEnv } from "./test_app.ts";
-import { eventually } from "./fixtures.ts";
+import { testWith } from "./needs.ts";
+import { until } from "./wait.ts";
+
+const services = await testWith(KAFKA_MONGO);
 
 async function addSensor(url: string, id: string) {
   const res = await fetch(`${url}/sensors`, {
@@ -18,14 +22,14 @@ async function addSensor(url: string, id: string) {
   assert.equal(res.status, 201, await res.text());
 }
 
-Deno.test("seq ledger (kafka): a sensor restarted in another sensors process continues above its blocks", async () => {
+services.test("seq ledger (kafka): a sensor restarted in another sensors process continues above its blocks", async () => {
   await using env = await testEnv("seq-move", KAFKA_MONGO);
   const seqs: number[] = [];
   {
     await using first = await startApp(env, { ROLE: "sensors", SEQ_BLOCK: "10" });
     await addSensor(first.url, "mover");
     // Past the first block of 10, so the second one was reserved too.
-    await eventually(
+    await until(
       "15 readings",
       () => (first.parts.fleet!.lastSeq("mover") ?? 0) >= 15 || undefined,
     );
@@ -35,7 +39,7 @@ Deno.test("seq ledger (kafka): a sensor restarted in another sensors process con
   // Another process (same topics, its own ledger consumer) takes the sensor over from the
   // fleet registry.
   await using second = await startApp(env, { ROLE: "sensors", SEQ_BLOCK: "10" });
-  const resumed = await eventually(
+  const resumed = await until(
     "a reading from the second process",
     () => second.parts.fleet!.get("mover")?.lastReading?.seq,
     30_000,

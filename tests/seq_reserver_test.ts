@@ -1,31 +1,9 @@
 import assert from "node:assert/strict";
-import { type SeqReply, SeqReserver, type Timers } from "../actors/seq_reserver.ts";
+import { type SeqReply, SeqReserver } from "../actors/seq_reserver.ts";
 import type { SeqBlock } from "../domain/seq_block.ts";
 import { MemorySeqLedger } from "./memory_seq_ledger.ts";
+import { FakeTime } from "./fake_time.ts";
 import { until } from "./wait.ts";
-
-/** Timers that fire only when the test says so. */
-class ManualTimers implements Timers {
-  readonly pending = new Map<number, { run: () => void; ms: number }>();
-  #next = 1;
-  setTimeout(run: () => void, ms: number): unknown {
-    const id = this.#next++;
-    this.pending.set(id, { run, ms });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.pending.delete(handle as number);
-  }
-  /** Delays of the timers waiting, in order. */
-  get delays(): number[] {
-    return [...this.pending.values()].map((t) => t.ms);
-  }
-  fireAll(): void {
-    const due = [...this.pending.values()];
-    this.pending.clear();
-    for (const t of due) t.run();
-  }
-}
 
 class Answers {
   readonly granted = new Map<string, SeqBlock[]>();
@@ -42,7 +20,8 @@ function reserver(
   ledger: MemorySeqLedger,
   more: Partial<ConstructorParameters<typeof SeqReserver>[0]> = {},
 ) {
-  const timers = new ManualTimers();
+  // Its backoff timers run only when the test moves the time.
+  const timers = new FakeTime();
   const failures: Error[] = [];
   const r = new SeqReserver({
     ledger,
@@ -127,15 +106,15 @@ Deno.test("SeqReserver retries a failed call after a bounded backoff", async () 
   const answers = new Answers();
   ledger.failNext = 2;
   r.request("a", answers.for("a"));
-  await until("first retry scheduled", () => timers.pending.size === 1);
-  assert.deepEqual(timers.delays, [100]);
+  await until("first retry scheduled", () => timers.pending === 1);
+  assert.deepEqual(timers.dueIn, [100]);
   r.request("b", answers.for("b"));
   await Promise.resolve();
   assert.equal(ledger.calls.length, 1, "nothing is sent during the backoff");
-  timers.fireAll();
-  await until("second retry scheduled", () => timers.pending.size === 1);
-  assert.deepEqual(timers.delays, [150], "the backoff doubles up to its cap");
-  timers.fireAll();
+  await timers.next();
+  await until("second retry scheduled", () => timers.pending === 1);
+  assert.deepEqual(timers.dueIn, [150], "the backoff doubles up to its cap");
+  await timers.next();
   await until("grants", () => answers.granted.size === 2);
   assert.deepEqual(ledger.calls.map((c) => c.map((q) => q.deviceId)), [["a"], ["a", "b"], [
     "a",
@@ -153,8 +132,8 @@ Deno.test("SeqReserver refuses the requests and tells its owner when the ledger 
   ledger.failNext = 3;
   r.request("a", answers.for("a"));
   for (let i = 0; i < 2; i++) {
-    await until("retry scheduled", () => timers.pending.size === 1);
-    timers.fireAll();
+    await until("retry scheduled", () => timers.pending === 1);
+    await timers.next();
   }
   await until("refused", () => answers.refused.length === 1);
   assert.equal(failures.length, 1);
@@ -172,10 +151,10 @@ Deno.test("SeqReserver.stop() refuses what is queued and cancels the backoff", a
   const answers = new Answers();
   ledger.failNext = 1;
   r.request("a", answers.for("a"));
-  await until("retry scheduled", () => timers.pending.size === 1);
+  await until("retry scheduled", () => timers.pending === 1);
   await r.stop();
   assert.deepEqual(answers.refused, ["a"]);
-  assert.equal(timers.pending.size, 0);
+  assert.equal(timers.pending, 0);
   r.request("b", answers.for("b"));
   assert.deepEqual(answers.refused, ["a", "b"]);
   assert.equal(ledger.calls.length, 1);

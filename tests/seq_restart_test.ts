@@ -5,13 +5,15 @@
  * was produced twice: every reading stored after the restart has a seq above
  * the seq ledger's ceiling at the crash, and no stored reading changed.
  *
- * Needs `--allow-run=deno` (the `test` task grants it).
+ * Needs `run` access to `deno` besides the suite's permissions (deno.json's
+ * default set grants it: `deno test -P`, `deno task test`).
  *
  * @module
  */
 import assert from "node:assert/strict";
 import type { ReadingDoc } from "../schemas/documents.ts";
-import { eventually } from "./fixtures.ts";
+import { needs } from "./needs.ts";
+import { until } from "./wait.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const SENSORS = 20;
@@ -66,7 +68,7 @@ function startApp(dir: string, kvPath: string): Run {
 
 /** Waits until the processors of `run` stored at least `count` readings. */
 async function stored(run: Run, count: number) {
-  await eventually(`${count} readings stored`, async () => {
+  await until(`${count} readings stored`, async () => {
     const res = await fetch(`${run.url}/health`).catch(() => undefined);
     if (!res) return undefined;
     const body = await res.json();
@@ -97,6 +99,7 @@ function content(r: ReadingDoc) {
 }
 
 Deno.test({
+  ...await needs({ deno: true }),
   name: "main.ts embedded: after kill -9 and a restart, sensors resume above every seq used before",
   sanitizeResources: false,
   sanitizeOps: false,

@@ -3,14 +3,30 @@
  * pipeline uses: kafkajs against the real broker, the MongoDB driver against
  * the real MongoDB-protocol server.
  */
+import "./env_guard.ts";
 import assert from "node:assert/strict";
-import { requireServices, tempDb, tempTopic, testKafka, uniqueName } from "./fixtures.ts";
+import { join } from "node:path";
+import {
+  requireServices,
+  tempDb,
+  tempTopic,
+  testKafka,
+  testProducer,
+  uniqueName,
+} from "./fixtures.ts";
+import { testWith } from "./needs.ts";
+import { settle } from "./wait.ts";
 
-Deno.test("stack: Kafka keeps per-key order and commits offsets in a consumer group", async () => {
-  await requireServices();
+/** Registrars for tests that need Kafka, the MongoDB-protocol store, or only permissions. */
+const withKafka = await testWith({ kafka: true });
+const withMongo = await testWith({ mongo: true });
+const permitted = await testWith();
+
+withKafka.test("stack: Kafka keeps per-key order and commits offsets in a consumer group", async () => {
+  await requireServices(undefined, { kafka: true });
   await using topic = await tempTopic("stack", 3);
   const kafka = testKafka();
-  const producer = kafka.producer();
+  const producer = testProducer(kafka);
   await producer.connect();
   const messages = Array.from({ length: 30 }, (_, i) => ({
     key: `device-${i % 3}`,
@@ -56,7 +72,7 @@ Deno.test("stack: Kafka keeps per-key order and commits offsets in a consumer gr
   assert.equal(committed, messages.length, "committed offsets cover every message");
 });
 
-Deno.test("stack: MongoDB upsert by _id is idempotent and indexes, queries and aggregates work", async () => {
+withMongo.test("stack: MongoDB upsert by _id is idempotent and indexes, queries and aggregates work", async () => {
   await using tmp = await tempDb("stack");
   const readings = tmp.db.collection<{ _id: string; deviceId: string; seq: number; ts: Date }>(
     "readings",
@@ -86,4 +102,52 @@ Deno.test("stack: MongoDB upsert by _id is idempotent and indexes, queries and a
     { $group: { _id: "$deviceId", n: { $sum: 1 } } },
   ]).toArray();
   assert.deepEqual(grouped, [{ _id: "d1", n: 2 }]);
+});
+
+permitted.test("installAtomically() lets two first-time builds at once install one whole result and clean up", async () => {
+  // Imported here: the stack script reads its settings from the environment as it loads.
+  const { installAtomically } = await import("../stack/stack.ts");
+  const cache = await Deno.makeTempDir({ prefix: "iot-stack-test-" });
+  try {
+    const libs = join(cache, "kafka-x", "libs");
+    const jars = (run: string) => async (work: string) => {
+      const out = join(work, "libs");
+      await Deno.mkdir(out);
+      for (let i = 0; i < 20; i++) {
+        await Deno.writeTextFile(join(out, `lib-${i}.jar`), run);
+        await settle(); // let the other build interleave
+      }
+      return out;
+    };
+    await Promise.all([installAtomically(libs, jars("a")), installAtomically(libs, jars("b"))]);
+    const names = [...Deno.readDirSync(libs)].map((e) => e.name).sort();
+    assert.equal(names.length, 20, "every file of one build");
+    const owners = new Set(names.map((name) => Deno.readTextFileSync(join(libs, name))));
+    assert.equal(owners.size, 1, "all from the same build, none mixed in");
+    assert.deepEqual([...Deno.readDirSync(join(cache, "kafka-x"))].map((e) => e.name), ["libs"]);
+
+    const bin = join(cache, "ferretdb-x", "ferretdb");
+    const binary = (run: string) => async (work: string) => {
+      await settle();
+      await Deno.writeTextFile(join(work, "ferretdb"), `binary ${run}`);
+      return join(work, "ferretdb");
+    };
+    await Promise.all([installAtomically(bin, binary("a")), installAtomically(bin, binary("b"))]);
+    assert.match(await Deno.readTextFile(bin), /^binary [ab]$/);
+    assert.deepEqual(
+      [...Deno.readDirSync(join(cache, "ferretdb-x"))].map((e) => e.name),
+      ["ferretdb"],
+    );
+
+    await assert.rejects(
+      installAtomically(
+        join(cache, "broken", "libs"),
+        () => Promise.reject(new Error("Build failed")),
+      ),
+      /Build failed/,
+    );
+    assert.deepEqual([...Deno.readDirSync(join(cache, "broken"))], [], "no build folder left");
+  } finally {
+    await Deno.remove(cache, { recursive: true });
+  }
 });

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { settle } from "./wait.ts";
 import { StoreWriter } from "../actors/store_writer.ts";
 import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
 import { toDeviceDoc, toReadingDoc } from "../schemas/documents.ts";
@@ -50,10 +51,6 @@ class GatedStore {
 }
 
 /** Lets every queued microtask and pending callback run (a zero-delay macrotask). */
-function settle(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
-}
-
 /** Tracks whether a promise has settled, without leaving a rejection unhandled. */
 function track(promise: Promise<unknown>) {
   const state = { settled: false, error: undefined as unknown };

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { settle } from "./wait.ts";
 import { Actor } from "../actors/actor.ts";
 import {
   type ChildExit,
@@ -10,10 +11,6 @@ import {
 } from "../actors/supervisor.ts";
 
 /** Lets every queued microtask and pending callback run (a zero-delay macrotask). */
-function settle(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
-}
-
 /** A fake child that counts starts and stops and reports exits for its latest incarnation. */
 interface Probe {
   readonly spec: ChildSpec;

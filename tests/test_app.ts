@@ -9,8 +9,14 @@
 import { type App, start } from "../main.ts";
 import { type Config, parseConfig } from "../schemas/config.ts";
 import { silentLogger } from "../adapters/log.ts";
-import { KAFKA_BROKERS, MONGO_URL, requireServices, testKafka, uniqueName } from "./fixtures.ts";
-import { MongoClient } from "mongodb";
+import {
+  KAFKA_BROKERS,
+  MONGO_URL,
+  removeResources,
+  requireServices,
+  uniqueDbName,
+  uniqueName,
+} from "./fixtures.ts";
 
 /** Which adapter serves each port. */
 export interface Mode {
@@ -34,40 +40,37 @@ export interface TestEnv extends AsyncDisposable {
 
 /** A fresh environment; dispose it to remove the topic, group, database and KV file. */
 export async function testEnv(prefix: string, mode: Mode = KAFKA_MONGO): Promise<TestEnv> {
-  if (mode.kafka || mode.mongo) await requireServices();
+  if (mode.kafka || mode.mongo) await requireServices(undefined, mode);
   const dir = await Deno.makeTempDir({ prefix: "iot-test-" });
   const env = {
     mode,
     topic: uniqueName(prefix),
-    db: uniqueName(prefix).replaceAll("-", "_").slice(0, 60),
+    db: uniqueDbName(prefix),
     group: uniqueName(`${prefix}-group`),
     kvPath: `${dir}/iot.kv`,
   };
   return {
     ...env,
     async [Symbol.asyncDispose]() {
-      if (mode.kafka) {
-        const admin = testKafka().admin();
-        await admin.connect();
-        const fleet = `${env.topic}.sensors`;
-        await admin.deleteTopics({
-          topics: [
-            env.topic,
-            `${env.topic}.dlq`,
-            `${env.topic}.seqs`,
-            fleet,
-            `${fleet}.status`,
-            `${fleet}.commands`,
-          ],
-        }).catch(() => {});
-        await admin.deleteGroups([env.group, `${env.group}-sensors`]).catch(() => {});
-        await admin.disconnect();
-      }
-      if (mode.mongo) {
-        const client = new MongoClient(MONGO_URL);
-        await client.db(env.db).dropDatabase().catch(() => {});
-        await client.close();
-      }
+      // The seq ledger's and the fleet's registry topics are named after the readings' topic,
+      // the fleet's group after theirs.
+      const fleet = `${env.topic}.sensors`;
+      await removeResources({
+        ...(mode.kafka
+          ? {
+            topics: [
+              env.topic,
+              `${env.topic}.dlq`,
+              `${env.topic}.seqs`,
+              fleet,
+              `${fleet}.status`,
+              `${fleet}.commands`,
+            ],
+            groups: [env.group, `${env.group}-sensors`],
+          }
+          : {}),
+        ...(mode.mongo ? { db: env.db } : {}),
+      });
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
   };
