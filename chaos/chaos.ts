@@ -28,7 +28,7 @@ import { SENSOR_SCENARIOS } from "./sensor_scenarios.ts";
 import { runSensorScenario, sensorRunFailures, type SensorRunResult } from "./sensor_run.ts";
 
 /** The CI variant. "sensors-kill9" joins once issue 11's fix is on main. */
-const SHORT = ["kill9", "rebalance", "broker", "broker-gone", "bad-records"];
+const SHORT = ["kill9", "rebalance", "broker", "broker-gone", "bad-records", "sensors-kill9"];
 
 const ALL_IDS = [...SCENARIOS.map((s) => s.id), ...SENSOR_SCENARIOS.map((s) => s.id), "flood"];
 
