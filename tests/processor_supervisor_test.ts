@@ -427,6 +427,7 @@ Deno.test("ProcessorSupervisor counts readings, duplicates, dead letters and ale
     batches: 2,
     records: 13,
     readings: 10,
+    rolledForward: 0,
     duplicates: 2,
     conflicts: 0,
     late: 0,
