@@ -126,7 +126,6 @@ Deno.test("DeviceRegistry.ensure() with rollForward answers every stored reading
     rollForward: true,
     logger: silentLogger,
     now: () => 0,
-    timers: new FakeTimers(() => 0),
   });
   const unseen = await registry.ensure(["a", "b", "c"], 0);
   assert.deepEqual([...unseen.keys()], ["a"], "b's state covers its readings; c has none");
@@ -149,7 +148,6 @@ Deno.test("DeviceRegistry refuses rollForward with a store that cannot list read
         rollForward: true,
         logger: silentLogger,
         now: () => 0,
-        timers: new FakeTimers(() => 0),
       }),
     { name: "TypeError", message: /Cannot roll devices forward/ },
   );

@@ -1239,9 +1239,11 @@ Deno.test("ProcessorSupervisor shows onProcessed each batch's outputs only once 
   assert.ok(out!.readings.every((r) => h.store.readings.has(r._id)), "stored before shown");
 });
 
-/** A supervisor on a real store, as the embedded app runs it (timers on a manual clock). */
+/**
+ * A supervisor on a real store, as the embedded app runs it. Its timers are the
+ * runtime's, far apart: no checkpoint or sweep runs unless the test calls it.
+ */
 function kvSupervisor(store: KvStore, rollForward: boolean) {
-  const time = clock();
   return new ProcessorSupervisor({
     store,
     writer: new StoreWriter(store),
@@ -1251,8 +1253,6 @@ function kvSupervisor(store: KvStore, rollForward: boolean) {
     checkpointMs: 60_000,
     rollForward,
     logger: silentLogger,
-    now: time.now,
-    timers: new FakeTimers(time.now),
   });
 }
 
@@ -1282,7 +1282,7 @@ for (const crash of ["after the alerts", "between the readings and their alerts"
     }
 
     await using store = await KvStore.open(":memory:");
-    const first = kvSupervisor(store, true);
+    await using first = kvSupervisor(store, true);
     const firstSource = new FakeSource([]);
     first.attach(firstSource);
     const checkpointed = readingsBatch(all.slice(0, 5));
@@ -1313,15 +1313,13 @@ for (const crash of ["after the alerts", "between the readings and their alerts"
       [1, 5, 0, 0, 0],
     );
     assert.equal(stats.alertsRaised, 0, "the raise at 7 was derived again, not raised anew");
-    await restarted.checkpoint();
-    await first.stop();
   });
 }
 
 Deno.test("ProcessorSupervisor without rollForward resumes from the checkpoint alone (a source that replays)", async () => {
   const all = series("d1", [70, 71, 72, 73, 74, 85, 86, 87, 88, 89, 75]);
   await using store = await KvStore.open(":memory:");
-  const first = kvSupervisor(store, false);
+  await using first = kvSupervisor(store, false);
   const source = new FakeSource([]);
   first.attach(source);
   const checkpointed = readingsBatch(all.slice(0, 5));
@@ -1333,5 +1331,4 @@ Deno.test("ProcessorSupervisor without rollForward resumes from the checkpoint a
   await restarted.handleBatch(readingsBatch(all.slice(10)), LIVE);
   assert.equal((await restarted.state("d1"))?.level, "normal", "readings 6-10 were not applied");
   assert.equal(restarted.stats.rolledForward, 0);
-  await first.stop();
 });
