@@ -8,6 +8,11 @@
  * A processor that fails is forgotten, not restarted: its next batch spawns
  * it again from its last safe state, which is what a restart would do.
  *
+ * With `rollForward` (a source that cannot replay: the embedded queue), a
+ * restored device's stored readings past its state — stored, but not yet
+ * checkpointed when the process died — are read back and handed to the caller,
+ * to be applied before the batch's own readings.
+ *
  * @module
  */
 import { type Actor, ask } from "./actor.ts";
@@ -15,18 +20,26 @@ import { createProcessor, type DeviceOutput, type ProcessorMsg } from "./process
 import { type AlarmRule, type AlarmState, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
 import { RuleSchema } from "../schemas/reading.ts";
 import type { Reading } from "../schemas/reading.ts";
-import { type DeviceDoc, restoreAlarmState } from "../schemas/documents.ts";
+import { type DeviceDoc, fromReadingDoc, restoreAlarmState } from "../schemas/documents.ts";
 import type { DeviceStore } from "./device_store.ts";
 import type { Logger } from "./logger.ts";
 import { realTimers, type TimerId, type Timers } from "./timers.ts";
 
+/** Stored readings read back at a time when rolling a device forward. */
+const ROLL_FORWARD_PAGE = 500;
+
 export interface DeviceRegistryOptions {
-  readonly store: Pick<DeviceStore, "loadDevices">;
+  readonly store: Pick<DeviceStore, "loadDevices" | "readingsAfter">;
   /** The rule of a device without its own. */
   readonly rule: AlarmRule;
   /** A device's state not yet stored, preferred over the stored one. */
   readonly unsaved: (id: string) => DeviceDoc | undefined;
   readonly passivateAfterMs: number;
+  /**
+   * The source cannot replay what was stored after the last checkpoint: roll a
+   * restored device forward from the store's readings instead (default false).
+   */
+  readonly rollForward?: boolean;
   readonly logger: Logger;
   /** The clock idleness is measured on (default: the timers' clock). */
   readonly now?: () => number;
@@ -56,6 +69,11 @@ export class DeviceRegistry {
   #failures = 0;
 
   constructor(options: DeviceRegistryOptions) {
+    if (options.rollForward && !options.store.readingsAfter) {
+      throw new TypeError(
+        "Cannot roll devices forward: the store cannot list readings after a seq",
+      );
+    }
     this.#opts = options;
     this.#log = options.logger;
     const timers = options.timers ?? realTimers;
@@ -79,10 +97,15 @@ export class DeviceRegistry {
     return [...this.#devices].filter(([, d]) => !kept.has(d.partition)).map(([id]) => id);
   }
 
-  /** Spawns the processors of `ids` that are not active, from their last safe state. */
-  async ensure(ids: readonly string[], partition: number): Promise<void> {
+  /**
+   * Spawns the processors of `ids` that are not active, from their last safe
+   * state. With `rollForward`, answers the stored readings each spawned device
+   * has not seen, by ascending seq (devices with none are absent).
+   */
+  async ensure(ids: readonly string[], partition: number): Promise<Map<string, Reading[]>> {
     const missing = ids.filter((id) => !this.#devices.has(id));
-    if (missing.length === 0) return;
+    const unseen = new Map<string, Reading[]>();
+    if (missing.length === 0) return unseen;
     await Promise.all(missing.map((id) => this.#stopping.get(id)));
     const { unsaved } = this.#opts;
     const stored = await this.#opts.store.loadDevices(missing.filter((id) => !unsaved(id)));
@@ -90,13 +113,32 @@ export class DeviceRegistry {
       const doc = unsaved(id);
       if (doc) stored.set(id, doc);
     }
-    for (const id of missing) {
+    const restored = missing.map((id) => {
       const doc = stored.get(id);
       // The rule in force is the device's own when it has one (it came with its readings).
       const storedRule = RuleSchema.safeParse(doc?.thresholds);
-      const rule = storedRule.success ? storedRule.data : this.#opts.rule;
-      this.#spawn(id, doc ? this.#restore(id, doc) : INITIAL_ALARM_STATE, rule, partition);
+      const state = doc ? this.#restore(id, doc) : INITIAL_ALARM_STATE;
+      return { id, state, ownRule: storedRule.success ? storedRule.data : undefined };
+    });
+    if (this.#opts.rollForward) {
+      // Read before spawning: if the store fails, nothing was spawned and the retry starts over.
+      await Promise.all(restored.map(async ({ id, state, ownRule }) => {
+        const readings = await this.#storedAfter(id, state.lastSeq, ownRule);
+        if (readings.length > 0) unseen.set(id, readings);
+      }));
     }
+    for (const { id, state, ownRule } of restored) {
+      this.#spawn(id, state, ownRule ?? this.#opts.rule, partition);
+    }
+    if (unseen.size > 0) {
+      let readings = 0;
+      for (const list of unseen.values()) readings += list.length;
+      this.#log.info("devices rolled forward from stored readings", {
+        devices: unseen.size,
+        readings,
+      });
+    }
+    return unseen;
   }
 
   /**
@@ -171,6 +213,18 @@ export class DeviceRegistry {
       await this.passivateIdle();
       if (!this.#stopped) this.#armSweep();
     }, every);
+  }
+
+  /** Every stored reading of a device above `afterSeq`, under the device's rule in force. */
+  async #storedAfter(id: string, afterSeq: number, rule: AlarmRule | undefined) {
+    const { store } = this.#opts;
+    const out: Reading[] = [];
+    for (let after = afterSeq;;) {
+      const page = await store.readingsAfter!(id, after, ROLL_FORWARD_PAGE);
+      for (const doc of page) out.push(fromReadingDoc(doc, rule));
+      if (page.length < ROLL_FORWARD_PAGE) return out;
+      after = page[page.length - 1]!.seq;
+    }
   }
 
   #restore(id: string, doc: DeviceDoc): AlarmState {

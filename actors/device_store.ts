@@ -46,6 +46,12 @@ export interface DeviceStore {
   loadDevices(ids: readonly string[]): Promise<Map<string, DeviceDoc>>;
   /** Makes a batch durable; rejects if any part could not be written. */
   write(batch: WriteBatch): Promise<WriteResult>;
+  /**
+   * Up to `limit` stored readings of a device with seq above `afterSeq`, by
+   * ascending seq: what a restored state has not seen when the source cannot
+   * replay them (the embedded queue).
+   */
+  readingsAfter?(deviceId: string, afterSeq: number, limit: number): Promise<ReadingDoc[]>;
 }
 
 /** Port: last applied seq per device, so a re-added sensor continues its sequence. */

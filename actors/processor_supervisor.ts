@@ -13,6 +13,13 @@
  * dead-letter sink with its reason, is counted and logged; a skipped reading
  * found stored as it is counts as a duplicate.
  *
+ * With `rollForward` (the embedded queue, which cannot replay what a crash
+ * lost), a restored device first applies its stored readings past its restored
+ * state (see `DeviceRegistry`), so its state and alerts cover them before the
+ * batch's own readings. Those readings are stored already: they are not
+ * written again, and count as `rolledForward` — not as readings, duplicates,
+ * conflicts or late — and their transitions are not counted or timed again.
+ *
  * If anything in a batch fails, the processors of the devices it touched are
  * discarded before the error propagates (their in-memory state may be ahead of
  * what was stored), so the retry restores them from their last safe state and
@@ -42,11 +49,16 @@ import { DeviceRegistry } from "./device_registry.ts";
 
 export interface ProcessorSupervisorOptions {
   /** Loads device states; checkpoints write them directly, beside the readings' queue. */
-  readonly store: Pick<DeviceStore, "loadDevices" | "write">;
+  readonly store: Pick<DeviceStore, "loadDevices" | "write" | "readingsAfter">;
   readonly writer: StoreWriter;
   readonly deadLetters: DeadLetterSink;
   readonly rule: AlarmRule;
   readonly passivateAfterMs: number;
+  /**
+   * The source cannot replay readings stored after the last checkpoint (the
+   * embedded queue): roll restored devices forward from the store (default false).
+   */
+  readonly rollForward?: boolean;
   /** Time between two checkpoints of device states and offsets (default 1000). */
   readonly checkpointMs?: number;
   readonly logger: Logger;
@@ -68,6 +80,8 @@ export interface ProcessorStats {
   /** Records of the batches handled, valid or not. */
   readonly records: number;
   readonly readings: number;
+  /** Stored readings applied again to restored devices that had not seen them (embedded mode). */
+  readonly rolledForward: number;
   /** Readings skipped as already applied and found stored with the same content. */
   readonly duplicates: number;
   /** Readings whose deviceId and seq were stored with other content: dead-lettered. */
@@ -114,6 +128,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
     batches: 0,
     records: 0,
     readings: 0,
+    rolledForward: 0,
     duplicates: 0,
     conflicts: 0,
     late: 0,
@@ -143,6 +158,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
       rule: options.rule,
       unsaved: (id) => this.#checkpoints.unsaved(id),
       passivateAfterMs: options.passivateAfterMs,
+      ...(options.rollForward ? { rollForward: true } : {}),
       logger: this.#log,
       now: this.#now,
       timers,
@@ -170,7 +186,13 @@ export class ProcessorSupervisor implements AsyncDisposable {
     const ids = [...byDevice.keys()];
     let release = () => {};
     try {
-      await this.#devices.ensure(ids, batch.partition);
+      const unseen = await this.#devices.ensure(ids, batch.partition);
+      // The highest seq rolled forward per device: those readings and transitions are not new.
+      const rolledTo = new Map<string, number>();
+      for (const [id, readings] of unseen) {
+        byDevice.set(id, [...readings, ...byDevice.get(id)!]);
+        rolledTo.set(id, readings[readings.length - 1]!.seq);
+      }
       release = this.#devices.hold(ids);
       const processedAt = new Date(this.#now());
       const outputs = await Promise.all(
@@ -181,7 +203,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
         await this.#devices.discard(ids);
         return;
       }
-      const { writes, origins } = toWrite(outputs, processedAt, recordOf);
+      const { writes, origins } = toWrite(outputs, processedAt, recordOf, rolledTo);
       const [, { refused }] = await keepingMembership(
         ctx,
         Promise.all([this.#opts.deadLetters.send(letters), this.#opts.writer.write(writes)]),
@@ -203,6 +225,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
         outputs,
         letters,
         refused.map((r) => ({ type: r.type, skipped: origins.get(r.reading)!.skipped })),
+        rolledTo,
       );
       this.#opts.onProcessed?.(outputs);
     } catch (error) {
@@ -288,6 +311,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
     outputs: readonly DeviceOutput[],
     letters: readonly DeadLetter[],
     refused: readonly { readonly type: Refusal["type"]; readonly skipped: boolean }[],
+    rolledTo: ReadonlyMap<string, number>,
   ) {
     const storedAt = this.#now();
     this.#stats.batches++;
@@ -305,12 +329,16 @@ export class ProcessorSupervisor implements AsyncDisposable {
       });
     }
     for (const out of outputs) {
-      this.#stats.readings += out.readings.length;
+      const deviceId = out.device.deviceId;
+      const rolled = rolledTo.get(deviceId) ?? 0;
+      const rolledCount = out.applied.filter((r) => r.seq <= rolled).length;
+      this.#stats.rolledForward += rolledCount;
+      this.#stats.readings += out.readings.length - rolledCount;
       this.#stats.outOfOrder += out.outOfOrder;
       this.#stats.gaps += out.gaps;
       this.#stats.skippedSeqs += out.skippedSeqs;
       for (const t of out.transitions) {
-        const deviceId = out.device.deviceId;
+        if (t.seq <= rolled) continue;
         if (t.type === "raised") {
           this.#stats.alertsRaised++;
           this.#opts.onRaiseStored?.(t.ts, storedAt);
@@ -364,17 +392,26 @@ interface Origin {
   readonly lastSeq: number;
 }
 
-/** The store write for what a batch produced, and the origin of each reading in it. */
+/**
+ * The store write for what a batch produced, and the origin of each reading in
+ * it. Readings rolled forward (seq up to `rolledTo` of their device) were read
+ * from the store: only their alerts are written.
+ */
 function toWrite(
   outputs: readonly DeviceOutput[],
   processedAt: Date,
   recordOf: ReadonlyMap<Reading, RawRecord>,
+  rolledTo: ReadonlyMap<string, number>,
 ): { writes: WriteBatch; origins: Map<ReadingDoc, Origin> } {
   const origins = new Map<ReadingDoc, Origin>();
+  const readings: ReadingDoc[] = [];
   const skipped: ReadingDoc[] = [];
   for (const o of outputs) {
     const lastSeq = o.device.lastSeq;
+    const rolled = rolledTo.get(o.device.deviceId) ?? 0;
     o.readings.forEach((doc, i) => {
+      if (doc.seq <= rolled) return;
+      readings.push(doc);
       origins.set(doc, { record: recordOf.get(o.applied[i]!)!, skipped: false, lastSeq });
     });
     for (const reading of o.skipped) {
@@ -386,7 +423,7 @@ function toWrite(
   }
   return {
     writes: {
-      readings: outputs.flatMap((o) => o.readings),
+      readings,
       skipped,
       alerts: outputs.flatMap((o) => o.alerts),
       devices: [],

@@ -92,15 +92,15 @@ export class KvStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDispo
   }
 
   async write(batch: WriteBatch): Promise<WriteResult> {
-    // Readings and alerts first; device states only once those are durable.
-    const [refused] = await Promise.all([
-      this.#writeReadings(batch.readings, batch.skipped ?? []),
-      this.#commit(batch.alerts.flatMap((a) => [
-        [["alerts", a._id], a] as const,
-        [["alerts_by_time", a.raisedAt.getTime(), a._id], a._id] as const,
-        [["alerts_by_device", a.deviceId, a.raisedSeq], a._id] as const,
-      ])),
-    ]);
+    // Readings, then alerts, then device states, each once the previous are durable. A crash
+    // can leave readings without their alerts, never alerts without their readings: a
+    // restarted embedded app regenerates the alerts from the stored readings.
+    const refused = await this.#writeReadings(batch.readings, batch.skipped ?? []);
+    await this.#commit(batch.alerts.flatMap((a) => [
+      [["alerts", a._id], a] as const,
+      [["alerts_by_time", a.raisedAt.getTime(), a._id], a._id] as const,
+      [["alerts_by_device", a.deviceId, a.raisedSeq], a._id] as const,
+    ]));
     await this.#commit(batch.devices.map((d) => [["devices", d._id], d] as const));
     return { refused };
   }
@@ -238,6 +238,16 @@ export class KvStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDispo
 
   async device(id: string): Promise<DeviceDoc | null> {
     return (await this.#kv.get<DeviceDoc>(["devices", id])).value;
+  }
+
+  async readingsAfter(deviceId: string, afterSeq: number, limit: number): Promise<ReadingDoc[]> {
+    const out: ReadingDoc[] = [];
+    const iter = this.#kv.list<ReadingDoc>({
+      prefix: ["readings", deviceId],
+      start: ["readings", deviceId, afterSeq + 1],
+    }, { limit });
+    for await (const entry of iter) out.push(entry.value);
+    return out;
   }
 
   async readings(deviceId: string, limit: number): Promise<ReadingDoc[]> {

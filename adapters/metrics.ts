@@ -152,6 +152,12 @@ export function createMetrics(sources: () => MetricSources): Metrics {
     (s) => s.processors?.stats.duplicates,
   );
   total(
+    "iot_readings_rolled_forward_total",
+    "Stored readings applied again to devices restored after a crash of the embedded app (the " +
+      "in-process queue cannot replay them).",
+    (s) => s.processors?.stats.rolledForward,
+  );
+  total(
     "iot_reading_conflicts_total",
     "Readings refused because their deviceId and seq are stored with other content; the stored " +
       "reading is kept and the refused one dead-lettered.",

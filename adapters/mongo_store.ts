@@ -230,6 +230,12 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
     return this.#devices().findOne({ _id: id });
   }
 
+  /** Used only with the embedded transport (Kafka replays instead), so no index of its own. */
+  readingsAfter(deviceId: string, afterSeq: number, limit: number): Promise<ReadingDoc[]> {
+    return this.#readings().find({ deviceId, seq: { $gt: afterSeq } }).sort({ seq: 1 })
+      .limit(limit).toArray();
+  }
+
   readings(deviceId: string, limit: number): Promise<ReadingDoc[]> {
     return this.#readings().find({ deviceId }).sort({ ts: -1, seq: -1 }).limit(limit).toArray();
   }

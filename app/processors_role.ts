@@ -51,6 +51,8 @@ export async function startProcessors(
       deadLetters,
       rule,
       passivateAfterMs: config.passivateAfterMs,
+      // The in-process queue loses what a crash left uncommitted: roll forward from the store.
+      rollForward: ports.transport.kind === "embedded",
       checkpointMs: config.checkpointMs,
       logger,
       onRaiseStored: metrics.raiseStored,

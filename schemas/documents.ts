@@ -83,6 +83,24 @@ export function toReadingDoc(reading: Reading, isCritical: boolean, processedAt:
 }
 
 /**
+ * The reading a stored document was made from, to apply it again. Thresholds
+ * are not stored per reading: `thresholds` is the rule to give it (the
+ * device's rule in force), else it has none and the default applies.
+ */
+export function fromReadingDoc(doc: ReadingDoc, thresholds?: AlarmRule): Reading {
+  const [lon, lat] = doc.location.coordinates;
+  return {
+    deviceId: doc.deviceId,
+    seq: doc.seq,
+    ts: new Date(doc.ts).toISOString(),
+    temperature: doc.temperature,
+    humidity: doc.humidity,
+    location: { lat, lon },
+    ...(thresholds ? { thresholds } : {}),
+  };
+}
+
+/**
  * How `incoming` differs from `stored`, field by field, as `field "new" (stored "old")`;
  * empty when they are the same reading. Only what the sensor sent counts: `is_critical`
  * and `processedAt` are the pipeline's, and a replay may legitimately differ in them. A

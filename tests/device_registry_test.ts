@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { DeviceRegistry } from "../actors/device_registry.ts";
 import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
-import { type DeviceDoc, toDeviceDoc } from "../schemas/documents.ts";
+import { type DeviceDoc, toDeviceDoc, toReadingDoc } from "../schemas/documents.ts";
 import type { Reading } from "../schemas/reading.ts";
 import { silentLogger } from "../adapters/log.ts";
 import { FakeTime } from "./fake_time.ts";
@@ -95,4 +95,61 @@ Deno.test("DeviceRegistry.discard() and outside() release the devices of lost pa
   await t.registry.ensure(["b"], 0);
   assert.deepEqual(t.loads.at(-1), ["b"], "spawned again from the store");
   await t.registry.stop();
+});
+
+Deno.test("DeviceRegistry.ensure() with rollForward answers every stored reading past each restored state, under the device's rule", async () => {
+  const own = { high: 30, low: 25, raiseAfter: 1, clearAfter: 1 };
+  const stored = new Map([[
+    "a",
+    toDeviceDoc("a", { ...INITIAL_ALARM_STATE, lastSeq: 7 }, own, new Date(0)),
+  ]]);
+  // 1 200 readings past a's state: three pages of 500. None past b's unsaved state.
+  const readings = new Map([
+    ["a", Array.from({ length: 1207 }, (_, i) => reading("a", i + 1))],
+    ["b", [1, 2, 3].map((seq) => reading("b", seq))],
+  ]);
+  const calls: string[] = [];
+  const registry = new DeviceRegistry({
+    store: {
+      loadDevices: (ids) =>
+        Promise.resolve(
+          new Map(ids.flatMap((id) => stored.has(id) ? [[id, stored.get(id)!]] : [])),
+        ),
+      readingsAfter(deviceId, afterSeq, limit) {
+        calls.push(`${deviceId}>${afterSeq}`);
+        const docs = (readings.get(deviceId) ?? []).filter((r) => r.seq > afterSeq).slice(0, limit);
+        return Promise.resolve(docs.map((r) => toReadingDoc(r, false, new Date(0))));
+      },
+    },
+    rule: DEFAULT_RULE,
+    unsaved: (id) => id === "b" ? state("b", 3) : undefined,
+    passivateAfterMs: 1000,
+    rollForward: true,
+    logger: silentLogger,
+    now: () => 0,
+  });
+  const unseen = await registry.ensure(["a", "b", "c"], 0);
+  assert.deepEqual([...unseen.keys()], ["a"], "b's state covers its readings; c has none");
+  const a = unseen.get("a")!;
+  assert.deepEqual(a.map((r) => r.seq), Array.from({ length: 1200 }, (_, i) => i + 8));
+  assert.deepEqual(a[0], { ...reading("a", 8), thresholds: own });
+  assert.deepEqual(calls.sort(), ["a>1007", "a>507", "a>7", "b>3", "c>0"]);
+  assert.equal((await registry.ensure(["a"], 0)).size, 0, "an active device is not rolled again");
+  await registry.stop();
+});
+
+Deno.test("DeviceRegistry refuses rollForward with a store that cannot list readings after a seq", () => {
+  assert.throws(
+    () =>
+      new DeviceRegistry({
+        store: { loadDevices: () => Promise.resolve(new Map()) },
+        rule: DEFAULT_RULE,
+        unsaved: () => undefined,
+        passivateAfterMs: 1000,
+        rollForward: true,
+        logger: silentLogger,
+        now: () => 0,
+      }),
+    { name: "TypeError", message: /Cannot roll devices forward/ },
+  );
 });

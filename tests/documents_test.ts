@@ -7,6 +7,7 @@ import {
 } from "../domain/hysteresis.ts";
 import {
   alertId,
+  fromReadingDoc,
   readingId,
   restoreAlarmState,
   toAlertDoc,
@@ -183,4 +184,21 @@ Deno.test("restoreAlarmState() ignores fields it does not know", () => {
   const state = criticalState();
   const doc = { alarm: { ...state, legacy: true } };
   assert.deepEqual(restoreAlarmState(doc), { ok: true, state });
+});
+
+Deno.test("fromReadingDoc() gives back the reading a document was made from, with the rule given", () => {
+  const reading = {
+    deviceId: "d1",
+    seq: 4,
+    ts: "2026-11-27T13:00:04.000Z",
+    temperature: 81.5,
+    humidity: 40,
+    location: { lat: 48.85, lon: 2.35 },
+  };
+  const doc = toReadingDoc(reading, true, new Date());
+  assert.deepEqual(fromReadingDoc(doc), reading);
+  assert.deepEqual(fromReadingDoc(doc, DEFAULT_RULE), { ...reading, thresholds: DEFAULT_RULE });
+  // A reading sent with an offset comes back as the same instant in UTC.
+  const offset = toReadingDoc({ ...reading, ts: "2026-11-27T14:00:04+01:00" }, false, new Date());
+  assert.equal(fromReadingDoc(offset).ts, reading.ts);
 });

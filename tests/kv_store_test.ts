@@ -165,3 +165,22 @@ permitted.test("KvStore.write() after another writer stored readings reads what 
   assert.deepEqual(refused.map((r) => [r.type, r.reading]), [["conflict", mine]]);
   assert.equal((await a.readings("d1", 10))[0]?.temperature, 50);
 });
+
+Deno.test("KvStore.readingsAfter() lists a device's readings above a seq by ascending seq, up to a limit", async () => {
+  await using tmp = await tempKv();
+  await using store = await KvStore.open(tmp.path);
+  const at = new Date("2026-11-27T13:00:00Z");
+  const docs = [
+    ...[12, 3, 1, 10, 2].map((seq) => toReadingDoc(reading("d1", seq), false, at)),
+    // Another device whose id starts with the first's: not part of its range.
+    toReadingDoc(reading("d10", 5), false, at),
+  ];
+  await store.write({ readings: docs, alerts: [], devices: [] });
+  const seqs = async (deviceId: string, after: number, limit: number) =>
+    (await store.readingsAfter(deviceId, after, limit)).map((r) => `${r.deviceId}:${r.seq}`);
+  assert.deepEqual(await seqs("d1", 2, 10), ["d1:3", "d1:10", "d1:12"]);
+  assert.deepEqual(await seqs("d1", 0, 2), ["d1:1", "d1:2"]);
+  assert.deepEqual(await seqs("d1", 12, 10), []);
+  assert.deepEqual(await seqs("d2", 0, 10), []);
+  assert.deepEqual(await store.readingsAfter("d1", 9, 1), [docs[3]], "the stored document");
+});

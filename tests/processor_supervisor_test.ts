@@ -20,6 +20,7 @@ import { encodeReading, type Reading } from "../schemas/reading.ts";
 import { silentLogger } from "../adapters/log.ts";
 import { FakeTime } from "./fake_time.ts";
 import { settle, until } from "./wait.ts";
+import { KvStore } from "../adapters/kv_store.ts";
 import {
   type DeviceStore,
   type Refusal,
@@ -417,6 +418,7 @@ Deno.test("ProcessorSupervisor counts readings, duplicates, dead letters and ale
     batches: 2,
     records: 13,
     readings: 10,
+    rolledForward: 0,
     duplicates: 2,
     conflicts: 0,
     late: 0,
@@ -1226,4 +1228,98 @@ Deno.test("ProcessorSupervisor shows onProcessed each batch's outputs only once 
   ]]);
   assert.deepEqual(out!.transitions.map((t) => [t.type, t.seq]), [["raised", 3]]);
   assert.ok(out!.readings.every((r) => h.store.readings.has(r._id)), "stored before shown");
+});
+
+/**
+ * A supervisor on a real store, as the embedded app runs it. Its timers are the
+ * runtime's, far apart: no checkpoint or sweep runs unless the test calls it.
+ */
+function kvSupervisor(store: KvStore, rollForward: boolean) {
+  return new ProcessorSupervisor({
+    store,
+    writer: new StoreWriter(store),
+    deadLetters: new RecordingDeadLetters(),
+    rule: DEFAULT_RULE,
+    passivateAfterMs: 60_000,
+    checkpointMs: 60_000,
+    rollForward,
+    logger: silentLogger,
+  });
+}
+
+/** Alerts of a device, without what differs between runs. */
+async function alertsOf(store: KvStore, deviceId: string) {
+  const alerts = await store.alerts({ deviceId, limit: 100 });
+  return alerts.sort((a, b) => a.raisedSeq - b.raisedSeq);
+}
+
+async function criticalInKv(store: KvStore, deviceId: string): Promise<boolean[]> {
+  return (await store.readings(deviceId, 100)).sort((a, b) => a.seq - b.seq).map((r) =>
+    r.is_critical
+  );
+}
+
+for (const crash of ["after the alerts", "between the readings and their alerts"] as const) {
+  Deno.test(`ProcessorSupervisor rolls a restored device forward over readings stored after its checkpoint (crash ${crash})`, async () => {
+    // Normal until 5 (checkpointed), raised at 7 by readings stored after it, then 11 between thresholds.
+    const temps = [70, 71, 72, 73, 74, 85, 86, 87, 88, 89, 75];
+    const all = series("d1", temps);
+    const expected = replay(all, DEFAULT_RULE);
+    await using fresh = await KvStore.open(":memory:");
+    {
+      // The uninterrupted run.
+      await using uninterrupted = kvSupervisor(fresh, true);
+      await uninterrupted.handleBatch(readingsBatch(all), LIVE);
+    }
+
+    await using store = await KvStore.open(":memory:");
+    await using first = kvSupervisor(store, true);
+    const firstSource = new FakeSource([]);
+    first.attach(firstSource);
+    const checkpointed = readingsBatch(all.slice(0, 5));
+    await first.handleBatch(checkpointed, LIVE);
+    firstSource.markProcessed(checkpointed);
+    await first.checkpoint();
+    if (crash === "after the alerts") {
+      await first.handleBatch(readingsBatch(all.slice(5, 10)), LIVE);
+    } else {
+      // The readings' commit made it, the alerts' did not.
+      const flags = expected.critical.slice(5, 10);
+      const docs = all.slice(5, 10).map((r, i) => toReadingDoc(r, flags[i]!, new Date(BASE_MS)));
+      await store.write({ readings: docs, alerts: [], devices: [] });
+    }
+    assert.equal((await store.device("d1"))?.lastSeq, 5, "the crash lost the state after 5");
+    // kill -9: the first supervisor's memory is gone; a fresh one starts on the same store.
+    await using restarted = kvSupervisor(store, true);
+    await restarted.handleBatch(readingsBatch(all.slice(10)), LIVE);
+
+    assert.deepEqual(await criticalInKv(store, "d1"), expected.critical);
+    assert.deepEqual(await criticalInKv(fresh, "d1"), expected.critical);
+    assert.deepEqual(await alertsOf(store, "d1"), await alertsOf(fresh, "d1"));
+    assert.equal((await alertsOf(store, "d1")).length, 1, "the alert raised at 7");
+    assert.deepEqual(await restarted.state("d1"), expected.state);
+    const stats = restarted.stats;
+    assert.deepEqual(
+      [stats.readings, stats.rolledForward, stats.duplicates, stats.conflicts, stats.late],
+      [1, 5, 0, 0, 0],
+    );
+    assert.equal(stats.alertsRaised, 0, "the raise at 7 was derived again, not raised anew");
+  });
+}
+
+Deno.test("ProcessorSupervisor without rollForward resumes from the checkpoint alone (a source that replays)", async () => {
+  const all = series("d1", [70, 71, 72, 73, 74, 85, 86, 87, 88, 89, 75]);
+  await using store = await KvStore.open(":memory:");
+  await using first = kvSupervisor(store, false);
+  const source = new FakeSource([]);
+  first.attach(source);
+  const checkpointed = readingsBatch(all.slice(0, 5));
+  await first.handleBatch(checkpointed, LIVE);
+  source.markProcessed(checkpointed);
+  await first.checkpoint();
+  await first.handleBatch(readingsBatch(all.slice(5, 10)), LIVE);
+  await using restarted = kvSupervisor(store, false);
+  await restarted.handleBatch(readingsBatch(all.slice(10)), LIVE);
+  assert.equal((await restarted.state("d1"))?.level, "normal", "readings 6-10 were not applied");
+  assert.equal(restarted.stats.rolledForward, 0);
 });
