@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { encodeReading, type Reading } from "../schemas/reading.ts";
-import type { App } from "../main.ts";
+import { type App, VERSION } from "../main.ts";
 import { eventually, testKafka } from "./fixtures.ts";
 import { EMBEDDED, KAFKA_MONGO, type Mode, startApp, type TestEnv, testEnv } from "./test_app.ts";
 
@@ -135,6 +135,18 @@ for (const mode of [EMBEDDED, KAFKA_MONGO] satisfies Mode[]) {
     });
   });
 }
+
+Deno.test("iot_build_info carries the app version and the Deno version", async () => {
+  await using env = await testEnv("metrics-build", EMBEDDED);
+  await using app = await startApp(env);
+  const { samples } = await scrape(app);
+  const info = [...samples].filter(([series]) => series.startsWith("iot_build_info{"));
+  assert.equal(info.length, 1, "one build-info series");
+  const [series, v] = info[0]!;
+  assert.equal(v, 1);
+  assert.ok(series.includes(`version="${VERSION}"`), series);
+  assert.ok(series.includes(`deno="${Deno.version.deno}"`), series);
+});
 
 interface Panel {
   readonly type: string;
