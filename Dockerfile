@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The pipeline as one image for every role: ROLE=all (default), api, sensors or processors.
 # Dependencies are fetched at build time from deno.lock; the program starts with --cached-only,
 # so a container needs no network but its Kafka and MongoDB. Build and run:

@@ -32,6 +32,7 @@ need_pip() { # need_pip <command> <package==version>
 
 need_helm() {
   local gobin
+  command -v go >/dev/null || export PATH="/usr/local/go/bin:$PATH"
   gobin="$(go env GOPATH 2>/dev/null)/bin"
   export PATH="$gobin:$PATH"
   # A release binary reports its version; one built by `go install` reports only "v3.22", so its
@@ -51,8 +52,10 @@ need_promtool() {
     echo "promtool is missing: run 'sudo apt-get install prometheus' (or put promtool on PATH)"
     return 1
   fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  # Wait for another apt (a developer's machine) instead of failing on its lock.
+  apt-get -o DPkg::Lock::Timeout=300 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+    --no-install-recommends prometheus >/dev/null
 }
 
 check_image() {
