@@ -30,6 +30,27 @@ Deno.test("the image's entrypoint has the permissions of `deno task start`, no m
   assert.equal(entrypoint.at(-1), "main.ts");
 });
 
+Deno.test("the image's .dockerignore lets in every module main.ts imports and the dashboard", async () => {
+  const allowed = (await read(".dockerignore")).split("\n")
+    .filter((l) => l.startsWith("!")).map((l) => l.slice(1).replace(/\/$/, ""));
+  // Walk the relative imports from main.ts (static and dynamic), as the image must hold them.
+  const root = new URL("../", import.meta.url);
+  const seen = new Set<string>();
+  const queue = [new URL("main.ts", root)];
+  for (let url = queue.pop(); url; url = queue.pop()) {
+    if (seen.has(url.href)) continue;
+    seen.add(url.href);
+    const source = await Deno.readTextFile(url);
+    for (const [, spec] of source.matchAll(/(?:from|import)\s*\(?\s*"(\.{1,2}\/[^"]+)"/g)) {
+      queue.push(new URL(spec!, url));
+    }
+  }
+  const tops = new Set([...seen].map((href) => href.slice(root.href.length).split("/")[0]!));
+  tops.add("dashboard"); // served from disk: new URL("./dashboard/", ...)
+  assert.ok(tops.size >= 5 && tops.has("adapters"), [...tops].join(", "));
+  for (const top of tops) assert.ok(allowed.includes(top), `.dockerignore lets in ${top}`);
+});
+
 Deno.test("the image uses the Deno version CI pins, as a non-root numeric user", async () => {
   const dockerfile = await read("Dockerfile");
   const ci = await read(".ci/run");
