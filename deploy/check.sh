@@ -107,6 +107,8 @@ check_chart() {
   expect_refusal "kafka.*brokers" --set mongo.secretName=m --set apiToken.secretName=t
   expect_refusal "processors.replicas \(7\) exceeds kafka.partitions \(6\)" "${base[@]}" \
     --set processors.replicas=7
+  expect_refusal "sensors.replicas \(9\) exceeds kafka.partitions \(6\)" "${base[@]}" \
+    --set sensors.replicas=9
   expect_refusal "keda.maxReplicas \(8\) exceeds kafka.partitions \(6\)" "${base[@]}" \
     --set keda.enabled=true --set keda.maxReplicas=8
   expect_refusal "readOnlyRootFilesystem" "${base[@]}" \

@@ -60,6 +60,9 @@ Rules JSON Schema cannot express (they relate two values); rendering fails with 
 {{- if and .Values.processors.enabled (not .Values.keda.enabled) (gt (int .Values.processors.replicas) $partitions) -}}
 {{- fail (printf "processors.replicas (%d) exceeds kafka.partitions (%d): a consumer group gives each partition to one member, so the extra processors would idle" (int .Values.processors.replicas) $partitions) -}}
 {{- end -}}
+{{- if and .Values.sensors.enabled (gt (int .Values.sensors.replicas) $partitions) -}}
+{{- fail (printf "sensors.replicas (%d) exceeds kafka.partitions (%d): the sensors processes share the fleet registry's partitions, so the extra ones would idle" (int .Values.sensors.replicas) $partitions) -}}
+{{- end -}}
 {{- if and .Values.keda.enabled (gt (int .Values.keda.maxReplicas) $partitions) -}}
 {{- fail (printf "keda.maxReplicas (%d) exceeds kafka.partitions (%d): processors beyond the partition count would idle" (int .Values.keda.maxReplicas) $partitions) -}}
 {{- end -}}
