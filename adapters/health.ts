@@ -1,5 +1,5 @@
 /**
- * Dependency health for `/health`: each check is a short probe with a timeout,
+ * Dependency health for `/health` and `/readyz`: each check is a short probe with a timeout,
  * and results are cached briefly so a busy load balancer cannot turn health
  * checks into load on Kafka or MongoDB.
  *
@@ -65,4 +65,11 @@ async function runOne(check: HealthCheck, timeoutMs: number): Promise<CheckStatu
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** The `/readyz` body: the verdict and each check, without the live stats `/health` adds. */
+export function readiness(
+  report: HealthReport,
+): { readonly status: "ok" | "degraded"; readonly checks: HealthReport["checks"] } {
+  return { status: report.ok ? "ok" : "degraded", checks: report.checks };
 }

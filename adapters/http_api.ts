@@ -10,7 +10,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { type Context, Hono, type MiddlewareHandler } from "@hono/hono";
 import { bodyLimit } from "@hono/hono/body-limit";
 import { ApiError, errorBody } from "./http_errors.ts";
-import type { HealthReport } from "./health.ts";
+import { type HealthReport, readiness } from "./health.ts";
 import { DEVICE_ID_PATTERN } from "../schemas/reading.ts";
 import { parseSensorRequest } from "../schemas/sensor_request.ts";
 import { parseOverheatRequest } from "../schemas/overheat_request.ts";
@@ -47,6 +47,9 @@ export interface ApiDeps {
   readonly dashboard?: Hono;
 }
 
+/** Probe answers describe this instant: caches and proxies must not keep them. */
+const NO_STORE = { "Cache-Control": "no-store" };
+
 /** Largest accepted request body. */
 export const MAX_BODY_BYTES = 2 * 1024 * 1024;
 /** Largest `limit` any list route accepts. */
@@ -66,6 +69,14 @@ export function createApi(deps: ApiDeps): Hono {
     app.use(rateLimit({ ...deps.rateLimit, byToken: deps.apiToken !== undefined }));
   }
 
+  // Liveness answers from the handler alone: if it runs, the event loop turns. It never looks
+  // at Kafka or the store, so a broker outage does not get the pod restarted.
+  app.get("/livez", (c) => c.json({ status: "ok" }, 200, NO_STORE));
+  // Readiness: the same checks as /health, without the stats, for load balancers and probes.
+  app.get("/readyz", async (c) => {
+    const report = await deps.health();
+    return c.json(readiness(report), report.ok ? 200 : 503, NO_STORE);
+  });
   app.get("/health", async (c) => {
     const report = await deps.health();
     return c.json(

@@ -68,8 +68,16 @@ const UNSUPPORTED_DEFAULTS = [
   "nodejs_active_resources_total",
 ];
 
+export interface MetricsOptions {
+  /** The app's version, for `iot_build_info` (default "unknown"). */
+  readonly version?: string;
+}
+
 /** A registry with the pipeline's series, reading `sources()` on each scrape. */
-export function createMetrics(sources: () => MetricSources): Metrics {
+export function createMetrics(
+  sources: () => MetricSources,
+  { version = "unknown" }: MetricsOptions = {},
+): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   for (const name of UNSUPPORTED_DEFAULTS) registry.removeSingleMetric(name);
@@ -84,6 +92,20 @@ export function createMetrics(sources: () => MetricSources): Metrics {
       this.set(Deno.memoryUsage().rss);
     },
   });
+
+  // Always 1: the labels carry the information, so a query can join on them or count versions
+  // during a rolling upgrade.
+  new Gauge({
+    name: "iot_build_info",
+    help: "Build information of this process: app version, Deno, V8 and TypeScript versions.",
+    labelNames: ["version", "deno", "v8", "typescript"],
+    registers,
+  }).set({
+    version,
+    deno: Deno.version.deno,
+    v8: Deno.version.v8,
+    typescript: Deno.version.typescript,
+  }, 1);
 
   /** A counter whose value is a running total some component already keeps. */
   const total = (name: string, help: string, read: (s: MetricSources) => number | undefined) =>

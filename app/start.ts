@@ -53,7 +53,7 @@ export function start(config: Config, options: StartOptions = {}): App {
   const parts = (): Parts => pipeline?.parts ?? {};
 
   // One registry per app: tests run several apps in one process.
-  const metrics = createMetrics(parts);
+  const metrics = createMetrics(parts, { version: VERSION });
   const health = createHealth(
     healthChecks(config, { store: () => parts().store, pipeline: () => status }),
   );

@@ -287,3 +287,10 @@ Deno.test("parseConfig() checks the seq block's range and a seq topic distinct f
     "Invalid seq topic: it must differ from the readings, dead-letter and fleet registry topics",
   ]);
 });
+
+Deno.test("parseConfig() refuses the empty API_TOKEN compose passes when none is set", () => {
+  // compose.yaml passes `${API_TOKEN:-}` with HOST=0.0.0.0 from the image: the app must refuse.
+  const result = parseConfig([], { HOST: "0.0.0.0", API_TOKEN: "" });
+  assert.ok(!result.ok && !result.help);
+  assert.ok(result.errors.some((e) => /API_TOKEN/.test(e)), result.errors.join("; "));
+});

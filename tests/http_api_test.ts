@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { type ApiDeps, createApi, MAX_BODY_BYTES, rateLimit } from "../adapters/http_api.ts";
 import { silentLogger } from "../adapters/log.ts";
+import type { HealthReport } from "../adapters/health.ts";
 import { ApiError, errorBody } from "../adapters/http_errors.ts";
 import { Hono } from "@hono/hono";
 import { parseSensorRequest, type SensorRequest } from "../schemas/sensor_request.ts";
@@ -189,6 +190,45 @@ Deno.test("GET /health still answers 200 with the role and version", async () =>
   assert.equal(body.status, "ok");
   assert.equal(body.role, "all");
   assert.equal(body.version, "test");
+});
+
+Deno.test("GET /livez answers 200 without running a dependency check", async () => {
+  let checks = 0;
+  const { app } = makeApi({
+    // A check that never settles: /livez must not wait for it.
+    health: () => {
+      checks++;
+      return new Promise(() => {});
+    },
+  });
+  const res = await app.request("/livez");
+  assert.equal(res.status, 200);
+  assert.deepEqual(await res.json(), { status: "ok" });
+  assert.equal(res.headers.get("Cache-Control"), "no-store");
+  assert.equal(checks, 0);
+});
+
+Deno.test("GET /readyz answers 503 naming the failing check, 200 once every check passes", async () => {
+  let report: HealthReport = {
+    ok: false,
+    checks: { kafka: { ok: false, error: "refused" }, pipeline: { ok: true, latencyMs: 0 } },
+  };
+  const { app } = makeApi({ health: () => Promise.resolve(report) });
+  const down = await app.request("/readyz");
+  assert.equal(down.status, 503);
+  assert.equal(down.headers.get("Cache-Control"), "no-store");
+  assert.deepEqual(await down.json(), { status: "degraded", checks: report.checks });
+
+  report = { ok: true, checks: { kafka: { ok: true, latencyMs: 3 } } };
+  const up = await app.request("/readyz");
+  assert.equal(up.status, 200);
+  assert.deepEqual(await up.json(), { status: "ok", checks: report.checks });
+});
+
+Deno.test("the probes answer without a token when API_TOKEN is set", async () => {
+  const { app } = makeApi({ apiToken: TOKEN });
+  assert.equal((await app.request("/livez")).status, 200);
+  assert.equal((await app.request("/readyz")).status, 200);
 });
 
 Deno.test("an unknown route answers 404 not_found with the error body", async () => {

@@ -54,6 +54,22 @@ services.test("GET /health answers 503 naming the dependency that is down", asyn
   await assert.rejects(app.ready);
 });
 
+permitted.test("with Kafka down /livez answers 200 while /readyz answers 503", async () => {
+  const parsed = parseConfig(["--port", "0", "--sensors", "0", "--role", "sensors"], {
+    KAFKA_BROKERS: "127.0.0.1:1",
+  });
+  assert.ok(parsed.ok);
+  await using app = start(parsed.config, { logger: silentLogger, connectAttempts: 1 });
+  const live = await fetch(`${app.url}/livez`);
+  assert.equal(live.status, 200);
+  assert.deepEqual(await live.json(), { status: "ok" });
+  const ready = await fetch(`${app.url}/readyz`);
+  const body = await ready.json();
+  assert.equal(ready.status, 503);
+  assert.equal(body.checks.kafka.ok, false);
+  await assert.rejects(app.ready);
+});
+
 permitted.test("during start-up /health answers at once and sensor and store routes answer 503 not connected yet", async () => {
   await using env = await testEnv("main-connecting", EMBEDDED);
   // Nothing listens on port 1: start-up keeps retrying until the app is disposed.

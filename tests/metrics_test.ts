@@ -6,7 +6,7 @@
 import "./env_guard.ts";
 import assert from "node:assert/strict";
 import { encodeReading, type Reading } from "../schemas/reading.ts";
-import type { App } from "../main.ts";
+import { type App, VERSION } from "../main.ts";
 import { testProducer } from "./fixtures.ts";
 import { testWith } from "./needs.ts";
 import { until } from "./wait.ts";
@@ -143,6 +143,18 @@ for (const mode of [EMBEDDED, KAFKA_MONGO] satisfies Mode[]) {
   });
 }
 
+permitted.test("iot_build_info carries the app version and the Deno version", async () => {
+  await using env = await testEnv("metrics-build", EMBEDDED);
+  await using app = await startApp(env);
+  const { samples } = await scrape(app);
+  const info = [...samples].filter(([series]) => series.startsWith("iot_build_info{"));
+  assert.equal(info.length, 1, "one build-info series");
+  const [series, v] = info[0]!;
+  assert.equal(v, 1);
+  assert.ok(series.includes(`version="${VERSION}"`), series);
+  assert.ok(series.includes(`deno="${Deno.version.deno}"`), series);
+});
+
 interface Panel {
   readonly type: string;
   readonly title: string;
@@ -186,4 +198,52 @@ permitted.test("the Grafana dashboard queries only series the app exposes", asyn
       }
     }
   }
+});
+
+permitted.test("the alert rules query only series the app exposes", async () => {
+  const rules = await Deno.readTextFile(
+    new URL("../observability/prometheus/alerts.yml", import.meta.url),
+  );
+  const exprs = [...rules.matchAll(/^\s+expr: (?:>-\n)?((?:.+\n)+?)\s+(?:for|labels):/gm)]
+    .map((m) => m[1]!);
+  assert.ok(exprs.length >= 5, "pipeline down, lag, dead letters, store writes, critical devices");
+  await using env = await testEnv("metrics-alerts", EMBEDDED);
+  await using app = await startApp(env);
+  const exposed = new Set(
+    [...(await scrape(app)).samples.keys()].map((series) => series.replace(/\{.*$/, "")),
+  );
+  const named = exprs.flatMap((expr) => expr.match(/\biot_[a-z0-9_]+/g) ?? []);
+  for (
+    const name of ["iot_consumer_lag", "iot_dead_letters_total", "iot_failed_batches_total"]
+  ) assert.ok(named.includes(name), `an alert watches ${name}`);
+  for (const name of named) assert.ok(exposed.has(name), `${name} is not exposed by the app`);
+});
+
+permitted.test("every stat panel of the Grafana dashboard has its own thresholds", async () => {
+  const dashboard = JSON.parse(
+    await Deno.readTextFile(
+      new URL("../observability/grafana/dashboards/iot.json", import.meta.url),
+    ),
+  );
+  type Step = { color: string; value: number | null };
+  const stats = (dashboard.panels as {
+    type: string;
+    title: string;
+    fieldConfig?: { defaults?: { thresholds?: { mode: string; steps: Step[] } } };
+  }[]).filter((p) => p.type === "stat");
+  assert.ok(stats.length >= 4);
+  const colorAt = (steps: Step[], value: number) =>
+    steps.filter((s) => s.value === null || s.value <= value).at(-1)?.color;
+  for (const panel of stats) {
+    const thresholds = panel.fieldConfig?.defaults?.thresholds;
+    assert.ok(thresholds, `panel "${panel.title}" sets thresholds (Grafana's default: red at 80)`);
+    assert.equal(thresholds.mode, "absolute");
+    assert.equal(thresholds.steps[0]?.value, null, `panel "${panel.title}" has a base colour`);
+  }
+  const steps = (title: string) =>
+    stats.find((p) => p.title === title)!.fieldConfig!.defaults!.thresholds!.steps;
+  assert.equal(colorAt(steps("Active sensors"), 100_000), "green", "many sensors are fine");
+  assert.equal(colorAt(steps("Critical devices"), 0), "green");
+  assert.equal(colorAt(steps("Critical devices"), 1), "red");
+  assert.equal(colorAt(steps("Total consumer lag"), 0), "green");
 });
