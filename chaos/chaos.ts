@@ -27,8 +27,16 @@ import { SCENARIOS } from "./scenarios.ts";
 import { SENSOR_SCENARIOS } from "./sensor_scenarios.ts";
 import { runSensorScenario, sensorRunFailures, type SensorRunResult } from "./sensor_run.ts";
 
-/** The CI variant. "sensors-kill9" joins once issue 11's fix is on main. */
-const SHORT = ["kill9", "rebalance", "broker", "broker-gone", "bad-records", "sensors-kill9"];
+/** The CI variant: the processor-side faults, then kill -9 of the app's own sensors (Kafka and embedded). */
+const SHORT = [
+  "kill9",
+  "rebalance",
+  "broker",
+  "broker-gone",
+  "bad-records",
+  "sensors-kill9",
+  "sensors-embedded",
+];
 
 const ALL_IDS = [...SCENARIOS.map((s) => s.id), ...SENSOR_SCENARIOS.map((s) => s.id), "flood"];
 
