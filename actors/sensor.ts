@@ -13,27 +13,12 @@
 import { Actor } from "./actor.ts";
 import type { ChildExit } from "./supervisor.ts";
 import { initialSignal, nextSample, type SignalState } from "../domain/signal.ts";
-import type { AlarmRule } from "../domain/hysteresis.ts";
 import { applyHeatBurst, type HeatBurst } from "../domain/heat_burst.ts";
-import type { GeoLocation, Reading } from "../schemas/reading.ts";
-import type { SensorProfile } from "../schemas/sensor_request.ts";
+import type { Reading } from "../schemas/reading.ts";
+import type { SensorSpec } from "../schemas/sensor_spec.ts";
 import { SharedTimer, type TimerEntry } from "./shared_timer.ts";
 import { realTimers } from "./timers.ts";
 import type { ReadingSink } from "./reading_sink.ts";
-
-/** Everything that defines a sensor, defaults already filled in. */
-export interface SensorSettings {
-  readonly id: string;
-  readonly profile: SensorProfile;
-  readonly intervalMs: number;
-  readonly seed: number;
-  readonly location: GeoLocation;
-  readonly temperatures?: readonly number[];
-  readonly humidity?: readonly number[];
-  readonly rule: AlarmRule;
-  /** True when the sensor has its own thresholds: they then travel in every reading. */
-  readonly customRule: boolean;
-}
 
 export type SensorMsg = { readonly type: "tick" };
 
@@ -58,7 +43,7 @@ export interface SensorDeps {
 }
 
 export class Sensor {
-  readonly settings: SensorSettings;
+  readonly settings: SensorSpec;
   readonly #actor: Actor<SensorMsg>;
   readonly #deps: SensorDeps;
   readonly #exit: (e: ChildExit) => void;
@@ -76,7 +61,7 @@ export class Sensor {
 
   /** Starts emitting, with the seqs `seqs` hands out. */
   constructor(
-    settings: SensorSettings,
+    settings: SensorSpec,
     seqs: SeqSource,
     deps: SensorDeps,
     exit: (e: ChildExit) => void,

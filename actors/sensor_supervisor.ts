@@ -17,7 +17,8 @@
  */
 import { isDeepStrictEqual } from "node:util";
 import { Supervisor, type SupervisorEscalationError } from "./supervisor.ts";
-import { Sensor, type SensorSettings } from "./sensor.ts";
+import { Sensor } from "./sensor.ts";
+import type { SensorSpec } from "../schemas/sensor_spec.ts";
 import { SeqReserver, type SeqReserverOptions } from "./seq_reserver.ts";
 import type { SeqLedger } from "./seq_ledger.ts";
 import {
@@ -78,7 +79,7 @@ export interface SensorFleetOptions {
 }
 
 interface Entry {
-  readonly settings: SensorSettings;
+  readonly settings: SensorSpec;
   sensor: Sensor | undefined;
   status: SensorStatus;
   lastReading: Reading | null;
@@ -211,7 +212,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
    * not have it, restarts it when its spec changed, else leaves it alone.
    * No cap check: the registry's writer checked it.
    */
-  async start(spec: SensorSettings): Promise<"started" | "restarted" | "unchanged"> {
+  async start(spec: SensorSpec): Promise<"started" | "restarted" | "unchanged"> {
     const entry = this.#entries.get(spec.id);
     if (entry && !entry.removing && isDeepStrictEqual(entry.settings, spec)) return "unchanged";
     // Being removed: wait until it is gone, then start the new one.
@@ -329,7 +330,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
     };
   }
 
-  #start(settings: SensorSettings) {
+  #start(settings: SensorSpec) {
     const asked = refill(INITIAL_SEQ_ALLOCATION, this.#lowWater);
     const entry: Entry = {
       settings,

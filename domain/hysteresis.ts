@@ -22,7 +22,8 @@ export interface AlarmRule {
 /** Raise at 80 °C, clear at 70 °C, two consecutive readings each way. */
 export const DEFAULT_RULE: AlarmRule = { high: 80, low: 70, raiseAfter: 2, clearAfter: 2 };
 
-const MAX_COUNT = 1000;
+/** Bounds of `raiseAfter` and `clearAfter`: the rule schema and the config use these. */
+export const RULE_COUNT_RANGE = { min: 1, max: 1000 } as const;
 
 /** Every problem with a rule, as messages; empty when the rule is valid. */
 export function ruleProblems(rule: AlarmRule): string[] {
@@ -39,9 +40,13 @@ export function ruleProblems(rule: AlarmRule): string[] {
   }
   for (const key of ["raiseAfter", "clearAfter"] as const) {
     const count = rule[key];
-    if (!Number.isInteger(count) || count < 1 || count > MAX_COUNT) {
+    if (
+      !Number.isInteger(count) || count < RULE_COUNT_RANGE.min || count > RULE_COUNT_RANGE.max
+    ) {
       problems.push(
-        `Rule "${key}" must be an integer from 1 to ${MAX_COUNT}: received "${String(count)}"`,
+        `Rule "${key}" must be an integer from ${RULE_COUNT_RANGE.min} to ${RULE_COUNT_RANGE.max}: received "${
+          String(count)
+        }"`,
       );
     }
   }

@@ -8,9 +8,9 @@
  *
  * @module
  */
+import type { GeoPoint } from "./signal.ts";
 import type { AlarmRule } from "./hysteresis.ts";
 import { seedFrom } from "./random.ts";
-import type { GeoLocation } from "../schemas/reading.ts";
 import type { SensorRequest, SensorTemplate } from "../schemas/sensor_request.ts";
 import type { SensorSpec } from "../schemas/sensor_spec.ts";
 
@@ -19,7 +19,7 @@ export interface SpecDefaults {
   readonly intervalMs: number;
   readonly rule: AlarmRule;
   readonly seed: number;
-  readonly location?: GeoLocation;
+  readonly location?: GeoPoint;
 }
 
 export interface ResolveOptions {
@@ -37,7 +37,7 @@ export type ResolveResult =
   | { readonly ok: true; readonly specs: readonly SensorSpec[]; readonly nextNumber: number }
   | { readonly ok: false; readonly code: "conflict" | "cap" | "invalid"; readonly message: string };
 
-export const DEFAULT_LOCATION: GeoLocation = { lat: 48.8566, lon: 2.3522 };
+export const DEFAULT_LOCATION: GeoPoint = { lat: 48.8566, lon: 2.3522 };
 
 /** The specs a request creates, or why the fleet refuses it (all or none). */
 export function resolveSensorRequest(

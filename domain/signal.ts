@@ -8,18 +8,18 @@
  * @module
  */
 import { gaussian, nextRandom } from "./random.ts";
+import type { AlarmRule } from "./hysteresis.ts";
+
+/** Every profile, in a stable order: the one list config, HTTP bodies and the fleet use. */
+export const PROFILES = Object.freeze(
+  ["normal", "overheat", "flapping", "mobile", "scripted"] as const,
+);
 
 /** The behaviour a simulated sensor follows. */
-export type Profile = "normal" | "overheat" | "flapping" | "mobile" | "scripted";
+export type Profile = (typeof PROFILES)[number];
 
-/** Every profile, in a stable order. */
-export const PROFILES: readonly Profile[] = Object.freeze([
-  "normal",
-  "overheat",
-  "flapping",
-  "mobile",
-  "scripted",
-]);
+/** The profiles that need no script: what a fleet can be seeded with from the command line. */
+export const RANDOM_PROFILES = Object.freeze(["normal", "overheat", "flapping", "mobile"] as const);
 
 /** A position in decimal degrees. */
 export interface GeoPoint {
@@ -27,11 +27,8 @@ export interface GeoPoint {
   readonly lon: number;
 }
 
-/** Alarm thresholds a signal aims at. */
-export interface Band {
-  readonly high: number;
-  readonly low: number;
-}
+/** Alarm thresholds a signal aims at: the rule's two temperatures. */
+export type Band = Pick<AlarmRule, "high" | "low">;
 
 /** How to simulate one sensor. */
 export interface SignalOptions {
@@ -480,7 +477,7 @@ function stepScripted(state: ScriptedState): SignalStep | null {
 
 function validate(options: SignalOptions, band: Band): void {
   const { profile, seed, location, intervalMs } = options;
-  if (!PROFILES.includes(profile)) {
+  if (!(PROFILES as readonly string[]).includes(profile)) {
     throw new RangeError(
       `Invalid signal profile: expected one of ${PROFILES.join(", ")}, received "${profile}"`,
     );

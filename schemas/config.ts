@@ -8,10 +8,14 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { RANDOM_PROFILES } from "../domain/signal.ts";
+import { RULE_COUNT_RANGE } from "../domain/hysteresis.ts";
+import { TEMPERATURE_RANGE } from "./reading.ts";
 
 export type Role = "all" | "sensors" | "processors" | "api";
 export const ROLES: readonly Role[] = ["all", "sensors", "processors", "api"];
-export const SENSOR_PROFILES = ["normal", "overheat", "flapping", "mobile"] as const;
+/** `--sensor-profile` choices: the domain's profiles that need no script. */
+export const SENSOR_PROFILES = RANDOM_PROFILES;
 export const KAFKA_SASL_MECHANISMS = ["scram-sha-256", "scram-sha-512", "plain"] as const;
 export type KafkaSaslMechanism = (typeof KAFKA_SASL_MECHANISMS)[number];
 
@@ -77,12 +81,22 @@ type Kind =
   | { readonly type: "bool" }
   | { readonly type: "list" };
 
-/** One setting: how a user sets it and what it means. Exported for --help (docs/configuration.md). */
-export interface Setting {
-  readonly key: keyof Config;
+/**
+ * The kinds a setting may have for a field of type `T`: a table entry whose
+ * kind cannot produce its field's type fails `deno check`.
+ */
+type KindFor<T> = [T] extends [boolean] ? Extract<Kind, { type: "bool" }>
+  : [T] extends [number] ? Extract<Kind, { type: "int" | "number" }>
+  : [T] extends [readonly string[]] ? Extract<Kind, { type: "list" }>
+  : [T] extends [string] ? Extract<Kind, { type: "string" | "enum" }>
+  : never;
+
+/** How a user sets the field `K` and what it means. */
+interface SettingOf<K extends keyof Config> {
+  readonly key: K;
   readonly flag: string;
   readonly env: string;
-  readonly kind: Kind;
+  readonly kind: KindFor<NonNullable<Config[K]>>;
   /** Default as the user would type it; undefined means "unset". */
   readonly default: string | undefined;
   readonly help: string;
@@ -90,9 +104,12 @@ export interface Setting {
   readonly secret?: boolean;
 }
 
+/** One setting: how a user sets it and what it means. Exported for --help (docs/configuration.md). */
+export type Setting = { [K in keyof Config]-?: SettingOf<K> }[keyof Config];
+
 const TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
 
-export const SETTINGS: readonly Setting[] = [
+const TABLE = [
   {
     key: "role",
     flag: "role",
@@ -358,7 +375,7 @@ export const SETTINGS: readonly Setting[] = [
     key: "alarmHigh",
     flag: "alarm-high",
     env: "ALARM_HIGH",
-    kind: { type: "number", min: -100, max: 500 },
+    kind: { type: "number", ...TEMPERATURE_RANGE },
     default: "80",
     help: "Raise threshold (°C, reading >= high is hot)",
   },
@@ -366,7 +383,7 @@ export const SETTINGS: readonly Setting[] = [
     key: "alarmLow",
     flag: "alarm-low",
     env: "ALARM_LOW",
-    kind: { type: "number", min: -100, max: 500 },
+    kind: { type: "number", ...TEMPERATURE_RANGE },
     default: "70",
     help: "Clear threshold (°C, reading <= low is cool)",
   },
@@ -374,7 +391,7 @@ export const SETTINGS: readonly Setting[] = [
     key: "alarmRaiseAfter",
     flag: "alarm-raise-after",
     env: "ALARM_RAISE_AFTER",
-    kind: { type: "int", min: 1, max: 1000 },
+    kind: { type: "int", ...RULE_COUNT_RANGE },
     default: "2",
     help: "Consecutive hot readings that raise an alert",
   },
@@ -382,7 +399,7 @@ export const SETTINGS: readonly Setting[] = [
     key: "alarmClearAfter",
     flag: "alarm-clear-after",
     env: "ALARM_CLEAR_AFTER",
-    kind: { type: "int", min: 1, max: 1000 },
+    kind: { type: "int", ...RULE_COUNT_RANGE },
     default: "2",
     help: "Consecutive cool readings that clear it",
   },
@@ -418,7 +435,14 @@ export const SETTINGS: readonly Setting[] = [
     default: "info",
     help: "Lowest level logged",
   },
-];
+] as const satisfies readonly Setting[];
+
+/** Every field of `Config` has its setting: a field left out of the table fails `deno check`. */
+const _everyFieldHasASetting: [Exclude<keyof Config, (typeof TABLE)[number]["key"]>] extends [never]
+  ? true
+  : Exclude<keyof Config, (typeof TABLE)[number]["key"]> = true;
+
+export const SETTINGS: readonly Setting[] = TABLE;
 
 export type ConfigResult =
   | { readonly ok: true; readonly config: Config }

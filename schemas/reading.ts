@@ -12,6 +12,8 @@
  * @module
  */
 import { z } from "zod";
+import { RULE_COUNT_RANGE } from "../domain/hysteresis.ts";
+import type { GeoPoint } from "../domain/signal.ts";
 
 /** Device ids: 1–64 characters, no ':' (it separates the id from seq in `_id`). */
 export const DEVICE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -23,17 +25,21 @@ export const DeviceIdSchema = z.string().regex(
 );
 export const TemperatureSchema = z.number().min(TEMPERATURE_RANGE.min).max(TEMPERATURE_RANGE.max);
 export const HumiditySchema = z.number().min(0).max(100);
+/** A position on the wire: the domain's one geo type, {@linkcode GeoPoint}. */
 export const LocationSchema = z.strictObject({
   lat: z.number().min(-90).max(90),
   lon: z.number().min(-180).max(180),
-});
+}) satisfies z.ZodType<GeoPoint>;
 
-/** A complete alarm rule as carried by a reading. */
+/** A rule's debounce count, bounded where the rule itself is defined. */
+export const RuleCountSchema = z.int().min(RULE_COUNT_RANGE.min).max(RULE_COUNT_RANGE.max);
+
+/** A complete alarm rule as carried by a reading: the one rule schema. */
 export const RuleSchema = z.strictObject({
   high: TemperatureSchema,
   low: TemperatureSchema,
-  raiseAfter: z.int().min(1).max(1000),
-  clearAfter: z.int().min(1).max(1000),
+  raiseAfter: RuleCountSchema,
+  clearAfter: RuleCountSchema,
 }).refine((r) => r.low < r.high, { message: "low must be below high" });
 
 // Not strict: a newer producer may add fields, and this consumer ignores them.
@@ -48,7 +54,6 @@ export const ReadingSchema = z.object({
 });
 
 export type Reading = z.infer<typeof ReadingSchema>;
-export type GeoLocation = z.infer<typeof LocationSchema>;
 
 export type DecodeResult =
   | { readonly ok: true; readonly reading: Reading }

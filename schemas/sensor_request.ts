@@ -6,22 +6,19 @@
  * @module
  */
 import { z } from "zod";
+import { type Profile, PROFILES } from "../domain/signal.ts";
 import {
   describeIssues,
   DeviceIdSchema,
   HumiditySchema,
   LocationSchema,
+  RuleCountSchema,
   TemperatureSchema,
 } from "./reading.ts";
 
-export const SENSOR_REQUEST_PROFILES = [
-  "normal",
-  "overheat",
-  "flapping",
-  "mobile",
-  "scripted",
-] as const;
-export type SensorProfile = (typeof SENSOR_REQUEST_PROFILES)[number];
+/** The profiles a request may name: the domain's one list. */
+export const SENSOR_REQUEST_PROFILES = PROFILES;
+export type SensorProfile = Profile;
 export const INTERVAL_RANGE = { min: 100, max: 3_600_000 } as const;
 export const MAX_BATCH = 100_000;
 export const MAX_SCRIPT_LENGTH = 100_000;
@@ -30,8 +27,8 @@ export const MAX_SCRIPT_LENGTH = 100_000;
 export const ThresholdsInputSchema = z.strictObject({
   high: TemperatureSchema.optional(),
   low: TemperatureSchema.optional(),
-  raiseAfter: z.int().min(1).max(1000).optional(),
-  clearAfter: z.int().min(1).max(1000).optional(),
+  raiseAfter: RuleCountSchema.optional(),
+  clearAfter: RuleCountSchema.optional(),
 });
 
 const common = {

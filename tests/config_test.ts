@@ -1,5 +1,9 @@
 import assert from "node:assert/strict";
 import { helpText, parseConfig, SETTINGS } from "../schemas/config.ts";
+import { RuleSchema, TEMPERATURE_RANGE } from "../schemas/reading.ts";
+import { RULE_COUNT_RANGE } from "../domain/hysteresis.ts";
+import { PROFILES } from "../domain/signal.ts";
+import { resolveSensorRequest } from "../domain/sensor_specs.ts";
 
 Deno.test("parseConfig() fills every setting with its default", () => {
   const result = parseConfig([], {});
@@ -293,4 +297,50 @@ Deno.test("parseConfig() refuses the empty API_TOKEN compose passes when none is
   const result = parseConfig([], { HOST: "0.0.0.0", API_TOKEN: "" });
   assert.ok(!result.ok && !result.help);
   assert.ok(result.errors.some((e) => /API_TOKEN/.test(e)), result.errors.join("; "));
+});
+
+Deno.test("parseConfig() refuses ALARM_HIGH beyond what a reading may carry (one rule bound)", () => {
+  // Regression: ALARM_HIGH=300 used to pass here while the reading schema caps thresholds at 200,
+  // so every reading of a sensor added with partial thresholds was dead-lettered.
+  const result = parseConfig([], { ALARM_HIGH: "300" });
+  assert.ok(!result.ok && !result.help);
+  assert.match(result.errors.join("\n"), /ALARM_HIGH: "300"/);
+});
+
+Deno.test("every alarm rule the config accepts, merged with partial thresholds, is a valid reading rule", () => {
+  const extremes = [
+    { ALARM_HIGH: String(TEMPERATURE_RANGE.max), ALARM_LOW: String(TEMPERATURE_RANGE.min) },
+    { ALARM_RAISE_AFTER: String(RULE_COUNT_RANGE.max), ALARM_CLEAR_AFTER: "1" },
+  ];
+  for (const env of extremes) {
+    const result = parseConfig([], env);
+    assert.ok(result.ok, JSON.stringify(env));
+    const { config } = result;
+    const defaults = {
+      intervalMs: config.intervalMs,
+      seed: config.seed,
+      rule: {
+        high: config.alarmHigh,
+        low: config.alarmLow,
+        raiseAfter: config.alarmRaiseAfter,
+        clearAfter: config.alarmClearAfter,
+      },
+    };
+    const resolved = resolveSensorRequest(
+      { kind: "one", id: "partial-1", template: { thresholds: { raiseAfter: 3 } } },
+      { defaults, taken: () => false, size: 0, cap: 10, nextNumber: 1 },
+    );
+    assert.ok(resolved.ok, JSON.stringify(resolved));
+    const rule = resolved.specs[0]!.rule;
+    assert.ok(
+      RuleSchema.safeParse(rule).success,
+      `${JSON.stringify(rule)} from ${JSON.stringify(env)}`,
+    );
+  }
+});
+
+Deno.test("--sensor-profile offers the domain's profiles that need no script", () => {
+  const kind = SETTINGS.find((s) => s.key === "sensorProfile")!.kind;
+  assert.ok(kind.type === "enum");
+  assert.deepEqual([...kind.values], PROFILES.filter((p) => p !== "scripted"));
 });

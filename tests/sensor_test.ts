@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { Sensor, type SensorSettings, type SeqSource } from "../actors/sensor.ts";
+import { Sensor, type SeqSource } from "../actors/sensor.ts";
+import type { SensorSpec } from "../schemas/sensor_spec.ts";
 import { SharedTimer } from "../actors/shared_timer.ts";
 import type { ChildExit } from "../actors/supervisor.ts";
 import { DEFAULT_RULE } from "../domain/hysteresis.ts";
@@ -11,7 +12,7 @@ import type { ReadingSink } from "../actors/reading_sink.ts";
 /** The fake clock starts in 2030, so a `ts` from the real clock would stand out. */
 const EPOCH = Date.UTC(2030, 0, 1);
 
-function settings(overrides: Partial<SensorSettings> = {}): SensorSettings {
+function settings(overrides: Partial<SensorSpec> = {}): SensorSpec {
   return {
     id: "sensor-0001",
     profile: "normal",
@@ -44,7 +45,7 @@ function countFrom(lastSeq: number): SeqSource {
  * from `seqs` when that is a number (the seq it emitted last), else come from `seqs`.
  */
 function start(
-  overrides: Partial<SensorSettings> = {},
+  overrides: Partial<SensorSpec> = {},
   seqs: number | SeqSource = 0,
   sink: ReadingSink = new RecordingSink(),
   time = new FakeTime(EPOCH),
