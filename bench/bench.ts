@@ -251,7 +251,8 @@ function brokenScenarios(r: BenchResults): string[] {
   for (const runs of r.fleet) {
     for (const x of runs) {
       if (x.ackedPerSec === 0) broken.push(`fleet ${x.processes}: nothing reached Kafka`);
-      if (Number.isNaN(x.moveByTopicMs)) {
+      // Under overload the topic can lag past the deadline; the API still shows whether they moved.
+      if (Number.isNaN(x.moveByTopicMs) && Number.isNaN(x.moveByApiMs)) {
         broken.push(`fleet ${x.processes}: the killed process's sensors did not emit again`);
       }
     }

@@ -27,7 +27,7 @@
 import { join } from "node:path";
 import { MongoClient } from "mongodb";
 import { AppProcess, ROOT } from "../chaos/processes.ts";
-import { createTopics, deleteTopicFamily, topicSize } from "../chaos/kafka.ts";
+import { createTopics, deleteTopicFamily, topicEnds, topicSize } from "../chaos/kafka.ts";
 import { removeResources, testKafka } from "../tests/fixtures.ts";
 import type { SensorInfo } from "../actors/sensor_control.ts";
 import { runName, type Services } from "./services.ts";
@@ -128,6 +128,7 @@ export async function fleetScenario(services: Services, o: FleetOptions): Promis
     const cpu1 = await Promise.all(fleet.map(cpuTicks));
     const w1 = Date.now();
     watch.window = { from: w0, to: w1 };
+    const windowEnds = await topicEnds(kafka, topic);
     const seconds = (w1 - w0) / 1000;
     const cpuCores = cpu0.map((c, i) => round((cpu1[i]! - c) / CLOCK_TICKS_PER_S / seconds));
     const emittedPerSec = Math.round((sum(e1) - sum(e0)) / seconds);
@@ -155,6 +156,10 @@ export async function fleetScenario(services: Services, o: FleetOptions): Promis
     const byApi = untilApiMoved(api, moved, victimPid, killedAt + limitMs);
     const byTopic = watch.untilReturned(killedAt + limitMs);
     const [apiAt, topicAt] = await Promise.all([byApi, byTopic]);
+    // Lateness needs every reading of the window, so the topic read up to the window's end.
+    if (!(await watch.untilRead(windowEnds, Date.now() + 120_000))) {
+      log(`fleet ${processes}: the topic was not read to the window's end; lateness is partial`);
+    }
     const result: FleetResult = {
       processes,
       sensors,
@@ -249,6 +254,8 @@ class TopicWatch {
   readonly #phases = new Map<string, number[]>();
   #returning = new Map<string, number | undefined>();
   #killedAt = Infinity;
+  /** Partition → the last offset read. */
+  readonly #read = new Map<number, number>();
 
   constructor(kafka: ReturnType<typeof testKafka>, topic: string, intervalMs: number) {
     this.#consumer = kafka.consumer({ groupId: `${topic}-watch`, maxBytes: 20 * 1024 * 1024 });
@@ -262,6 +269,8 @@ class TopicWatch {
     await this.#consumer.run({
       autoCommit: false,
       eachBatch: ({ batch }) => {
+        const last = Number(batch.lastOffset());
+        if (last > (this.#read.get(batch.partition) ?? -1)) this.#read.set(batch.partition, last);
         for (const m of batch.messages) {
           if (!m.value) continue;
           const { deviceId, ts } = JSON.parse(m.value.toString()) as {
@@ -315,6 +324,16 @@ class TopicWatch {
       await sleep(250);
     }
     return undefined;
+  }
+
+  /** Whether every partition was read up to `ends` (high watermarks) before `deadline`. */
+  async untilRead(ends: ReadonlyMap<number, number>, deadline: number): Promise<boolean> {
+    const behind = () => [...ends].some(([p, high]) => (this.#read.get(p) ?? -1) < high - 1);
+    while (behind()) {
+      if (Date.now() > deadline) return false;
+      await sleep(250);
+    }
+    return true;
   }
 
   lateness(): LatencySummary {

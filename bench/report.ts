@@ -289,7 +289,7 @@ export function fleetMarkdown(r: BenchResults, file: string): string {
 
 function fleetTable(fleet: readonly FleetResult[][]): string[] {
   const f = fleet[0]![0]!;
-  const pct = (xs: number[]) => `${s(xs.map((x) => 100 * x / f.offeredPerSec))} %`;
+  const pct = (xs: number[]) => `${s(xs.map((x) => 100 * x / f.offeredPerSec), 1)} %`;
   const out = [
     `**Fleet over sensors processes** (${n(f.sensors)} sensors added through a \`--role api\` ` +
     `process, ${n(f.intervalMs)} ms interval: ${n(f.offeredPerSec)} readings/s offered; ` +
@@ -302,14 +302,17 @@ function fleetTable(fleet: readonly FleetResult[][]): string[] {
   for (const runs of fleet) {
     const x = runs[0]!;
     const ms = (xs: number[]) => `${s(xs.map((v) => v / 1000), 1)} s`;
+    // CPU per process: the median over runs of the first, second, … process.
     out.push(
       `| ${x.processes}${x.restarted ? " (restarted 1 s after the kill)" : ""} | ${
         pct(runs.map((y) => y.emittedPerSec))
       } | ${pct(runs.map((y) => y.ackedPerSec))} | ${s(runs.map((y) => y.latenessMs.p50))} / ${
         s(runs.map((y) => y.latenessMs.p99))
-      } ms | ${x.cpuCores.map((c) => c.toFixed(2)).join(" + ")} | ${n(x.moved)} | ${
-        ms(runs.map((y) => y.moveByTopicMs))
-      } | ${ms(runs.map((y) => y.moveByApiMs))} | ${ms(runs.map((y) => y.sessionTimeoutMs))} |`,
+      } ms | ${x.cpuCores.map((_, i) => s(runs.map((y) => y.cpuCores[i]!), 2)).join(" + ")} | ${
+        s(runs.map((y) => y.moved))
+      } | ${ms(runs.map((y) => y.moveByTopicMs))} | ${ms(runs.map((y) => y.moveByApiMs))} | ${
+        ms(runs.map((y) => y.sessionTimeoutMs))
+      } |`,
     );
   }
   return out;
