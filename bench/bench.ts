@@ -5,7 +5,7 @@
  * the latest-figures section of `bench/RESULTS.md`.
  *
  *   deno task bench                       # every scenario at the default (small) sizes
- *   deno task bench --smoke               # CI: tiny sizes, JSON only, ~1 minute
+ *   deno task bench --smoke               # CI: tiny sizes, JSON only, ~2 minutes
  *   deno task bench --scenario sensors --sensors 10000,100000,1000000
  *   deno task bench --scenario e2e,api --rates 3000,10000,20000 --window 300 --runs 3
  *
@@ -20,10 +20,11 @@ import { brokerCeiling, storeCeiling } from "./ceilings.ts";
 import { sensorScale } from "./sensor_scale.ts";
 import { processorThroughput } from "./processor_throughput.ts";
 import { endToEnd } from "./end_to_end.ts";
+import { fleetScenario } from "./fleet.ts";
 import { type BenchResults, machine, writeResults } from "./report.ts";
 import { handleSignals } from "./interrupt.ts";
 
-const SCENARIOS = ["ceilings", "sensors", "processor", "e2e", "api"] as const;
+const SCENARIOS = ["ceilings", "sensors", "processor", "e2e", "api", "fleet"] as const;
 type Scenario = typeof SCENARIOS[number];
 
 const HELP = `Usage: deno task bench [options]
@@ -37,6 +38,10 @@ const HELP = `Usage: deno task bench [options]
   --warmup S             end-to-end warm-up seconds (default 15)
   --window S             measurement window seconds (default 30)
   --runs N               repetitions of each measurement (default 1)
+  --fleet-processes LIST fleet scenario: sensors processes (default 1,2,3)
+  --fleet-sensors N      fleet scenario: sensors added through the api process (default 2000)
+  --fleet-interval MS    fleet scenario: their interval (default 1000)
+  --session-timeout MS   fleet scenario: KAFKA_SENSORS_SESSION_TIMEOUT_MS (default 10000)
   --ceiling-records N    messages for Kafka's perf tools (default 500000)
   --store-seconds S      raw insertMany loop duration (default 10)
   --smoke                tiny sizes for CI; writes the JSON only
@@ -56,6 +61,10 @@ function parseOptions(args: string[]) {
       warmup: { type: "string", default: "15" },
       window: { type: "string", default: "30" },
       runs: { type: "string", default: "1" },
+      "fleet-processes": { type: "string", default: "1,2,3" },
+      "fleet-sensors": { type: "string", default: "2000" },
+      "fleet-interval": { type: "string", default: "1000" },
+      "session-timeout": { type: "string", default: "10000" },
       "ceiling-records": { type: "string", default: "500000" },
       "store-seconds": { type: "string", default: "10" },
       smoke: { type: "boolean", default: false },
@@ -91,6 +100,10 @@ function parseOptions(args: string[]) {
     warmupMs: (smoke ? 4 : int("warmup", values.warmup, 0)) * 1000,
     windowMs: (smoke ? 5 : int("window", values.window)) * 1000,
     runs: smoke ? 1 : int("runs", values.runs),
+    fleetProcesses: smoke ? [1, 2] : list("fleet-processes", values["fleet-processes"]),
+    fleetSensors: smoke ? 50 : int("fleet-sensors", values["fleet-sensors"]),
+    fleetIntervalMs: smoke ? 1000 : int("fleet-interval", values["fleet-interval"], 100),
+    sessionTimeoutMs: smoke ? 6000 : int("session-timeout", values["session-timeout"], 6000),
     ceilingRecords: smoke ? 50_000 : int("ceiling-records", values["ceiling-records"]),
     storeMs: (smoke ? 3 : int("store-seconds", values["store-seconds"])) * 1000,
     smoke,
@@ -128,6 +141,10 @@ async function runAll(o: Options): Promise<BenchResults> {
       windowS: o.windowMs / 1000,
       ceilingRecords: o.ceilingRecords,
       storeSeconds: o.storeMs / 1000,
+      fleetProcesses: o.fleetProcesses,
+      fleetSensors: o.fleetSensors,
+      fleetIntervalMs: o.fleetIntervalMs,
+      sessionTimeoutMs: o.sessionTimeoutMs,
       partitions: 6,
       intervalMs: 3000,
     },
@@ -136,6 +153,7 @@ async function runAll(o: Options): Promise<BenchResults> {
     sensorScale: [],
     processorThroughput: [],
     endToEnd: [],
+    fleet: [],
   };
   const has = (s: Scenario) => o.scenarios.has(s);
   for (let run = 1; run <= o.runs; run++) {
@@ -193,6 +211,22 @@ async function runAll(o: Options): Promise<BenchResults> {
       );
       results.endToEnd[i]!.push(r);
     }
+    if (has("fleet")) {
+      o.fleetProcesses.forEach((_, i) => results.fleet[i] ??= []);
+      for (const [i, processes] of o.fleetProcesses.entries()) {
+        log(`fleet: ${o.fleetSensors} sensors over ${processes} sensors process(es)${tag}`);
+        results.fleet[i]!.push(
+          await fleetScenario(services, {
+            processes,
+            sensors: o.fleetSensors,
+            intervalMs: o.fleetIntervalMs,
+            windowMs: o.windowMs,
+            sessionTimeoutMs: o.sessionTimeoutMs,
+            log,
+          }),
+        );
+      }
+    }
   }
   return { ...results, finishedAt: new Date().toISOString() };
 }
@@ -212,6 +246,15 @@ function brokenScenarios(r: BenchResults): string[] {
     for (const x of runs) {
       if (x.baseline.storedPerSec === 0) broken.push(`e2e ${x.rate}/s: nothing stored`);
       if (x.underApiLoad && x.underApiLoad.api.get.perSec === 0) broken.push("api: no answers");
+    }
+  }
+  for (const runs of r.fleet) {
+    for (const x of runs) {
+      if (x.ackedPerSec === 0) broken.push(`fleet ${x.processes}: nothing reached Kafka`);
+      // Under overload the topic can lag past the deadline; the API still shows whether they moved.
+      if (Number.isNaN(x.moveByTopicMs) && Number.isNaN(x.moveByApiMs)) {
+        broken.push(`fleet ${x.processes}: the killed process's sensors did not emit again`);
+      }
     }
   }
   for (const c of r.ceilings.broker) {

@@ -11,11 +11,14 @@ import type { BrokerCeiling, StoreCeiling } from "./ceilings.ts";
 import type { SensorScaleResult } from "./sensor_scale.ts";
 import type { ProcessorThroughputResult } from "./processor_throughput.ts";
 import { API_LOAD, type EndToEndResult } from "./end_to_end.ts";
+import type { FleetResult } from "./fleet.ts";
 import { formatNumber, formatSpread, spread } from "./stats.ts";
 
 const BENCH_DIR = fileURLToPath(new URL("./", import.meta.url));
 const BEGIN = "<!-- bench:latest:begin (written by `deno task bench`) -->";
 const END = "<!-- bench:latest:end -->";
+const FLEET_BEGIN = "<!-- bench:fleet:begin (written by `deno task bench --scenario fleet`) -->";
+const FLEET_END = "<!-- bench:fleet:end -->";
 
 export interface Machine {
   readonly cores: number;
@@ -40,6 +43,7 @@ export interface BenchResults {
   readonly sensorScale: SensorScaleResult[][];
   readonly processorThroughput: ProcessorThroughputResult[];
   readonly endToEnd: EndToEndResult[][];
+  readonly fleet: FleetResult[][];
 }
 
 export async function machine(versions: { kafka: string; store: string }): Promise<Machine> {
@@ -76,20 +80,31 @@ export async function writeResults(
   await Deno.writeTextFile(file, JSON.stringify(results, null, 2) + "\n");
   if (options.markdown) {
     const path = join(BENCH_DIR, "RESULTS.md");
-    const existing = await Deno.readTextFile(path).catch(() =>
+    let next = await Deno.readTextFile(path).catch(() =>
       `# Benchmark results\n\n${BEGIN}\n${END}\n`
     );
-    const section = `${BEGIN}\n${markdown(results, file)}\n${END}`;
-    const i = existing.indexOf(BEGIN);
-    const j = existing.indexOf(END);
-    const next = i >= 0 && j > i
-      ? existing.slice(0, i) + section + existing.slice(j + END.length)
-      : `${existing.trimEnd()}\n\n${section}\n`;
+    // A fleet-only run leaves the latest full run's tables alone; the fleet has its own section.
+    const scenarios = results.settings.scenarios as string[] | undefined;
+    if (!scenarios || scenarios.some((x) => x !== "fleet")) {
+      next = replaceSection(next, BEGIN, END, markdown(results, file));
+    }
+    if (results.fleet.length) {
+      next = replaceSection(next, FLEET_BEGIN, FLEET_END, fleetMarkdown(results, file));
+    }
     await Deno.writeTextFile(path, next);
     // Keep the file as `deno fmt` would write it, so `deno task check` stays clean.
     await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", path] }).output();
   }
   return file;
+}
+
+function replaceSection(text: string, begin: string, end: string, body: string): string {
+  const section = `${begin}\n${body}\n${end}`;
+  const i = text.indexOf(begin);
+  const j = text.indexOf(end);
+  return i >= 0 && j > i
+    ? text.slice(0, i) + section + text.slice(j + end.length)
+    : `${text.trimEnd()}\n\n${section}\n`;
 }
 
 const n = (x: number, d = 0) => formatNumber(x, d);
@@ -251,8 +266,56 @@ export function markdown(r: BenchResults, file: string): string {
       }
     }
   }
+  if (r.fleet.length) out.push("", ...fleetTable(r.fleet));
   out.push("", `Settings: \`${JSON.stringify(r.settings)}\``);
   return out.join("\n");
+}
+
+/** The fleet section of RESULTS.md: the machine line and the table. */
+export function fleetMarkdown(r: BenchResults, file: string): string {
+  const m = r.machine;
+  return [
+    `### Latest fleet run: ${r.startedAt.slice(0, 16).replace("T", " ")} UTC`,
+    "",
+    `\`${r.command}\` — ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB; Deno ${m.deno}; ` +
+    `${m.kafka}; load average at start ${m.load.map((x) => x.toFixed(2)).join(" ")}. ` +
+    `${r.runs} run(s) per figure: median (min–max). Raw data: \`bench/results/${
+      file.split("/").at(-1)
+    }\`.`,
+    "",
+    ...fleetTable(r.fleet),
+  ].join("\n");
+}
+
+function fleetTable(fleet: readonly FleetResult[][]): string[] {
+  const f = fleet[0]![0]!;
+  const pct = (xs: number[]) => `${s(xs.map((x) => 100 * x / f.offeredPerSec), 1)} %`;
+  const out = [
+    `**Fleet over sensors processes** (${n(f.sensors)} sensors added through a \`--role api\` ` +
+    `process, ${n(f.intervalMs)} ms interval: ${n(f.offeredPerSec)} readings/s offered; ` +
+    `${f.windowS} s window; then \`kill -9\` of one sensors process, ` +
+    `KAFKA_SENSORS_SESSION_TIMEOUT_MS ${n(f.sessionTimeoutMs)})`,
+    "",
+    "| Sensors processes | Emitted ÷ offered | Acked by Kafka ÷ offered | Lateness p50 / p99 | CPU cores per process | Sensors moved | Kill → all emit again (topic) | Kill → API shows all emitting | Session timeout |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+  ];
+  for (const runs of fleet) {
+    const x = runs[0]!;
+    const ms = (xs: number[]) => `${s(xs.map((v) => v / 1000), 1)} s`;
+    // CPU per process: the median over runs of the first, second, … process.
+    out.push(
+      `| ${x.processes}${x.restarted ? " (restarted 1 s after the kill)" : ""} | ${
+        pct(runs.map((y) => y.emittedPerSec))
+      } | ${pct(runs.map((y) => y.ackedPerSec))} | ${s(runs.map((y) => y.latenessMs.p50))} / ${
+        s(runs.map((y) => y.latenessMs.p99))
+      } ms | ${x.cpuCores.map((_, i) => s(runs.map((y) => y.cpuCores[i]!), 2)).join(" + ")} | ${
+        s(runs.map((y) => y.moved))
+      } | ${ms(runs.map((y) => y.moveByTopicMs))} | ${ms(runs.map((y) => y.moveByApiMs))} | ${
+        ms(runs.map((y) => y.sessionTimeoutMs))
+      } |`,
+    );
+  }
+  return out;
 }
 
 function ratio(x: number, ceiling: number): string {

@@ -114,6 +114,11 @@ export class AppProcess {
     return this.#wanted;
   }
 
+  /** The pid of the current (or last) process; `spawnApp` execs, so it is Deno's own. */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
   start() {
     this.#wanted = true;
     const child = spawnApp({ ...this.#options, port: this.port });
