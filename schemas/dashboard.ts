@@ -7,7 +7,7 @@
  * @module
  */
 import { z } from "zod";
-import { describeIssues } from "./reading.ts";
+import { describeIssues } from "./json_value.ts";
 
 /** Largest page of the device table a stream may ask for. */
 export const MAX_TABLE_ROWS = 200;

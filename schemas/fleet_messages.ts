@@ -13,7 +13,8 @@
  * @module
  */
 import { z } from "zod";
-import { describeIssues, DeviceIdSchema, TemperatureSchema } from "./reading.ts";
+import { DeviceIdSchema, TemperatureSchema } from "./reading.ts";
+import { type Decoded, decodeJson } from "./json_value.ts";
 import { OVERHEAT_READINGS } from "./overheat_request.ts";
 
 export const SensorCommandSchema = z.discriminatedUnion("type", [
@@ -39,30 +40,10 @@ export const FleetStatusSchema = z.object({
 });
 export type FleetStatus = z.infer<typeof FleetStatusSchema>;
 
-export type Decoded<T> = { readonly ok: true; readonly value: T } | {
-  readonly ok: false;
-  readonly reason: string;
-};
-
-const decoder = new TextDecoder("utf-8", { fatal: true });
-
-function decodeWith<T>(schema: z.ZodType<T>, value: Uint8Array): Decoded<T> {
-  let json: unknown;
-  try {
-    json = JSON.parse(decoder.decode(value));
-  } catch (err) {
-    return { ok: false, reason: `invalid JSON: ${(err as Error).message}` };
-  }
-  const result = schema.safeParse(json);
-  return result.success
-    ? { ok: true, value: result.data }
-    : { ok: false, reason: describeIssues(result.error) };
-}
-
 export function decodeCommand(value: Uint8Array): Decoded<SensorCommand> {
-  return decodeWith(SensorCommandSchema, value);
+  return decodeJson(SensorCommandSchema, value);
 }
 
 export function decodeStatus(value: Uint8Array): Decoded<FleetStatus> {
-  return decodeWith(FleetStatusSchema, value);
+  return decodeJson(FleetStatusSchema, value);
 }

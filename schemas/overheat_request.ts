@@ -6,7 +6,8 @@
  * @module
  */
 import { z } from "zod";
-import { describeIssues, TemperatureSchema } from "./reading.ts";
+import { TemperatureSchema } from "./reading.ts";
+import { describeIssues } from "./json_value.ts";
 import { findForbiddenKey } from "./sensor_request.ts";
 
 export const OVERHEAT_READINGS = { min: 1, max: 1000, fallback: 10 } as const;

@@ -14,6 +14,7 @@
 import { z } from "zod";
 import { RULE_COUNT_RANGE } from "../domain/hysteresis.ts";
 import type { GeoPoint } from "../domain/signal.ts";
+import { decodeJson } from "./json_value.ts";
 
 /** Device ids: 1–64 characters, no ':' (it separates the id from seq in `_id`). */
 export const DEVICE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -59,6 +60,7 @@ export type DecodeResult =
   | { readonly ok: true; readonly reading: Reading }
   | { readonly ok: false; readonly reason: string };
 
+/** For the record key; the value goes through `decodeJson()`. */
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /**
@@ -70,14 +72,9 @@ export function decodeReading(
   key?: Uint8Array | null,
 ): DecodeResult {
   if (!value || value.length === 0) return { ok: false, reason: "empty value" };
-  let json: unknown;
-  try {
-    json = JSON.parse(decoder.decode(value));
-  } catch (err) {
-    return { ok: false, reason: `invalid JSON: ${(err as Error).message}` };
-  }
-  const result = ReadingSchema.safeParse(json);
-  if (!result.success) return { ok: false, reason: describeIssues(result.error) };
+  const decoded = decodeJson(ReadingSchema, value);
+  if (!decoded.ok) return decoded;
+  const reading = decoded.value;
   if (key && key.length > 0) {
     let keyText: string;
     try {
@@ -85,25 +82,17 @@ export function decodeReading(
     } catch {
       return { ok: false, reason: "key is not UTF-8" };
     }
-    if (keyText !== result.data.deviceId) {
+    if (keyText !== reading.deviceId) {
       return {
         ok: false,
-        reason: `key "${keyText.slice(0, 64)}" does not match deviceId "${result.data.deviceId}"`,
+        reason: `key "${keyText.slice(0, 64)}" does not match deviceId "${reading.deviceId}"`,
       };
     }
   }
-  return { ok: true, reading: result.data };
+  return { ok: true, reading };
 }
 
 /** The record value for a reading (the key is `reading.deviceId`). */
 export function encodeReading(reading: Reading): string {
   return JSON.stringify(reading);
-}
-
-/** One readable line listing each problem with its path, e.g. `temperature: Too big`. */
-export function describeIssues(error: z.ZodError): string {
-  return error.issues
-    .slice(0, 5)
-    .map((i) => `${i.path.length ? i.path.join(".") : "value"}: ${i.message}`)
-    .join("; ");
 }

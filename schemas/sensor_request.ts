@@ -8,13 +8,13 @@
 import { z } from "zod";
 import { type Profile, PROFILES } from "../domain/signal.ts";
 import {
-  describeIssues,
   DeviceIdSchema,
   HumiditySchema,
   LocationSchema,
   RuleCountSchema,
   TemperatureSchema,
 } from "./reading.ts";
+import { describeIssues } from "./json_value.ts";
 
 /** The profiles a request may name: the domain's one list. */
 export const SENSOR_REQUEST_PROFILES = PROFILES;

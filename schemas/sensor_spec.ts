@@ -15,13 +15,13 @@
 import { isDeepStrictEqual } from "node:util";
 import { z } from "zod";
 import {
-  describeIssues,
   DeviceIdSchema,
   HumiditySchema,
   LocationSchema,
   RuleSchema,
   TemperatureSchema,
 } from "./reading.ts";
+import { decodeJson, describeIssues } from "./json_value.ts";
 import { INTERVAL_RANGE, MAX_SCRIPT_LENGTH, SENSOR_REQUEST_PROFILES } from "./sensor_request.ts";
 
 // Not strict: a newer writer may add fields, and this reader ignores them.
@@ -45,8 +45,6 @@ export type SpecResult =
   | { readonly ok: true; readonly spec: SensorSpec }
   | { readonly ok: false; readonly reason: string };
 
-const decoder = new TextDecoder("utf-8", { fatal: true });
-
 /** Validates a stored or received spec. Never throws: a bad record is data with a reason. */
 export function parseSpec(value: unknown): SpecResult {
   const result = SensorSpecSchema.safeParse(value);
@@ -57,13 +55,8 @@ export function parseSpec(value: unknown): SpecResult {
 
 /** Decodes a registry record's value (UTF-8 JSON). */
 export function decodeSpec(value: Uint8Array): SpecResult {
-  let json: unknown;
-  try {
-    json = JSON.parse(decoder.decode(value));
-  } catch (err) {
-    return { ok: false, reason: `invalid JSON: ${(err as Error).message}` };
-  }
-  return parseSpec(json);
+  const decoded = decodeJson(SensorSpecSchema, value);
+  return decoded.ok ? { ok: true, spec: decoded.value } : decoded;
 }
 
 /** The registry record's value for a spec (the key is `spec.id`). */

@@ -14,7 +14,8 @@
  * @module
  */
 import { z } from "zod";
-import { describeIssues, DeviceIdSchema } from "./reading.ts";
+import { DeviceIdSchema } from "./reading.ts";
+import { decodeJson, describeIssues } from "./json_value.ts";
 
 const Seq = z.int().min(1).max(Number.MAX_SAFE_INTEGER);
 
@@ -39,15 +40,9 @@ export function decodeSeqRecord(
   if (!value || value.length === 0) return { ok: false, reason: "empty value" };
   const id = DeviceIdSchema.safeParse(decoder.decode(key));
   if (!id.success) return { ok: false, reason: `key: ${describeIssues(id.error)}` };
-  let json: unknown;
-  try {
-    json = JSON.parse(decoder.decode(value));
-  } catch (err) {
-    return { ok: false, reason: `invalid JSON: ${(err as Error).message}` };
-  }
-  const result = SeqRecordSchema.safeParse(json);
-  if (!result.success) return { ok: false, reason: describeIssues(result.error) };
-  return { ok: true, deviceId: id.data, record: result.data };
+  const record = decodeJson(SeqRecordSchema, value);
+  if (!record.ok) return record;
+  return { ok: true, deviceId: id.data, record: record.value };
 }
 
 export function encodeSeqRecord(record: SeqRecord): string {
