@@ -14,7 +14,10 @@ import { type HealthReport, readiness } from "./health.ts";
 import { DEVICE_ID_PATTERN } from "../schemas/reading.ts";
 import { parseSensorRequest } from "../schemas/sensor_request.ts";
 import { parseOverheatRequest } from "../schemas/overheat_request.ts";
-import type { AlertStatus } from "../schemas/documents.ts";
+import { ALERT_ID_PATTERN, parseAckRequest } from "../schemas/ack_request.ts";
+import { parseBacktestRequest } from "../schemas/backtest_request.ts";
+import { type AlertDoc, alertId, type AlertStatus } from "../schemas/documents.ts";
+import { backtest, type BacktestEpisode } from "../domain/backtest.ts";
 import type { Logger } from "../actors/logger.ts";
 import type { SensorControl } from "../actors/sensor_control.ts";
 import type { StoreQueries } from "../actors/store_queries.ts";
@@ -45,7 +48,21 @@ export interface ApiDeps {
   readonly rateLimit?: { readonly perMinute: number; readonly now?: () => number };
   /** The live dashboard's routes (page, assets, event stream), mounted at `/`. */
   readonly dashboard?: Hono;
+  /** Bounds of `POST /rules/backtest` (default {@linkcode BACKTEST_BOUNDS}). */
+  readonly backtest?: BacktestBounds;
+  /** The acknowledgement's time (default: the wall clock). */
+  readonly now?: () => Date;
 }
+
+/** How much one backtest may do. */
+export interface BacktestBounds {
+  /** Most readings one backtest replays; a window holding more is refused. */
+  readonly maxReadings: number;
+  /** Most time one backtest may take, reading the store included. */
+  readonly deadlineMs: number;
+}
+
+export const BACKTEST_BOUNDS: BacktestBounds = { maxReadings: 100_000, deadlineMs: 10_000 };
 
 /** Probe answers describe this instant: caches and proxies must not keep them. */
 const NO_STORE = { "Cache-Control": "no-store" };
@@ -99,7 +116,8 @@ export function createApi(deps: ApiDeps): Hono {
   const storeConnecting = deps.connecting?.store ?? false;
   app.route("/sensors", sensorRoutes(deps.sensors, deps.connecting?.sensors ?? false));
   app.route("/devices", deviceRoutes(deps.queries, storeConnecting));
-  app.route("/alerts", alertRoutes(deps.queries, storeConnecting));
+  app.route("/alerts", alertRoutes(deps.queries, storeConnecting, deps.now ?? (() => new Date())));
+  app.route("/rules", ruleRoutes(deps.queries, storeConnecting, deps.backtest ?? BACKTEST_BOUNDS));
   if (deps.dashboard) app.route("/", deps.dashboard);
 
   app.notFound((c) =>
@@ -227,7 +245,11 @@ function deviceRoutes(port: StoreQueries | undefined, connecting: boolean): Hono
 
 const ALERT_STATUSES: readonly AlertStatus[] = ["active", "cleared"];
 
-function alertRoutes(port: StoreQueries | undefined, connecting: boolean): Hono {
+function alertRoutes(
+  port: StoreQueries | undefined,
+  connecting: boolean,
+  now: () => Date,
+): Hono {
   const queries = () => available(port, "store", connecting);
   return new Hono()
     .get("/", async (c) => {
@@ -241,6 +263,14 @@ function alertRoutes(port: StoreQueries | undefined, connecting: boolean): Hono 
           `Invalid status: ${quote(rawStatus)} must be "active" or "cleared"`,
         );
       }
+      const rawAcked = c.req.query("acked");
+      if (rawAcked !== undefined && rawAcked !== "true" && rawAcked !== "false") {
+        throw new ApiError(
+          400,
+          "bad_request",
+          `Invalid acked: ${quote(rawAcked)} must be "true" or "false"`,
+        );
+      }
       const rawDevice = c.req.query("deviceId");
       const deviceId = rawDevice === undefined ? undefined : idParam(rawDevice, "deviceId");
       const limit = intParam(c, "limit", { min: 1, max: MAX_PAGE, fallback: DEFAULT_PAGE });
@@ -248,9 +278,160 @@ function alertRoutes(port: StoreQueries | undefined, connecting: boolean): Hono 
         limit,
         ...(status === undefined ? {} : { status }),
         ...(deviceId === undefined ? {} : { deviceId }),
+        ...(rawAcked === undefined ? {} : { acked: rawAcked === "true" }),
       };
       return c.json({ alerts: await store.alerts(filter) });
-    });
+    })
+    .post(
+      "/:id/ack",
+      bodyLimit({
+        maxSize: 4096,
+        onError: () => {
+          throw new ApiError(413, "payload_too_large", "Body is too large: the limit is 4 KiB");
+        },
+      }),
+      async (c) => {
+        const store = queries();
+        const id = c.req.param("id");
+        if (!ALERT_ID_PATTERN.test(id)) {
+          throw new ApiError(
+            400,
+            "bad_request",
+            `Invalid alert id: ${quote(id)} must be <deviceId>:<type>:<raisedSeq>`,
+          );
+        }
+        const parsed = parseAckRequest(await jsonBody(c));
+        if (!parsed.ok) throw new ApiError(400, "bad_request", parsed.message);
+        const { by, note } = parsed.request;
+        const outcome = await store.acknowledge(id, {
+          ackedBy: by,
+          ackedAt: now(),
+          ...(note === undefined ? {} : { note }),
+        });
+        if (!outcome) throw new ApiError(404, "not_found", `Unknown alert: ${quote(id)}`);
+        // Acknowledged already: the first acknowledgement stands, and is what the caller sees.
+        return c.json(outcome.alert);
+      },
+    );
+}
+
+/** A backtest's episode in the stored alerts' shape, so both lists read alike. */
+function episodeView(e: BacktestEpisode) {
+  return {
+    _id: alertId(e.deviceId, e.raisedSeq),
+    deviceId: e.deviceId,
+    type: "overheat",
+    status: e.cleared ? "cleared" : "active",
+    raisedAt: e.raisedAt,
+    raisedSeq: e.raisedSeq,
+    peakTemperature: e.peakTemperature,
+    ...(e.cleared ? { clearedAt: e.cleared.ts, clearedSeq: e.cleared.seq } : {}),
+  };
+}
+
+function ruleRoutes(
+  port: StoreQueries | undefined,
+  connecting: boolean,
+  bounds: BacktestBounds,
+): Hono {
+  const queries = () => available(port, "store", connecting);
+  const narrow = "narrow the window (from, to) or name a deviceId";
+  return new Hono()
+    .post(
+      "/backtest",
+      bodyLimit({
+        maxSize: 4096,
+        onError: () => {
+          throw new ApiError(413, "payload_too_large", "Body is too large: the limit is 4 KiB");
+        },
+      }),
+      async (c) => {
+        const store = queries();
+        const parsed = parseBacktestRequest(await jsonBody(c));
+        if (!parsed.ok) throw new ApiError(400, "bad_request", parsed.message);
+        const { deviceId, from, to, rule } = parsed.request;
+        const signal = AbortSignal.timeout(bounds.deadlineMs);
+        const overdue = () =>
+          new ApiError(
+            422,
+            "limit_exceeded",
+            `Backtest took longer than the deadline: the limit is ${bounds.deadlineMs} ms; ${narrow}`,
+          );
+        const window = { ...(deviceId === undefined ? {} : { deviceId }), from, to };
+        let readings;
+        let stored: readonly AlertDoc[];
+        try {
+          // One more than the bound tells a window at the bound from one past it.
+          readings = await store.readingsBetween({
+            ...window,
+            limit: bounds.maxReadings + 1,
+            signal,
+          });
+          if (readings.length > bounds.maxReadings) {
+            throw new ApiError(
+              422,
+              "limit_exceeded",
+              `Backtest window holds more readings than the limit of ${bounds.maxReadings}: ${narrow}`,
+            );
+          }
+          // Every stored overheat episode of the window was raised by one of its readings.
+          stored = await beforeAbort(
+            store.alerts({
+              ...(deviceId === undefined ? {} : { deviceId }),
+              type: "overheat",
+              raisedFrom: from,
+              raisedTo: to,
+              limit: bounds.maxReadings + 1,
+            }),
+            signal,
+          );
+        } catch (err) {
+          if (signal.aborted && !(err instanceof ApiError)) throw overdue();
+          throw err;
+        }
+        const result = backtest(
+          readings.map((r) => ({
+            deviceId: r.deviceId,
+            seq: r.seq,
+            ts: new Date(r.ts).toISOString(),
+            temperature: r.temperature,
+          })),
+          rule,
+        );
+        if (signal.aborted) throw overdue();
+        const candidate = result.episodes.map(episodeView);
+        const storedEpisodes = [...stored].sort((a, b) =>
+          a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : a.raisedSeq - b.raisedSeq
+        );
+        const byId = new Map(storedEpisodes.map((a) => [a._id, a]));
+        const same = candidate.filter((e) => {
+          const s = byId.get(e._id);
+          return s !== undefined && s.clearedSeq === e.clearedSeq;
+        }).length;
+        return c.json({
+          ...(deviceId === undefined ? {} : { deviceId }),
+          from: from.toISOString(),
+          to: to.toISOString(),
+          rule,
+          readings: result.readings,
+          devices: result.devices,
+          summary: { candidate: candidate.length, stored: storedEpisodes.length, same },
+          candidate,
+          stored: storedEpisodes,
+        });
+      },
+    );
+}
+
+/** `promise`, unless `signal` aborts first: then its reason. */
+function beforeAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted();
+  const { promise: aborted, reject } = Promise.withResolvers<never>();
+  const onAbort = () => reject(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+  return Promise.race([promise, aborted]).finally(() =>
+    signal.removeEventListener("abort", onAbort)
+  );
 }
 
 export interface BearerTokenOptions {

@@ -13,6 +13,7 @@ export type ErrorCode =
   | "not_found"
   | "conflict"
   | "payload_too_large"
+  | "limit_exceeded"
   | "rate_limited"
   | "unavailable"
   | "internal";

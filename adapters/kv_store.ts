@@ -7,6 +7,7 @@
  *   ["alerts", alertId]                      → AlertDoc
  *   ["alerts_by_time", raisedAtMs, alertId]  → alertId   (newest-first listing)
  *   ["alerts_by_device", deviceId, raisedSeq] → alertId
+ *   ["alert_acks", alertId]                  → AlertAck  (who acknowledged it, when)
  *   ["devices", deviceId]                    → DeviceDoc
  *   ["readings_guard"]                       → bumped by every commit of readings
  *
@@ -16,11 +17,13 @@
  * content is refused as a conflict and reported to the caller. Knowing each
  * device's highest stored seq, a new reading is set without being read
  * first. Alerts and device states are sets by key: one process owns the file,
- * so they need no stale-owner guard.
+ * so they need no stale-owner guard. An alert's acknowledgement is kept under
+ * its own key, set once, so the processors' snapshots cannot overwrite it; the
+ * queries return it on the alert, as MongoDB stores it.
  *
  * @module
  */
-import type { AlertDoc, AlertStatus, DeviceDoc, ReadingDoc } from "../schemas/documents.ts";
+import type { AlertAck, AlertDoc, DeviceDoc, ReadingDoc } from "../schemas/documents.ts";
 import {
   type DeviceStore,
   type Refusal,
@@ -29,7 +32,12 @@ import {
   type WriteBatch,
   type WriteResult,
 } from "../actors/device_store.ts";
-import type { StoreQueries } from "../actors/store_queries.ts";
+import type {
+  AckOutcome,
+  AlertFilter,
+  ReadingWindow,
+  StoreQueries,
+} from "../actors/store_queries.ts";
 
 /** Deno KV allows at most 1000 mutations per atomic operation; stay well below. */
 const MUTATIONS_PER_COMMIT = 400;
@@ -260,29 +268,86 @@ export class KvStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDispo
     return out;
   }
 
-  async alerts(
-    filter: { readonly status?: AlertStatus; readonly deviceId?: string; readonly limit: number },
-  ): Promise<AlertDoc[]> {
-    const prefix = filter.deviceId ? ["alerts_by_device", filter.deviceId] : ["alerts_by_time"];
+  async alerts(filter: AlertFilter): Promise<AlertDoc[]> {
+    const from = filter.raisedFrom?.getTime();
+    const to = filter.raisedTo?.getTime();
+    // By time the index is keyed by raisedAt, so a window is a key range; by device, filtered.
+    const selector: Deno.KvListSelector = filter.deviceId
+      ? { prefix: ["alerts_by_device", filter.deviceId] }
+      : timeRange(["alerts_by_time"], from, to);
+    const keep = (a: AlertDoc) =>
+      (!filter.status || a.status === filter.status) &&
+      (!filter.type || a.type === filter.type) &&
+      (filter.acked === undefined || (a.ackedAt !== undefined) === filter.acked) &&
+      (from === undefined || a.raisedAt.getTime() >= from) &&
+      (to === undefined || a.raisedAt.getTime() < to);
     const out: AlertDoc[] = [];
     let ids: string[] = [];
     const flush = async () => {
-      for (const entry of await this.#kv.getMany<AlertDoc[]>(ids.map((id) => ["alerts", id]))) {
-        const a = entry.value;
-        if (a && (!filter.status || a.status === filter.status) && out.length < filter.limit) {
-          out.push(a);
-        }
+      for (const a of await this.#alertsByIds(ids)) {
+        if (a && keep(a) && out.length < filter.limit) out.push(a);
       }
       ids = [];
     };
-    for await (const entry of this.#kv.list<string>({ prefix }, { reverse: true })) {
+    for await (const entry of this.#kv.list<string>(selector, { reverse: true })) {
       ids.push(entry.value);
-      if (ids.length === GET_MANY_LIMIT) await flush();
+      if (ids.length === GET_MANY_LIMIT / 2) await flush();
       if (out.length >= filter.limit) break;
     }
     if (ids.length > 0 && out.length < filter.limit) await flush();
     // By device the index is ordered by raisedSeq; order by time like the other store.
     return out.sort((a, b) => b.raisedAt.getTime() - a.raisedAt.getTime());
+  }
+
+  /** The alerts under these ids (null where none), each with its acknowledgement if any. */
+  async #alertsByIds(ids: readonly string[]): Promise<(AlertDoc | null)[]> {
+    const entries = await this.#kv.getMany<(AlertDoc | AlertAck)[]>(
+      ids.flatMap((id) => [["alerts", id], ["alert_acks", id]]),
+    );
+    return ids.map((_, i) => {
+      const alert = entries[2 * i]!.value as AlertDoc | null;
+      const ack = entries[2 * i + 1]!.value as AlertAck | null;
+      return alert && ack ? { ...alert, ...ack } : alert;
+    });
+  }
+
+  /**
+   * Walks the device's readings (or all of them) in key order, which is device id then seq,
+   * keeping those in the window: there is no index by time, so the scan is what costs, and it
+   * stops as soon as `signal` aborts.
+   */
+  async readingsBetween(window: ReadingWindow): Promise<ReadingDoc[]> {
+    const { signal } = window;
+    signal?.throwIfAborted();
+    const from = window.from.getTime();
+    const to = window.to.getTime();
+    const prefix = window.deviceId ? ["readings", window.deviceId] : ["readings"];
+    const out: ReadingDoc[] = [];
+    for await (const entry of this.#kv.list<ReadingDoc>({ prefix }, { batchSize: 500 })) {
+      signal?.throwIfAborted();
+      const ts = entry.value.ts.getTime();
+      if (ts >= from && ts < to) out.push(entry.value);
+      if (out.length >= window.limit) break;
+    }
+    return out;
+  }
+
+  /** A check that the acknowledgement key is still unset makes the first one win. */
+  async acknowledge(id: string, ack: AlertAck): Promise<AckOutcome | null> {
+    const key: Deno.KvKey = ["alert_acks", id];
+    // The second round finds the acknowledgement that beat this one.
+    for (let round = 0; round < 2; round++) {
+      const [alert] = await this.#alertsByIds([id]);
+      if (!alert) return null;
+      if (alert.ackedAt !== undefined) return { alert, recorded: false };
+      const stored: AlertAck = ack.note === undefined
+        ? { ackedBy: ack.ackedBy, ackedAt: ack.ackedAt }
+        : ack;
+      const result = await this.#kv.atomic().check({ key, versionstamp: null }).set(key, stored)
+        .commit();
+      if (result.ok) return { alert: { ...alert, ...stored }, recorded: true };
+    }
+    throw new Error(`Deno KV acknowledgement kept failing: alert "${id}"`);
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -298,6 +363,16 @@ export class KvStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDispo
       if (!result.ok) throw new Error("Deno KV refused a write");
     }
   }
+}
+
+/** Keys under `prefix` whose next part is in `[from, to)` (each bound optional). */
+function timeRange(prefix: Deno.KvKey, from?: number, to?: number): Deno.KvListSelector {
+  if (from !== undefined && to !== undefined) {
+    return { start: [...prefix, from], end: [...prefix, to] };
+  }
+  if (from !== undefined) return { prefix, start: [...prefix, from] };
+  if (to !== undefined) return { prefix, end: [...prefix, to] };
+  return { prefix };
 }
 
 function readingKey(r: ReadingDoc): Deno.KvKey {

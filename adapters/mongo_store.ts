@@ -22,14 +22,20 @@ import {
   MongoClient,
 } from "mongodb";
 import {
+  ACK_FIELDS,
+  type AlertAck,
   type AlertDoc,
-  type AlertStatus,
   COLLECTIONS,
   type DeviceDoc,
   type ReadingDoc,
 } from "../schemas/documents.ts";
 import type { Logger } from "../actors/logger.ts";
-import type { StoreQueries } from "../actors/store_queries.ts";
+import type {
+  AckOutcome,
+  AlertFilter,
+  ReadingWindow,
+  StoreQueries,
+} from "../actors/store_queries.ts";
 import {
   type DeviceStore,
   type Refusal,
@@ -152,9 +158,10 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
   }
 
   /**
-   * Alert documents are full, deterministic snapshots: one replaces the stored
+   * Alert documents are full, deterministic snapshots: one overwrites the stored
    * one unless that reflects a later reading (`asOfSeq`), as a stale owner's
-   * would after a rebalance. Read-then-replace by `_id` (docs/local-stack.md#ferretdb-notes).
+   * would after a rebalance. Read-then-update by `_id` (docs/local-stack.md#ferretdb-notes).
+   * Only the snapshot's own fields are set, so an acknowledgement survives the clear.
    */
   async #writeAlerts(alerts: readonly AlertDoc[]): Promise<void> {
     if (alerts.length === 0) return;
@@ -240,13 +247,67 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
     return this.#readings().find({ deviceId }).sort({ ts: -1, seq: -1 }).limit(limit).toArray();
   }
 
-  alerts(
-    filter: { readonly status?: AlertStatus; readonly deviceId?: string; readonly limit: number },
-  ): Promise<AlertDoc[]> {
-    const query: Record<string, string> = {};
-    if (filter.status) query.status = filter.status;
-    if (filter.deviceId) query.deviceId = filter.deviceId;
+  alerts(filter: AlertFilter): Promise<AlertDoc[]> {
+    const raisedAt = {
+      ...(filter.raisedFrom ? { $gte: filter.raisedFrom } : {}),
+      ...(filter.raisedTo ? { $lt: filter.raisedTo } : {}),
+    };
+    const query: Filter<AlertDoc> = {
+      ...(filter.status ? { status: filter.status } : {}),
+      ...(filter.deviceId ? { deviceId: filter.deviceId } : {}),
+      ...(filter.type ? { type: filter.type } : {}),
+      ...(filter.acked === undefined ? {} : { ackedAt: { $exists: filter.acked } }),
+      ...(Object.keys(raisedAt).length > 0 ? { raisedAt } : {}),
+    };
     return this.#alerts().find(query).sort({ raisedAt: -1 }).limit(filter.limit).toArray();
+  }
+
+  /**
+   * One query, sorted by the server; on FerretDB it scans the readings collection (no index
+   * helps it there), so the caller's deadline (`signal`) is what bounds it.
+   */
+  async readingsBetween(window: ReadingWindow): Promise<ReadingDoc[]> {
+    const { signal } = window;
+    signal?.throwIfAborted();
+    const cursor = this.#readings()
+      .find({
+        ...(window.deviceId ? { deviceId: window.deviceId } : {}),
+        ts: { $gte: window.from, $lt: window.to },
+      })
+      .sort({ deviceId: 1, seq: 1 })
+      .limit(window.limit);
+    const out: ReadingDoc[] = [];
+    const aborted = Promise.withResolvers<never>();
+    const onAbort = () => aborted.reject(signal?.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      const read = (async () => {
+        for await (const doc of cursor) {
+          if (signal?.aborted) break;
+          out.push(doc);
+        }
+      })();
+      await Promise.race([read, aborted.promise]);
+      signal?.throwIfAborted();
+      return out;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      aborted.promise.catch(() => {});
+      await cursor.close().catch(() => {});
+    }
+  }
+
+  /**
+   * One conditional update (only while `ackedAt` is unset), so of two concurrent
+   * acknowledgements the first wins; the processors' snapshots `$set` only their own fields.
+   */
+  async acknowledge(id: string, ack: AlertAck): Promise<AckOutcome | null> {
+    const result = await this.#alerts().updateOne(
+      { _id: id, ackedAt: { $exists: false } },
+      { $set: ack },
+    );
+    const alert = await this.#alerts().findOne({ _id: id });
+    return alert ? { alert, recorded: result.modifiedCount === 1 } : null;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -334,13 +395,27 @@ async function findByIds<T extends { _id: string }>(
 /** FerretDB 1.24 hangs on 100+ update statements (docs/local-stack.md#ferretdb-notes). */
 const UPDATE_CHUNK = 50;
 
-/** Replaces a stored alert snapshot unless it reflects a later reading. */
+/** Overwrites a stored alert snapshot unless it reflects a later reading. */
 function guardedReplace(a: AlertDoc): AnyBulkWriteOperation<AlertDoc> {
-  return { replaceOne: { filter: { _id: a._id, asOfSeq: { $lte: a.asOfSeq } }, replacement: a } };
+  return {
+    updateOne: { filter: { _id: a._id, asOfSeq: { $lte: a.asOfSeq } }, update: snapshotOf(a) },
+  };
 }
 
 function upsert(a: AlertDoc): AnyBulkWriteOperation<AlertDoc> {
-  return { replaceOne: { filter: { _id: a._id }, replacement: a, upsert: true } };
+  return { updateOne: { filter: { _id: a._id }, update: snapshotOf(a), upsert: true } };
+}
+
+/**
+ * A processor's snapshot as an update: `$set` of its fields, never the acknowledgement's (a
+ * snapshot has none, and one that did must still not erase an operator's). A snapshot only
+ * ever gains fields (`clearedAt`, `clearedSeq`), so setting them equals replacing.
+ */
+function snapshotOf(a: AlertDoc): { $set: Partial<AlertDoc> } {
+  const fields: Record<string, unknown> = { ...a };
+  delete fields._id;
+  for (const name of ACK_FIELDS) delete fields[name];
+  return { $set: fields as Partial<AlertDoc> };
 }
 
 async function bulk<T extends { _id: string }>(

@@ -44,7 +44,20 @@ export interface AlertDoc {
    * a newer one, so a stale owner after a rebalance cannot reopen a cleared alert.
    */
   readonly asOfSeq: number;
+  /**
+   * Who acknowledged the episode, when, and their note (`POST /alerts/:id/ack`). Written only
+   * by the acknowledgement, never by the processors: their snapshots leave these fields alone.
+   */
+  readonly ackedBy?: string;
+  readonly ackedAt?: Date;
+  readonly note?: string;
 }
+
+/** The acknowledgement fields of an alert, set together once (the first acknowledgement wins). */
+export type AlertAck = Required<Pick<AlertDoc, "ackedBy" | "ackedAt">> & Pick<AlertDoc, "note">;
+
+/** The names of the acknowledgement fields, which a processor's snapshot never carries. */
+export const ACK_FIELDS = ["ackedBy", "ackedAt", "note"] as const;
 
 export interface DeviceDoc {
   readonly _id: string;

@@ -21,7 +21,8 @@ import type {
   SensorControl,
   SensorDetail,
 } from "../actors/sensor_control.ts";
-import type { StoreQueries } from "../actors/store_queries.ts";
+import type { AckOutcome, ReadingWindow, StoreQueries } from "../actors/store_queries.ts";
+import type { AlertAck } from "../schemas/documents.ts";
 
 const TOKEN = "s3cret-token";
 
@@ -130,8 +131,40 @@ class FakeStore implements StoreQueries {
       this.alertDocs
         .filter((a) => filter.status === undefined || a.status === filter.status)
         .filter((a) => filter.deviceId === undefined || a.deviceId === filter.deviceId)
+        .filter((a) => filter.acked === undefined || (a.ackedAt !== undefined) === filter.acked)
+        .filter((a) => filter.raisedFrom === undefined || a.raisedAt >= filter.raisedFrom)
+        .filter((a) => filter.raisedTo === undefined || a.raisedAt < filter.raisedTo)
         .slice(0, filter.limit),
     );
+  }
+
+  readonly windowCalls: ReadingWindow[] = [];
+  /** When set, `readingsBetween()` answers only once its signal aborts (a store that hangs). */
+  hang = false;
+
+  readingsBetween(window: ReadingWindow): Promise<readonly ReadingDoc[]> {
+    this.windowCalls.push(window);
+    if (this.hang) {
+      return new Promise((_, reject) =>
+        window.signal?.addEventListener("abort", () => reject(window.signal?.reason))
+      );
+    }
+    return Promise.resolve(
+      this.readingDocs
+        .filter((r) => window.deviceId === undefined || r.deviceId === window.deviceId)
+        .filter((r) => r.ts >= window.from && r.ts < window.to)
+        .sort((a, b) => a.deviceId.localeCompare(b.deviceId) || a.seq - b.seq)
+        .slice(0, window.limit),
+    );
+  }
+
+  acknowledge(id: string, ack: AlertAck): Promise<AckOutcome | null> {
+    const i = this.alertDocs.findIndex((a) => a._id === id);
+    if (i < 0) return Promise.resolve(null);
+    const alert = this.alertDocs[i]!;
+    if (alert.ackedAt !== undefined) return Promise.resolve({ alert, recorded: false });
+    this.alertDocs[i] = { ...alert, ...ack };
+    return Promise.resolve({ alert: this.alertDocs[i]!, recorded: true });
   }
 }
 
@@ -590,6 +623,217 @@ Deno.test("GET /alerts answers 400 for a bad status, deviceId or limit", async (
   const limit = await assertError(await app.request("/alerts?limit=5000"), 400, "bad_request");
   assert.equal(limit, 'Invalid limit: "5000" must be an integer from 1 to 1000');
   assert.equal(store.alertCalls.length, 0);
+});
+
+Deno.test("GET /alerts?acked= filters by acknowledgement and rejects anything but true or false", async () => {
+  const { app, store } = makeApi();
+  const episode = { raisedSeq: 3, raisedAt: "2026-01-01T00:00:03.000Z", peakTemperature: 91 };
+  store.alertDocs.push(
+    { ...toAlertDoc("dev-1", episode, DEFAULT_RULE), ackedBy: "ana", ackedAt: new Date(0) },
+    toAlertDoc("dev-2", episode, DEFAULT_RULE),
+  );
+  const ids = async (query: string) =>
+    (await (await app.request(`/alerts${query}`)).json()).alerts.map((a: AlertDoc) => a._id);
+  assert.deepEqual(await ids("?acked=false"), ["dev-2:overheat:3"]);
+  assert.deepEqual(await ids("?acked=true"), ["dev-1:overheat:3"]);
+  assert.deepEqual(store.alertCalls.map((f) => f.acked), [false, true]);
+  const message = await assertError(await app.request("/alerts?acked=yes"), 400, "bad_request");
+  assert.equal(message, 'Invalid acked: "yes" must be "true" or "false"');
+});
+
+// --- acknowledgement --------------------------------------------------------------
+
+const ACK_AT = new Date("2026-02-03T04:05:06.000Z");
+
+function ackApi(overrides: Partial<ApiDeps> = {}) {
+  const made = makeApi({ now: () => ACK_AT, ...overrides });
+  const episode = { raisedSeq: 3, raisedAt: "2026-01-01T00:00:03.000Z", peakTemperature: 91 };
+  made.store.alertDocs.push(toAlertDoc("dev-1", episode, DEFAULT_RULE));
+  return made;
+}
+
+Deno.test("POST /alerts/:id/ack records who, when and the note, and answers the alert", async () => {
+  const { app, store } = ackApi();
+  const res = await app.request(
+    "/alerts/dev-1:overheat:3/ack",
+    post('{"by":" ana ","note":"on my way"}'),
+  );
+  assert.equal(res.status, 200);
+  const body = await res.json();
+  assert.equal(body._id, "dev-1:overheat:3");
+  assert.equal(body.status, "active", "acknowledging does not clear");
+  assert.deepEqual([body.ackedBy, body.ackedAt, body.note], [
+    "ana",
+    ACK_AT.toISOString(),
+    "on my way",
+  ]);
+  assert.equal(store.alertDocs[0]!.ackedBy, "ana");
+});
+
+Deno.test("POST /alerts/:id/ack again keeps the first acknowledgement and answers it", async () => {
+  const { app } = ackApi();
+  await app.request("/alerts/dev-1:overheat:3/ack", post('{"by":"ana"}'));
+  const again = await app.request(
+    "/alerts/dev-1:overheat:3/ack",
+    post('{"by":"bob","note":"me too"}'),
+  );
+  assert.equal(again.status, 200);
+  const body = await again.json();
+  assert.equal(body.ackedBy, "ana");
+  assert.equal(body.note, undefined);
+});
+
+Deno.test("POST /alerts/:id/ack answers 404 for an unknown alert and 400 for bad input", async () => {
+  const { app, store } = ackApi();
+  const unknown = await assertError(
+    await app.request("/alerts/dev-9:overheat:3/ack", post('{"by":"ana"}')),
+    404,
+    "not_found",
+  );
+  assert.equal(unknown, 'Unknown alert: "dev-9:overheat:3"');
+  const bodies = [
+    ["{}", /^by: /],
+    ['{"by":"   "}', /^by: /],
+    ['{"by":"ana","extra":1}', /extra/],
+    ['{"by":"ana","note":7}', /^note: /],
+    [`{"by":"${"x".repeat(101)}"}`, /^by: /],
+    ['{"by":"ana","$set":1}', /^Forbidden key: "\$set"/],
+    ["[]", /./],
+    ["not json", /^Body is not valid JSON/],
+  ] as const;
+  for (const [body, pattern] of bodies) {
+    const message = await assertError(
+      await app.request("/alerts/dev-1:overheat:3/ack", post(body)),
+      400,
+      "bad_request",
+    );
+    assert.match(message, pattern, body);
+  }
+  const badId = await assertError(
+    await app.request("/alerts/dev-1/ack", post('{"by":"ana"}')),
+    400,
+    "bad_request",
+  );
+  assert.match(badId, /^Invalid alert id: "dev-1" must be <deviceId>:<type>:<raisedSeq>/);
+  assert.equal(store.alertDocs[0]!.ackedAt, undefined);
+});
+
+Deno.test("POST /alerts/:id/ack needs the API token like every change", async () => {
+  const { app, store } = ackApi({ apiToken: TOKEN });
+  await assertError(
+    await app.request("/alerts/dev-1:overheat:3/ack", post('{"by":"ana"}')),
+    401,
+    "unauthorized",
+  );
+  assert.equal(store.alertDocs[0]!.ackedAt, undefined);
+  const res = await app.request(
+    "/alerts/dev-1:overheat:3/ack",
+    post('{"by":"ana"}', { Authorization: `Bearer ${TOKEN}` }),
+  );
+  assert.equal(res.status, 200);
+});
+
+// --- backtest ----------------------------------------------------------------------
+
+const WINDOW = { from: "2026-01-01T00:00:00.000Z", to: "2026-01-01T01:00:00.000Z" };
+const STRICT_RULE = { high: 85, low: 70, raiseAfter: 1, clearAfter: 1 };
+
+Deno.test("POST /rules/backtest answers the candidate rule's episodes next to the stored ones", async () => {
+  const { app, store } = makeApi();
+  // dev-1: 81, 82 (stored episode at 2 under the default rule), 86, 60.
+  for (const [seq, t] of [[1, 81], [2, 82], [3, 86], [4, 60], [5, 60]] as const) {
+    store.readingDocs.push(reading("dev-1", seq, t));
+  }
+  store.readingDocs.push(reading("dev-2", 1, 90), reading("other", 1, 99));
+  const episode = { raisedSeq: 2, raisedAt: "2026-01-01T00:00:02.000Z", peakTemperature: 86 };
+  store.alertDocs.push(
+    toAlertDoc("dev-1", episode, DEFAULT_RULE, { seq: 5, ts: "2026-01-01T00:00:05.000Z" }),
+  );
+  const res = await app.request(
+    "/rules/backtest",
+    post(JSON.stringify({ deviceId: "dev-1", ...WINDOW, rule: STRICT_RULE })),
+  );
+  assert.equal(res.status, 200, await res.clone().text());
+  const body = await res.json();
+  assert.equal(body.readings, 5);
+  assert.equal(body.devices, 1);
+  assert.deepEqual(body.candidate, [{
+    _id: "dev-1:overheat:3",
+    deviceId: "dev-1",
+    type: "overheat",
+    status: "cleared",
+    raisedAt: "2026-01-01T00:00:03.000Z",
+    raisedSeq: 3,
+    peakTemperature: 86,
+    clearedAt: "2026-01-01T00:00:04.000Z",
+    clearedSeq: 4,
+  }]);
+  assert.deepEqual(body.stored.map((a: AlertDoc) => a._id), ["dev-1:overheat:2"]);
+  assert.deepEqual(body.summary, { candidate: 1, stored: 1, same: 0 });
+  assert.deepEqual(body.rule, STRICT_RULE);
+  assert.equal(store.windowCalls[0]!.deviceId, "dev-1");
+});
+
+Deno.test("POST /rules/backtest validates the rule with the one rule schema and the window", async () => {
+  const { app, store } = makeApi();
+  const bodies = [
+    [{ ...WINDOW, rule: { ...STRICT_RULE, low: 90 } }, /low must be below high/],
+    [{ ...WINDOW, rule: { ...STRICT_RULE, raiseAfter: 0 } }, /^rule\.raiseAfter: /],
+    [{ ...WINDOW, rule: { high: 85 } }, /^rule\.low: /],
+    [{ ...WINDOW, rule: STRICT_RULE, extra: 1 }, /extra/],
+    [{ from: WINDOW.to, to: WINDOW.from, rule: STRICT_RULE }, /^to: from must be before to/],
+    [{ from: "yesterday", to: WINDOW.to, rule: STRICT_RULE }, /^from: /],
+    [{ ...WINDOW, deviceId: "a:b", rule: STRICT_RULE }, /^deviceId: /],
+  ] as const;
+  for (const [body, pattern] of bodies) {
+    const message = await assertError(
+      await app.request("/rules/backtest", post(JSON.stringify(body))),
+      400,
+      "bad_request",
+    );
+    assert.match(message, pattern, JSON.stringify(body));
+  }
+  assert.equal(store.windowCalls.length, 0);
+});
+
+Deno.test("POST /rules/backtest answers 422 past the reading bound, naming it and how to narrow", async () => {
+  const { app, store } = makeApi({ backtest: { maxReadings: 3, deadlineMs: 60_000 } });
+  for (const seq of [1, 2, 3]) store.readingDocs.push(reading("dev-1", seq, 50));
+  const body = JSON.stringify({ ...WINDOW, rule: STRICT_RULE });
+  assert.equal((await app.request("/rules/backtest", post(body))).status, 200, "at the bound");
+  store.readingDocs.push(reading("dev-2", 1, 50));
+  const message = await assertError(
+    await app.request("/rules/backtest", post(body)),
+    422,
+    "limit_exceeded",
+  );
+  assert.equal(
+    message,
+    "Backtest window holds more readings than the limit of 3: narrow the window (from, to) or name a deviceId",
+  );
+  assert.deepEqual(store.windowCalls.map((w) => w.limit), [4, 4], "asks for one past the bound");
+});
+
+Deno.test("POST /rules/backtest answers 422 when the store does not answer within the deadline", async () => {
+  const { app, store } = makeApi({ backtest: { maxReadings: 10, deadlineMs: 1 } });
+  store.hang = true;
+  const message = await assertError(
+    await app.request("/rules/backtest", post(JSON.stringify({ ...WINDOW, rule: STRICT_RULE }))),
+    422,
+    "limit_exceeded",
+  );
+  assert.equal(
+    message,
+    "Backtest took longer than the deadline: the limit is 1 ms; narrow the window (from, to) or name a deviceId",
+  );
+  assert.ok(store.windowCalls[0]!.signal?.aborted, "the store was told to stop");
+});
+
+Deno.test("POST /rules/backtest needs the API token", async () => {
+  const { app, store } = makeApi({ apiToken: TOKEN });
+  const body = JSON.stringify({ ...WINDOW, rule: STRICT_RULE });
+  await assertError(await app.request("/rules/backtest", post(body)), 401, "unauthorized");
+  assert.equal(store.windowCalls.length, 0);
 });
 
 // --- roles ----------------------------------------------------------------------

@@ -26,6 +26,8 @@ function store(alerts: AlertDoc[]): StoreQueries & { calls: number } {
     calls: 0,
     device: () => Promise.resolve(null),
     readings: () => Promise.resolve([]),
+    readingsBetween: () => Promise.resolve([]),
+    acknowledge: () => Promise.resolve(null),
     alerts(filter) {
       this.calls++;
       return Promise.resolve(
