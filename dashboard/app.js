@@ -1,14 +1,17 @@
 // The live dashboard: renders the snapshots pushed over /dashboard/events and
-// sends commands through the sensor API. No framework and no build step.
+// sends commands through the sensor API; lists the stored alert episodes and
+// acknowledges them through the alert API. No framework and no build step.
 // The API token, when one is needed, lives in this tab's sessionStorage only.
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "iot-api-token";
+const OPERATOR_KEY = "iot-operator";
+const EPISODES = 20;
 const PAGE = 50;
 
 /** The latest value of each snapshot section; events carry only the changed ones. */
 const state = { at: Date.now(), counters: null, map: null, table: null, alerts: null };
-const view = { offset: 0, filter: "all", search: "", selected: "" };
+const view = { offset: 0, filter: "all", search: "", selected: "", acked: "all" };
 let source;
 
 // --- live updates ---------------------------------------------------------------
@@ -44,7 +47,10 @@ function render(diff) {
   note.textContent = diff.note ?? "";
   if (diff.counters) renderCounters(diff.counters);
   if (diff.map) renderMap(diff.map);
-  if (diff.alerts) renderAlerts(diff.alerts);
+  if (diff.alerts) {
+    renderAlerts(diff.alerts);
+    refreshEpisodes();
+  }
   // Every event: "time in state" moves on even when the rows did not change.
   if (state.table) renderTable(state.table);
 }
@@ -144,6 +150,116 @@ function renderAlerts(alerts) {
     return li;
   }));
 }
+
+// --- alert episodes, from the store: acknowledgements ------------------------------
+
+let episodesLoading;
+let episodesAgain = false;
+
+/** Reloads the stored episodes; calls during a load make one more load after it. */
+function refreshEpisodes() {
+  if (episodesLoading) {
+    episodesAgain = true;
+    return episodesLoading;
+  }
+  episodesLoading = loadEpisodes().finally(() => {
+    episodesLoading = undefined;
+    if (episodesAgain) {
+      episodesAgain = false;
+      refreshEpisodes();
+    }
+  });
+  return episodesLoading;
+}
+
+async function loadEpisodes() {
+  const params = new URLSearchParams({ limit: String(EPISODES) });
+  if (view.acked !== "all") params.set("acked", view.acked);
+  try {
+    const res = await fetch(`/alerts?${params}`);
+    const body = await res.json();
+    if (!res.ok) throw new Error(body?.error?.message ?? `${res.status}`);
+    renderEpisodes(body.alerts);
+  } catch (error) {
+    const li = document.createElement("li");
+    li.className = "empty";
+    li.textContent = `Episodes unavailable: ${error.message}`;
+    $("episodes").replaceChildren(li);
+  }
+}
+
+function renderEpisodes(alerts) {
+  const list = $("episodes");
+  if (alerts.length === 0) {
+    const empty = document.createElement("li");
+    empty.className = "empty";
+    empty.textContent = "No episodes.";
+    list.replaceChildren(empty);
+    return;
+  }
+  list.replaceChildren(...alerts.map((a) => {
+    const li = document.createElement("li");
+    li.dataset.id = a._id;
+    li.dataset.device = a.deviceId;
+    li.dataset.status = a.status;
+    li.dataset.acked = String(a.ackedAt !== undefined);
+    const kind = document.createElement("span");
+    kind.className = "kind";
+    kind.textContent = a.status === "active" ? `● ${a.type}` : `○ ${a.type}`;
+    const when = document.createElement("span");
+    when.className = "when";
+    when.textContent = new Date(a.raisedAt).toLocaleTimeString();
+    const peak = typeof a.peakTemperature === "number"
+      ? ` (peak ${a.peakTemperature.toFixed(1)} °C)`
+      : "";
+    li.append(when, kind, ` ${a.deviceId} ${a.status}${peak}`);
+    const ack = document.createElement("span");
+    ack.className = "ack";
+    if (a.ackedAt !== undefined) {
+      ack.textContent = `✓ acknowledged by ${a.ackedBy} at ${
+        new Date(a.ackedAt).toLocaleTimeString()
+      }${a.note ? `: ${a.note}` : ""}`;
+    } else {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.dataset.action = "ack";
+      button.textContent = "Acknowledge";
+      li.append(button);
+      ack.textContent = "not acknowledged";
+    }
+    li.append(ack);
+    return li;
+  }));
+}
+
+/** Asks who acknowledges (remembered in this tab) and an optional note; null when cancelled. */
+function askAck(id) {
+  const dialog = $("ack-dialog");
+  $("ack-alert").textContent = id;
+  $("ack-by").value = sessionStorage.getItem(OPERATOR_KEY) ?? "";
+  $("ack-note").value = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => {
+      const by = $("ack-by").value.trim();
+      const note = $("ack-note").value.trim();
+      if (dialog.returnValue !== "ok" || !by) return resolve(null);
+      sessionStorage.setItem(OPERATOR_KEY, by);
+      resolve(note ? { by, note } : { by });
+    }, { once: true });
+  });
+}
+
+const acknowledge = (id) =>
+  run(async () => {
+    const body = await askAck(id);
+    if (!body) return "";
+    const alert = await api("POST", `/alerts/${encodeURIComponent(id)}/ack`, body);
+    await refreshEpisodes();
+    return alert.ackedBy === body.by
+      ? `Acknowledged ${alert._id}`
+      : `${alert._id} was already acknowledged by ${alert.ackedBy}`;
+  });
 
 // --- device table -------------------------------------------------------------------
 
@@ -305,6 +421,16 @@ $("map").addEventListener("click", (event) => {
 
 $("token-button").addEventListener("click", () => askToken());
 
+$("episodes").addEventListener("click", (event) => {
+  const id = event.target.closest("button[data-action=ack]")?.closest("li")?.dataset.id;
+  if (id) acknowledge(id);
+});
+
+$("episode-filter").addEventListener("change", () => {
+  view.acked = $("episode-filter").value;
+  refreshEpisodes();
+});
+
 let searchTimer;
 $("search").addEventListener("input", () => {
   clearTimeout(searchTimer);
@@ -312,6 +438,7 @@ $("search").addEventListener("input", () => {
     view.search = $("search").value.trim();
     view.offset = 0;
     connect();
+    refreshEpisodes();
   }, 300);
 });
 
@@ -319,16 +446,20 @@ $("filter").addEventListener("change", () => {
   view.filter = $("filter").value;
   view.offset = 0;
   connect();
+  refreshEpisodes();
 });
 
 $("prev").addEventListener("click", () => {
   view.offset = Math.max(0, view.offset - PAGE);
   connect();
+  refreshEpisodes();
 });
 
 $("next").addEventListener("click", () => {
   view.offset += PAGE;
   connect();
+  refreshEpisodes();
 });
 
 connect();
+refreshEpisodes();

@@ -146,3 +146,68 @@ browserTest(
     await page.locator('#devices tr[data-id="sensor-0001"]').waitFor();
   },
 );
+
+browserTest(
+  "an operator acknowledges an alert episode from the page, with the token, and sees who did",
+  async (browser) => {
+    await using env = await testEnv("dashboard-ack", EMBEDDED);
+    await using app = await startApp(env, { API_TOKEN: TOKEN, SENSOR_INTERVAL_MS: "200" });
+    const auth = { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json" };
+    const call = async (path: string, body: unknown) => {
+      const res = await fetch(`${app.url}${path}`, {
+        method: "POST",
+        headers: auth,
+        body: JSON.stringify(body),
+      });
+      assert.ok(res.ok, await res.text());
+    };
+    await call("/sensors", { count: 1, profile: "normal" });
+    // Hot for far longer than the test: the episode stays active.
+    await call("/sensors/sensor-0001/overheat", { readings: 1000 });
+
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const sent: (string | undefined)[] = [];
+    page.on("request", (r) => {
+      if (r.method() === "POST") sent.push(r.headers()["authorization"]);
+    });
+    await page.goto(app.url);
+    const episode = page.locator(
+      '#episodes li[data-device="sensor-0001"][data-status=active][data-acked=false]',
+    );
+    await episode.waitFor({ timeout: 15_000 });
+    const id = await episode.getAttribute("data-id");
+    assert.equal(id, "sensor-0001:overheat:" + id!.split(":")[2]);
+
+    await episode.locator("button[data-action=ack]").click();
+    await page.locator("#ack-dialog[open]").waitFor();
+    await page.fill("#ack-by", "ana");
+    await page.fill("#ack-note", "fan replaced");
+    await page.click('#ack-dialog button[value="ok"]');
+    await page.locator("#token-dialog[open]").waitFor();
+    await page.fill("#token-input", TOKEN);
+    await page.click('#token-dialog button[value="ok"]');
+    await page.locator("#message", { hasText: `Acknowledged ${id}` }).waitFor();
+    assert.deepEqual(sent, [undefined, `Bearer ${TOKEN}`], "asked after the 401, then retried");
+
+    const acked = page.locator(`#episodes li[data-id="${id}"][data-acked=true]`);
+    await acked.waitFor();
+    assert.match(await acked.textContent() ?? "", /acknowledged by ana at .*: fan replaced/);
+    assert.equal(await acked.getAttribute("data-status"), "active", "still raised");
+    assert.equal(await acked.locator("button[data-action=ack]").count(), 0);
+    const stored = await (await fetch(`${app.url}/alerts?acked=true`)).json();
+    assert.deepEqual(
+      stored.alerts.map((a: { _id: string; ackedBy: string; note: string }) => [
+        a._id,
+        a.ackedBy,
+        a.note,
+      ]),
+      [[id, "ana", "fan replaced"]],
+    );
+
+    await page.selectOption("#episode-filter", "false");
+    await page.locator(`#episodes li[data-id="${id}"]`).waitFor({ state: "detached" });
+    await page.selectOption("#episode-filter", "true");
+    await acked.waitFor();
+    await screenshot(page, "dashboard-ack.png");
+  },
+);
