@@ -285,9 +285,9 @@ function alertRoutes(
     .post(
       "/:id/ack",
       bodyLimit({
-        maxSize: 4096,
+        maxSize: 16 * 1024,
         onError: () => {
-          throw new ApiError(413, "payload_too_large", "Body is too large: the limit is 4 KiB");
+          throw new ApiError(413, "payload_too_large", "Body is too large: the limit is 16 KiB");
         },
       }),
       async (c) => {

@@ -287,6 +287,8 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
           out.push(doc);
         }
       })();
+      // Past the deadline the read is left to fail on the closed cursor.
+      read.catch(() => {});
       await Promise.race([read, aborted.promise]);
       signal?.throwIfAborted();
       return out;
