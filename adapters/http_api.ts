@@ -16,7 +16,7 @@ import { parseSensorRequest } from "../schemas/sensor_request.ts";
 import { parseOverheatRequest } from "../schemas/overheat_request.ts";
 import { ALERT_ID_PATTERN, parseAckRequest } from "../schemas/ack_request.ts";
 import { parseBacktestRequest } from "../schemas/backtest_request.ts";
-import { type AlertDoc, alertId, type AlertStatus } from "../schemas/documents.ts";
+import { type AlertDoc, alertId, type AlertStatus, type ReadingDoc } from "../schemas/documents.ts";
 import { backtest, type BacktestEpisode } from "../domain/backtest.ts";
 import type { Logger } from "../actors/logger.ts";
 import type { SensorControl } from "../actors/sensor_control.ts";
@@ -358,7 +358,7 @@ function ruleRoutes(
             `Backtest took longer than the deadline: the limit is ${bounds.deadlineMs} ms; ${narrow}`,
           );
         const window = { ...(deviceId === undefined ? {} : { deviceId }), from, to };
-        let readings;
+        let readings: readonly ReadingDoc[];
         let stored: readonly AlertDoc[];
         try {
           // One more than the bound tells a window at the bound from one past it.
