@@ -32,12 +32,15 @@ export interface DashboardOptions {
   readonly signal?: AbortSignal;
 }
 
-/** The only files served, with their types: nothing else under `assets` is reachable. */
-const ASSETS: Readonly<Record<string, string>> = {
-  "index.html": "text/html; charset=utf-8",
-  "app.js": "text/javascript; charset=utf-8",
-  "style.css": "text/css; charset=utf-8",
-};
+/**
+ * The only files served, with their types: nothing else under `assets` is reachable. A Map, not
+ * an object literal, so a name like `constructor` or `__proto__` finds nothing.
+ */
+const ASSETS: ReadonlyMap<string, string> = new Map([
+  ["index.html", "text/html; charset=utf-8"],
+  ["app.js", "text/javascript; charset=utf-8"],
+  ["style.css", "text/css; charset=utf-8"],
+]);
 
 /** Sections compared between two events; `at`, `live` and `note` always go out. */
 const SECTIONS = ["counters", "map", "table", "alerts"] as const;
@@ -82,7 +85,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono {
     return bytes;
   };
   const serve = async (name: string) => {
-    const type = ASSETS[name];
+    const type = ASSETS.get(name);
     if (type === undefined) throw new ApiError(404, "not_found", `No dashboard file: "${name}"`);
     return new Response(await asset(name), {
       headers: { "Content-Type": type, "Cache-Control": "no-cache" },

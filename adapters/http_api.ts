@@ -9,8 +9,12 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { type Context, Hono, type MiddlewareHandler } from "@hono/hono";
 import { bodyLimit } from "@hono/hono/body-limit";
-import { ApiError, errorBody } from "./http_errors.ts";
+import { HTTPException } from "@hono/hono/http-exception";
+import { matchedRoutes } from "@hono/hono/route";
+import { ApiError, errorBody, errorFor } from "./http_errors.ts";
 import { type HealthReport, readiness } from "./health.ts";
+import { openApiDocument } from "./openapi.ts";
+import { PAGE_LIMIT } from "../schemas/http_api.ts";
 import { DEVICE_ID_PATTERN } from "../schemas/reading.ts";
 import { parseSensorRequest } from "../schemas/sensor_request.ts";
 import { parseOverheatRequest } from "../schemas/overheat_request.ts";
@@ -19,6 +23,7 @@ import { parseBacktestRequest } from "../schemas/backtest_request.ts";
 import { type AlertDoc, alertId, type AlertStatus, type ReadingDoc } from "../schemas/documents.ts";
 import { backtest, type BacktestEpisode } from "../domain/backtest.ts";
 import type { Logger } from "../actors/logger.ts";
+import { realTimers, type TimerId, type Timers } from "../actors/timers.ts";
 import type { SensorControl } from "../actors/sensor_control.ts";
 import type { StoreQueries } from "../actors/store_queries.ts";
 
@@ -37,8 +42,19 @@ export interface ApiDeps {
   readonly connecting?: { readonly sensors: boolean; readonly store: boolean };
   /** When set, POST/DELETE/PATCH/PUT need `Authorization: Bearer <token>`. */
   readonly apiToken?: string;
-  /** Prometheus exposition for `GET /metrics` (open like `/health`); absent: no route. */
-  readonly metrics?: { readonly contentType: string; scrape(): Promise<string> };
+  /**
+   * Prometheus exposition for `GET /metrics` (open like `/health`); absent: no route. Its
+   * `httpRequest` hook, when present, is told about every request (RED metrics).
+   */
+  readonly metrics?: {
+    readonly contentType: string;
+    scrape(): Promise<string>;
+    httpRequest?(request: ServedRequest, seconds: number): void;
+  };
+  /** Longest a request may take before it is answered 503 `timeout` (default 30 000 ms). */
+  readonly requestTimeoutMs?: number;
+  /** Timers for the request timeout; tests pass a fake. */
+  readonly timers?: Timers;
   /** Live counters of the running roles, shown in `/health`. */
   readonly stats?: () => Record<string, unknown>;
   /**
@@ -70,8 +86,18 @@ const NO_STORE = { "Cache-Control": "no-store" };
 /** Largest accepted request body. */
 export const MAX_BODY_BYTES = 2 * 1024 * 1024;
 /** Largest `limit` any list route accepts. */
-export const MAX_PAGE = 1000;
-const DEFAULT_PAGE = 100;
+export const MAX_PAGE = PAGE_LIMIT.max;
+const DEFAULT_PAGE = PAGE_LIMIT.fallback;
+/** Default of `ApiDeps.requestTimeoutMs`. */
+export const REQUEST_TIMEOUT_MS = 30_000;
+/**
+ * Largest request target (path and query) and header section the app answers itself, with 414
+ * and 431 in the JSON error shape. Deno's server refuses larger ones before the app sees them
+ * (a target over 64 KiB, a header over about 64 KiB: `400` with an empty body), so these limits
+ * sit well below its own.
+ */
+export const MAX_URL_BYTES = 8 * 1024;
+export const MAX_HEADER_BYTES = 32 * 1024;
 
 /**
  * The HTTP API. Sensor routes need `deps.sensors` and device/alert routes
@@ -80,7 +106,15 @@ const DEFAULT_PAGE = 100;
 export function createApi(deps: ApiDeps): Hono {
   const app = new Hono();
 
-  // Auth first: a flood without the right token gets a cheap 401 and uses no bucket.
+  // Counted first, so every answer (401, 404, 405, 429, timeouts) is in the RED metrics.
+  const observe = deps.metrics?.httpRequest;
+  if (observe) app.use(httpMetrics({ observe: observe.bind(deps.metrics) }));
+  app.use(requestLimits({ maxUrlBytes: MAX_URL_BYTES, maxHeaderBytes: MAX_HEADER_BYTES }));
+  app.use(requestTimeout({
+    ms: deps.requestTimeoutMs ?? REQUEST_TIMEOUT_MS,
+    ...(deps.timers ? { timers: deps.timers } : {}),
+  }));
+  // Auth next: a flood without the right token gets a cheap 401 and uses no bucket.
   if (deps.apiToken !== undefined) app.use(bearerToken({ token: deps.apiToken }));
   if (deps.rateLimit && deps.rateLimit.perMinute > 0) {
     app.use(rateLimit({ ...deps.rateLimit, byToken: deps.apiToken !== undefined }));
@@ -113,6 +147,8 @@ export function createApi(deps: ApiDeps): Hono {
       async (c) => c.body(await metrics.scrape(), 200, { "Content-Type": metrics.contentType }),
     );
   }
+  // The API's contract, generated from the same schemas the handlers validate with.
+  app.get("/openapi.json", (c) => c.json(openApiDocument({ version: deps.info.version })));
   const storeConnecting = deps.connecting?.store ?? false;
   app.route("/sensors", sensorRoutes(deps.sensors, deps.connecting?.sensors ?? false));
   app.route("/devices", deviceRoutes(deps.queries, storeConnecting));
@@ -120,11 +156,29 @@ export function createApi(deps: ApiDeps): Hono {
   app.route("/rules", ruleRoutes(deps.queries, storeConnecting, deps.backtest ?? BACKTEST_BOUNDS));
   if (deps.dashboard) app.route("/", deps.dashboard);
 
-  app.notFound((c) =>
-    c.json(errorBody("not_found", `No route for ${c.req.method} ${c.req.path}`), 404)
-  );
+  // No route for this method: 405 with `Allow` when the path has routes for other methods.
+  let allowed: ((path: string) => string[]) | undefined;
+  app.notFound((c) => {
+    allowed ??= allowedMethods(app.routes);
+    const methods = allowed(c.req.path);
+    if (methods.length === 0) {
+      return c.json(errorBody("not_found", `No route for ${c.req.method} ${c.req.path}`), 404);
+    }
+    c.header("Allow", methods.join(", "));
+    if (c.req.method === "OPTIONS") return c.body(null, 204);
+    return c.json(
+      errorBody(
+        "method_not_allowed",
+        `Method not allowed: ${quote(c.req.method)} on ${c.req.path} takes ${methods.join(", ")}`,
+      ),
+      405,
+    );
+  });
   app.onError((err, c) => {
-    if (err instanceof ApiError) return c.json(errorBody(err.code, err.message), err.status);
+    if (err instanceof HTTPException) {
+      const { status, code, message } = errorFor(err);
+      return c.json(errorBody(code, message), status);
+    }
     deps.logger.error("request failed", { method: c.req.method, path: c.req.path, error: err });
     return c.json(errorBody("internal", "Internal error"), 500);
   });
@@ -558,6 +612,141 @@ export function rateLimit(
   };
 }
 
+/** One answered request, labelled with bounded values only. */
+export interface ServedRequest {
+  /** The method, or "OTHER" for one no route uses. */
+  readonly method: string;
+  /** The route template (`/sensors/:id`), never the raw path; "unmatched" when none matched. */
+  readonly route: string;
+  readonly status: number;
+}
+
+export interface HttpMetricsOptions {
+  /** Called once per answered request with its duration in seconds. */
+  readonly observe: (request: ServedRequest, seconds: number) => void;
+  /** Clock in milliseconds (default `performance.now`). */
+  readonly now?: () => number;
+}
+
+const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+
+/**
+ * Reports every request's method, route template and status, and how long the
+ * app took to produce its response (for a stream, until its headers).
+ */
+export function httpMetrics(
+  { observe, now = performance.now.bind(performance) }: HttpMetricsOptions,
+): MiddlewareHandler {
+  return async function httpMetrics(c, next) {
+    const started = now();
+    try {
+      await next();
+    } finally {
+      // The first route (not middleware) that matched is the one that answered: Hono dispatches
+      // in registration order and no handler here passes the request on.
+      const route = matchedRoutes(c).find((r) => r.method !== "ALL")?.path ?? "unmatched";
+      const method = KNOWN_METHODS.has(c.req.method) ? c.req.method : "OTHER";
+      observe({ method, route, status: c.res.status }, Math.max(0, now() - started) / 1000);
+    }
+  };
+}
+
+export interface RequestTimeoutOptions {
+  /** Longest time to an answer, in milliseconds. */
+  readonly ms: number;
+  readonly timers?: Timers;
+}
+
+/**
+ * Answers 503 `timeout` when the rest of the chain has not answered within
+ * `ms` (like Hono's `timeout()`, on injectable timers and in the error shape).
+ * The handler is not cancelled: its late answer is dropped.
+ */
+export function requestTimeout(
+  { ms, timers = realTimers }: RequestTimeoutOptions,
+): MiddlewareHandler {
+  return async function requestTimeout(_c, next) {
+    let timer: TimerId | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = timers.setTimeout(
+        () => reject(new ApiError(503, "timeout", `Request timed out: no answer within ${ms} ms`)),
+        ms,
+      );
+    });
+    try {
+      await Promise.race([next(), expired]);
+    } finally {
+      timers.clearTimeout(timer);
+    }
+  };
+}
+
+export interface RequestLimitsOptions {
+  /** Longest request target (path and query), in bytes. */
+  readonly maxUrlBytes: number;
+  /** Largest header section (names, values and separators), in bytes. */
+  readonly maxHeaderBytes: number;
+}
+
+/** Refuses an oversized request target (414) or header section (431) in the JSON error shape. */
+export function requestLimits(
+  { maxUrlBytes, maxHeaderBytes }: RequestLimitsOptions,
+): MiddlewareHandler {
+  return async function requestLimits(c, next) {
+    const url = c.req.url;
+    // The target is what follows the origin; URLs here are ASCII after parsing.
+    const target = url.length - new URL(url).origin.length;
+    if (target > maxUrlBytes) {
+      throw new ApiError(
+        414,
+        "uri_too_long",
+        `Request target is too long: ${target} bytes, the limit is ${maxUrlBytes}`,
+      );
+    }
+    let headerBytes = 0;
+    for (const [name, value] of c.req.raw.headers) headerBytes += name.length + value.length + 4;
+    if (headerBytes > maxHeaderBytes) {
+      throw new ApiError(
+        431,
+        "headers_too_large",
+        `Request headers are too large: ${headerBytes} bytes, the limit is ${maxHeaderBytes}`,
+      );
+    }
+    await next();
+  };
+}
+
+/**
+ * For a path no route of the request's method matches: the methods that do
+ * match it (with HEAD beside GET, and OPTIONS), or none for an unknown path.
+ */
+export function allowedMethods(
+  routes: readonly { readonly method: string; readonly path: string }[],
+): (path: string) => string[] {
+  const table = routes
+    .filter((r) => r.method !== "ALL")
+    .map((r) => ({ method: r.method, pattern: pathPattern(r.path) }));
+  return (path) => {
+    const methods = new Set(table.filter((r) => r.pattern.test(path)).map((r) => r.method));
+    if (methods.size === 0) return [];
+    if (methods.has("GET")) methods.add("HEAD");
+    methods.add("OPTIONS");
+    return [...methods].sort();
+  };
+}
+
+/** A Hono route template (`/sensors/:id`, `/files/*`) as an anchored regular expression. */
+function pathPattern(template: string): RegExp {
+  const parts = template.split("/").map((segment) =>
+    segment.startsWith(":")
+      ? "[^/]+"
+      : segment === "*"
+      ? ".*"
+      : segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+  );
+  return new RegExp(`^${parts.join("/")}$`);
+}
+
 /** The token of `Authorization: Bearer <token>`, if well formed. */
 function bearerOf(c: Context): string | undefined {
   return /^Bearer +(\S+) *$/i.exec(c.req.header("Authorization") ?? "")?.[1];
@@ -594,6 +783,23 @@ function available<T>(port: T | undefined, role: "sensors" | "store", connecting
 
 /** The body parsed as JSON, or a 400 naming what is wrong. */
 async function jsonBody(c: Context): Promise<unknown> {
+  requireJsonType(c);
+  return parseJson(await c.req.text());
+}
+
+/**
+ * Like `jsonBody()` for a route whose body is optional: an empty body is
+ * `undefined`, whatever its Content-Type (clients often send
+ * `application/json` with no body).
+ */
+async function optionalJsonBody(c: Context): Promise<unknown> {
+  const text = await c.req.text();
+  if (text === "") return undefined;
+  requireJsonType(c);
+  return parseJson(text);
+}
+
+function requireJsonType(c: Context): void {
   const type = c.req.header("Content-Type") ?? "";
   if (!/^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(type)) {
     throw new ApiError(
@@ -602,7 +808,9 @@ async function jsonBody(c: Context): Promise<unknown> {
       `Unsupported Content-Type: ${quote(type)} must be application/json`,
     );
   }
-  const text = await c.req.text();
+}
+
+function parseJson(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch (err) {
@@ -610,14 +818,6 @@ async function jsonBody(c: Context): Promise<unknown> {
       cause: err,
     });
   }
-}
-
-/** Like `jsonBody()`, but an empty body without a Content-Type is `undefined`. */
-function optionalJsonBody(c: Context): Promise<unknown> {
-  const empty = c.req.header("Content-Type") === undefined &&
-    (c.req.header("Content-Length") ?? "0") === "0" &&
-    c.req.header("Transfer-Encoding") === undefined;
-  return empty ? Promise.resolve(undefined) : jsonBody(c);
 }
 
 function idParam(value: string, name: string): string {

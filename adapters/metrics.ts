@@ -43,7 +43,19 @@ export interface Metrics {
   readingsStored(batch: WriteBatch, ackedAtMs: number): void;
   /** Hook for the processors: the reading that raised an alert → the alert stored. */
   raiseStored(readingTs: string, storedAtMs: number): void;
+  /** Hook for the HTTP API: one answered request, with bounded labels, and its duration. */
+  httpRequest(request: HttpRequestLabels, seconds: number): void;
 }
+
+/** An answered request as the API reports it: route template, never the raw path. */
+export interface HttpRequestLabels {
+  readonly method: string;
+  readonly route: string;
+  readonly status: number;
+}
+
+/** From 1 ms (a probe) to 30 s (the request timeout). */
+const HTTP_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 /** From 5 ms (embedded, idle) to a minute (a backlog after an outage). */
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -304,8 +316,30 @@ export function createMetrics(
     registers,
   });
 
+  // RED metrics of the HTTP API. Labels are bounded: a method from a fixed list, a route
+  // template (all unmatched paths share one value) and a status code.
+  const httpRequests = new Counter({
+    name: "iot_http_requests_total",
+    help: 'HTTP requests answered, by method, route template ("unmatched" when no route ' +
+      "matched) and status code.",
+    labelNames: ["method", "route", "code"],
+    registers,
+  });
+  const httpDuration = new Histogram({
+    name: "iot_http_request_duration_seconds",
+    help: "Time from a request's arrival to its response (for a stream, its headers), by method " +
+      "and route template.",
+    labelNames: ["method", "route"],
+    buckets: HTTP_BUCKETS,
+    registers,
+  });
+
   return {
     contentType: registry.contentType,
+    httpRequest({ method, route, status }, seconds) {
+      httpRequests.inc({ method, route, code: String(status) });
+      httpDuration.observe({ method, route }, seconds);
+    },
     scrape: () => registry.metrics(),
     readingsStored(batch, ackedAtMs) {
       for (const reading of batch.readings) {

@@ -48,6 +48,12 @@ const BatchSchema = z.strictObject({
   ...common,
 });
 
+/**
+ * The whole body, for the API's description: `parseSensorRequest()` picks one branch by the
+ * presence of `count` and checks what a schema cannot say (scripted profile, humidity length).
+ */
+export const SensorRequestSchema = z.union([OneSensorSchema, BatchSchema]);
+
 /** What a sensor is made from, before defaults are filled in. */
 export interface SensorTemplate {
   readonly profile?: SensorProfile;

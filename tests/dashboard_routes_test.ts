@@ -6,7 +6,7 @@ import {
   type SnapshotDiff,
 } from "../adapters/dashboard_routes.ts";
 import { createApi } from "../adapters/http_api.ts";
-import { silentLogger } from "../adapters/log.ts";
+import { createLogger, silentLogger } from "../adapters/log.ts";
 import type { DashboardQuery, DashboardSnapshot } from "../schemas/dashboard.ts";
 import { firstEvents } from "./sse.ts";
 import { testWith } from "./needs.ts";
@@ -78,6 +78,32 @@ Deno.test("GET /dashboard/<other file> answers 404, whatever the path tries", as
     assert.equal(res.status, 404, path);
     assert.equal((await res.json()).error.code, "not_found");
   }
+});
+
+Deno.test("GET /dashboard/<built-in object property> answers 404 and logs no error", async () => {
+  const lines: string[] = [];
+  const app = createApi({
+    health: () => Promise.resolve({ ok: true, checks: {} }),
+    info: { role: "all", version: "test" },
+    logger: createLogger({ write: (line) => lines.push(line) }),
+    dashboard: dashboardRoutes({ source: new QueuedSource([snapshot()]), assets: ASSETS }),
+  });
+  const names = [
+    "constructor",
+    "__proto__",
+    "toString",
+    "hasOwnProperty",
+    "valueOf",
+    "isPrototypeOf",
+  ];
+  for (const name of names) {
+    const res = await app.request(`/dashboard/${name}`);
+    assert.equal(res.status, 404, name);
+    assert.deepEqual(await res.json(), {
+      error: { code: "not_found", message: `No dashboard file: "${name}"` },
+    });
+  }
+  assert.deepEqual(lines, [], "no log line at all");
 });
 
 Deno.test("GET /dashboard/events sends a whole snapshot, then only the sections that changed", async () => {

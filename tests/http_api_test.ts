@@ -4,6 +4,9 @@ import { silentLogger } from "../adapters/log.ts";
 import type { HealthReport } from "../adapters/health.ts";
 import { ApiError, errorBody } from "../adapters/http_errors.ts";
 import { Hono } from "@hono/hono";
+import { createMetrics } from "../adapters/metrics.ts";
+import { FakeTime } from "./fake_time.ts";
+import { until } from "./wait.ts";
 import { parseSensorRequest, type SensorRequest } from "../schemas/sensor_request.ts";
 import type { OverheatRequest } from "../schemas/overheat_request.ts";
 import {
@@ -916,11 +919,15 @@ Deno.test("with an API token, PUT and PATCH need the token even on unknown route
   const { app } = makeApi({ apiToken: TOKEN });
   for (const method of ["PUT", "PATCH"]) {
     await assertError(await app.request("/sensors/a", { method }), 401, "unauthorized");
-    const res = await app.request("/sensors/a", {
-      method,
-      headers: { Authorization: `Bearer ${TOKEN}` },
-    });
-    await assertError(res, 404, "not_found");
+    await assertError(await app.request("/nope", { method }), 401, "unauthorized");
+    const headers = { Authorization: `Bearer ${TOKEN}` };
+    // With the token, a known path answers 405 (no route takes PUT or PATCH), an unknown one 404.
+    await assertError(
+      await app.request("/sensors/a", { method, headers }),
+      405,
+      "method_not_allowed",
+    );
+    await assertError(await app.request("/nope", { method, headers }), 404, "not_found");
   }
 });
 
@@ -1101,6 +1108,25 @@ Deno.test("POST /sensors/:id/overheat with no body takes the defaults", async ()
   assert.deepEqual(await res.json(), { id: "boiler-1", readings: 10, temperature: 90 });
 });
 
+Deno.test("POST /sensors/:id/overheat with a JSON Content-Type and an empty body takes the defaults", async () => {
+  const { app, fleet } = makeApi();
+  fleet.add(parseOne({ id: "boiler-1" }));
+  for (const type of ["application/json", "application/json; charset=utf-8"]) {
+    const res = await app.request("/sensors/boiler-1/overheat", post("", { "Content-Type": type }));
+    assert.equal(res.status, 202, type);
+    assert.deepEqual(await res.json(), { id: "boiler-1", readings: 10, temperature: 90 });
+  }
+  // Still refused: a body that is there but is not JSON, or not under a JSON Content-Type.
+  await assertError(await app.request("/sensors/boiler-1/overheat", post(" ")), 400, "bad_request");
+  const typed = await app.request("/sensors/boiler-1/overheat", {
+    method: "POST",
+    body: "{}",
+    headers: { "Content-Type": "text/plain" },
+  });
+  await assertError(typed, 400, "bad_request");
+  assert.equal(fleet.overheats.length, 2);
+});
+
 Deno.test("POST /sensors/:id/overheat answers 400 for a bad body, 404 and 409 as the fleet says", async () => {
   const { app, fleet } = makeApi();
   fleet.add(parseOne({ id: "boiler-1" }));
@@ -1133,4 +1159,118 @@ Deno.test("with an API token, POST /sensors/:id/overheat needs the token", async
     post("{}", { Authorization: `Bearer ${TOKEN}` }),
   );
   assert.equal(ok.status, 202);
+});
+
+// --- HTTP contract: 405, limits, timeouts, RED metrics -------------------------------
+
+Deno.test("a wrong method on a known path answers 405 with Allow, in the error shape", async () => {
+  const { app } = makeApi();
+  const cases: Array<[string, string, string]> = [
+    ["PUT", "/sensors", "GET, HEAD, OPTIONS, POST"],
+    ["DELETE", "/health", "GET, HEAD, OPTIONS"],
+    ["POST", "/sensors/a", "DELETE, GET, HEAD, OPTIONS"],
+    ["GET", "/sensors/a/overheat", "OPTIONS, POST"],
+    ["PATCH", "/alerts", "GET, HEAD, OPTIONS"],
+    ["POST", "/devices/d-1/readings", "GET, HEAD, OPTIONS"],
+  ];
+  for (const [method, path, allow] of cases) {
+    const res = await app.request(path, { method });
+    assert.equal(res.headers.get("Allow"), allow, `${method} ${path}`);
+    const message = await assertError(res, 405, "method_not_allowed");
+    assert.match(message, new RegExp(`^Method not allowed: "${method}" on ${path} takes `));
+  }
+  // An unknown path stays 404, whatever the method.
+  for (const method of ["GET", "PUT", "DELETE"]) {
+    const res = await app.request("/sensors/a/b/c", { method });
+    await assertError(res, 404, "not_found");
+    assert.equal(res.headers.get("Allow"), null);
+  }
+});
+
+Deno.test("OPTIONS on a known path answers 204 with Allow", async () => {
+  const { app } = makeApi();
+  const res = await app.request("/sensors/a", { method: "OPTIONS" });
+  assert.equal(res.status, 204);
+  assert.equal(res.headers.get("Allow"), "DELETE, GET, HEAD, OPTIONS");
+  await assertError(await app.request("/nope", { method: "OPTIONS" }), 404, "not_found");
+});
+
+Deno.test("a request target over 8 KiB answers 414 and headers over 32 KiB 431, in the error shape", async () => {
+  const { app } = makeApi();
+  const long = await app.request(`/sensors/${"a".repeat(9000)}`);
+  assert.match(await assertError(long, 414, "uri_too_long"), /^Request target is too long: /);
+  const query = await app.request(`/alerts?deviceId=${"a".repeat(9000)}`);
+  await assertError(query, 414, "uri_too_long");
+  const big = await app.request("/health", { headers: { "X-Big": "b".repeat(40_000) } });
+  assert.match(await assertError(big, 431, "headers_too_large"), /^Request headers are too large/);
+  assert.equal((await app.request(`/sensors/${"a".repeat(60)}`)).status, 404, "short enough");
+});
+
+Deno.test("a request that takes too long answers 503 timeout in the error shape", async () => {
+  using time = new FakeTime();
+  let calls = 0;
+  const { app } = makeApi({
+    requestTimeoutMs: 5_000,
+    timers: time,
+    // A dependency check that never settles.
+    health: () => {
+      calls++;
+      return new Promise(() => {});
+    },
+  });
+  const pending = Promise.resolve(app.request("/readyz"));
+  await until("the health check to be called", () => calls === 1);
+  await time.tickAsync(4_999);
+  let settled = false;
+  void pending.then(() => (settled = true));
+  await time.tickAsync(0);
+  assert.equal(settled, false, "still waiting before the timeout");
+  await time.tickAsync(1);
+  const res = await pending;
+  assert.equal(
+    await assertError(res, 503, "timeout"),
+    "Request timed out: no answer within 5000 ms",
+  );
+});
+
+Deno.test("a request answered in time leaves no timer behind", async () => {
+  using time = new FakeTime();
+  const { app } = makeApi({ requestTimeoutMs: 5_000, timers: time });
+  assert.equal((await app.request("/sensors")).status, 200);
+  assert.equal(time.pending, 0);
+});
+
+Deno.test("GET /metrics counts requests by method, route template and status, with durations", async () => {
+  const metrics = createMetrics(() => ({}));
+  const { app, fleet } = makeApi({ metrics });
+  fleet.add(parseOne({ id: "s-1" }));
+  for (const id of ["s-1", "s-2", "s-3"]) await app.request(`/sensors/${id}`); // 200, 404, 404
+  await app.request("/sensors", post('{"id":"s-4"}'));
+  await app.request("/no/such/path/1");
+  await app.request("/no/such/path/2");
+  await app.request("/sensors", { method: "PUT" });
+  await app.request("/sensors", { method: "BREW" });
+  const text = await (await app.request("/metrics")).text();
+  const sample = (series: string) => {
+    const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+    return line === undefined ? undefined : Number(line.slice(series.length + 1));
+  };
+  const total = (labels: string) => sample(`iot_http_requests_total{${labels}}`);
+  assert.equal(total('method="GET",route="/sensors/:id",code="200"'), 1);
+  assert.equal(total('method="GET",route="/sensors/:id",code="404"'), 2, "one series, not per id");
+  assert.equal(total('method="POST",route="/sensors",code="201"'), 1);
+  assert.equal(total('method="GET",route="unmatched",code="404"'), 2, "unmatched paths collapse");
+  assert.equal(total('method="PUT",route="unmatched",code="405"'), 1);
+  assert.equal(total('method="OTHER",route="unmatched",code="405"'), 1, "unknown methods collapse");
+  assert.equal(
+    sample('iot_http_request_duration_seconds_count{method="GET",route="/sensors/:id"}'),
+    3,
+  );
+  assert.ok(
+    sample(
+      'iot_http_request_duration_seconds_bucket{le="+Inf",method="GET",route="/sensors/:id"}',
+    ) ===
+      3,
+  );
+  assert.doesNotMatch(text, /s-2|no\/such/, "no raw path in any label");
 });
