@@ -148,7 +148,11 @@ export function createApi(deps: ApiDeps): Hono {
     );
   }
   // The API's contract, generated from the same schemas the handlers validate with.
-  app.get("/openapi.json", (c) => c.json(openApiDocument({ version: deps.info.version })));
+  let contract: Record<string, unknown> | undefined;
+  app.get("/openapi.json", (c) => {
+    contract ??= openApiDocument({ version: deps.info.version });
+    return c.json(contract);
+  });
   const storeConnecting = deps.connecting?.store ?? false;
   app.route("/sensors", sensorRoutes(deps.sensors, deps.connecting?.sensors ?? false));
   app.route("/devices", deviceRoutes(deps.queries, storeConnecting));
