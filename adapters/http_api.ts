@@ -697,9 +697,10 @@ export function requestLimits(
   { maxUrlBytes, maxHeaderBytes }: RequestLimitsOptions,
 ): MiddlewareHandler {
   return async function requestLimits(c, next) {
+    // The target is what follows the origin (the URL is ASCII, percent-encoded, once parsed).
     const url = c.req.url;
-    // The target is what follows the origin; URLs here are ASCII after parsing.
-    const target = url.length - new URL(url).origin.length;
+    const path = url.indexOf("/", url.indexOf("://") + 3);
+    const target = path < 0 ? 1 : url.length - path;
     if (target > maxUrlBytes) {
       throw new ApiError(
         414,
