@@ -6,6 +6,12 @@ import { ApiError, errorBody } from "../adapters/http_errors.ts";
 import { Hono } from "@hono/hono";
 import { createMetrics } from "../adapters/metrics.ts";
 import { FakeTime } from "./fake_time.ts";
+import {
+  CreatedSensorsSchema,
+  ErrorBodySchema,
+  OverheatAcceptedSchema,
+  ProbeBodySchema,
+} from "../schemas/http_api.ts";
 import { until } from "./wait.ts";
 import { parseSensorRequest, type SensorRequest } from "../schemas/sensor_request.ts";
 import type { OverheatRequest } from "../schemas/overheat_request.ts";
@@ -1273,4 +1279,29 @@ Deno.test("GET /metrics counts requests by method, route template and status, wi
       3,
   );
   assert.doesNotMatch(text, /s-2|no\/such/, "no raw path in any label");
+});
+
+Deno.test("answers match the schemas the OpenAPI document names for them", async () => {
+  const { app, fleet } = makeApi();
+  const created = await app.request("/sensors", post('{"id":"boiler-1"}'));
+  CreatedSensorsSchema.parse(await created.json());
+  const accepted = await app.request("/sensors/boiler-1/overheat", { method: "POST" });
+  OverheatAcceptedSchema.parse(await accepted.json());
+  for (const probe of ["/livez", "/readyz"]) {
+    ProbeBodySchema.parse(await (await app.request(probe)).json());
+  }
+  assert.equal(fleet.size, 1);
+  // Every kind of error, from handlers, middleware and routing, in the one strict shape.
+  const errors = [
+    await app.request("/sensors", post("{")),
+    await app.request("/sensors/nobody"),
+    await app.request("/sensors", { method: "PUT" }),
+    await app.request("/nope"),
+    await app.request(`/sensors/${"a".repeat(9000)}`),
+    await app.request("/sensors?limit=0"),
+  ];
+  for (const res of errors) {
+    assert.ok(res.status >= 400, String(res.status));
+    ErrorBodySchema.parse(await res.json());
+  }
 });
