@@ -14,7 +14,10 @@ import { z } from "zod";
 import { SensorRequestSchema } from "../schemas/sensor_request.ts";
 import { OverheatRequestSchema } from "../schemas/overheat_request.ts";
 import { DashboardQuerySchema } from "../schemas/dashboard.ts";
+import { AckRequestSchema } from "../schemas/ack_request.ts";
+import { BacktestRequestSchema } from "../schemas/backtest_request.ts";
 import {
+  AlertIdParamsSchema,
   AlertsQuerySchema,
   CreatedSensorsSchema,
   ErrorBodySchema,
@@ -154,7 +157,33 @@ export const OPERATIONS: Readonly<Record<RouteKey, Operation>> = {
     tag: "alerts",
     query: AlertsQuerySchema,
     ok: { 200: { description: "`{alerts}`", json: anObject } },
-    errors: { 400: "Bad status, deviceId or limit" },
+    errors: { 400: "Bad status, acked, deviceId or limit" },
+  },
+  "POST /alerts/:id/ack": {
+    summary: "Acknowledge an alert episode (the first acknowledgement wins)",
+    tag: "alerts",
+    params: AlertIdParamsSchema,
+    body: { schema: AckRequestSchema, required: true },
+    ok: {
+      200: { description: "The alert, with `ackedBy`, `ackedAt` and `note`", json: anObject },
+    },
+    errors: { 400: "Malformed body or id", 404: "Unknown alert", 413: "Body over 16 KiB" },
+  },
+  "POST /rules/backtest": {
+    summary: "Replay stored readings through a candidate rule, next to the stored episodes",
+    tag: "rules",
+    body: { schema: BacktestRequestSchema, required: true },
+    ok: {
+      200: {
+        description: "`{from, to, rule, readings, devices, summary, candidate, stored}`",
+        json: anObject,
+      },
+    },
+    errors: {
+      400: "Malformed body or rule",
+      413: "Body over 4 KiB",
+      422: "`limit_exceeded`: more readings in the window than the bound, or past the deadline",
+    },
   },
   "GET /": {
     summary: "The live dashboard page",

@@ -9,6 +9,7 @@
  */
 import { z } from "zod";
 import { DeviceIdSchema } from "./reading.ts";
+import { ALERT_ID_PATTERN } from "./ack_request.ts";
 
 /** Every `error.code` the API answers with. */
 export const ERROR_CODES = [
@@ -48,6 +49,11 @@ const limit = z.int().min(PAGE_LIMIT.min).max(PAGE_LIMIT.max).default(PAGE_LIMIT
 /** `:id` of `/sensors/:id` and `/devices/:id`. */
 export const IdParamsSchema = z.strictObject({ id: DeviceIdSchema });
 
+/** `:id` of `/alerts/:id/ack`: the alert's `_id`, `<deviceId>:<type>:<raisedSeq>`. */
+export const AlertIdParamsSchema = z.strictObject({
+  id: z.string().regex(ALERT_ID_PATTERN, "must be <deviceId>:<type>:<raisedSeq>"),
+});
+
 /** `GET /sensors?offset=&limit=`. */
 export const SensorsQuerySchema = z.strictObject({
   offset: z.int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
@@ -57,9 +63,11 @@ export const SensorsQuerySchema = z.strictObject({
 /** `GET /devices/:id/readings?limit=`. */
 export const ReadingsQuerySchema = z.strictObject({ limit });
 
-/** `GET /alerts?status=&deviceId=&limit=`. */
+/** `GET /alerts?status=&acked=&deviceId=&limit=`. */
 export const AlertsQuerySchema = z.strictObject({
   status: z.enum(["active", "cleared"]).optional(),
+  /** `false`: only the episodes nobody has acknowledged yet. */
+  acked: z.enum(["true", "false"]).optional(),
   deviceId: DeviceIdSchema.optional(),
   limit,
 });
