@@ -641,9 +641,12 @@ function parseValue(kind: Kind, raw: string): unknown {
   }
 }
 
-/** Why `item` is not a `host:port` (an IPv6 host in brackets), or undefined if it is. */
+/**
+ * Why `item` is not a `host:port`, or undefined if it is. No IPv6 literal: kafkajs 2.2.4 splits a
+ * broker at its first colon (`connectionPoolBuilder.js`), so "[::1]:9092" could never connect.
+ */
 function hostPortProblem(item: string): string | undefined {
-  const match = /^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):([^:]*)$/.exec(item);
+  const match = /^([^\s:]+):([^:]*)$/.exec(item);
   if (!match) return "expected host:port";
   const port = match[2]!;
   if (!/^\d+$/.test(port) || Number(port) < 1 || Number(port) > 65535) {

@@ -362,14 +362,14 @@ Deno.test("parseConfig() refuses a broker port outside 1-65535, naming the varia
   );
 });
 
-Deno.test("parseConfig() accepts host:port brokers with ports 1-65535 and bracketed IPv6 hosts", () => {
+Deno.test("parseConfig() accepts host:port brokers with ports 1-65535, no IPv6 literal (kafkajs cannot use one)", () => {
   for (
-    const brokers of ["127.0.0.1:1", "kafka-0.kafka.svc:65535", "[::1]:9092", "a:9092, b:9093"]
+    const brokers of ["127.0.0.1:1", "kafka-0.kafka.svc:65535", "a:9092, b:9093"]
   ) {
     const result = parseConfig([], { KAFKA_BROKERS: brokers });
     assert.ok(result.ok, `${brokers}: ${JSON.stringify(result)}`);
   }
-  for (const brokers of ["nohost", ":9092", "::1:9092", "a b:9092"]) {
+  for (const brokers of ["nohost", ":9092", "::1:9092", "[::1]:9092", "a b:9092"]) {
     const result = parseConfig([], { KAFKA_BROKERS: brokers });
     assert.ok(!result.ok && !result.help, brokers);
     assert.match(result.errors[0]!, /expected host:port/, brokers);

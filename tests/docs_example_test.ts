@@ -9,6 +9,7 @@ import "./env_guard.ts";
 import assert from "node:assert/strict";
 import { testWith } from "./needs.ts";
 import { EMBEDDED, startApp, testEnv } from "./test_app.ts";
+import { SETTINGS } from "../schemas/config.ts";
 
 const permitted = await testWith();
 const DOC = new URL("../docs/http-api.md", import.meta.url);
@@ -116,4 +117,14 @@ permitted.test("the curl example of docs/http-api.md works after sensors were ad
   assert.equal(earlier.status, 201);
   await earlier.body?.cancel();
   await runExample(app.url, calls, { fresh: false });
+});
+
+permitted.test("docs/configuration.md lists every setting's flag and variable, --help and --version", async () => {
+  const doc = await Deno.readTextFile(new URL("../docs/configuration.md", import.meta.url));
+  for (const s of SETTINGS) {
+    assert.ok(doc.includes(`\`--${s.flag}\``), s.flag);
+    assert.ok(doc.includes(`\`${s.env}\``), s.env);
+  }
+  assert.match(doc, /--help/);
+  assert.match(doc, /--version/);
 });
