@@ -75,6 +75,27 @@ export function isKafkajsIdleTimerWarning(warning: string | Error, type: unknown
   return delay < IDLE_TIMER_BELOW;
 }
 
+/**
+ * One kafkajs log entry as a line of ours. kafkajs retries on its own and logs every try with a
+ * stack: those lines go to debug, since the outcome reaches our code, which reports it once (a
+ * start-up retry, a consumer restart). The rest of its errors and warnings are warnings, and a
+ * stack rides on an `error` field, which the logger prints only at debug level.
+ */
+export function kafkajsLine(
+  { namespace, level, log: entry }: Pick<LogEntry, "namespace" | "level" | "log">,
+): { level: "debug" | "warn"; message: string; fields: Record<string, unknown> } {
+  const { message, timestamp: _t, logger: _l, stack, error, ...rest } = entry;
+  // kafkajs logs broker addresses and errors, never message payloads.
+  const fields: Record<string, unknown> = { namespace, ...rest };
+  if (typeof stack === "string") {
+    fields.error = Object.assign(new Error(String(error ?? message)), { stack });
+  } else if (error !== undefined) fields.error = error;
+  const retried = "retryCount" in rest || "retryTime" in rest;
+  const connectionFailure = namespace === "Connection" && level === logLevel.ERROR;
+  const serious = level === logLevel.ERROR || level === logLevel.WARN;
+  return { level: serious && !retried && !connectionFailure ? "warn" : "debug", message, fields };
+}
+
 export function createKafka(
   { brokers, clientId, logger, sasl, ssl }: KafkaClientOptions,
 ): Kafka {
@@ -90,13 +111,9 @@ export function createKafka(
     // consumer's restart) retry at their own level.
     retry: { initialRetryTime: 300, retries: 3, maxRetryTime: 3000 },
     logLevel: logLevel.WARN,
-    logCreator: () => ({ namespace, level, log: entry }: LogEntry) => {
-      const { message, timestamp: _t, logger: _l, ...fields } = entry;
-      // kafkajs logs broker addresses and errors, never message payloads.
-      const line = { namespace, ...fields };
-      if (level === logLevel.ERROR) log.warn(message, line);
-      else if (level === logLevel.WARN) log.warn(message, line);
-      else log.debug(message, line);
+    logCreator: () => (entry: LogEntry) => {
+      const { level, message, fields } = kafkajsLine(entry);
+      log[level](message, fields);
     },
   };
   return new Kafka(config);

@@ -30,7 +30,12 @@ export function createLogger(options: LoggerOptions = {}, base: LogFields = {}):
     if (RANK[lvl] < RANK[level]) return;
     const all = { ...base, ...fields };
     for (const [k, v] of Object.entries(all)) {
-      if (v instanceof Error) all[k] = { name: v.name, message: v.message };
+      // Stacks are for whoever turned on debug logging; at other levels the message says it.
+      if (v instanceof Error) {
+        all[k] = level === "debug" && v.stack
+          ? { name: v.name, message: v.message, stack: v.stack }
+          : { name: v.name, message: v.message };
+      }
     }
     if (format === "json") {
       write(JSON.stringify({ time: now().toISOString(), level: lvl, msg, ...all }));

@@ -1,7 +1,9 @@
 /**
- * One start-up attempt: the roles this process runs, in start order — store,
- * processors, sensors — each an `AsyncDisposable` on one stack, so releasing
- * the pipeline runs them in reverse and a failed attempt leaves nothing open.
+ * Start-up: the roles this process runs, in start order — store, processors,
+ * sensors — each an `AsyncDisposable` on one stack, so releasing the pipeline
+ * runs them in reverse and a start-up that gives up leaves nothing open. Each
+ * step is retried on its own (`retry.ts`): a step that fails does not reopen
+ * what the steps before it opened.
  *
  * @module
  */
@@ -9,6 +11,7 @@ import type { Config } from "../schemas/config.ts";
 import type { Metrics } from "../adapters/metrics.ts";
 import type { LiveView } from "../adapters/live_view.ts";
 import {
+  describeStore,
   openSeqLedger,
   openTransport,
   type Producer,
@@ -26,6 +29,7 @@ import { startProcessors } from "./processors_role.ts";
 import { startSensors } from "./sensors_role.ts";
 import { startFleet } from "./fleet_role.ts";
 import type { SensorControl } from "../actors/sensor_control.ts";
+import type { Retry } from "./retry.ts";
 
 export interface Parts {
   readonly store?: Store;
@@ -50,51 +54,64 @@ export interface ConnectDeps {
   readonly live: LiveView | undefined;
   /** A role failed for good: `message` says which, and the process must go. */
   readonly fail: (message: string, error: unknown) => void;
+  /** Connects one step, retrying it until it works or start-up gives up. */
+  readonly retry: Retry;
 }
 
-/** One start-up attempt: every role of this process, or (on failure) nothing left open. */
+/** Every role of this process, or (when start-up gives up) nothing left open. */
 export async function connect(config: Config, deps: ConnectDeps): Promise<Pipeline> {
-  const { logger, metrics, live, fail } = deps;
+  const { logger, metrics, live, fail, retry } = deps;
+  const steps = stepNames(config);
   const { role } = config;
   await using stack = new AsyncDisposableStack();
   const release = <T extends AsyncDisposable>(name: string, resource: T) =>
     releasing(stack, name, resource, logger);
   const store = role === "sensors"
     ? undefined
-    : release("store", await openStoreRole(config, logger));
-  const transport = role === "api" ? undefined : await openTransport(config, logger);
+    : release("store", await retry(steps.store, () => openStoreRole(config, logger)));
+  const transport = role === "api"
+    ? undefined
+    : await retry(steps.transport, () => openTransport(config, logger));
   const rule = alarmRule(config);
   let parts: Parts = { ...(store ? { store } : {}), ...(transport ? { transport } : {}) };
   if ((role === "all" || role === "processors") && transport && store) {
     const processors = release(
       "processors",
-      await startProcessors({ transport, store }, {
-        config,
-        rule,
-        logger,
-        metrics,
-        ...(live ? { onProcessed: (outputs) => live.record(outputs) } : {}),
-        onFatal: (error) =>
-          fail("consumer stopped for good; exiting so a supervisor restarts us", error),
-      }),
+      await retry(steps.consumer, () =>
+        startProcessors({ transport, store }, {
+          config,
+          rule,
+          logger,
+          metrics,
+          ...(live ? { onProcessed: (outputs) => live.record(outputs) } : {}),
+          onFatal: (error) =>
+            fail("consumer stopped for good; exiting so a supervisor restarts us", error),
+        })),
     );
     const { source, writer } = processors;
     parts = { ...parts, source, processors: processors.processors, writer };
   }
   if ((role === "all" || role === "sensors") && transport) {
     // Released after the sensors: they stop before their ledger closes.
-    const ledger = release("seq ledger", await openSeqLedger(config, logger, store));
+    const ledger = release(
+      "seq ledger",
+      await retry(steps.ledger, () => openSeqLedger(config, logger, store)),
+    );
     const sensors = release(
       "sensors",
-      await startSensors({ transport, ledger, ...(store ? { seqs: store } : {}) }, {
-        config,
-        rule,
-        logger,
-        // Gone from the dashboard at once, not when the live view expires it.
-        ...(live ? { onRemoved: (id) => live.forget(id) } : {}),
-        onFatal: (error) =>
-          fail("sensor supervisor gave up; exiting so a supervisor restarts us", error),
-      }),
+      await retry(
+        steps.producer,
+        () =>
+          startSensors({ transport, ledger, ...(store ? { seqs: store } : {}) }, {
+            config,
+            rule,
+            logger,
+            // Gone from the dashboard at once, not when the live view expires it.
+            ...(live ? { onRemoved: (id) => live.forget(id) } : {}),
+            onFatal: (error) =>
+              fail("sensor supervisor gave up; exiting so a supervisor restarts us", error),
+          }),
+      ),
     );
     parts = { ...parts, fleet: sensors.fleet, producer: sensors.producer };
   }
@@ -103,13 +120,14 @@ export async function connect(config: Config, deps: ConnectDeps): Promise<Pipeli
     // Released before the sensors role: a Kafka member stops the sensors, then leaves its group.
     const fleet = release(
       "fleet",
-      await startFleet(parts.fleet, {
-        config,
-        rule,
-        logger,
-        onFatal: (error) =>
-          fail("fleet registry stopped for good; exiting so a supervisor restarts us", error),
-      }),
+      await retry(steps.fleet, () =>
+        startFleet(parts.fleet, {
+          config,
+          rule,
+          logger,
+          onFatal: (error) =>
+            fail("fleet registry stopped for good; exiting so a supervisor restarts us", error),
+        })),
     );
     parts = { ...parts, control: fleet.control };
   }
@@ -132,6 +150,28 @@ function releasing<T extends AsyncDisposable>(
     }
   });
   return resource;
+}
+
+/** What each start-up step connects to, as a failure message names it. */
+function stepNames(config: Config) {
+  const { kind, where } = describeStore(config);
+  const kafka = config.kafkaBrokers ? `Kafka at "${config.kafkaBrokers.join(",")}"` : undefined;
+  return {
+    store: kind === "kv"
+      ? `opening the Deno KV store "${where}"`
+      : `connecting to MongoDB (${where})`,
+    transport: kafka ? `connecting to ${kafka}` : "opening the embedded queue",
+    consumer: kafka
+      ? `joining consumer group "${config.kafkaGroup}" on ${kafka}`
+      : "starting the processors",
+    ledger: kafka
+      ? `opening the seq topic "${config.kafkaSeqTopic}" on ${kafka}`
+      : `opening the seq ledger in "${config.kvPath}"`,
+    producer: kafka ? `connecting the producer to ${kafka}` : "starting the sensors",
+    fleet: kafka
+      ? `joining the fleet registry "${config.kafkaSensorsTopic}" on ${kafka}`
+      : `opening the fleet registry in "${config.kvPath}"`,
+  };
 }
 
 function alarmRule(config: Config): AlarmRule {

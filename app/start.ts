@@ -2,7 +2,8 @@
  * Start-up and shutdown of one process. The HTTP API answers at once (so
  * `/health` works while dependencies come up); then the roles this process
  * runs are started one by one — store, processors, sensors — each returning
- * an `AsyncDisposable` kept on one stack, retried as a whole until connected.
+ * an `AsyncDisposable` kept on one stack, each step retried on its own until
+ * connected or until start-up gives up (`KAFKA_GIVE_UP_MS`).
  * Stopping releases the stack in reverse: sensors stop, the producer flushes,
  * in-flight batches finish and commit, the store closes.
  *
@@ -21,9 +22,11 @@ import { describeStore } from "../adapters/ports.ts";
 import type { Logger } from "../actors/logger.ts";
 import { healthChecks, type PipelineStatus } from "./health_checks.ts";
 import { serveHttp } from "./http_server.ts";
-import { retryStart, StartCancelledError } from "./retry.ts";
+import { createRetry, StartCancelledError, StartFailedError } from "./retry.ts";
 import { connect, type Parts, type Pipeline } from "./pipeline.ts";
 
+/** The program's name and version: `--version`, `/health` and the `iot_build_info` metric. */
+export const NAME = "iot-pipeline";
 export const VERSION = "0.2.0";
 
 export interface App extends AsyncDisposable {
@@ -39,8 +42,10 @@ export interface App extends AsyncDisposable {
 
 export interface StartOptions {
   readonly logger?: Logger;
-  /** Attempts to connect at start-up before giving up (default: keep trying). */
+  /** Attempts per start-up step before giving up (default: until `kafkaGiveUpMs` has passed). */
   readonly connectAttempts?: number;
+  /** Wait before start-up attempt `n + 1` after attempt `n` failed (default 0.5 s doubling). */
+  readonly connectBackoffMs?: (attempt: number) => number;
 }
 
 /** Starts every role the config asks for; dispose the result to stop it. */
@@ -97,8 +102,11 @@ export function start(config: Config, options: StartOptions = {}): App {
       }),
     });
 
+  // The first line says what is in use and how to switch (the README promises it).
+  logger.info(modeLine(config), mode);
   // Dashboard streams opened during start-up end once connected; browsers reconnect.
   const connecting = new AbortController();
+  // Throws a `ListenError` (one sentence) when the port is taken: nothing else has started yet.
   const http = serveHttp(
     config,
     api(undefined, AbortSignal.any([connecting.signal, shutdown.signal])),
@@ -108,7 +116,6 @@ export function start(config: Config, options: StartOptions = {}): App {
     role: config.role,
     auth: config.apiToken ? "bearer token" : "none",
   });
-  logger.info(modeLine(config), mode);
 
   /** A failure the process cannot recover from: `/health` says why, and the process exits 1. */
   const fail = (message: string, error: unknown) => {
@@ -118,16 +125,14 @@ export function start(config: Config, options: StartOptions = {}): App {
     void stop(1);
   };
 
-  const ready = retryStart(
-    () =>
-      connect(config, {
-        logger,
-        metrics,
-        live,
-        fail,
-      }),
-    { attempts: options.connectAttempts ?? Infinity, signal: shutdown.signal, logger },
-  ).then((connected) => {
+  const retry = createRetry({
+    attempts: options.connectAttempts ?? Infinity,
+    giveUpMs: config.kafkaGiveUpMs,
+    signal: shutdown.signal,
+    logger,
+    ...(options.connectBackoffMs ? { backoffMs: options.connectBackoffMs } : {}),
+  });
+  const ready = connect(config, { logger, metrics, live, fail, retry }).then((connected) => {
     pipeline = connected;
     if (status.type === "starting") status = { type: "running" };
     http.serve(api(connected.parts, shutdown.signal));
@@ -135,7 +140,10 @@ export function start(config: Config, options: StartOptions = {}): App {
     logger.info("pipeline running", { role: config.role });
   });
   ready.catch((error) => {
-    if (!(error instanceof StartCancelledError)) fail("cannot start", error);
+    if (error instanceof StartFailedError) fail(error.message, error);
+    else if (!(error instanceof StartCancelledError)) {
+      fail(`Cannot start: ${error instanceof Error ? error.message : String(error)}`, error);
+    }
   });
 
   const { promise: finished, resolve: resolveFinished } = Promise.withResolvers<number>();

@@ -18,6 +18,14 @@ export const ROLES: readonly Role[] = ["all", "sensors", "processors", "api"];
 export const SENSOR_PROFILES = RANDOM_PROFILES;
 export const KAFKA_SASL_MECHANISMS = ["scram-sha-256", "scram-sha-512", "plain"] as const;
 export type KafkaSaslMechanism = (typeof KAFKA_SASL_MECHANISMS)[number];
+export const LOG_FORMATS = ["json", "pretty"] as const;
+export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+/**
+ * The shortest `API_TOKEN` accepted. 16 characters are at least 64 bits even
+ * as hex (`openssl rand -hex 8`), far beyond guessing through the rate-limited
+ * API; anything shorter is a password someone typed, like "admin" or "s3cret".
+ */
+export const API_TOKEN_MIN_LENGTH = 16;
 
 /** The fully resolved configuration; every field has a value. */
 export interface Config {
@@ -43,7 +51,10 @@ export interface Config {
   /** How long the sensors group waits for a silent process before moving its sensors. */
   readonly kafkaSensorsSessionTimeoutMs: number;
   readonly kafkaClientId: string;
-  /** The consumer gives up (and the process exits 1) after this long without a broker answer. */
+  /**
+   * Start-up gives up (and the process exits 1) after failing to connect for this long; so does
+   * the consumer after this long without a broker answer.
+   */
   readonly kafkaGiveUpMs: number;
   /** Set together with `kafkaUsername` and `kafkaPassword`, or not at all. */
   readonly kafkaSaslMechanism: KafkaSaslMechanism | undefined;
@@ -69,12 +80,17 @@ export interface Config {
   readonly alarmClearAfter: number;
   readonly passivateAfterMs: number;
   readonly checkpointMs: number;
-  readonly logFormat: "json" | "pretty";
-  readonly logLevel: "debug" | "info" | "warn" | "error";
+  readonly logFormat: (typeof LOG_FORMATS)[number];
+  readonly logLevel: (typeof LOG_LEVELS)[number];
 }
 
 type Kind =
-  | { readonly type: "string"; readonly pattern?: RegExp; readonly patternHint?: string }
+  | {
+    readonly type: "string";
+    readonly pattern?: RegExp;
+    readonly patternHint?: string;
+    readonly minLength?: number;
+  }
   | { readonly type: "int"; readonly min: number; readonly max: number }
   | { readonly type: "number"; readonly min: number; readonly max: number }
   | { readonly type: "enum"; readonly values: readonly string[] }
@@ -116,7 +132,7 @@ const TABLE = [
     env: "ROLE",
     kind: { type: "enum", values: ROLES },
     default: "all",
-    help: "Which roles this process runs: all, sensors, processors or api",
+    help: "Which roles this process runs",
   },
   {
     key: "host",
@@ -138,9 +154,15 @@ const TABLE = [
     key: "apiToken",
     flag: "api-token",
     env: "API_TOKEN",
-    kind: { type: "string" },
+    kind: {
+      type: "string",
+      minLength: API_TOKEN_MIN_LENGTH,
+      // A header value cannot carry it intact: HTTP trims it, and "Bearer a b" is two words.
+      pattern: /^\S+$/,
+      patternHint: "free of whitespace",
+    },
     default: undefined,
-    help: "Bearer token required by POST/DELETE endpoints",
+    help: "Bearer token required by POST/DELETE endpoints (e.g. openssl rand -hex 24)",
     secret: true,
   },
   {
@@ -238,7 +260,8 @@ const TABLE = [
     env: "KAFKA_GIVE_UP_MS",
     kind: { type: "int", min: 1000, max: 86_400_000 },
     default: "120000",
-    help: "Processors exit with status 1 when no Kafka broker has answered for this long",
+    help: "Start-up gives up (exit 1) after failing to connect for this long; running processors " +
+      "exit 1 when no Kafka broker has answered for this long",
   },
   {
     key: "kafkaClientId",
@@ -254,7 +277,7 @@ const TABLE = [
     env: "KAFKA_SASL_MECHANISM",
     kind: { type: "enum", values: KAFKA_SASL_MECHANISMS },
     default: undefined,
-    help: "SASL mechanism for the brokers: scram-sha-256, scram-sha-512 or plain (unset: none)",
+    help: "SASL mechanism for the brokers (unset: none)",
   },
   {
     key: "kafkaUsername",
@@ -423,7 +446,7 @@ const TABLE = [
     key: "logFormat",
     flag: "log-format",
     env: "LOG_FORMAT",
-    kind: { type: "enum", values: ["json", "pretty"] },
+    kind: { type: "enum", values: LOG_FORMATS },
     default: "json",
     help: "Log lines as JSON objects or readable text",
   },
@@ -431,7 +454,7 @@ const TABLE = [
     key: "logLevel",
     flag: "log-level",
     env: "LOG_LEVEL",
-    kind: { type: "enum", values: ["debug", "info", "warn", "error"] },
+    kind: { type: "enum", values: LOG_LEVELS },
     default: "info",
     help: "Lowest level logged",
   },
@@ -444,9 +467,13 @@ const _everyFieldHasASetting: [Exclude<keyof Config, (typeof TABLE)[number]["key
 
 export const SETTINGS: readonly Setting[] = TABLE;
 
+/**
+ * A resolved config; or `help`: the user asked for information (`show`: `--help` or
+ * `--version`), not for a run; or every problem found.
+ */
 export type ConfigResult =
   | { readonly ok: true; readonly config: Config }
-  | { readonly ok: false; readonly help: true }
+  | { readonly ok: false; readonly help: true; readonly show: "help" | "version" }
   | { readonly ok: false; readonly help: false; readonly errors: readonly string[] };
 
 /**
@@ -459,6 +486,7 @@ export function parseConfig(
 ): ConfigResult {
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
     help: { type: "boolean", short: "h" },
+    version: { type: "boolean", short: "V" },
   };
   for (const s of SETTINGS) {
     options[s.flag] = { type: s.kind.type === "bool" ? "boolean" : "string" };
@@ -469,7 +497,8 @@ export function parseConfig(
   } catch (err) {
     return { ok: false, help: false, errors: [(err as Error).message] };
   }
-  if (values.help) return { ok: false, help: true };
+  if (values.help) return { ok: false, help: true, show: "help" };
+  if (values.version) return { ok: false, help: true, show: "version" };
 
   const errors: string[] = [];
   const out: Record<string, unknown> = {};
@@ -573,6 +602,9 @@ function parseValue(kind: Kind, raw: string): unknown {
   switch (kind.type) {
     case "string":
       if (raw.trim() === "") return { problem: "must not be empty" };
+      if (kind.minLength !== undefined && raw.length < kind.minLength) {
+        return { problem: `must be at least ${kind.minLength} characters long` };
+      }
       if (kind.pattern && !kind.pattern.test(raw)) {
         return { problem: `must be ${kind.patternHint}` };
       }
@@ -598,27 +630,94 @@ function parseValue(kind: Kind, raw: string): unknown {
     case "list": {
       const items = raw.split(",").map((x) => x.trim()).filter((x) => x !== "");
       if (items.length === 0) return { problem: "must list at least one host:port" };
-      const bad = items.find((x) => !/^[^\s:]+:\d{1,5}$/.test(x));
-      return bad ? { problem: `has "${bad}", expected host:port` } : items;
+      for (const item of items) {
+        const problem = hostPortProblem(item);
+        if (problem) return { problem: `has "${item}": ${problem}` };
+      }
+      return items;
     }
     default:
       return kind satisfies never;
   }
 }
 
-/** The --help text, generated from SETTINGS. */
+/**
+ * Why `item` is not a `host:port`, or undefined if it is. No IPv6 literal: kafkajs 2.2.4 splits a
+ * broker at its first colon (`connectionPoolBuilder.js`), so "[::1]:9092" could never connect.
+ */
+function hostPortProblem(item: string): string | undefined {
+  const match = /^([^\s:]+):([^:]*)$/.exec(item);
+  if (!match) return "expected host:port";
+  const port = match[2]!;
+  if (!/^\d+$/.test(port) || Number(port) < 1 || Number(port) > 65535) {
+    return `the port must be between 1 and 65535`;
+  }
+  return undefined;
+}
+
+/** What a setting accepts, as --help shows it: the choices of an enum, the range of a number. */
+export function acceptedValues(kind: Kind): string | undefined {
+  switch (kind.type) {
+    case "enum":
+      return `choices: ${kind.values.join(", ")}`;
+    case "int":
+      return `an integer from ${kind.min} to ${kind.max}`;
+    case "number":
+      return `a number from ${kind.min} to ${kind.max}`;
+    case "string": {
+      const rules = [
+        ...(kind.minLength === undefined ? [] : [`at least ${kind.minLength} characters`]),
+        ...(kind.patternHint === undefined ? [] : [kind.patternHint]),
+      ];
+      return rules.length > 0 ? rules.join(", ") : undefined;
+    }
+    case "bool":
+      return undefined;
+    case "list":
+      return "host:port, comma-separated, each port from 1 to 65535";
+    default:
+      return kind satisfies never;
+  }
+}
+
+/** The --help text, generated from SETTINGS: each option's variable, meaning, values and default. */
 export function helpText(): string {
   const lines = [
     "Usage: deno task start [options]",
     "",
-    "Every option can also be set through the environment variable shown.",
+    "Every option can also be set through the environment variable shown beside it.",
     "",
   ];
   for (const s of SETTINGS) {
-    const flag = s.kind.type === "bool" ? `--${s.flag}` : `--${s.flag} <value>`;
-    const def = s.default === undefined ? "" : ` (default: ${s.default})`;
-    lines.push(`  ${flag.padEnd(30)} ${s.env.padEnd(20)} ${s.help}${def}`);
+    const flag = s.kind.type === "bool" ? `--${s.flag}` : `--${s.flag} <${placeholder(s.kind)}>`;
+    lines.push(`  ${flag.padEnd(40)} ${s.env}`);
+    lines.push(`      ${s.help}`);
+    const accepted = acceptedValues(s.kind);
+    const details = [
+      ...(accepted === undefined ? [] : [capitalize(accepted)]),
+      ...(s.default === undefined ? [] : [`(default: ${s.default})`]),
+    ];
+    if (details.length > 0) lines.push(`      ${details.join(" ")}`);
   }
-  lines.push(`  ${"-h, --help".padEnd(30)} ${"".padEnd(20)} Show this help`);
+  lines.push(`  -h, --help`, `      Show this help`);
+  lines.push(`  -V, --version`, `      Show the name and version`);
   return lines.join("\n");
+}
+
+function placeholder(kind: Kind): string {
+  switch (kind.type) {
+    case "enum":
+      return kind.values.join("|");
+    case "int":
+    case "number":
+      return "number";
+    case "list":
+      return "host:port,…";
+    default:
+      return "value";
+  }
+}
+
+function capitalize(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
 }

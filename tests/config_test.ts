@@ -104,7 +104,7 @@ Deno.test("parseConfig() refuses an open control API on a public address", () =>
   const open = parseConfig(["--host", "0.0.0.0"], {});
   assert.ok(!open.ok && !open.help);
   assert.match(open.errors[0]!, /without API_TOKEN/);
-  assert.ok(parseConfig(["--host", "0.0.0.0"], { API_TOKEN: "s3cret" }).ok);
+  assert.ok(parseConfig(["--host", "0.0.0.0"], { API_TOKEN: "s3cret-s3cret-s3cret" }).ok);
   assert.ok(parseConfig(["--host", "0.0.0.0", "--allow-open"], {}).ok);
   assert.ok(parseConfig([], {}).ok, "loopback needs no token");
 });
@@ -343,4 +343,97 @@ Deno.test("--sensor-profile offers the domain's profiles that need no script", (
   const kind = SETTINGS.find((s) => s.key === "sensorProfile")!.kind;
   assert.ok(kind.type === "enum");
   assert.deepEqual([...kind.values], PROFILES.filter((p) => p !== "scripted"));
+});
+
+Deno.test("parseConfig() refuses a broker port outside 1-65535, naming the variable and the value", () => {
+  for (const brokers of ["127.0.0.1:99999", "127.0.0.1:0", "a:9092,b:65536", "k:-1", "k:9x"]) {
+    const result = parseConfig([], { KAFKA_BROKERS: brokers });
+    assert.ok(!result.ok && !result.help, brokers);
+    assert.equal(result.errors.length, 1, result.errors.join("; "));
+    assert.match(result.errors[0]!, /^Invalid KAFKA_BROKERS: /, brokers);
+    assert.ok(result.errors[0]!.includes(`"${brokers}"`), result.errors[0]);
+    assert.match(result.errors[0]!, /port must be between 1 and 65535/, brokers);
+  }
+  const flag = parseConfig(["--kafka-brokers", "127.0.0.1:99999"], {});
+  assert.ok(!flag.ok && !flag.help);
+  assert.match(
+    flag.errors[0]!,
+    /^Invalid --kafka-brokers: "127\.0\.0\.1:99999" has "127\.0\.0\.1:99999"/,
+  );
+});
+
+Deno.test("parseConfig() accepts host:port brokers with ports 1-65535, no IPv6 literal (kafkajs cannot use one)", () => {
+  for (
+    const brokers of ["127.0.0.1:1", "kafka-0.kafka.svc:65535", "a:9092, b:9093"]
+  ) {
+    const result = parseConfig([], { KAFKA_BROKERS: brokers });
+    assert.ok(result.ok, `${brokers}: ${JSON.stringify(result)}`);
+  }
+  for (const brokers of ["nohost", ":9092", "::1:9092", "[::1]:9092", "a b:9092"]) {
+    const result = parseConfig([], { KAFKA_BROKERS: brokers });
+    assert.ok(!result.ok && !result.help, brokers);
+    assert.match(result.errors[0]!, /expected host:port/, brokers);
+  }
+});
+
+Deno.test("parseConfig() refuses a PORT outside 0-65535", () => {
+  for (const port of ["65536", "-1", "8080.5"]) {
+    const result = parseConfig([], { PORT: port });
+    assert.ok(!result.ok && !result.help, port);
+    assert.match(result.errors[0]!, new RegExp(`^Invalid PORT: "${port.replace(".", "\\.")}" `));
+  }
+  assert.ok(parseConfig([], { PORT: "65535" }).ok);
+});
+
+Deno.test("parseConfig() refuses a short API_TOKEN or one with whitespace, without printing it", () => {
+  for (
+    const token of ["s3cret", "x", "fifteen-chars-x", "sixteen chars ok", "sixteen-chars-ok\n"]
+  ) {
+    const result = parseConfig([], { API_TOKEN: token });
+    assert.ok(!result.ok && !result.help, JSON.stringify(token));
+    assert.match(result.errors[0]!, /^Invalid API_TOKEN /);
+    assert.match(result.errors[0]!, /at least 16 characters|whitespace/);
+    assert.ok(!result.errors[0]!.includes(token.trim()), "the token is never printed");
+  }
+  const ok = parseConfig([], { API_TOKEN: "sixteen-chars-ok" });
+  assert.ok(ok.ok);
+  assert.equal(ok.config.apiToken, "sixteen-chars-ok");
+});
+
+Deno.test("parseConfig() answers --version and -V", () => {
+  for (const flag of ["--version", "-V"]) {
+    const result = parseConfig([flag], {});
+    assert.ok(!result.ok && result.help, flag);
+    assert.equal(result.show, "version");
+  }
+  const help = parseConfig(["-h"], {});
+  assert.ok(!help.ok && help.help && help.show === "help");
+});
+
+Deno.test("helpText() lists each option's choices and ranges from the settings table", () => {
+  const text = helpText();
+  /** The lines --help prints for one option: its flag line and the indented ones after it. */
+  const block = (flag: string) => {
+    const lines = text.split("\n");
+    const at = lines.findIndex((l) => l === `  --${flag}` || l.startsWith(`  --${flag} `));
+    assert.ok(at >= 0, flag);
+    const rest = lines.slice(at + 1);
+    const end = rest.findIndex((l) => !l.startsWith("      "));
+    return [lines[at]!, ...rest.slice(0, end < 0 ? rest.length : end)].join("\n");
+  };
+  let enums = 0;
+  for (const s of SETTINGS) {
+    if (s.kind.type === "enum") {
+      enums++;
+      assert.ok(block(s.flag).includes(`Choices: ${s.kind.values.join(", ")}`), block(s.flag));
+    }
+    if (s.kind.type === "int") {
+      assert.ok(block(s.flag).includes(`from ${s.kind.min} to ${s.kind.max}`), block(s.flag));
+    }
+  }
+  assert.ok(enums >= 5, "role, SASL mechanism, sensor profile, log format and log level");
+  assert.match(block("sensor-profile"), /Choices: normal, /);
+  assert.match(block("log-level"), /Choices: debug, info, warn, error \(default: info\)/);
+  assert.match(block("log-format"), /Choices: json, pretty \(default: json\)/);
+  assert.match(text, /--version/);
 });

@@ -1,9 +1,11 @@
 import "./env_guard.ts";
 import assert from "node:assert/strict";
 import process from "node:process";
+import { logLevel } from "kafkajs";
 import {
   createKafka,
   isKafkajsIdleTimerWarning,
+  kafkajsLine,
   kafkaSecurity,
   securityConfig,
 } from "../adapters/kafka_client.ts";
@@ -150,4 +152,64 @@ Deno.test("createKafka() leaves every other process warning alone", async () => 
     process.off("warning", listener);
     for (const printer of printers) process.on("warning", printer);
   }
+});
+
+Deno.test("kafkajsLine() sends kafkajs's own retries and connection errors to debug, with the stack on an error field", () => {
+  const stack = "Error: connect ECONNREFUSED 127.0.0.1:1\n    at connect (net.js:1:1)";
+  const connection = kafkajsLine({
+    namespace: "Connection",
+    level: logLevel.ERROR,
+    log: {
+      timestamp: "t",
+      logger: "kafkajs",
+      message: "Connection error: connect ECONNREFUSED 127.0.0.1:1",
+      broker: "127.0.0.1:1",
+      stack,
+    },
+  });
+  assert.equal(connection.level, "debug");
+  assert.equal(connection.fields.namespace, "Connection");
+  assert.equal(connection.fields.broker, "127.0.0.1:1");
+  assert.equal(connection.fields.stack, undefined, "no bare stack field");
+  assert.equal((connection.fields.error as Error).stack, stack);
+  const retry = kafkajsLine({
+    namespace: "BrokerPool",
+    level: logLevel.ERROR,
+    log: {
+      timestamp: "t",
+      logger: "kafkajs",
+      message: "Failed to connect to seed broker, trying another broker from the list",
+      retryCount: 0,
+      retryTime: 300,
+    },
+  });
+  assert.equal(retry.level, "debug");
+  const crash = kafkajsLine({
+    namespace: "Consumer",
+    level: logLevel.ERROR,
+    log: { timestamp: "t", logger: "kafkajs", message: "Crash: KafkaJSNumberOfRetriesExceeded" },
+  });
+  assert.equal(crash.level, "warn", "an error kafkajs does not retry itself stays visible");
+  const info = kafkajsLine({
+    namespace: "Consumer",
+    level: logLevel.INFO,
+    log: { timestamp: "t", logger: "kafkajs", message: "Starting" },
+  });
+  assert.equal(info.level, "debug");
+});
+
+Deno.test("createKafka() logs a kafkajs error it does not retry as a warning, its stack left out", () => {
+  const lines: string[] = [];
+  const kafka = createKafka({
+    brokers: ["127.0.0.1:1"],
+    clientId: "log-test",
+    logger: createLogger({ write: (line) => lines.push(line) }),
+  });
+  kafka.logger().error("Crash: KafkaJSNumberOfRetriesExceeded", {
+    stack: "Error: boom\n    at somewhere (x.js:1:1)",
+  });
+  assert.equal(lines.length, 1);
+  const line = JSON.parse(lines[0]!);
+  assert.equal(line.level, "warn");
+  assert.doesNotMatch(lines[0]!, /at somewhere/);
 });

@@ -109,8 +109,11 @@ permitted.test("a start-up that gives up ends with exit code 1 and says why thro
   const error = await app.ready.then(() => undefined, (e: Error) => e);
   assert.ok(error instanceof Error, "start-up gave up");
   assert.equal(await exitCode(app), 1);
-  const fatal = lines.map((l) => JSON.parse(l)).find((l) => l.msg === "cannot start");
+  // One sentence: what failed, where, and why.
+  const fatal = lines.map((l) => JSON.parse(l)).find((l) => l.msg.startsWith("Cannot start: "));
   assert.equal(fatal?.level, "error");
+  assert.equal(fatal?.msg, error.message);
+  assert.match(fatal?.msg, /^Cannot start: opening the Deno KV store ".*iot\.kv" failed: /);
   assert.equal(fatal?.error?.message, error.message);
 });
 
