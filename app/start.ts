@@ -90,6 +90,7 @@ export function start(config: Config, options: StartOptions = {}): App {
       }),
       ...(config.apiToken ? { apiToken: config.apiToken } : {}),
       rateLimit: { perMinute: config.rateLimitPerMinute },
+      requestTimeoutMs: config.requestTimeoutMs,
       stats: () => stats(parts()),
       dashboard: dashboardRoutes({
         source: live ?? storeSnapshot({

@@ -36,6 +36,7 @@ export interface Config {
   readonly allowOpen: boolean;
   /** Mutating requests per minute per token (or client); 0: no limit. */
   readonly rateLimitPerMinute: number;
+  readonly requestTimeoutMs: number;
   /** Unset: the embedded in-process transport. */
   readonly kafkaBrokers: readonly string[] | undefined;
   readonly kafkaTopic: string;
@@ -180,6 +181,14 @@ const TABLE = [
     kind: { type: "int", min: 0, max: 1_000_000 },
     default: "600",
     help: "Mutating requests per minute per token (or client) before 429; 0 disables",
+  },
+  {
+    key: "requestTimeoutMs",
+    flag: "request-timeout-ms",
+    env: "REQUEST_TIMEOUT_MS",
+    kind: { type: "int", min: 100, max: 600_000 },
+    default: "30000",
+    help: "Time an HTTP request may take before it is answered 503 timeout",
   },
   {
     key: "kafkaBrokers",

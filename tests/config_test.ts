@@ -437,3 +437,15 @@ Deno.test("helpText() lists each option's choices and ranges from the settings t
   assert.match(block("log-format"), /Choices: json, pretty \(default: json\)/);
   assert.match(text, /--version/);
 });
+
+Deno.test("parseConfig() reads REQUEST_TIMEOUT_MS (default 30 s) and refuses one outside 100-600000", () => {
+  const defaults = parseConfig([], {});
+  assert.ok(defaults.ok);
+  assert.equal(defaults.config.requestTimeoutMs, 30_000);
+  const set = parseConfig(["--request-timeout-ms", "5000"], {});
+  assert.ok(set.ok);
+  assert.equal(set.config.requestTimeoutMs, 5_000);
+  const low = parseConfig([], { REQUEST_TIMEOUT_MS: "5" });
+  assert.ok(!low.ok && !low.help);
+  assert.match(low.errors.join("\n"), /REQUEST_TIMEOUT_MS: "5" must be between 100 and 600000/);
+});
