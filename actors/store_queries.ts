@@ -4,7 +4,13 @@
  *
  * @module
  */
-import type { AlertDoc, AlertStatus, DeviceDoc, ReadingDoc } from "../schemas/documents.ts";
+import type {
+  AlertDoc,
+  AlertStatus,
+  AlertType,
+  DeviceDoc,
+  ReadingDoc,
+} from "../schemas/documents.ts";
 
 /** Port: read side of the store. */
 export interface StoreQueries {
@@ -13,6 +19,11 @@ export interface StoreQueries {
   readings(deviceId: string, limit: number): Promise<readonly ReadingDoc[]>;
   /** Newest raised first. */
   alerts(
-    filter: { readonly status?: AlertStatus; readonly deviceId?: string; readonly limit: number },
+    filter: {
+      readonly status?: AlertStatus;
+      readonly deviceId?: string;
+      readonly type?: AlertType;
+      readonly limit: number;
+    },
   ): Promise<readonly AlertDoc[]>;
 }

@@ -14,7 +14,7 @@ import { type HealthReport, readiness } from "./health.ts";
 import { DEVICE_ID_PATTERN } from "../schemas/reading.ts";
 import { parseSensorRequest } from "../schemas/sensor_request.ts";
 import { parseOverheatRequest } from "../schemas/overheat_request.ts";
-import type { AlertStatus } from "../schemas/documents.ts";
+import { ALERT_TYPES, type AlertStatus } from "../schemas/documents.ts";
 import type { Logger } from "../actors/logger.ts";
 import type { SensorControl } from "../actors/sensor_control.ts";
 import type { StoreQueries } from "../actors/store_queries.ts";
@@ -241,6 +241,17 @@ function alertRoutes(port: StoreQueries | undefined, connecting: boolean): Hono 
           `Invalid status: ${quote(rawStatus)} must be "active" or "cleared"`,
         );
       }
+      const rawType = c.req.query("type");
+      const type = ALERT_TYPES.find((t) => t === rawType);
+      if (rawType !== undefined && type === undefined) {
+        throw new ApiError(
+          400,
+          "bad_request",
+          `Invalid type: ${quote(rawType)} must be ${
+            ALERT_TYPES.map((t) => `"${t}"`).join(" or ")
+          }`,
+        );
+      }
       const rawDevice = c.req.query("deviceId");
       const deviceId = rawDevice === undefined ? undefined : idParam(rawDevice, "deviceId");
       const limit = intParam(c, "limit", { min: 1, max: MAX_PAGE, fallback: DEFAULT_PAGE });
@@ -248,6 +259,7 @@ function alertRoutes(port: StoreQueries | undefined, connecting: boolean): Hono 
         limit,
         ...(status === undefined ? {} : { status }),
         ...(deviceId === undefined ? {} : { deviceId }),
+        ...(type === undefined ? {} : { type }),
       };
       return c.json({ alerts: await store.alerts(filter) });
     });

@@ -24,6 +24,7 @@ import {
 import {
   type AlertDoc,
   type AlertStatus,
+  type AlertType,
   COLLECTIONS,
   type DeviceDoc,
   type ReadingDoc,
@@ -241,10 +242,16 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
   }
 
   alerts(
-    filter: { readonly status?: AlertStatus; readonly deviceId?: string; readonly limit: number },
+    filter: {
+      readonly status?: AlertStatus;
+      readonly deviceId?: string;
+      readonly type?: AlertType;
+      readonly limit: number;
+    },
   ): Promise<AlertDoc[]> {
     const query: Record<string, string> = {};
     if (filter.status) query.status = filter.status;
+    if (filter.type) query.type = filter.type;
     if (filter.deviceId) query.deviceId = filter.deviceId;
     return this.#alerts().find(query).sort({ raisedAt: -1 }).limit(filter.limit).toArray();
   }

@@ -1,14 +1,18 @@
 /**
  * The processors role: joins the readings consumer group and hands each
  * batch to the processors' supervisor, which writes through the store writer.
- * Disposing it finishes the in-flight batches, stores their device states,
- * commits, leaves the group, then stops the processors and the dead-letter
- * sink — the reverse of how they were started.
+ * An offline watch (docs/offline.md) sees each stored batch and raises the
+ * alerts of devices that went silent. Disposing it stops the offline watch,
+ * finishes the in-flight batches, stores their device states, commits, leaves
+ * the group, then stops the processors and the dead-letter sink — the
+ * reverse of how they were started.
  *
  * @module
  */
 import { ProcessorSupervisor } from "../actors/processor_supervisor.ts";
 import { StoreWriter } from "../actors/store_writer.ts";
+import { OfflineWatch } from "../actors/offline_watch.ts";
+import { defaultOfflineAfterMs } from "../domain/offline.ts";
 import type { DeviceOutput } from "../actors/processor.ts";
 import type { ReadingSource } from "../actors/reading_source.ts";
 import type { AlarmRule } from "../domain/hysteresis.ts";
@@ -21,10 +25,14 @@ export interface ProcessorsRole extends AsyncDisposable {
   readonly source: ReadingSource;
   readonly processors: ProcessorSupervisor;
   readonly writer: StoreWriter;
+  readonly offline: OfflineWatch;
 }
 
 export interface ProcessorsRoleOptions {
-  readonly config: Pick<Config, "passivateAfterMs" | "checkpointMs">;
+  readonly config: Pick<
+    Config,
+    "passivateAfterMs" | "checkpointMs" | "offlineAfterMs" | "offlineGraceMs" | "intervalMs"
+  >;
   readonly rule: AlarmRule;
   readonly logger: Logger;
   readonly metrics: Pick<Metrics, "readingsStored" | "raiseStored">;
@@ -44,6 +52,7 @@ export async function startProcessors(
   const { source, deadLetters } = await ports.transport.consumer();
   stack.use(deadLetters);
   const writer = new StoreWriter(ports.store, { onStored: metrics.readingsStored });
+  const offline = new OfflineWatch({ writer, graceMs: config.offlineGraceMs, logger });
   const processors = stack.use(
     new ProcessorSupervisor({
       store: ports.store,
@@ -56,7 +65,13 @@ export async function startProcessors(
       checkpointMs: config.checkpointMs,
       logger,
       onRaiseStored: metrics.raiseStored,
-      ...(onProcessed ? { onProcessed } : {}),
+      onProcessed: (outputs, partition) => {
+        offline.observe(outputs, partition);
+        onProcessed?.(outputs);
+      },
+      // Readings without their own limit (other producers): the global one, else 3 × the default
+      // interval.
+      offlineAfterMs: config.offlineAfterMs ?? defaultOfflineAfterMs(config.intervalMs),
     }),
   );
   stack.defer(async () => {
@@ -70,15 +85,22 @@ export async function startProcessors(
     await source[Symbol.asyncDispose]();
   });
   await source.start(processors.handleBatch, {
-    onAssignment: (partitions) => void processors.onAssignment(partitions),
+    onAssignment: (partitions) => {
+      offline.onAssignment(partitions);
+      void processors.onAssignment(partitions);
+    },
     onFatal,
   });
   processors.attach(source);
+  offline.attach(source);
+  // Stopped first: nothing is raised once batches stop being observed.
+  stack.use(offline);
   const started = stack.move();
   return {
     source,
     processors,
     writer,
+    offline,
     [Symbol.asyncDispose]: () => started.disposeAsync(),
   };
 }
