@@ -14,7 +14,9 @@
  * What an episode contains depends on the readings alone: the processor
  * closes it (actors/processor.ts) from the gap between two readings, noticed
  * or not. If the next reading shows there was no such gap in event time (its
- * readings were held up before the topic), the raised episode is withdrawn.
+ * readings were held up before the topic), the raised episode is withdrawn —
+ * also one raised before a crash or by another member: the open episodes
+ * stored are loaded at each assignment.
  *
  * @module
  */
@@ -50,6 +52,12 @@ export interface OfflineWatchOptions {
   /** The clock that stands in for event time on a caught-up partition (default: the timers'). */
   readonly now?: () => number;
   readonly timers?: Timers;
+  /**
+   * The open offline alerts stored (`alerts({ type: "offline", status: "active" })`), loaded at
+   * each assignment so an episode raised before a restart or a rebalance is still withdrawn if
+   * its device's next reading shows it never happened.
+   */
+  readonly activeAlerts?: () => Promise<readonly AlertDoc[]>;
   /** Sees each offline alert written or closed (metrics). */
   readonly onEpisode?: (event: OfflineEvent, doc: AlertDoc) => void;
 }
@@ -86,6 +94,10 @@ export class OfflineWatch implements AsyncDisposable {
   readonly #now: () => number;
   readonly #partitions = new Map<number, Watched>();
   #source: Pick<ReadingSource, "caughtUp"> | undefined;
+  /** Open episodes stored before this member watched their device, by device. */
+  #stored = new Map<string, Tracked>();
+  /** The stored open episodes are to be (re)loaded at the next check. */
+  #reload = false;
   /** Raised episodes a later reading showed never happened, stored at the next check. */
   #withdrawals: OfflineAlertDoc[] = [];
   #timer: TimerId | undefined;
@@ -131,7 +143,8 @@ export class OfflineWatch implements AsyncDisposable {
       }
       if (out.applied.length === 0) continue;
       for (const r of out.applied) watched.clock = observeEvent(watched.clock, Date.parse(r.ts));
-      const prev = watched.devices.get(deviceId);
+      const prev = watched.devices.get(deviceId) ?? this.#stored.get(deviceId);
+      this.#stored.delete(deviceId);
       if (prev?.raised) {
         const next = out.applied.find((r) => r.seq > prev.last.seq);
         const closed = out.alerts.some((a) =>
@@ -162,6 +175,7 @@ export class OfflineWatch implements AsyncDisposable {
     const kept = new Set(partitions);
     for (const p of this.#partitions.keys()) if (!kept.has(p)) this.#partitions.delete(p);
     for (const p of partitions) this.#watched(p);
+    this.#reload = this.#opts.activeAlerts !== undefined;
   }
 
   /** Starts the periodic checks, asking `source` which partitions are caught up. */
@@ -207,8 +221,30 @@ export class OfflineWatch implements AsyncDisposable {
     return watched;
   }
 
+  async #loadStored(): Promise<void> {
+    let alerts: readonly AlertDoc[];
+    try {
+      alerts = await this.#opts.activeAlerts!();
+    } catch (error) {
+      this.#stats.failedOfflineChecks++;
+      this.#log.warn("open offline alerts not loaded; will retry", { error: error as Error });
+      return;
+    }
+    this.#reload = false;
+    const watched = new Set<string>();
+    for (const w of this.#partitions.values()) for (const id of w.devices.keys()) watched.add(id);
+    this.#stored = new Map();
+    for (const a of alerts) {
+      if (a.type !== "offline" || a.status !== "active" || watched.has(a.deviceId)) continue;
+      if (a.lastSeenAt === undefined || a.offlineAfterMs === undefined) continue;
+      const last = { seq: a.raisedSeq, ts: new Date(a.lastSeenAt).toISOString() };
+      this.#stored.set(a.deviceId, { last, offlineAfterMs: a.offlineAfterMs, raised: true });
+    }
+  }
+
   async #check(): Promise<void> {
     this.#stats.offlineChecks++;
+    if (this.#reload) await this.#loadStored();
     // Read before asking: whatever was acknowledged before this moment is known to be consumed.
     const at = this.#now();
     let idle: ReadonlySet<number> = new Set();

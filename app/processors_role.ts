@@ -42,6 +42,9 @@ export interface ProcessorsRoleOptions {
   readonly onFatal: (error: unknown) => void;
 }
 
+/** Open offline alerts loaded at an assignment, to withdraw any that never happened. */
+const MAX_OPEN_OFFLINE = 10_000;
+
 /** Starts consuming; resolves once the consumer runs. */
 export async function startProcessors(
   ports: { readonly transport: Transport; readonly store: Store },
@@ -52,7 +55,13 @@ export async function startProcessors(
   const { source, deadLetters } = await ports.transport.consumer();
   stack.use(deadLetters);
   const writer = new StoreWriter(ports.store, { onStored: metrics.readingsStored });
-  const offline = new OfflineWatch({ writer, graceMs: config.offlineGraceMs, logger });
+  const offline = new OfflineWatch({
+    writer,
+    graceMs: config.offlineGraceMs,
+    activeAlerts: () =>
+      ports.store.alerts({ type: "offline", status: "active", limit: MAX_OPEN_OFFLINE }),
+    logger,
+  });
   const processors = stack.use(
     new ProcessorSupervisor({
       store: ports.store,

@@ -50,7 +50,7 @@ class AlertStore {
  * the store its batches and the watch write to, a source that says which partitions are
  * caught up, and a fake clock.
  */
-function harness(start = BASE_MS) {
+function harness(start = BASE_MS, activeAlerts?: () => Promise<readonly AlertDoc[]>) {
   const time = new FakeTime(start);
   const store = new AlertStore();
   const source = {
@@ -66,6 +66,7 @@ function harness(start = BASE_MS) {
     tickMs: 1000,
     logger: silentLogger,
     timers: time,
+    ...(activeAlerts ? { activeAlerts } : {}),
   });
   watch.attach(source);
   const processors = new Map<string, Actor<ProcessorMsg>>();
@@ -242,4 +243,26 @@ Deno.test("OfflineWatch raises nothing when the source cannot say it is caught u
   await h.time.tickAsync(1000);
   assert.equal(h.store.offline()[0]?._id, "a:offline:1");
   assert.equal(h.watch.stats.offlineRaised, 1);
+});
+
+Deno.test("OfflineWatch withdraws an episode raised before a restart once the device's next reading shows no silence", async () => {
+  let stored: AlertDoc[] = [];
+  {
+    await using before = harness();
+    before.source.idle.add(0);
+    await before.batch(0, [reading("a", 1, BASE_MS)]);
+    await before.time.tickAsync(LIMIT + GRACE + 1000);
+    stored = before.store.offline();
+    assert.equal(stored[0]?.status, "active");
+  }
+  // A new member: it never saw "a" before, only the alert stored.
+  await using h = harness(BASE_MS + 20_000, () => Promise.resolve(stored));
+  for (const a of stored) h.store.alerts.set(a._id, a);
+  h.watch.onAssignment([0]);
+  await h.time.tickAsync(1000);
+  await h.batch(0, [reading("a", 2, BASE_MS + 4000)]);
+  await h.time.tickAsync(1000);
+  const [alert] = h.store.offline();
+  assert.equal(alert?.withdrawn, true);
+  assert.equal(alert?.clearedSeq, 2);
 });
