@@ -128,6 +128,7 @@ export class OfflineWatch implements AsyncDisposable {
   /** What a stored batch of `partition` applied: the devices' last readings and event time. */
   observe(outputs: readonly DeviceOutput[], partition: number): void {
     const watched = this.#watched(partition);
+    const seenAt = this.#now();
     for (const out of outputs) {
       const deviceId = out.device.deviceId;
       for (const doc of out.alerts) {
@@ -142,7 +143,9 @@ export class OfflineWatch implements AsyncDisposable {
         }
       }
       if (out.applied.length === 0) continue;
-      for (const r of out.applied) watched.clock = observeEvent(watched.clock, Date.parse(r.ts));
+      for (const r of out.applied) {
+        watched.clock = observeEvent(watched.clock, Date.parse(r.ts), seenAt);
+      }
       const prev = watched.devices.get(deviceId) ?? this.#stored.get(deviceId);
       this.#stored.delete(deviceId);
       if (prev?.raised) {

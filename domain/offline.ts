@@ -88,34 +88,39 @@ export function openEpisode(
 }
 
 /**
- * A partition's event-time progress: the latest reading `ts` consumed, and
- * the latest moment the partition was known to be caught up (every record
- * produced before it consumed). Only ever moves forward.
+ * A partition's event-time progress: the latest reading `ts` consumed (or
+ * reached while idle, see {@linkcode observeCaughtUp}) and when, on the
+ * processors' clock, it was. Only ever moves forward.
  */
 export interface PartitionClock {
   readonly maxEventMs: number | null;
-  readonly caughtUpMs: number | null;
+  /** Processors' clock when `maxEventMs` was reached. */
+  readonly seenMs: number | null;
 }
 
 /** A partition nothing is known of yet. */
-export const INITIAL_PARTITION_CLOCK: PartitionClock = { maxEventMs: null, caughtUpMs: null };
+export const INITIAL_PARTITION_CLOCK: PartitionClock = { maxEventMs: null, seenMs: null };
 
-/** The clock after consuming a reading stamped `tsMs`. */
-export function observeEvent(clock: PartitionClock, tsMs: number): PartitionClock {
+/** The clock after consuming, at `atMs` on the processors' clock, a reading stamped `tsMs`. */
+export function observeEvent(clock: PartitionClock, tsMs: number, atMs: number): PartitionClock {
   if (!Number.isFinite(tsMs) || (clock.maxEventMs !== null && tsMs <= clock.maxEventMs)) {
     return clock;
   }
-  return { ...clock, maxEventMs: tsMs };
+  return { maxEventMs: tsMs, seenMs: atMs };
 }
 
 /**
- * The clock after the partition was found caught up at `atMs` (measured before
- * asking the source): like an idle source in Flink, processing time then
- * stands in for the event time of readings that do not come.
+ * The clock after the partition was found caught up at `atMs` (read before
+ * asking the source). Like an idle source in Flink, time then stands in for
+ * readings that do not come: event time advances from the latest reading by
+ * the time elapsed since it was consumed — not to the processors' clock, so
+ * sensors whose clocks run behind (or backdated readings) do not all look
+ * silent at once. Nothing moves before a first reading.
  */
 export function observeCaughtUp(clock: PartitionClock, atMs: number): PartitionClock {
-  if (clock.caughtUpMs !== null && atMs <= clock.caughtUpMs) return clock;
-  return { ...clock, caughtUpMs: atMs };
+  const { maxEventMs, seenMs } = clock;
+  if (maxEventMs === null || seenMs === null || atMs <= seenMs) return clock;
+  return { maxEventMs: maxEventMs + (atMs - seenMs), seenMs: atMs };
 }
 
 /**
@@ -124,7 +129,5 @@ export function observeCaughtUp(clock: PartitionClock, atMs: number): PartitionC
  * sensors and the topic (bounded out-of-orderness). -Infinity when unknown.
  */
 export function watermarkOf(clock: PartitionClock, graceMs: number): number {
-  const ev = clock.maxEventMs ?? -Infinity;
-  const idle = clock.caughtUpMs ?? -Infinity;
-  return Math.max(ev, idle) - graceMs;
+  return clock.maxEventMs === null ? -Infinity : clock.maxEventMs - graceMs;
 }

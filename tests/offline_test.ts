@@ -65,18 +65,25 @@ Deno.test("openEpisode() opens once the watermark reaches the offline moment", (
   assert.equal(openEpisode(last, 9000, -Infinity), null, "nothing known of the partition");
 });
 
-Deno.test("watermarkOf() follows the latest event or caught-up time, minus the grace", () => {
+Deno.test("watermarkOf() follows the latest event, and elapsed time while caught up, minus the grace", () => {
   let clock: PartitionClock = INITIAL_PARTITION_CLOCK;
   assert.equal(watermarkOf(clock, 2000), -Infinity);
-  clock = observeEvent(clock, BASE_MS + 10_000);
+  assert.equal(watermarkOf(observeCaughtUp(clock, BASE_MS), 2000), -Infinity, "no event yet");
+  // Sensors' clocks an hour behind the processors': only differences of time count.
+  const skew = 3_600_000;
+  clock = observeEvent(clock, BASE_MS + 10_000, BASE_MS + skew + 10_000);
   assert.equal(watermarkOf(clock, 2000), BASE_MS + 8000);
-  clock = observeEvent(clock, BASE_MS + 5000);
+  clock = observeEvent(clock, BASE_MS + 5000, BASE_MS + skew + 11_000);
   assert.equal(watermarkOf(clock, 2000), BASE_MS + 8000, "an older event does not move it back");
-  clock = observeCaughtUp(clock, BASE_MS + 30_000);
-  assert.equal(watermarkOf(clock, 2000), BASE_MS + 28_000);
-  clock = observeCaughtUp(clock, BASE_MS + 20_000);
+  clock = observeCaughtUp(clock, BASE_MS + skew + 30_000);
+  assert.equal(watermarkOf(clock, 2000), BASE_MS + 28_000, "20 s idle since the latest event");
+  clock = observeCaughtUp(clock, BASE_MS + skew + 20_000);
   assert.equal(watermarkOf(clock, 2000), BASE_MS + 28_000, "nor does an older caught-up time");
-  assert.equal(observeEvent(clock, Number.NaN), clock, "an unparsable ts is ignored");
+  clock = observeEvent(clock, BASE_MS + 12_000, BASE_MS + skew + 40_000);
+  assert.equal(watermarkOf(clock, 2000), BASE_MS + 28_000, "an event older than idle time reached");
+  clock = observeCaughtUp(clock, BASE_MS + skew + 45_000);
+  assert.equal(watermarkOf(clock, 2000), BASE_MS + 43_000, "idle again: on from where it was");
+  assert.equal(observeEvent(clock, Number.NaN, BASE_MS), clock, "an unparsable ts is ignored");
 });
 
 /**
@@ -113,7 +120,7 @@ Deno.test("property: consuming a backlog never opens an episode for a device tha
       let clock = INITIAL_PARTITION_CLOCK;
       const last = new Map<number, { seq: number; ts: string }>();
       for (const r of arrivals) {
-        clock = observeEvent(clock, r.tsMs);
+        clock = observeEvent(clock, r.tsMs, r.key);
         last.set(r.device, { seq: r.seq, ts: new Date(r.tsMs).toISOString() });
         const watermark = watermarkOf(clock, grace);
         for (const [device, seen] of last) {
