@@ -75,7 +75,12 @@ export async function connect(config: Config, deps: ConnectDeps): Promise<Pipeli
         rule,
         logger,
         metrics,
-        ...(live ? { onProcessed: (outputs) => live.record(outputs) } : {}),
+        ...(live
+          ? {
+            onProcessed: (outputs) => live.record(outputs),
+            onOffline: (event, doc) => live.recordOffline(event, doc),
+          }
+          : {}),
         onFatal: (error) =>
           fail("consumer stopped for good; exiting so a supervisor restarts us", error),
       }),

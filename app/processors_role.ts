@@ -11,7 +11,7 @@
  */
 import { ProcessorSupervisor } from "../actors/processor_supervisor.ts";
 import { StoreWriter } from "../actors/store_writer.ts";
-import { OfflineWatch } from "../actors/offline_watch.ts";
+import { OfflineWatch, type OfflineWatchOptions } from "../actors/offline_watch.ts";
 import { defaultOfflineAfterMs } from "../domain/offline.ts";
 import type { DeviceOutput } from "../actors/processor.ts";
 import type { ReadingSource } from "../actors/reading_source.ts";
@@ -38,6 +38,8 @@ export interface ProcessorsRoleOptions {
   readonly metrics: Pick<Metrics, "readingsStored" | "raiseStored">;
   /** Sees what each batch produced once stored (the dashboard's live view). */
   readonly onProcessed?: (outputs: readonly DeviceOutput[]) => void;
+  /** Sees each offline episode raised, cleared or withdrawn (the dashboard's live view). */
+  readonly onOffline?: OfflineWatchOptions["onEpisode"];
   /** The consumer gave up for good: the process must go. */
   readonly onFatal: (error: unknown) => void;
 }
@@ -50,7 +52,7 @@ export async function startProcessors(
   ports: { readonly transport: Transport; readonly store: Store },
   options: ProcessorsRoleOptions,
 ): Promise<ProcessorsRole> {
-  const { config, rule, logger, metrics, onProcessed, onFatal } = options;
+  const { config, rule, logger, metrics, onProcessed, onOffline, onFatal } = options;
   await using stack = new AsyncDisposableStack();
   const { source, deadLetters } = await ports.transport.consumer();
   stack.use(deadLetters);
@@ -60,6 +62,7 @@ export async function startProcessors(
     graceMs: config.offlineGraceMs,
     activeAlerts: () =>
       ports.store.alerts({ type: "offline", status: "active", limit: MAX_OPEN_OFFLINE }),
+    ...(onOffline ? { onEpisode: onOffline } : {}),
     logger,
   });
   const processors = stack.use(
