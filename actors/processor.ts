@@ -10,6 +10,10 @@
  * is not applied again; it is handed back as skipped, for the supervisor to
  * check against the store (a replay, a conflicting reuse of the seq, or late).
  *
+ * A reading that ends a silence longer than its `offlineAfterMs` closes that
+ * offline episode (domain/offline.ts) whether or not it was noticed while
+ * open (actors/offline_watch.ts): episodes depend on the readings alone.
+ *
  * @module
  */
 import { Actor } from "./actor.ts";
@@ -20,8 +24,10 @@ import {
   type ReadingDoc,
   toAlertDoc,
   toDeviceDoc,
+  toOfflineAlertDoc,
   toReadingDoc,
 } from "../schemas/documents.ts";
+import { offlineGap } from "../domain/offline.ts";
 import type { Reading } from "../schemas/reading.ts";
 
 /** What one batch of a device's readings produced. */
@@ -76,6 +82,7 @@ export function createProcessor(
     const outOfOrderBefore = state.counters.outOfOrder;
     for (const reading of readings) {
       const readingRule = reading.thresholds ?? defaultRule;
+      const before = state;
       const result = step(state, reading, readingRule);
       if (!result.applied) {
         skipped.push(reading);
@@ -90,6 +97,13 @@ export function createProcessor(
       state = result.state;
       docs.push(toReadingDoc(reading, state.level === "critical", processedAt));
       applied.push(reading);
+      const silence = reading.offlineAfterMs === undefined || before.lastTs === null
+        ? null
+        : offlineGap({ seq: before.lastSeq, ts: before.lastTs }, reading, reading.offlineAfterMs);
+      if (silence) {
+        const doc = toOfflineAlertDoc(deviceId, silence);
+        alerts.set(doc._id, doc);
+      }
       const t = result.transition;
       if (t) {
         transitions.push(t);

@@ -71,8 +71,13 @@ export interface ProcessorSupervisorOptions {
    * stored, at `storedAtMs` (for the detection-latency metric).
    */
   readonly onRaiseStored?: (readingTs: string, storedAtMs: number) => void;
-  /** Sees what each batch produced once it is stored (e.g. the dashboard's live view). */
-  readonly onProcessed?: (outputs: readonly DeviceOutput[]) => void;
+  /**
+   * Sees what each batch of `partition` produced once it is stored (e.g. the dashboard's live
+   * view, the offline watch).
+   */
+  readonly onProcessed?: (outputs: readonly DeviceOutput[], partition: number) => void;
+  /** The offline limit of readings that carry none (docs/offline.md); unset: no offline rule. */
+  readonly offlineAfterMs?: number;
 }
 
 export interface ProcessorStats {
@@ -182,7 +187,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
 
   /** The batch handler for the reading source. */
   readonly handleBatch = async (batch: RecordBatch, ctx: BatchContext): Promise<void> => {
-    const { byDevice, recordOf, letters } = decodeBatch(batch);
+    const { byDevice, recordOf, letters } = decodeBatch(batch, this.#opts.offlineAfterMs);
     const ids = [...byDevice.keys()];
     let release = () => {};
     try {
@@ -191,6 +196,9 @@ export class ProcessorSupervisor implements AsyncDisposable {
       const rolledTo = new Map<string, number>();
       for (const [id, readings] of unseen) {
         byDevice.set(id, [...readings, ...byDevice.get(id)!]);
+        // Stored readings do not keep the limit they came with: they get the default.
+        const limit = this.#opts.offlineAfterMs;
+        if (limit !== undefined) { for (const r of readings) r.offlineAfterMs ??= limit; }
         rolledTo.set(id, readings[readings.length - 1]!.seq);
       }
       release = this.#devices.hold(ids);
@@ -227,7 +235,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
         refused.map((r) => ({ type: r.type, skipped: origins.get(r.reading)!.skipped })),
         rolledTo,
       );
-      this.#opts.onProcessed?.(outputs);
+      this.#opts.onProcessed?.(outputs, batch.partition);
     } catch (error) {
       // Their in-memory states may be ahead of the store: the retry restores and replays them.
       await this.#failed(batch, ids, error);
@@ -361,7 +369,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
  * Groups a batch's valid readings by device, in partition order, with the
  * record of each; the rest are dead letters.
  */
-function decodeBatch(batch: RecordBatch): {
+function decodeBatch(batch: RecordBatch, offlineAfterMs: number | undefined): {
   byDevice: Map<string, Reading[]>;
   recordOf: Map<Reading, RawRecord>;
   letters: DeadLetter[];
@@ -372,6 +380,7 @@ function decodeBatch(batch: RecordBatch): {
   for (const record of batch.records) {
     const decoded = decodeReading(record.value, record.key);
     if (decoded.ok) {
+      if (offlineAfterMs !== undefined) decoded.reading.offlineAfterMs ??= offlineAfterMs;
       recordOf.set(decoded.reading, record);
       const list = byDevice.get(decoded.reading.deviceId);
       if (list) list.push(decoded.reading);

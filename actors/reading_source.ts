@@ -53,6 +53,12 @@ export interface ReadingSource extends AsyncDisposable {
   drain(): Promise<void>;
   /** Records not yet handled, per owned partition, as last seen. */
   lag(): ReadonlyMap<number, number>;
+  /**
+   * The owned partitions whose every record produced before this call began has been handled
+   * (no batch of them in flight): what lets an idle partition's event time advance with the
+   * clock (docs/offline.md). Rejects when the transport cannot tell.
+   */
+  caughtUp?(): Promise<ReadonlySet<number>>;
 }
 
 export interface DeadLetter {

@@ -14,6 +14,7 @@ import { Actor } from "./actor.ts";
 import type { ChildExit } from "./supervisor.ts";
 import { initialSignal, nextSample, type SignalState } from "../domain/signal.ts";
 import { applyHeatBurst, type HeatBurst } from "../domain/heat_burst.ts";
+import { defaultOfflineAfterMs } from "../domain/offline.ts";
 import type { Reading } from "../schemas/reading.ts";
 import type { SensorSpec } from "../schemas/sensor_spec.ts";
 import { SharedTimer, type TimerEntry } from "./shared_timer.ts";
@@ -180,6 +181,8 @@ export class Sensor {
       humidity: sample.humidity,
       location: sample.location,
       ...(this.settings.customRule ? { thresholds: this.settings.rule } : {}),
+      offlineAfterMs: this.settings.offlineAfterMs ??
+        defaultOfflineAfterMs(this.settings.intervalMs),
     };
     this.#seq = reading.seq;
     this.#deps.onEmit?.(reading);

@@ -8,6 +8,7 @@
  * @module
  */
 import type { DeviceStore, Refusal, WriteBatch, WriteResult } from "./device_store.ts";
+import type { AlertDoc } from "../schemas/documents.ts";
 
 interface Pending {
   readonly batch: WriteBatch;
@@ -95,9 +96,22 @@ function merge(batches: readonly WriteBatch[]): WriteBatch {
   return {
     readings: batches.flatMap((b) => b.readings),
     skipped: batches.flatMap((b) => b.skipped ?? []),
-    alerts: batches.flatMap((b) => b.alerts),
+    alerts: latestSnapshots(batches.flatMap((b) => b.alerts)),
     devices: batches.flatMap((b) => b.devices),
   };
+}
+
+/**
+ * One snapshot per alert, the latest (highest `asOfSeq`): an offline alert raised on the clock
+ * and closed by a reading can meet in one write, and the store must not apply them out of order.
+ */
+function latestSnapshots(alerts: readonly AlertDoc[]): AlertDoc[] {
+  const latest = new Map<string, AlertDoc>();
+  for (const a of alerts) {
+    const seen = latest.get(a._id);
+    if (!seen || seen.asOfSeq <= a.asOfSeq) latest.set(a._id, a);
+  }
+  return latest.size === alerts.length ? [...alerts] : [...latest.values()];
 }
 
 /** How many of `readings` were refused (not stored). */

@@ -20,7 +20,13 @@ import { parseSensorRequest } from "../schemas/sensor_request.ts";
 import { parseOverheatRequest } from "../schemas/overheat_request.ts";
 import { ALERT_ID_PATTERN, parseAckRequest } from "../schemas/ack_request.ts";
 import { parseBacktestRequest } from "../schemas/backtest_request.ts";
-import { type AlertDoc, alertId, type AlertStatus, type ReadingDoc } from "../schemas/documents.ts";
+import {
+  ALERT_TYPES,
+  type AlertDoc,
+  alertId,
+  type AlertStatus,
+  type ReadingDoc,
+} from "../schemas/documents.ts";
 import { backtest, type BacktestEpisode } from "../domain/backtest.ts";
 import type { Logger } from "../actors/logger.ts";
 import { realTimers, type TimerId, type Timers } from "../actors/timers.ts";
@@ -329,6 +335,17 @@ function alertRoutes(
           `Invalid acked: ${quote(rawAcked)} must be "true" or "false"`,
         );
       }
+      const rawType = c.req.query("type");
+      const type = ALERT_TYPES.find((t) => t === rawType);
+      if (rawType !== undefined && type === undefined) {
+        throw new ApiError(
+          400,
+          "bad_request",
+          `Invalid type: ${quote(rawType)} must be ${
+            ALERT_TYPES.map((t) => `"${t}"`).join(" or ")
+          }`,
+        );
+      }
       const rawDevice = c.req.query("deviceId");
       const deviceId = rawDevice === undefined ? undefined : idParam(rawDevice, "deviceId");
       const limit = intParam(c, "limit", { min: 1, max: MAX_PAGE, fallback: DEFAULT_PAGE });
@@ -337,6 +354,7 @@ function alertRoutes(
         ...(status === undefined ? {} : { status }),
         ...(deviceId === undefined ? {} : { deviceId }),
         ...(rawAcked === undefined ? {} : { acked: rawAcked === "true" }),
+        ...(type === undefined ? {} : { type }),
       };
       return c.json({ alerts: await store.alerts(filter) });
     })

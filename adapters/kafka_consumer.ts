@@ -9,7 +9,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { type Consumer, type Kafka, Partitioners, type Producer } from "kafkajs";
+import { type Admin, type Consumer, type Kafka, Partitioners, type Producer } from "kafkajs";
 import type { Logger } from "../actors/logger.ts";
 import type { Timers } from "../actors/timers.ts";
 import { SilenceWatchdog } from "./silence_watchdog.ts";
@@ -49,6 +49,10 @@ export class KafkaReadingSource implements ReadingSource {
   #assigned = new Set<number>();
   #lag = new Map<number, number>();
   #inFlight = 0;
+  /** Partitions with a batch being handled. */
+  readonly #busy = new Set<number>();
+  /** For `caughtUp()`: connected on first use. */
+  #admin: Promise<Admin> | undefined;
   #idle: PromiseWithResolvers<void> | undefined;
   #watchdog: SilenceWatchdog | undefined;
 
@@ -113,12 +117,14 @@ export class KafkaReadingSource implements ReadingSource {
           timestamp: m.timestamp,
         }));
         this.#inFlight++;
+        this.#busy.add(batch.partition);
         try {
           await handler(
             { topic: batch.topic, partition: batch.partition, records },
             { heartbeat, isStale },
           );
         } finally {
+          this.#busy.delete(batch.partition);
           this.#inFlight--;
           if (this.#inFlight === 0) this.#idle?.resolve();
         }
@@ -158,6 +164,44 @@ export class KafkaReadingSource implements ReadingSource {
     return this.#lag;
   }
 
+  /**
+   * The owned partitions whose handled position has reached the high watermark the broker
+   * reports now (a partition not handled since its assignment counts from its committed
+   * offset): every record acknowledged before the call has been handled.
+   */
+  async caughtUp(): Promise<ReadonlySet<number>> {
+    const { topic, groupId } = this.#options;
+    const owned = [...this.#assigned].filter((p) => !this.#busy.has(p));
+    if (owned.length === 0) return new Set();
+    const admin = await this.#connectedAdmin();
+    const [highs, groups] = await Promise.all([
+      admin.fetchTopicOffsets(topic),
+      admin.fetchOffsets({ groupId, topics: [topic] }),
+    ]);
+    const committed = new Map(
+      (groups.find((g) => g.topic === topic)?.partitions ?? []).map((p) => [p.partition, p.offset]),
+    );
+    const out = new Set<number>();
+    for (const { partition, high, low } of highs) {
+      if (!owned.includes(partition) || this.#busy.has(partition)) continue;
+      const stored = committed.get(partition);
+      const position = this.#processed.get(partition) ??
+        (stored === undefined || stored === "-1" ? low : stored);
+      if (BigInt(position) >= BigInt(high)) out.add(partition);
+    }
+    return out;
+  }
+
+  #connectedAdmin(): Promise<Admin> {
+    if (!this.#admin) {
+      const admin = this.#kafka.admin();
+      this.#admin = admin.connect().then(() => admin);
+      // A failed connect is tried again next time.
+      this.#admin.catch(() => (this.#admin = undefined));
+    }
+    return this.#admin;
+  }
+
   async commit(offsets: Offsets): Promise<void> {
     const owned = [...offsets].filter(([p]) => this.#assigned.has(p));
     if (owned.length === 0) return;
@@ -177,6 +221,9 @@ export class KafkaReadingSource implements ReadingSource {
 
   async [Symbol.asyncDispose](): Promise<void> {
     this.#watchdog?.[Symbol.dispose]();
+    const admin = this.#admin;
+    this.#admin = undefined;
+    await admin?.then((a) => a.disconnect()).catch(() => {});
     // disconnect() waits for the running batches to finish and commit.
     await this.#consumer.disconnect();
   }

@@ -6,7 +6,8 @@
  *   ["readings", deviceId, seq]              → ReadingDoc
  *   ["alerts", alertId]                      → AlertDoc
  *   ["alerts_by_time", raisedAtMs, alertId]  → alertId   (newest-first listing)
- *   ["alerts_by_device", deviceId, raisedSeq] → alertId
+ *   ["alerts_by_device", deviceId, raisedSeq] → alertId   (overheat)
+ *   ["alerts_by_device", deviceId, raisedSeq, "offline"] → alertId
  *   ["alert_acks", alertId]                  → AlertAck  (who acknowledged it, when)
  *   ["devices", deviceId]                    → DeviceDoc
  *   ["readings_guard"]                       → bumped by every commit of readings
@@ -104,13 +105,31 @@ export class KvStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDispo
     // can leave readings without their alerts, never alerts without their readings: a
     // restarted embedded app regenerates the alerts from the stored readings.
     const refused = await this.#writeReadings(batch.readings, batch.skipped ?? []);
-    await this.#commit(batch.alerts.flatMap((a) => [
+    const alerts = await this.#fresherAlerts(batch.alerts);
+    await this.#commit(alerts.flatMap((a) => [
       [["alerts", a._id], a] as const,
       [["alerts_by_time", a.raisedAt.getTime(), a._id], a._id] as const,
-      [["alerts_by_device", a.deviceId, a.raisedSeq], a._id] as const,
+      [byDeviceKey(a), a._id] as const,
     ]));
     await this.#commit(batch.devices.map((d) => [["devices", d._id], d] as const));
     return { refused };
+  }
+
+  /**
+   * The alert snapshots not older (`asOfSeq`) than the stored ones: an offline alert raised on
+   * the clock must not reopen one a reading closed meanwhile. Writes reach this store one at a
+   * time (the processors' store writer), so reading first is enough.
+   */
+  async #fresherAlerts(alerts: readonly AlertDoc[]): Promise<readonly AlertDoc[]> {
+    if (!alerts.some((a) => a.type === "offline")) return alerts;
+    const stored = new Map<string, number>();
+    for (let i = 0; i < alerts.length; i += GET_MANY_LIMIT) {
+      const keys = alerts.slice(i, i + GET_MANY_LIMIT).map((a) => ["alerts", a._id]);
+      for (const entry of await this.#kv.getMany<AlertDoc[]>(keys)) {
+        if (entry.value) stored.set(entry.value._id, entry.value.asOfSeq);
+      }
+    }
+    return alerts.filter((a) => (stored.get(a._id) ?? -1) <= a.asOfSeq);
   }
 
   /**
@@ -377,4 +396,11 @@ function timeRange(prefix: Deno.KvKey, from?: number, to?: number): Deno.KvListS
 
 function readingKey(r: ReadingDoc): Deno.KvKey {
   return ["readings", r.deviceId, r.seq];
+}
+
+/** An alert's key in the per-device index: an offline episode may share its raisedSeq. */
+function byDeviceKey(a: AlertDoc): Deno.KvKey {
+  return a.type === "overheat"
+    ? ["alerts_by_device", a.deviceId, a.raisedSeq]
+    : ["alerts_by_device", a.deviceId, a.raisedSeq, a.type];
 }

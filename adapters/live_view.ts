@@ -9,6 +9,7 @@
  * @module
  */
 import type { DeviceOutput } from "../actors/processor.ts";
+import type { AlertDoc } from "../schemas/documents.ts";
 import type {
   AlertEvent,
   DashboardQuery,
@@ -143,6 +144,22 @@ export class LiveView {
       this.#devices.delete(id);
     }
     this.#count(count, now);
+  }
+
+  /** An offline episode raised or cleared (a withdrawn one never happened: not shown). */
+  recordOffline(event: "raised" | "cleared" | "withdrawn", doc: AlertDoc): void {
+    if (event === "withdrawn") return;
+    const cleared = event === "cleared";
+    this.#alerts.unshift({
+      deviceId: doc.deviceId,
+      type: event,
+      alert: "offline",
+      seq: cleared ? doc.clearedSeq ?? doc.raisedSeq : doc.raisedSeq,
+      ts: (cleared ? doc.clearedAt ?? doc.raisedAt : doc.raisedAt).toISOString(),
+      temperature: null,
+      peakTemperature: null,
+    });
+    this.#alerts.splice(this.#maxAlerts);
   }
 
   /**

@@ -41,6 +41,8 @@ interface Partition {
   records: RawRecord[];
   /** Next offset to hand out. */
   position: number;
+  /** A batch of this partition is being handled. */
+  busy: boolean;
   wake: (() => void) | undefined;
 }
 
@@ -69,6 +71,7 @@ export class MemoryTransport implements ReadingSink, ReadingSource, DeadLetterSi
       base: 0,
       records: [],
       position: 0,
+      busy: false,
       wake: undefined,
     }));
     this.#capacity = capacity;
@@ -161,6 +164,16 @@ export class MemoryTransport implements ReadingSink, ReadingSource, DeadLetterSi
     return new Map(this.#partitions.map((p, i) => [i, p.base + p.records.length - p.position]));
   }
 
+  /** Partitions with nothing waiting and no batch in flight. */
+  caughtUp(): Promise<ReadonlySet<number>> {
+    const idle = new Set<number>();
+    if (!this.#running || this.#paused) return Promise.resolve(idle);
+    this.#partitions.forEach((p, i) => {
+      if (!p.busy && p.base + p.records.length - p.position <= 0) idle.add(i);
+    });
+    return Promise.resolve(idle);
+  }
+
   /** Records still waiting to be handled, across partitions. */
   get backlog(): number {
     return this.#partitions.reduce((n, p) => n + (p.base + p.records.length - p.position), 0);
@@ -204,6 +217,7 @@ export class MemoryTransport implements ReadingSink, ReadingSource, DeadLetterSi
       const from = p.position - p.base;
       const records = p.records.slice(from, from + Math.min(available, this.#maxBatch));
       this.#inFlight++;
+      p.busy = true;
       try {
         await handler(
           { topic: "embedded", partition: index, records },
@@ -219,6 +233,7 @@ export class MemoryTransport implements ReadingSink, ReadingSource, DeadLetterSi
         this.#log.warn("batch failed; retrying", { partition: index, retryInMs: delayMs, error });
         await new Promise((r) => setTimeout(r, delayMs));
       } finally {
+        p.busy = false;
         this.#inFlight--;
         if (this.#inFlight === 0) this.#idle?.resolve();
       }

@@ -11,6 +11,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ProcessorStats } from "../actors/processor_supervisor.ts";
 import type { StoreWriterStats } from "../actors/store_writer.ts";
+import type { OfflineWatchStats } from "../actors/offline_watch.ts";
 import type { WriteBatch } from "../actors/device_store.ts";
 import type { ProducerStats } from "../actors/reading_sink.ts";
 
@@ -31,6 +32,7 @@ export interface MetricSources {
   readonly producer?: { readonly stats: ProducerStats };
   readonly processors?: { readonly stats: ProcessorStats };
   readonly writer?: { readonly stats: StoreWriterStats };
+  readonly offline?: { readonly stats: OfflineWatchStats };
   readonly source?: { lag(): ReadonlyMap<number, number> };
 }
 
@@ -253,6 +255,27 @@ export function createMetrics(
     "Processor actors that failed (each is restored from the store by its next batch).",
     (s) => s.processors?.stats.processorFailures,
   );
+  level(
+    "iot_devices_offline",
+    "Devices of this member's partitions with an open offline alert raised here.",
+    (s) => s.offline?.stats.devicesOffline,
+  );
+  new Counter({
+    name: "iot_offline_episodes_total",
+    help: "Offline alert episodes: raised while the device was silent, cleared by its next " +
+      "reading (also episodes never noticed while open), withdrawn when the reading showed no " +
+      "silence in event time.",
+    labelNames: ["event"],
+    registers,
+    collect() {
+      this.reset();
+      const stats = sources().offline?.stats;
+      if (!stats) return;
+      this.inc({ event: "raised" }, stats.offlineRaised);
+      this.inc({ event: "cleared" }, stats.offlineCleared);
+      this.inc({ event: "withdrawn" }, stats.offlineWithdrawn);
+    },
+  });
   level("iot_active_sensors", "Sensors running in this process.", (s) => s.fleet?.stats.running);
   level(
     "iot_active_processors",

@@ -157,7 +157,7 @@ export const OPERATIONS: Readonly<Record<RouteKey, Operation>> = {
     tag: "alerts",
     query: AlertsQuerySchema,
     ok: { 200: { description: "`{alerts}`", json: anObject } },
-    errors: { 400: "Bad status, acked, deviceId or limit" },
+    errors: { 400: "Bad status, type, acked, deviceId or limit" },
   },
   "POST /alerts/:id/ack": {
     summary: "Acknowledge an alert episode (the first acknowledgement wins)",

@@ -43,7 +43,7 @@ export function storeSnapshot(options: StoreSnapshotOptions): DashboardSource {
     cached = {
       at,
       alerts: recent.flatMap(eventsOf).sort((a, b) => b.ts.localeCompare(a.ts)).slice(0, ALERTS),
-      critical: new Set(active.map((a) => a.deviceId)).size,
+      critical: new Set(active.filter((a) => a.type === "overheat").map((a) => a.deviceId)).size,
     };
     return cached;
   };
@@ -71,13 +71,16 @@ export function storeSnapshot(options: StoreSnapshotOptions): DashboardSource {
 
 /** An alert document as the feed's transitions: raised, and cleared when it was. */
 function eventsOf(doc: AlertDoc): AlertEvent[] {
+  if (doc.type === "offline" && doc.withdrawn) return [];
+  const peak = doc.type === "overheat" ? doc.peakTemperature ?? null : null;
   const raised: AlertEvent = {
     deviceId: doc.deviceId,
     type: "raised",
+    ...(doc.type === "offline" ? { alert: "offline" as const } : {}),
     seq: doc.raisedSeq,
     ts: doc.raisedAt.toISOString(),
-    temperature: doc.peakTemperature,
-    peakTemperature: doc.peakTemperature,
+    temperature: peak,
+    peakTemperature: peak,
   };
   if (doc.clearedAt === undefined || doc.clearedSeq === undefined) return [raised];
   return [{

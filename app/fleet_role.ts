@@ -50,7 +50,12 @@ export async function startFleet(
   options: FleetRoleOptions,
 ): Promise<FleetRole> {
   const { config, rule, logger, onFatal } = options;
-  const defaults = { intervalMs: config.intervalMs, rule, seed: config.seed };
+  const defaults = {
+    intervalMs: config.intervalMs,
+    rule,
+    seed: config.seed,
+    ...(config.offlineAfterMs !== undefined ? { offlineAfterMs: config.offlineAfterMs } : {}),
+  };
   const seed = seedRequest(config);
   await using stack = new AsyncDisposableStack();
   let control: SensorControl;

@@ -26,6 +26,7 @@ import type { Logger } from "../actors/logger.ts";
 import type { AlarmRule } from "../domain/hysteresis.ts";
 import { openStoreRole } from "./store_role.ts";
 import { startProcessors } from "./processors_role.ts";
+import type { OfflineWatch } from "../actors/offline_watch.ts";
 import { startSensors } from "./sensors_role.ts";
 import { startFleet } from "./fleet_role.ts";
 import type { SensorControl } from "../actors/sensor_control.ts";
@@ -41,6 +42,7 @@ export interface Parts {
   readonly producer?: Producer;
   readonly processors?: ProcessorSupervisor;
   readonly writer?: StoreWriter;
+  readonly offline?: OfflineWatch;
 }
 
 /** The roles start-up connected, released in reverse start order. */
@@ -83,13 +85,18 @@ export async function connect(config: Config, deps: ConnectDeps): Promise<Pipeli
           rule,
           logger,
           metrics,
-          ...(live ? { onProcessed: (outputs) => live.record(outputs) } : {}),
+          ...(live
+            ? {
+              onProcessed: (outputs) => live.record(outputs),
+              onOffline: (event, doc) => live.recordOffline(event, doc),
+            }
+            : {}),
           onFatal: (error) =>
             fail("consumer stopped for good; exiting so a supervisor restarts us", error),
         })),
     );
-    const { source, writer } = processors;
-    parts = { ...parts, source, processors: processors.processors, writer };
+    const { source, writer, offline } = processors;
+    parts = { ...parts, source, processors: processors.processors, writer, offline };
   }
   if ((role === "all" || role === "sensors") && transport) {
     // Released after the sensors: they stop before their ledger closes.

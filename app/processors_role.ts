@@ -1,14 +1,18 @@
 /**
  * The processors role: joins the readings consumer group and hands each
  * batch to the processors' supervisor, which writes through the store writer.
- * Disposing it finishes the in-flight batches, stores their device states,
- * commits, leaves the group, then stops the processors and the dead-letter
- * sink — the reverse of how they were started.
+ * An offline watch (docs/offline.md) sees each stored batch and raises the
+ * alerts of devices that went silent. Disposing it stops the offline watch,
+ * finishes the in-flight batches, stores their device states, commits, leaves
+ * the group, then stops the processors and the dead-letter sink — the
+ * reverse of how they were started.
  *
  * @module
  */
 import { ProcessorSupervisor } from "../actors/processor_supervisor.ts";
 import { StoreWriter } from "../actors/store_writer.ts";
+import { OfflineWatch, type OfflineWatchOptions } from "../actors/offline_watch.ts";
+import { defaultOfflineAfterMs } from "../domain/offline.ts";
 import type { DeviceOutput } from "../actors/processor.ts";
 import type { ReadingSource } from "../actors/reading_source.ts";
 import type { AlarmRule } from "../domain/hysteresis.ts";
@@ -21,29 +25,46 @@ export interface ProcessorsRole extends AsyncDisposable {
   readonly source: ReadingSource;
   readonly processors: ProcessorSupervisor;
   readonly writer: StoreWriter;
+  readonly offline: OfflineWatch;
 }
 
 export interface ProcessorsRoleOptions {
-  readonly config: Pick<Config, "passivateAfterMs" | "checkpointMs">;
+  readonly config: Pick<
+    Config,
+    "passivateAfterMs" | "checkpointMs" | "offlineAfterMs" | "offlineGraceMs" | "intervalMs"
+  >;
   readonly rule: AlarmRule;
   readonly logger: Logger;
   readonly metrics: Pick<Metrics, "readingsStored" | "raiseStored">;
   /** Sees what each batch produced once stored (the dashboard's live view). */
   readonly onProcessed?: (outputs: readonly DeviceOutput[]) => void;
+  /** Sees each offline episode raised, cleared or withdrawn (the dashboard's live view). */
+  readonly onOffline?: OfflineWatchOptions["onEpisode"];
   /** The consumer gave up for good: the process must go. */
   readonly onFatal: (error: unknown) => void;
 }
+
+/** Open offline alerts loaded at an assignment, to withdraw any that never happened. */
+const MAX_OPEN_OFFLINE = 10_000;
 
 /** Starts consuming; resolves once the consumer runs. */
 export async function startProcessors(
   ports: { readonly transport: Transport; readonly store: Store },
   options: ProcessorsRoleOptions,
 ): Promise<ProcessorsRole> {
-  const { config, rule, logger, metrics, onProcessed, onFatal } = options;
+  const { config, rule, logger, metrics, onProcessed, onOffline, onFatal } = options;
   await using stack = new AsyncDisposableStack();
   const { source, deadLetters } = await ports.transport.consumer();
   stack.use(deadLetters);
   const writer = new StoreWriter(ports.store, { onStored: metrics.readingsStored });
+  const offline = new OfflineWatch({
+    writer,
+    graceMs: config.offlineGraceMs,
+    activeAlerts: () =>
+      ports.store.alerts({ type: "offline", status: "active", limit: MAX_OPEN_OFFLINE }),
+    ...(onOffline ? { onEpisode: onOffline } : {}),
+    logger,
+  });
   const processors = stack.use(
     new ProcessorSupervisor({
       store: ports.store,
@@ -56,7 +77,13 @@ export async function startProcessors(
       checkpointMs: config.checkpointMs,
       logger,
       onRaiseStored: metrics.raiseStored,
-      ...(onProcessed ? { onProcessed } : {}),
+      onProcessed: (outputs, partition) => {
+        offline.observe(outputs, partition);
+        onProcessed?.(outputs);
+      },
+      // Readings without their own limit (other producers): the global one, else 3 × the default
+      // interval.
+      offlineAfterMs: config.offlineAfterMs ?? defaultOfflineAfterMs(config.intervalMs),
     }),
   );
   stack.defer(async () => {
@@ -70,15 +97,22 @@ export async function startProcessors(
     await source[Symbol.asyncDispose]();
   });
   await source.start(processors.handleBatch, {
-    onAssignment: (partitions) => void processors.onAssignment(partitions),
+    onAssignment: (partitions) => {
+      offline.onAssignment(partitions);
+      void processors.onAssignment(partitions);
+    },
     onFatal,
   });
   processors.attach(source);
+  offline.attach(source);
+  // Stopped first: nothing is raised once batches stop being observed.
+  stack.use(offline);
   const started = stack.move();
   return {
     source,
     processors,
     writer,
+    offline,
     [Symbol.asyncDispose]: () => started.disposeAsync(),
   };
 }

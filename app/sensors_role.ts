@@ -24,7 +24,10 @@ export interface SensorsRole extends AsyncDisposable {
 }
 
 export interface SensorsRoleOptions {
-  readonly config: Pick<Config, "maxSensors" | "intervalMs" | "seed" | "seqBlock">;
+  readonly config: Pick<
+    Config,
+    "maxSensors" | "intervalMs" | "seed" | "seqBlock" | "offlineAfterMs"
+  >;
   readonly rule: AlarmRule;
   readonly logger: Logger;
   /** Called once a removed sensor has stopped. */
@@ -56,7 +59,12 @@ export async function startSensors(
       sink: producer,
       logger,
       cap: config.maxSensors,
-      defaults: { intervalMs: config.intervalMs, rule, seed: config.seed },
+      defaults: {
+        intervalMs: config.intervalMs,
+        rule,
+        seed: config.seed,
+        ...(config.offlineAfterMs !== undefined ? { offlineAfterMs: config.offlineAfterMs } : {}),
+      },
       ledger,
       seqBlock: config.seqBlock,
       // Upgrade: devices stored before the ledger existed start above their stored lastSeq.

@@ -183,6 +183,7 @@ function stats(parts: Parts): Record<string, unknown> {
     ...(parts.producer ? { producer: parts.producer.stats } : {}),
     ...(parts.processors ? { processors: parts.processors.stats } : {}),
     ...(parts.writer ? { store: parts.writer.stats } : {}),
+    ...(parts.offline ? { offline: parts.offline.stats } : {}),
   };
 }
 

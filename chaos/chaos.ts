@@ -19,6 +19,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import type { OfflineReport } from "./check.ts";
 import { apiFlood, describeFlood, floodFailed, FLOODS } from "./flood.ts";
 import type { LoadSettings } from "./load.ts";
 import { ownsStack } from "./processes.ts";
@@ -166,27 +167,31 @@ if (import.meta.main) {
   }
   if (results.length > 0) {
     console.log(
-      "\n| scenario | acked | stored | lost | dup | phantom | gaps | flag mism. | alert mism. | DLQ | longest stall | catch-up | restarts |",
+      "\n| scenario | acked | stored | lost | dup | phantom | gaps | flag mism. | alert mism. | offline ep. / withdrawn / mism. | DLQ | longest stall | catch-up | restarts |",
     );
-    console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    console.log(`|${" --- |".repeat(14)}`);
     for (const r of results) {
       const p = r.report;
       console.log(
-        `| ${r.scenario} | ${p.acknowledged} | ${p.stored} | ${p.lost} | ${p.duplicated} | ${p.phantom} | ${p.gaps} | ${p.flagMismatches} | ${p.alertMismatches} | ${r.deadLettered} | ${
-          (r.longestStallMs / 1000).toFixed(1)
-        } s | ${(r.catchUpMs / 1000).toFixed(1)} s | ${r.processorRestarts} |`,
+        `| ${r.scenario} | ${p.acknowledged} | ${p.stored} | ${p.lost} | ${p.duplicated} | ${p.phantom} | ${p.gaps} | ${p.flagMismatches} | ${p.alertMismatches} | ${
+          offlineCell(p)
+        } | ${r.deadLettered} | ${(r.longestStallMs / 1000).toFixed(1)} s | ${
+          (r.catchUpMs / 1000).toFixed(1)
+        } s | ${r.processorRestarts} |`,
       );
     }
   }
   if (sensorResults.length > 0) {
     console.log(
-      "\n| scenario | produced | pairs | stored | reused | resent | lost | overwritten | not first | phantom | gaps | flag mism. | alert mism. | conflicts reported | DLQ | restarts | errors |",
+      "\n| scenario | produced | pairs | stored | reused | resent | lost | overwritten | not first | phantom | gaps | flag mism. | alert mism. | offline ep. / withdrawn / mism. | conflicts reported | DLQ | restarts | errors |",
     );
-    console.log(`|${" --- |".repeat(17)}`);
+    console.log(`|${" --- |".repeat(18)}`);
     for (const r of sensorResults) {
       const p = r.report;
       console.log(
-        `| ${r.scenario} | ${p.produced} | ${p.pairs} | ${p.stored} | ${p.reused} | ${p.resent} | ${p.lost} | ${p.overwritten} | ${p.notFirst} | ${p.phantom} | ${p.gaps} | ${p.flagMismatches} | ${p.alertMismatches} | ${p.conflictsReported} | ${r.deadLettered} | ${r.restarts} | ${r.errors.length} |`,
+        `| ${r.scenario} | ${p.produced} | ${p.pairs} | ${p.stored} | ${p.reused} | ${p.resent} | ${p.lost} | ${p.overwritten} | ${p.notFirst} | ${p.phantom} | ${p.gaps} | ${p.flagMismatches} | ${p.alertMismatches} | ${
+          offlineCell(p)
+        } | ${p.conflictsReported} | ${r.deadLettered} | ${r.restarts} | ${r.errors.length} |`,
       );
     }
   }
@@ -205,4 +210,11 @@ if (import.meta.main) {
     (flood ? FLOODS.length : 0);
   console.log(`\n${ranRuns - failedRuns} passed, ${failedRuns} failed`);
   Deno.exit(failedRuns > 0 ? 1 : 0);
+}
+
+/** The offline counts of a report, as one table cell. */
+function offlineCell(r: Partial<OfflineReport>): string {
+  return `${r.offlineEpisodes ?? "-"} / ${r.offlineWithdrawn ?? "-"} / ${
+    r.offlineMismatches ?? "-"
+  }`;
 }

@@ -1,11 +1,14 @@
 /**
  * The fault-injection checker: compares what Kafka acknowledged (the ledger)
- * with what the store holds, and the stored alerts with the pure rule
- * replayed over the stored readings. Pure: the harness feeds it data.
+ * with what the store holds, and the stored alerts with the pure rules
+ * replayed over the stored readings: overheat (domain/hysteresis.ts) and,
+ * given the run's `offlineAfterMs`, offline (domain/offline.ts). Pure: the
+ * harness feeds it data.
  *
  * @module
  */
 import { type AlarmRule, replay } from "../domain/hysteresis.ts";
+import { offlineAt, offlineGap } from "../domain/offline.ts";
 
 export interface StoredReading {
   readonly deviceId: string;
@@ -17,12 +20,32 @@ export interface StoredReading {
 
 export interface StoredAlert {
   readonly deviceId: string;
+  /** Absent: overheat. */
+  readonly type?: "overheat" | "offline";
   readonly raisedSeq: number;
   readonly status: "active" | "cleared";
   readonly clearedSeq?: number;
+  readonly raisedAt?: Date | string;
+  /** Offline: raised on the clock, then shown by the next reading never to have happened. */
+  readonly withdrawn?: boolean;
 }
 
-export interface CheckReport {
+/** What the offline rule replayed over the stored readings makes of the stored offline alerts. */
+export interface OfflineReport {
+  /** Offline episodes stored (withdrawn ones not counted). */
+  readonly offlineEpisodes: number;
+  /** Episodes raised on the clock that the next reading showed never happened (not a failure). */
+  readonly offlineWithdrawn: number;
+  /**
+   * Offline episodes stored but not expected, expected (a silence between two stored readings)
+   * but not stored, or stored with another start or end; an open one that is not the device's
+   * last silence.
+   */
+  readonly offlineMismatches: number;
+}
+
+/** With an `offlineAfterMs`, the report also has the offline counts. */
+export interface CheckReport extends Partial<OfflineReport> {
   /** Acknowledged readings missing from the store. */
   readonly lost: number;
   /** Extra stored copies of the same (deviceId, seq). */
@@ -59,7 +82,7 @@ export function compareWithReplay(
     else want.set(t.episode.raisedSeq, { status: "cleared", clearedSeq: t.seq });
   }
   const seenRaised = new Set<number>();
-  for (const a of alerts) {
+  for (const a of alerts.filter(isOverheat)) {
     const w = want.get(a.raisedSeq);
     if (!w || seenRaised.has(a.raisedSeq) || w.status !== a.status) alertMismatches++;
     else if (w.status === "cleared" && w.clearedSeq !== a.clearedSeq) alertMismatches++;
@@ -68,6 +91,68 @@ export function compareWithReplay(
   for (const raisedSeq of want.keys()) if (!seenRaised.has(raisedSeq)) alertMismatches++;
   return { flagMismatches, alertMismatches };
 }
+
+function isOverheat(a: StoredAlert): boolean {
+  return (a.type ?? "overheat") === "overheat";
+}
+
+/**
+ * Compares one device's stored offline alerts with the offline rule replayed over its stored
+ * readings (unique, sorted by seq): every silence longer than `offlineAfterMs` between two
+ * readings is one cleared episode with the right start and end; an active one may only be the
+ * silence after the last reading, dated from it.
+ */
+export function compareOffline(
+  readings: readonly Pick<StoredReading, "seq" | "ts">[],
+  alerts: readonly StoredAlert[],
+  offlineAfterMs: number,
+): OfflineReport {
+  const want = new Map<number, { clearedSeq: number; raisedAtMs: number }>();
+  readings.forEach((r, i) => {
+    const e = offlineGap(readings[i - 1] ?? null, r, offlineAfterMs);
+    if (e) {
+      want.set(e.raisedSeq, { clearedSeq: e.cleared!.seq, raisedAtMs: Date.parse(e.raisedAt) });
+    }
+  });
+  const last = readings.at(-1);
+  let offlineEpisodes = 0, offlineWithdrawn = 0, offlineMismatches = 0;
+  const seen = new Set<number>();
+  for (const a of alerts) {
+    if (a.type !== "offline") continue;
+    if (a.withdrawn) {
+      offlineWithdrawn++;
+      continue;
+    }
+    offlineEpisodes++;
+    const raisedAtMs = a.raisedAt === undefined ? NaN : new Date(a.raisedAt).getTime();
+    if (a.status === "active") {
+      const ok = last !== undefined && a.raisedSeq === last.seq &&
+        raisedAtMs === offlineAt(last.ts, offlineAfterMs);
+      if (!ok) offlineMismatches++;
+      continue;
+    }
+    const w = want.get(a.raisedSeq);
+    if (
+      !w || seen.has(a.raisedSeq) || w.clearedSeq !== a.clearedSeq || w.raisedAtMs !== raisedAtMs
+    ) {
+      offlineMismatches++;
+    }
+    seen.add(a.raisedSeq);
+  }
+  for (const raisedSeq of want.keys()) if (!seen.has(raisedSeq)) offlineMismatches++;
+  return { offlineEpisodes, offlineWithdrawn, offlineMismatches };
+}
+
+/** Sums offline reports. */
+function addOffline(a: OfflineReport, b: OfflineReport): OfflineReport {
+  return {
+    offlineEpisodes: a.offlineEpisodes + b.offlineEpisodes,
+    offlineWithdrawn: a.offlineWithdrawn + b.offlineWithdrawn,
+    offlineMismatches: a.offlineMismatches + b.offlineMismatches,
+  };
+}
+
+const NO_OFFLINE: OfflineReport = { offlineEpisodes: 0, offlineWithdrawn: 0, offlineMismatches: 0 };
 
 /**
  * `acked` maps each device to the highest seq Kafka acknowledged (the load
@@ -78,6 +163,7 @@ export function check(
   readings: readonly StoredReading[],
   alerts: readonly StoredAlert[],
   rule: AlarmRule,
+  offlineAfterMs?: number,
 ): CheckReport {
   const byDevice = new Map<string, StoredReading[]>();
   for (const r of readings) {
@@ -87,6 +173,7 @@ export function check(
   }
   let lost = 0, duplicated = 0, phantom = 0, gaps = 0, flagMismatches = 0, alertMismatches = 0;
   let acknowledged = 0;
+  let offline = NO_OFFLINE;
   for (const [deviceId, max] of acked) {
     acknowledged += max;
     const seen = new Set((byDevice.get(deviceId) ?? []).map((r) => r.seq));
@@ -114,10 +201,14 @@ export function check(
     const m = compareWithReplay(unique, got, rule);
     flagMismatches += m.flagMismatches;
     alertMismatches += m.alertMismatches;
+    if (offlineAfterMs !== undefined) {
+      offline = addOffline(offline, compareOffline(unique, got, offlineAfterMs));
+    }
   }
   // Alerts of devices with no stored reading at all.
   for (const list of alertsByDevice.values()) alertMismatches += list.length;
   return {
+    ...(offlineAfterMs !== undefined ? offline : {}),
     lost,
     duplicated,
     phantom,
@@ -158,9 +249,12 @@ export interface SensorCheckInput {
   /** Conflicts the app itself reported: dead letters (reason conflict/late) or logged lines. */
   readonly conflictsReported: number;
   readonly rule: AlarmRule;
+  /** The offline limit of every device of the run: checks offline alerts too. */
+  readonly offlineAfterMs?: number;
 }
 
-export interface SensorReport {
+/** With an `offlineAfterMs`, the report also has the offline counts. */
+export interface SensorReport extends Partial<OfflineReport> {
   /** Readings on the topic (Kafka acknowledged them), and their distinct (deviceId, seq) pairs. */
   readonly produced: number;
   readonly pairs: number;
@@ -190,7 +284,7 @@ export interface SensorReport {
 /** The counts of a {@linkcode SensorReport} that must be 0. */
 export function sensorFailures(r: SensorReport): number {
   return r.reused + r.lost + r.overwritten + r.notFirst + r.phantom + r.flagMismatches +
-    r.alertMismatches + r.conflictsReported;
+    r.alertMismatches + r.conflictsReported + (r.offlineMismatches ?? 0);
 }
 
 const pairKey = (deviceId: string, seq: number) => `${deviceId}:${seq}`;
@@ -203,6 +297,7 @@ const pairKey = (deviceId: string, seq: number) => `${deviceId}:${seq}`;
 export function checkSensors(input: SensorCheckInput): SensorReport {
   let reused = 0, resent = 0, lost = 0, notFirst = 0, phantom = 0, gaps = 0;
   let flagMismatches = 0, alertMismatches = 0;
+  let offline = NO_OFFLINE;
   const stored = new Map(input.stored.map((r) => [pairKey(r.deviceId, r.seq), r]));
   // First content per pair, and every distinct content seen under it.
   const first = new Map<string, Content>();
@@ -254,11 +349,14 @@ export function checkSensors(input: SensorCheckInput): SensorReport {
   const overwritten = changed.size;
   const alerts = Map.groupBy(input.alerts, (a) => a.deviceId);
   for (const [deviceId, list] of Map.groupBy(input.stored, (r) => r.deviceId)) {
-    const m = compareWithReplay(
-      [...list].sort((a, b) => a.seq - b.seq),
-      alerts.get(deviceId) ?? [],
-      input.rule,
-    );
+    const sorted = [...list].sort((a, b) => a.seq - b.seq);
+    const m = compareWithReplay(sorted, alerts.get(deviceId) ?? [], input.rule);
+    if (input.offlineAfterMs !== undefined) {
+      offline = addOffline(
+        offline,
+        compareOffline(sorted, alerts.get(deviceId) ?? [], input.offlineAfterMs),
+      );
+    }
     alerts.delete(deviceId);
     flagMismatches += m.flagMismatches;
     alertMismatches += m.alertMismatches;
@@ -278,6 +376,7 @@ export function checkSensors(input: SensorCheckInput): SensorReport {
     flagMismatches,
     alertMismatches,
     conflictsReported: input.conflictsReported,
+    ...(input.offlineAfterMs !== undefined ? offline : {}),
   };
 }
 

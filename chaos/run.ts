@@ -34,11 +34,17 @@ export interface RunResult {
   readonly faultErrors: readonly string[];
 }
 
+/**
+ * The offline limit of every device in a run (OFFLINE_AFTER_MS of its processes): short, so
+ * frozen sensors and outages make offline episodes for the checker to replay.
+ */
+export const CHAOS_OFFLINE_AFTER_MS = 5000;
+
 /** The counts of a run that must be 0, fault errors included. */
 export function failures(r: RunResult): number {
   const { lost, duplicated, phantom, gaps, flagMismatches, alertMismatches } = r.report;
   return lost + duplicated + phantom + gaps + flagMismatches + alertMismatches +
-    r.faultErrors.length;
+    (r.report.offlineMismatches ?? 0) + r.faultErrors.length;
 }
 
 /** A run's names: topic, dead-letter topic, consumer group, database and log prefix. */
@@ -86,6 +92,7 @@ export async function runScenario(scenario: Scenario, s: LoadSettings): Promise<
     KAFKA_GROUP: names.group,
     MONGO_DB: names.db,
     CHECKPOINT_MS: "500",
+    OFFLINE_AFTER_MS: String(CHAOS_OFFLINE_AFTER_MS),
   };
   const processors = Array.from(
     { length: scenario.processors },
@@ -182,6 +189,7 @@ export async function runScenario(scenario: Scenario, s: LoadSettings): Promise<
       })),
       alerts as unknown as StoredAlert[],
       DEFAULT_RULE,
+      CHAOS_OFFLINE_AFTER_MS,
     );
     const deadLettered = await withAdmin(
       kafka,

@@ -36,7 +36,7 @@ import {
 import type { LoadSettings } from "./load.ts";
 import { retrying } from "./retry.ts";
 import { AppProcess, embeddedEnv, services, sleep } from "./processes.ts";
-import { eventLog, PARTITIONS, runNames } from "./run.ts";
+import { CHAOS_OFFLINE_AFTER_MS, eventLog, PARTITIONS, runNames } from "./run.ts";
 import type { SensorContext, SensorScenario } from "./sensor_scenarios.ts";
 
 export interface SensorRunResult {
@@ -160,6 +160,7 @@ async function runKafka(scenario: SensorScenario, s: LoadSettings): Promise<Sens
     KAFKA_GROUP: names.group,
     MONGO_DB: names.db,
     CHECKPOINT_MS: "500",
+    OFFLINE_AFTER_MS: String(CHAOS_OFFLINE_AFTER_MS),
   };
   const app = (name: string, flags: string[]) =>
     new AppProcess(name, { flags, env, log: names.log(name.replaceAll(" ", "-")) });
@@ -261,6 +262,7 @@ async function runKafka(scenario: SensorScenario, s: LoadSettings): Promise<Sens
       alerts: alerts as unknown as StoredAlert[],
       conflictsReported: conflicts,
       rule: DEFAULT_RULE,
+      offlineAfterMs: CHAOS_OFFLINE_AFTER_MS,
     });
     const result: SensorRunResult = {
       scenario: scenario.id,
@@ -323,7 +325,12 @@ async function runEmbedded(scenario: SensorScenario, s: LoadSettings): Promise<S
       "--interval-ms",
       String(fleet.intervalMs),
     ],
-    env: { ...embeddedEnv(Deno.env.toObject()), KV_PATH: kvPath, CHECKPOINT_MS: "500" },
+    env: {
+      ...embeddedEnv(Deno.env.toObject()),
+      KV_PATH: kvPath,
+      CHECKPOINT_MS: "500",
+      OFFLINE_AFTER_MS: String(CHAOS_OFFLINE_AFTER_MS),
+    },
     log,
     writable: dir,
     // Conflicts may be logged below warn; the log is the only place embedded mode reports them.
@@ -373,6 +380,7 @@ async function runEmbedded(scenario: SensorScenario, s: LoadSettings): Promise<S
       alerts: alerts as unknown as StoredAlert[],
       conflictsReported: refusalsLogged(await Deno.readTextFile(log)),
       rule: DEFAULT_RULE,
+      offlineAfterMs: CHAOS_OFFLINE_AFTER_MS,
     });
     const result: SensorRunResult = {
       scenario: scenario.id,

@@ -137,11 +137,18 @@ function renderAlerts(alerts) {
     li.dataset.type = a.type;
     const kind = document.createElement("span");
     kind.className = "kind";
-    kind.textContent = a.type === "raised" ? "▲ raised" : "▼ cleared";
+    if (a.alert === "offline") li.dataset.alert = "offline";
+    kind.textContent = a.alert === "offline"
+      ? (a.type === "raised" ? "⏸ offline" : "▶ back online")
+      : a.type === "raised"
+      ? "▲ raised"
+      : "▼ cleared";
     const when = document.createElement("span");
     when.className = "when";
     when.textContent = new Date(a.ts).toLocaleTimeString();
-    const detail = a.type === "raised"
+    const detail = a.alert === "offline"
+      ? ` ${a.deviceId}`
+      : a.type === "raised"
       ? ` ${a.deviceId} at ${a.temperature.toFixed(1)} °C`
       : ` ${a.deviceId} at ${a.temperature.toFixed(1)} °C (peak ${
         a.peakTemperature.toFixed(1)

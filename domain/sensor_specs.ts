@@ -20,6 +20,8 @@ export interface SpecDefaults {
   readonly rule: AlarmRule;
   readonly seed: number;
   readonly location?: GeoPoint;
+  /** The global offline limit; unset: 3 × each sensor's interval. */
+  readonly offlineAfterMs?: number;
 }
 
 export interface ResolveOptions {
@@ -90,6 +92,7 @@ function specFor(
   rule: AlarmRule,
   defaults: SpecDefaults,
 ): SensorSpec {
+  const offlineAfterMs = t.offlineAfterMs ?? defaults.offlineAfterMs;
   const seed = t.seed ?? seedFrom(`${defaults.seed}:${id}`);
   const base = defaults.location ?? DEFAULT_LOCATION;
   // Spread generated sensors over a few km around the base location, reproducibly.
@@ -110,6 +113,7 @@ function specFor(
       clearAfter: rule.clearAfter,
     },
     customRule: t.thresholds !== undefined,
+    ...(offlineAfterMs !== undefined ? { offlineAfterMs } : {}),
     ...(t.temperatures ? { temperatures: [...t.temperatures] } : {}),
     ...(t.humidity ? { humidity: [...t.humidity] } : {}),
   };

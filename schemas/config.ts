@@ -10,6 +10,7 @@
 import { parseArgs } from "node:util";
 import { RANDOM_PROFILES } from "../domain/signal.ts";
 import { RULE_COUNT_RANGE } from "../domain/hysteresis.ts";
+import { OFFLINE_AFTER_RANGE } from "../domain/offline.ts";
 import { TEMPERATURE_RANGE } from "./reading.ts";
 
 export type Role = "all" | "sensors" | "processors" | "api";
@@ -81,6 +82,10 @@ export interface Config {
   readonly alarmClearAfter: number;
   readonly passivateAfterMs: number;
   readonly checkpointMs: number;
+  /** Silence after which a device is offline; unset: 3 × its interval (docs/offline.md). */
+  readonly offlineAfterMs: number | undefined;
+  /** Out-of-orderness allowed between readings of one partition before offline is decided. */
+  readonly offlineGraceMs: number;
   readonly logFormat: (typeof LOG_FORMATS)[number];
   readonly logLevel: (typeof LOG_LEVELS)[number];
 }
@@ -450,6 +455,24 @@ const TABLE = [
     kind: { type: "int", min: 50, max: 600_000 },
     default: "1000",
     help: "Time between checkpoints of device states and consumer offsets",
+  },
+  {
+    key: "offlineAfterMs",
+    flag: "offline-after-ms",
+    env: "OFFLINE_AFTER_MS",
+    kind: { type: "int", ...OFFLINE_AFTER_RANGE },
+    default: undefined,
+    help: "Silence after which a device gets an offline alert (unset: 3 × its interval); a " +
+      "sensor's own offlineAfterMs overrides it (docs/offline.md)",
+  },
+  {
+    key: "offlineGraceMs",
+    flag: "offline-grace-ms",
+    env: "OFFLINE_GRACE_MS",
+    kind: { type: "int", min: 0, max: 600_000 },
+    default: "2000",
+    help: "How far readings of one partition may overtake each other (and the processors' " +
+      "clock lead the sensors'): offline is decided this much after the silence (docs/offline.md)",
   },
   {
     key: "logFormat",

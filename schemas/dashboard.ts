@@ -67,11 +67,14 @@ export interface DeviceRow {
 export interface AlertEvent {
   readonly deviceId: string;
   readonly type: "raised" | "cleared";
+  /** What the alert is about; absent: overheat. */
+  readonly alert?: "overheat" | "offline";
   readonly seq: number;
-  /** `ts` of the reading that caused it (ISO 8601). */
+  /** `ts` of the reading that caused it (ISO 8601); offline raised: when the silence began. */
   readonly ts: string;
-  readonly temperature: number;
-  readonly peakTemperature: number;
+  /** null for an offline alert, which no temperature caused. */
+  readonly temperature: number | null;
+  readonly peakTemperature: number | null;
 }
 
 export interface DashboardSnapshot {

@@ -9,6 +9,7 @@
  */
 import { z } from "zod";
 import type { AlarmRule, AlarmState, Episode } from "../domain/hysteresis.ts";
+import type { OfflineEpisode } from "../domain/offline.ts";
 import type { Reading } from "./reading.ts";
 
 export const COLLECTIONS = { readings: "readings", alerts: "alerts", devices: "devices" } as const;
@@ -28,15 +29,34 @@ export interface ReadingDoc {
 
 export type AlertStatus = "active" | "cleared";
 
+/** What an alert is about: a device too hot, or a device that stopped reporting. */
+export const ALERT_TYPES = ["overheat", "offline"] as const;
+export type AlertType = (typeof ALERT_TYPES)[number];
+
+/**
+ * One alert episode, of any type: the fields every type has, and each type's own (optional
+ * here; {@linkcode OverheatAlertDoc} and {@linkcode OfflineAlertDoc} say which a type has).
+ */
 export interface AlertDoc {
   readonly _id: string;
   readonly deviceId: string;
-  readonly type: "overheat";
+  readonly type: AlertType;
   readonly status: AlertStatus;
   readonly raisedAt: Date;
   readonly raisedSeq: number;
-  readonly peakTemperature: number;
-  readonly thresholds: AlarmRule;
+  /** Overheat: the highest temperature of the episode. */
+  readonly peakTemperature?: number;
+  /** Overheat: the rule in force. */
+  readonly thresholds?: AlarmRule;
+  /** Offline: `ts` of the last reading before the silence. */
+  readonly lastSeenAt?: Date;
+  /** Offline: the silence that made the device offline. */
+  readonly offlineAfterMs?: number;
+  /**
+   * Offline: set on an episode raised while the device's readings were held up before the
+   * topic — its next reading showed no such silence in event time, so it never happened.
+   */
+  readonly withdrawn?: true;
   readonly clearedAt?: Date;
   readonly clearedSeq?: number;
   /**
@@ -58,6 +78,22 @@ export type AlertAck = Required<Pick<AlertDoc, "ackedBy" | "ackedAt">> & Pick<Al
 
 /** The names of the acknowledgement fields, which a processor's snapshot never carries. */
 export const ACK_FIELDS = ["ackedBy", "ackedAt", "note"] as const;
+export interface OverheatAlertDoc extends AlertDoc {
+  readonly type: "overheat";
+  readonly peakTemperature: number;
+  readonly thresholds: AlarmRule;
+}
+
+/**
+ * A device silent for longer than `offlineAfterMs` (docs/offline.md). `raisedSeq` is its last
+ * reading before the silence, `raisedAt` that reading's `ts` + `offlineAfterMs`; the next
+ * reading clears it.
+ */
+export interface OfflineAlertDoc extends AlertDoc {
+  readonly type: "offline";
+  readonly lastSeenAt: Date;
+  readonly offlineAfterMs: number;
+}
 
 export interface DeviceDoc {
   readonly _id: string;
@@ -77,8 +113,12 @@ export function readingId(deviceId: string, seq: number): string {
   return `${deviceId}:${seq}`;
 }
 
-export function alertId(deviceId: string, raisedSeq: number): string {
-  return `${deviceId}:overheat:${raisedSeq}`;
+export function alertId(
+  deviceId: string,
+  raisedSeq: number,
+  type: AlertType = "overheat",
+): string {
+  return `${deviceId}:${type}:${raisedSeq}`;
 }
 
 export function toReadingDoc(reading: Reading, isCritical: boolean, processedAt: Date): ReadingDoc {
@@ -150,7 +190,7 @@ export function toAlertDoc(
   rule: AlarmRule,
   cleared?: { readonly seq: number; readonly ts: string },
   asOfSeq: number = cleared?.seq ?? episode.raisedSeq,
-): AlertDoc {
+): OverheatAlertDoc {
   return {
     _id: alertId(deviceId, episode.raisedSeq),
     deviceId,
@@ -162,6 +202,31 @@ export function toAlertDoc(
     thresholds: rule,
     ...(cleared ? { clearedAt: new Date(cleared.ts), clearedSeq: cleared.seq } : {}),
     asOfSeq,
+  };
+}
+
+/**
+ * The offline alert document for an episode: open, closed by the device's next reading, or
+ * (with `withdrawn`) closed by a next reading that showed the silence never happened.
+ */
+export function toOfflineAlertDoc(
+  deviceId: string,
+  episode: OfflineEpisode,
+  withdrawn?: { readonly seq: number; readonly ts: string },
+): OfflineAlertDoc {
+  const cleared = episode.cleared ?? withdrawn;
+  return {
+    _id: alertId(deviceId, episode.raisedSeq, "offline"),
+    deviceId,
+    type: "offline",
+    status: cleared ? "cleared" : "active",
+    raisedAt: new Date(episode.raisedAt),
+    raisedSeq: episode.raisedSeq,
+    lastSeenAt: new Date(episode.lastSeenAt),
+    offlineAfterMs: episode.offlineAfterMs,
+    ...(cleared ? { clearedAt: new Date(cleared.ts), clearedSeq: cleared.seq } : {}),
+    ...(withdrawn && !episode.cleared ? { withdrawn: true as const } : {}),
+    asOfSeq: cleared?.seq ?? episode.raisedSeq,
   };
 }
 

@@ -10,6 +10,7 @@
 import { z } from "zod";
 import { DeviceIdSchema } from "./reading.ts";
 import { ALERT_ID_PATTERN } from "./ack_request.ts";
+import { ALERT_TYPES } from "./documents.ts";
 
 /** Every `error.code` the API answers with. */
 export const ERROR_CODES = [
@@ -68,6 +69,7 @@ export const AlertsQuerySchema = z.strictObject({
   status: z.enum(["active", "cleared"]).optional(),
   /** `false`: only the episodes nobody has acknowledged yet. */
   acked: z.enum(["true", "false"]).optional(),
+  type: z.enum(ALERT_TYPES).optional(),
   deviceId: DeviceIdSchema.optional(),
   limit,
 });

@@ -7,12 +7,15 @@
  *            "temperature":23.4,"humidity":51.2,"location":{"lat":48.8566,"lon":2.3522}}
  *
  * An optional `thresholds` object carries a sensor's own alarm rule, so the
- * rule travels with the data and a replay applies the same rule.
+ * rule travels with the data and a replay applies the same rule; likewise an
+ * optional `offlineAfterMs`, the silence after which the device counts as
+ * offline (docs/offline.md; absent: the processors' default).
  *
  * @module
  */
 import { z } from "zod";
 import { RULE_COUNT_RANGE } from "../domain/hysteresis.ts";
+import { OFFLINE_AFTER_RANGE } from "../domain/offline.ts";
 import type { GeoPoint } from "../domain/signal.ts";
 import { decodeJson } from "./json_value.ts";
 
@@ -35,6 +38,9 @@ export const LocationSchema = z.strictObject({
 /** A rule's debounce count, bounded where the rule itself is defined. */
 export const RuleCountSchema = z.int().min(RULE_COUNT_RANGE.min).max(RULE_COUNT_RANGE.max);
 
+/** Silence (ms) after which a device is offline: the one schema of the setting. */
+export const OfflineAfterSchema = z.int().min(OFFLINE_AFTER_RANGE.min).max(OFFLINE_AFTER_RANGE.max);
+
 /** A complete alarm rule as carried by a reading: the one rule schema. */
 export const RuleSchema = z.strictObject({
   high: TemperatureSchema,
@@ -52,6 +58,7 @@ export const ReadingSchema = z.object({
   humidity: HumiditySchema,
   location: LocationSchema,
   thresholds: RuleSchema.optional(),
+  offlineAfterMs: OfflineAfterSchema.optional(),
 });
 
 export type Reading = z.infer<typeof ReadingSchema>;

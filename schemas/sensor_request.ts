@@ -11,6 +11,7 @@ import {
   DeviceIdSchema,
   HumiditySchema,
   LocationSchema,
+  OfflineAfterSchema,
   RuleCountSchema,
   TemperatureSchema,
 } from "./reading.ts";
@@ -37,6 +38,7 @@ const common = {
   seed: z.int().min(0).max(0xffff_ffff).optional(),
   location: LocationSchema.optional(),
   thresholds: ThresholdsInputSchema.optional(),
+  offlineAfterMs: OfflineAfterSchema.optional(),
   temperatures: z.array(TemperatureSchema).min(1).max(MAX_SCRIPT_LENGTH).optional(),
   humidity: z.array(HumiditySchema).min(1).max(MAX_SCRIPT_LENGTH).optional(),
 };
@@ -61,6 +63,8 @@ export interface SensorTemplate {
   readonly seed?: number;
   readonly location?: { readonly lat: number; readonly lon: number };
   readonly thresholds?: z.infer<typeof ThresholdsInputSchema>;
+  /** Silence after which the device is offline (default: the global setting, else 3 × interval). */
+  readonly offlineAfterMs?: number;
   readonly temperatures?: readonly number[];
   readonly humidity?: readonly number[];
 }

@@ -18,6 +18,7 @@ import {
   DeviceIdSchema,
   HumiditySchema,
   LocationSchema,
+  OfflineAfterSchema,
   RuleSchema,
   TemperatureSchema,
 } from "./reading.ts";
@@ -34,6 +35,8 @@ export const SensorSpecSchema = z.object({
   rule: RuleSchema,
   /** True when the sensor has its own thresholds: they then travel in every reading. */
   customRule: z.boolean(),
+  /** Set when the sensor's offline limit is not the default 3 × `intervalMs` (docs/offline.md). */
+  offlineAfterMs: OfflineAfterSchema.optional(),
   temperatures: z.array(TemperatureSchema).min(1).max(MAX_SCRIPT_LENGTH).optional(),
   humidity: z.array(HumiditySchema).min(1).max(MAX_SCRIPT_LENGTH).optional(),
 });

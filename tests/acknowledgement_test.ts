@@ -14,7 +14,7 @@ import { testWith } from "./needs.ts";
 import { until } from "./wait.ts";
 import { EMBEDDED, KAFKA_MONGO, startApp, type TestEnv, testEnv } from "./test_app.ts";
 
-const TOKEN = "ack-test-token";
+const TOKEN = "ack-test-token-0123456789";
 const AUTH = { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json" };
 const DEVICE = "hot-1";
 

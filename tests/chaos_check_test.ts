@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   check,
   checkSensors,
+  compareOffline,
   isRefusal,
   type ProducedReading,
   refusalsLogged,
@@ -192,4 +193,114 @@ Deno.test("refusalsLogged() counts the app's log lines about refused readings", 
     "",
   ].join("\n");
   assert.equal(refusalsLogged(log), 4);
+});
+
+/** d1's readings a second apart, but for a 20 s silence after seq 4. */
+function silent(): StoredReading[] {
+  return stored("d1").map((r) =>
+    r.seq > 4 ? { ...r, ts: new Date(Date.parse(r.ts) + 20_000).toISOString() } : r
+  );
+}
+
+const SILENCE_START = Date.UTC(2026, 0, 1, 0, 0, 3) + 5000;
+
+Deno.test("compareOffline() accepts the silence between two readings and the one after the last", () => {
+  const readings = silent();
+  const last = Date.parse(readings.at(-1)!.ts);
+  const alerts: StoredAlert[] = [
+    {
+      deviceId: "d1",
+      type: "offline",
+      raisedSeq: 4,
+      status: "cleared",
+      clearedSeq: 5,
+      raisedAt: new Date(SILENCE_START),
+    },
+    {
+      deviceId: "d1",
+      type: "offline",
+      raisedSeq: 10,
+      status: "active",
+      raisedAt: new Date(last + 5000),
+    },
+    // Raised on the clock, then shown never to have happened: reported, not a failure.
+    {
+      deviceId: "d1",
+      type: "offline",
+      raisedSeq: 7,
+      status: "cleared",
+      clearedSeq: 8,
+      withdrawn: true,
+    },
+  ];
+  assert.deepEqual(compareOffline(readings, [...ALERTS, ...alerts], 5000), {
+    offlineEpisodes: 2,
+    offlineWithdrawn: 1,
+    offlineMismatches: 0,
+  });
+});
+
+Deno.test("compareOffline() counts a missed, an invented, a misdated and a stale open episode", () => {
+  const readings = silent();
+  const cases: [string, StoredAlert[]][] = [
+    ["missed", []],
+    ["misdated", [{
+      deviceId: "d1",
+      type: "offline",
+      raisedSeq: 4,
+      status: "cleared",
+      clearedSeq: 5,
+      raisedAt: new Date(SILENCE_START + 1),
+    }]],
+    ["cleared by the wrong reading", [{
+      deviceId: "d1",
+      type: "offline",
+      raisedSeq: 4,
+      status: "cleared",
+      clearedSeq: 6,
+      raisedAt: new Date(SILENCE_START),
+    }]],
+    ["still open though a reading came", [{
+      deviceId: "d1",
+      type: "offline",
+      raisedSeq: 4,
+      status: "active",
+      raisedAt: new Date(SILENCE_START),
+    }]],
+  ];
+  for (const [name, alerts] of cases) {
+    // Open when it should be closed: a stale open episode and a missing closed one.
+    const expected = name.startsWith("still open") ? 2 : 1;
+    assert.equal(compareOffline(readings, alerts, 5000).offlineMismatches, expected, name);
+  }
+  const invented: StoredAlert = {
+    deviceId: "d1",
+    type: "offline",
+    raisedSeq: 2,
+    status: "cleared",
+    clearedSeq: 3,
+    raisedAt: new Date(0),
+  };
+  assert.equal(compareOffline(stored("d1"), [invented], 5000).offlineMismatches, 1, "invented");
+});
+
+Deno.test("check() and checkSensors() report offline counts only given the run's offlineAfterMs, and fail on a mismatch", () => {
+  const readings = silent();
+  const bad: StoredAlert[] = [...ALERTS];
+  const without = check(new Map([["d1", 10]]), readings, bad, DEFAULT_RULE);
+  assert.equal(without.offlineMismatches, undefined);
+  const report = check(new Map([["d1", 10]]), readings, bad, DEFAULT_RULE, 5000);
+  assert.equal(report.offlineMismatches, 1, "the silence after seq 4 is missing");
+  assert.equal(report.alertMismatches, 0, "offline alerts are not overheat ones");
+  const store = readings.map((r) => ({ ...r, content: `${r.deviceId}:${r.seq}` }));
+  const sensors = checkSensors({
+    stored: store,
+    snapshots: [],
+    alerts: bad,
+    conflictsReported: 0,
+    rule: DEFAULT_RULE,
+    offlineAfterMs: 5000,
+  });
+  assert.equal(sensors.offlineMismatches, 1);
+  assert.equal(sensorFailures(sensors), 1);
 });

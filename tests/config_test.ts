@@ -449,3 +449,17 @@ Deno.test("parseConfig() reads REQUEST_TIMEOUT_MS (default 30 s) and refuses one
   assert.ok(!low.ok && !low.help);
   assert.match(low.errors.join("\n"), /REQUEST_TIMEOUT_MS: "5" must be between 100 and 600000/);
 });
+
+Deno.test("parseConfig() leaves the offline limit unset by default and bounds it", () => {
+  const defaults = parseConfig([], {});
+  assert.ok(defaults.ok);
+  assert.equal(defaults.config.offlineAfterMs, undefined);
+  assert.equal(defaults.config.offlineGraceMs, 2000);
+  const set = parseConfig(["--offline-after-ms", "60000"], { OFFLINE_GRACE_MS: "500" });
+  assert.ok(set.ok);
+  assert.equal(set.config.offlineAfterMs, 60_000);
+  assert.equal(set.config.offlineGraceMs, 500);
+  const bad = parseConfig([], { OFFLINE_AFTER_MS: "50" });
+  assert.ok(!bad.ok && !bad.help);
+  assert.match(bad.errors.join("\n"), /OFFLINE_AFTER_MS/);
+});

@@ -1,3 +1,4 @@
+import { toOfflineAlertDoc } from "../schemas/documents.ts";
 import assert from "node:assert/strict";
 import { LiveView } from "../adapters/live_view.ts";
 import { type Actor, ask } from "../actors/actor.ts";
@@ -183,4 +184,43 @@ Deno.test("LiveView drops devices not heard from for expireAfterMs", async () =>
   now += 30_001;
   assert.deepEqual(view.snapshot(query()).table.rows.map((r) => r.id), ["b"]);
   assert.equal(view.size, 1);
+});
+
+Deno.test("LiveView shows offline episodes raised and cleared in the feed, not withdrawn ones", () => {
+  const view = new LiveView();
+  const doc = toOfflineAlertDoc("a", {
+    raisedSeq: 4,
+    raisedAt: new Date(BASE_MS + 9000).toISOString(),
+    lastSeenAt: new Date(BASE_MS).toISOString(),
+    offlineAfterMs: 9000,
+  });
+  view.recordOffline("raised", doc);
+  const cleared = toOfflineAlertDoc("a", {
+    ...{ raisedSeq: 4, raisedAt: doc.raisedAt.toISOString() },
+    lastSeenAt: new Date(BASE_MS).toISOString(),
+    offlineAfterMs: 9000,
+    cleared: { seq: 5, ts: new Date(BASE_MS + 60_000).toISOString() },
+  });
+  view.recordOffline("cleared", cleared);
+  view.recordOffline("withdrawn", doc);
+  assert.deepEqual(view.snapshot(query()).alerts, [
+    {
+      deviceId: "a",
+      type: "cleared",
+      alert: "offline",
+      seq: 5,
+      ts: new Date(BASE_MS + 60_000).toISOString(),
+      temperature: null,
+      peakTemperature: null,
+    },
+    {
+      deviceId: "a",
+      type: "raised",
+      alert: "offline",
+      seq: 4,
+      ts: new Date(BASE_MS + 9000).toISOString(),
+      temperature: null,
+      peakTemperature: null,
+    },
+  ]);
 });

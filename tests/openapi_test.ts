@@ -81,7 +81,7 @@ Deno.test("GET /openapi.json serves the OpenAPI 3.1 document of the running vers
   assert.equal(doc.paths["/health"].get.security, undefined, "reads need no token");
   assert.deepEqual(
     doc.paths["/alerts"].get.parameters.map((p: { name: string }) => p.name),
-    ["status", "acked", "deviceId", "limit"],
+    ["status", "acked", "type", "deviceId", "limit"],
   );
   // Every error answer points at the one error shape.
   assert.deepEqual(doc.paths["/sensors"].post.responses["409"].content, {

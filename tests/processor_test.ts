@@ -184,3 +184,33 @@ Deno.test("processor answers a state query with its current alarm state", async 
     peakTemperature: 82,
   });
 });
+
+Deno.test("processor closes an offline episode with the reading that ends a silence longer than its offlineAfterMs", async () => {
+  await using actor = processor();
+  const [first, second, third] = readings([20, 21, 22]).map((r) => ({
+    ...r,
+    offlineAfterMs: 1500,
+  }));
+  // Two seconds of silence before the third reading: longer than 1.5 s.
+  const late = { ...third!, ts: new Date(BASE_MS + 5000).toISOString() };
+  const out = await apply(actor, [first!, second!, late]);
+  assert.deepEqual(out.alerts, [{
+    _id: `${ID}:offline:2`,
+    deviceId: ID,
+    type: "offline",
+    status: "cleared",
+    raisedAt: new Date(BASE_MS + 2000 + 1500),
+    raisedSeq: 2,
+    lastSeenAt: new Date(BASE_MS + 2000),
+    offlineAfterMs: 1500,
+    clearedAt: new Date(BASE_MS + 5000),
+    clearedSeq: 3,
+    asOfSeq: 3,
+  }]);
+  // A reading within the limit, or one without a limit, closes nothing.
+  const next = await apply(actor, [
+    { ...readings([20], 4)[0]!, ts: new Date(BASE_MS + 6000).toISOString(), offlineAfterMs: 1500 },
+    { ...readings([20], 5)[0]!, ts: new Date(BASE_MS + 60_000).toISOString() },
+  ]);
+  assert.deepEqual(next.alerts, []);
+});

@@ -114,3 +114,13 @@ Deno.test("decodeSpec() rejects a record that is not a valid spec, as data", () 
   assert.equal(bad.ok, false);
   assert.match(!bad.ok ? bad.reason : "", /profile/);
 });
+
+Deno.test("resolveSensorRequest() keeps an offline limit from the template, else the global one, else none", () => {
+  const global = options({ defaults: { ...options().defaults, offlineAfterMs: 60_000 } });
+  const [own] = specsOf(resolveSensorRequest(one("a", { offlineAfterMs: 5000 }), global));
+  assert.equal(own!.offlineAfterMs, 5000);
+  const [fleet] = specsOf(resolveSensorRequest(one("b"), global));
+  assert.equal(fleet!.offlineAfterMs, 60_000);
+  const [plain] = specsOf(resolveSensorRequest(one("c"), options()));
+  assert.equal("offlineAfterMs" in plain!, false, "the sensor then uses 3 × its interval");
+});
