@@ -20,6 +20,8 @@ export interface KafkaReadingProducerOptions {
   readonly maxBuffered?: number;
   readonly batchSize?: number;
   readonly lingerMs?: number;
+  /** Called after every send attempt (e.g. to report the counters). */
+  readonly onSent?: () => void;
 }
 
 export class KafkaReadingProducer implements ReadingSink, AsyncDisposable {
@@ -29,6 +31,7 @@ export class KafkaReadingProducer implements ReadingSink, AsyncDisposable {
   readonly #maxBuffered: number;
   readonly #batchSize: number;
   readonly #lingerMs: number;
+  readonly #onSent: (() => void) | undefined;
   #buffer: Message[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   #flushing: Promise<void> | undefined;
@@ -49,6 +52,7 @@ export class KafkaReadingProducer implements ReadingSink, AsyncDisposable {
     this.#maxBuffered = maxBuffered;
     this.#batchSize = batchSize;
     this.#lingerMs = lingerMs;
+    this.#onSent = options.onSent;
   }
 
   async connect(): Promise<void> {
@@ -65,11 +69,16 @@ export class KafkaReadingProducer implements ReadingSink, AsyncDisposable {
   }
 
   publish(reading: Reading): boolean {
+    return this.publishEncoded(reading.deviceId, encodeReading(reading));
+  }
+
+  /** `publish()` of a reading already encoded (`encodeReading()`), keyed by its device id. */
+  publishEncoded(key: string, value: string): boolean {
     if (this.#closed || this.#buffer.length >= this.#maxBuffered) {
       this.#dropped++;
       return false;
     }
-    this.#buffer.push({ key: reading.deviceId, value: encodeReading(reading) });
+    this.#buffer.push({ key, value });
     this.#schedule();
     return true;
   }
@@ -139,6 +148,8 @@ export class KafkaReadingProducer implements ReadingSink, AsyncDisposable {
         retryInMs: this.#retryDelayMs,
       });
       await new Promise((r) => setTimeout(r, this.#retryDelayMs));
+    } finally {
+      this.#onSent?.();
     }
   }
 }
