@@ -8,10 +8,11 @@
  * N / interval and of Kafka's own producer ceiling from the same run, timer
  * lateness and the CPU the process used.
  *
- * It also counts "bunched" readings: a device's reading emitted less than
- * half an interval after its previous one. A drift-free schedule that
- * catches up on missed ticks emits those after a stall, which is how a fleet
- * can emit more than its due rate over a window.
+ * It also counts readings emitted in the window that were due before it
+ * (`dueBefore`, from the same schedule): a late tick is emitted late, not
+ * skipped, so a window that starts while the fleet is still behind (start-up,
+ * a stall) also holds ticks due earlier, and the emitted rate over the window
+ * exceeds the due rate by that backlog ÷ the window.
  *
  * Lateness needs each tick's due time. The schedule is drift-free (tick k is
  * due at start + k × interval), so `now − seq × interval` is constant for an
@@ -46,8 +47,8 @@ export interface SensorScaleResult {
   readonly ackedPerSec: number;
   /** Readings the producer refused in the window (its buffer was full). */
   readonly dropped: number;
-  /** Readings emitted < interval / 2 after the same device's previous one (catch-up). */
-  readonly bunched: number;
+  /** Readings emitted in the window that were due before it (a backlog from before). */
+  readonly dueBefore: number;
   /** Shares of the due rate and of the producer ceiling. */
   readonly ratios: {
     readonly emittedPerDue: number;
@@ -80,12 +81,12 @@ export async function sensorScale(
   const producer = run.app.parts.producer!;
   // Device number → earliest (now − seq × interval), see the module comment.
   const schedule = new Float64Array(sensors + 1).fill(Infinity);
-  const lastEmit = new Float64Array(sensors + 1).fill(-Infinity);
   let seen = 0;
   let allEmittingAt = 0;
   let measuring = false;
   let emitted = 0;
-  let bunched = 0;
+  let dueBefore = 0;
+  let windowStart = Infinity;
   let lateness = new Histogram(60_000);
   run.onPublish = (reading, now) => {
     const n = Number(reading.deviceId.slice(6)); // "bench-000123"
@@ -95,11 +96,9 @@ export async function sensorScale(
       if (++seen === sensors) allEmittingAt = now;
     }
     if (base < best) schedule[n] = base;
-    const previous = lastEmit[n]!;
-    lastEmit[n] = now;
     if (measuring) {
       emitted++;
-      if (now - previous < intervalMs / 2) bunched++;
+      if (Math.min(base, best) + reading.seq * intervalMs < windowStart) dueBefore++;
       lateness.add(base < best ? 0 : base - best);
     }
   };
@@ -132,6 +131,7 @@ export async function sensorScale(
   await sleep(intervalMs);
   lateness = new Histogram(60_000);
   measuring = true;
+  windowStart = Date.now();
   const sent0 = producer.stats.sent;
   const dropped0 = producer.stats.dropped;
   const cpu0 = cpuMs();
@@ -167,7 +167,7 @@ export async function sensorScale(
     emittedPerSec,
     ackedPerSec,
     dropped,
-    bunched,
+    dueBefore,
     ratios: {
       emittedPerDue: round(emittedPerSec / expectedPerSec, 3),
       ackedPerDue: round(ackedPerSec / expectedPerSec, 3),
@@ -185,7 +185,7 @@ export function sensorScaleSummary(r: SensorScaleResult): string {
   return `acked ${r.ackedPerSec}/s = ${x.ackedPerDue} of due ${r.expectedPerSec}/s, ` +
     `${x.ackedPerCeiling} of ceiling ${Math.round(r.producerCeilingPerSec)}/s; ` +
     `dropped ${r.dropped} (${x.droppedPerEmitted} of emitted); ` +
-    `emitted ${r.emittedPerSec}/s = ${x.emittedPerDue} of due (${r.bunched} bunched); ` +
+    `emitted ${r.emittedPerSec}/s = ${x.emittedPerDue} of due (${r.dueBefore} due before the window); ` +
     `lateness p99 ${r.latenessMs.p99} ms, ${r.cpuCores} cores, ${r.heapBytesPerSensor} B/sensor`;
 }
 
