@@ -8,7 +8,8 @@
  *
  * @module
  */
-import { type Kafka, type Message, Partitioners, type Producer } from "kafkajs";
+import type { Kafka, Message, Producer } from "kafkajs";
+import { FastDefaultPartitioner } from "./kafka_partitioner.ts";
 import { encodeReading, type Reading } from "../schemas/reading.ts";
 import type { Logger } from "../actors/logger.ts";
 import type { ProducerStats, ReadingSink } from "../actors/reading_sink.ts";
@@ -44,7 +45,7 @@ export class KafkaReadingProducer implements ReadingSink, AsyncDisposable {
   constructor(kafka: Kafka, options: KafkaReadingProducerOptions) {
     const { topic, logger, maxBuffered = 200_000, batchSize = 2000, lingerMs = 20 } = options;
     this.#producer = kafka.producer({
-      createPartitioner: Partitioners.DefaultPartitioner,
+      createPartitioner: FastDefaultPartitioner,
       allowAutoTopicCreation: false,
     });
     this.#topic = topic;
