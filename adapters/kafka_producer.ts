@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { Kafka, Message, Producer } from "kafkajs";
+import type { ICustomPartitioner, Kafka, Message, Producer } from "kafkajs";
 import { FastDefaultPartitioner } from "./kafka_partitioner.ts";
 import { encodeReading, type Reading } from "../schemas/reading.ts";
 import type { Logger } from "../actors/logger.ts";
@@ -21,6 +21,8 @@ export interface KafkaReadingProducerOptions {
   readonly maxBuffered?: number;
   readonly batchSize?: number;
   readonly lingerMs?: number;
+  /** Where keys go (default: kafkajs's DefaultPartitioner placement, computed faster). */
+  readonly createPartitioner?: ICustomPartitioner;
   /** Called after every send attempt (e.g. to report the counters). */
   readonly onSent?: () => void;
 }
@@ -45,7 +47,7 @@ export class KafkaReadingProducer implements ReadingSink, AsyncDisposable {
   constructor(kafka: Kafka, options: KafkaReadingProducerOptions) {
     const { topic, logger, maxBuffered = 200_000, batchSize = 2000, lingerMs = 20 } = options;
     this.#producer = kafka.producer({
-      createPartitioner: FastDefaultPartitioner,
+      createPartitioner: options.createPartitioner ?? FastDefaultPartitioner,
       allowAutoTopicCreation: false,
     });
     this.#topic = topic;
