@@ -92,6 +92,8 @@ export class WorkerReadingProducer implements Producer, AsyncDisposable {
       e.preventDefault();
       this.#fail(new ProducerWorkerError(`Producer worker failed: ${e.message}`));
     };
+    // A failure after connect() resolved must not surface as an unhandled rejection.
+    this.#opened.promise.catch(() => {});
     this.#post({ type: "open", config });
   }
 
