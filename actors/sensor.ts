@@ -4,13 +4,15 @@
  * reading to the sink. Ticks are scheduled against the start time (no drift)
  * on a timer the fleet's sensors share; a tick that arrives while the
  * previous one is still handled is skipped and counted as late rather than
- * queued. Its mailbox holds one tick and exists only while one is queued
- * (a flag and a microtask): a generic `Actor` per sensor (mailbox arrays,
- * options, closures, name) cost about a third of a sensor's heap at 100 000
- * sensors; the lifecycle is the same (stop() handles a queued tick first; a
- * throwing tick fails the sensor through `exit`). Its seqs come from a `SeqSource` that hands out only seqs the
- * ledger granted; a tick with no seq to use emits nothing and is counted as
- * stalled.
+ * queued, so after a stall a sensor emits once, late, not once per missed
+ * tick. Its seqs come from a `SeqSource` that hands out only seqs the ledger
+ * granted; a tick with no seq to use emits nothing and is counted as stalled.
+ *
+ * Its mailbox holds one tick and exists only while one is queued (a flag and
+ * a microtask): a generic `Actor` per sensor (mailbox arrays, options,
+ * closures, a name) was about 330 B of a sensor's 2.4 KB at 100 000 sensors.
+ * The lifecycle is an actor's: stop() handles a queued tick first, and a
+ * throwing tick fails the sensor through `exit`.
  *
  * @module
  */
