@@ -38,6 +38,8 @@ export interface SensorScaleResult {
   readonly spawnMs: number;
   /** From the add call until every sensor had emitted (includes the phase spread of ≤ 1 interval). */
   readonly allEmittingMs: number;
+  /** Sensors that had emitted when the window opened (all, unless their seq blocks were slow). */
+  readonly emittingAtWindow: number;
   /** Retained heap of this isolate per sensor, all running (after a forced GC). */
   readonly heapBytesPerSensor: number;
   /** Readings waiting in this isolate's producer buffer when the heap was measured. */
@@ -132,6 +134,7 @@ export async function sensorScale(
   lateness = new Histogram(60_000);
   measuring = true;
   windowStart = Date.now();
+  const emittingAtWindow = seen;
   const sent0 = producer.stats.sent;
   const dropped0 = producer.stats.dropped;
   const cpu0 = cpuMs();
@@ -159,6 +162,7 @@ export async function sensorScale(
     intervalMs,
     windowS: round(seconds, 1),
     producerCeilingPerSec,
+    emittingAtWindow,
     spawnMs,
     allEmittingMs: allEmittingAt ? allEmittingAt - addStarted : NaN,
     heapBytesPerSensor,
@@ -182,11 +186,15 @@ export async function sensorScale(
 /** The one-line summary: acknowledged, dropped and emitted, each against the due rate and the ceiling. */
 export function sensorScaleSummary(r: SensorScaleResult): string {
   const x = r.ratios;
+  const partial = r.emittingAtWindow < r.sensors
+    ? ` (only ${r.emittingAtWindow} of ${r.sensors} sensors had started)`
+    : "";
   return `acked ${r.ackedPerSec}/s = ${x.ackedPerDue} of due ${r.expectedPerSec}/s, ` +
     `${x.ackedPerCeiling} of ceiling ${Math.round(r.producerCeilingPerSec)}/s; ` +
     `dropped ${r.dropped} (${x.droppedPerEmitted} of emitted); ` +
     `emitted ${r.emittedPerSec}/s = ${x.emittedPerDue} of due (${r.dueBefore} due before the window); ` +
-    `lateness p99 ${r.latenessMs.p99} ms, ${r.cpuCores} cores, ${r.heapBytesPerSensor} B/sensor`;
+    `lateness p99 ${r.latenessMs.p99} ms, ${r.cpuCores} cores, ${r.heapBytesPerSensor} B/sensor` +
+    partial;
 }
 
 function collectGarbage() {
