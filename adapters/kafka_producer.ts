@@ -8,7 +8,8 @@
  *
  * @module
  */
-import { type Kafka, type Message, Partitioners, type Producer } from "kafkajs";
+import type { ICustomPartitioner, Kafka, Message, Producer } from "kafkajs";
+import { FastDefaultPartitioner } from "./kafka_partitioner.ts";
 import { encodeReading, type Reading } from "../schemas/reading.ts";
 import type { Logger } from "../actors/logger.ts";
 import type { ProducerStats, ReadingSink } from "../actors/reading_sink.ts";
@@ -20,6 +21,10 @@ export interface KafkaReadingProducerOptions {
   readonly maxBuffered?: number;
   readonly batchSize?: number;
   readonly lingerMs?: number;
+  /** Where keys go (default: kafkajs's DefaultPartitioner placement, computed faster). */
+  readonly createPartitioner?: ICustomPartitioner;
+  /** Called after every send attempt (e.g. to report the counters). */
+  readonly onSent?: () => void;
 }
 
 export class KafkaReadingProducer implements ReadingSink, AsyncDisposable {
@@ -29,6 +34,7 @@ export class KafkaReadingProducer implements ReadingSink, AsyncDisposable {
   readonly #maxBuffered: number;
   readonly #batchSize: number;
   readonly #lingerMs: number;
+  readonly #onSent: (() => void) | undefined;
   #buffer: Message[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   #flushing: Promise<void> | undefined;
@@ -41,7 +47,7 @@ export class KafkaReadingProducer implements ReadingSink, AsyncDisposable {
   constructor(kafka: Kafka, options: KafkaReadingProducerOptions) {
     const { topic, logger, maxBuffered = 200_000, batchSize = 2000, lingerMs = 20 } = options;
     this.#producer = kafka.producer({
-      createPartitioner: Partitioners.DefaultPartitioner,
+      createPartitioner: options.createPartitioner ?? FastDefaultPartitioner,
       allowAutoTopicCreation: false,
     });
     this.#topic = topic;
@@ -49,6 +55,7 @@ export class KafkaReadingProducer implements ReadingSink, AsyncDisposable {
     this.#maxBuffered = maxBuffered;
     this.#batchSize = batchSize;
     this.#lingerMs = lingerMs;
+    this.#onSent = options.onSent;
   }
 
   async connect(): Promise<void> {
@@ -65,11 +72,16 @@ export class KafkaReadingProducer implements ReadingSink, AsyncDisposable {
   }
 
   publish(reading: Reading): boolean {
+    return this.publishEncoded(reading.deviceId, encodeReading(reading));
+  }
+
+  /** `publish()` of a reading already encoded (`encodeReading()`), keyed by its device id. */
+  publishEncoded(key: string, value: string): boolean {
     if (this.#closed || this.#buffer.length >= this.#maxBuffered) {
       this.#dropped++;
       return false;
     }
-    this.#buffer.push({ key: reading.deviceId, value: encodeReading(reading) });
+    this.#buffer.push({ key, value });
     this.#schedule();
     return true;
   }
@@ -139,6 +151,8 @@ export class KafkaReadingProducer implements ReadingSink, AsyncDisposable {
         retryInMs: this.#retryDelayMs,
       });
       await new Promise((r) => setTimeout(r, this.#retryDelayMs));
+    } finally {
+      this.#onSent?.();
     }
   }
 }

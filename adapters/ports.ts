@@ -10,6 +10,7 @@ import type { Config } from "../schemas/config.ts";
 import { MongoStore } from "./mongo_store.ts";
 import { KvStore } from "./kv_store.ts";
 import { KafkaReadingProducer } from "./kafka_producer.ts";
+import { WorkerReadingProducer } from "./worker_producer.ts";
 import { KafkaDeadLetterSink, KafkaReadingSource } from "./kafka_consumer.ts";
 import { createKafka, ensureTopics, kafkaSecurity } from "./kafka_client.ts";
 import { MemoryTransport } from "./memory_transport.ts";
@@ -103,6 +104,9 @@ export async function openTransport(config: Config, logger: Logger): Promise<Tra
   return kafkaTransport(kafka, config, logger);
 }
 
+/** Readings a sensors process holds while Kafka is slow or down; beyond, they are dropped. */
+const PRODUCER_MAX_BUFFERED = 200_000;
+
 /**
  * Kafka mode: a client for the shared fleet (every role drives it through the
  * API), with its registry, status and commands topics created if missing.
@@ -136,8 +140,28 @@ function kafkaTransport(kafka: Kafka, config: Config, logger: Logger): Transport
   return {
     kind: "kafka",
     async producer() {
-      const producer = new KafkaReadingProducer(kafka, { topic: config.kafkaTopic, logger });
-      await producer.connect();
+      const producer = config.kafkaProducerWorker
+        ? new WorkerReadingProducer({
+          kafka: {
+            brokers: config.kafkaBrokers!,
+            clientId: config.kafkaClientId,
+            ...kafkaSecurity(config, (path) => Deno.readTextFileSync(path)),
+          },
+          topic: config.kafkaTopic,
+          maxBuffered: PRODUCER_MAX_BUFFERED,
+          logger,
+        })
+        : new KafkaReadingProducer(kafka, {
+          topic: config.kafkaTopic,
+          maxBuffered: PRODUCER_MAX_BUFFERED,
+          logger,
+        });
+      try {
+        await producer.connect();
+      } catch (error) {
+        await producer.close().catch(() => {});
+        throw error;
+      }
       return producer;
     },
     async consumer() {

@@ -17,7 +17,7 @@
 import { parseArgs } from "node:util";
 import { openServices } from "./services.ts";
 import { brokerCeiling, storeCeiling } from "./ceilings.ts";
-import { sensorScale } from "./sensor_scale.ts";
+import { sensorScale, sensorScaleSummary } from "./sensor_scale.ts";
 import { processorThroughput } from "./processor_throughput.ts";
 import { endToEnd } from "./end_to_end.ts";
 import { fleetScenario } from "./fleet.ts";
@@ -168,14 +168,29 @@ async function runAll(o: Options): Promise<BenchResults> {
       );
     }
     if (has("sensors")) {
+      // The sensors' figures are read against Kafka's own producer in the same run.
+      if (!has("ceilings")) {
+        log(`ceilings${tag}: producer only`);
+        results.ceilings.broker.push(
+          await brokerCeiling(services, {
+            records: o.ceilingRecords,
+            partitions: 6,
+            log,
+            producerOnly: true,
+          }),
+        );
+      }
+      const producerCeilingPerSec = results.ceilings.broker.at(-1)!.producePerSec;
       o.sensors.forEach((_, i) => results.sensorScale[i] ??= []);
       for (const [i, sensors] of o.sensors.entries()) {
         log(`sensor scale: ${sensors} sensors${tag}`);
-        const r = await sensorScale(services, { sensors, windowMs: o.windowMs, log });
-        log(
-          `  → ${r.emittedPerSec}/s of ${r.expectedPerSec}/s, lateness p99 ${r.latenessMs.p99} ms, ` +
-            `${r.cpuCores} cores, ${r.heapBytesPerSensor} B/sensor, spawn ${r.spawnMs} ms`,
-        );
+        const r = await sensorScale(services, {
+          sensors,
+          windowMs: o.windowMs,
+          producerCeilingPerSec,
+          log,
+        });
+        log(`  → ${sensorScaleSummary(r)}`);
         results.sensorScale[i]!.push(r);
       }
     }

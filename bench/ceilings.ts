@@ -58,7 +58,13 @@ export function messageBytes(): number {
 
 export async function brokerCeiling(
   services: Services,
-  options: { records: number; partitions: number; log: (line: string) => void },
+  options: {
+    records: number;
+    partitions: number;
+    log: (line: string) => void;
+    /** Only ProducerPerformance (the sensor scenario's ceiling); the other figures are NaN. */
+    producerOnly?: boolean;
+  },
 ): Promise<BrokerCeiling> {
   const cp = await toolsClasspath(options.log);
   const topic = runName("ceiling");
@@ -88,6 +94,15 @@ export async function brokerCeiling(
       "batch.size=262144",
     ]);
     const producePerSec = number(/([\d.]+) records\/sec/.exec(lastLine(produced))?.[1]);
+    if (options.producerOnly) {
+      return {
+        messageBytes: size,
+        records: options.records,
+        producePerSec,
+        consumePerSec: NaN,
+        endToEndMs: { p50: NaN, p99: NaN },
+      };
+    }
     options.log(`ceiling: Kafka ConsumerPerformance`);
     const consumed = await java(cp, "org.apache.kafka.tools.ConsumerPerformance", [
       "--topic",

@@ -143,12 +143,16 @@ export function markdown(r: BenchResults, file: string): string {
           s(broker.map((b) => b.producePerSec))
         } msg/s |`,
       );
-      out.push(`| Kafka ConsumerPerformance | ${s(broker.map((b) => b.consumePerSec))} msg/s |`);
-      out.push(
-        `| Kafka EndToEndLatency p50 / p99 | ${s(broker.map((b) => b.endToEndMs.p50))} / ${
-          s(broker.map((b) => b.endToEndMs.p99))
-        } ms |`,
-      );
+      if (broker.some((b) => Number.isFinite(b.consumePerSec))) {
+        out.push(
+          `| Kafka ConsumerPerformance | ${s(broker.map((b) => b.consumePerSec))} msg/s |`,
+        );
+        out.push(
+          `| Kafka EndToEndLatency p50 / p99 | ${s(broker.map((b) => b.endToEndMs.p50))} / ${
+            s(broker.map((b) => b.endToEndMs.p99))
+          } ms |`,
+        );
+      }
     }
     if (store.length) {
       out.push(
@@ -165,18 +169,21 @@ export function markdown(r: BenchResults, file: string): string {
       "",
     );
     out.push(
-      "| Sensors | Spawn (add call) | All emitting | Heap/sensor | Expected/s | Emitted/s | Acked by Kafka/s | Lateness p50 / p99 | CPU cores |",
-      "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+      "| Sensors | Spawn (add call) | All emitting | Heap/sensor (running) | Due/s | Acked by Kafka/s | Acked ÷ due | Acked ÷ producer ceiling | Dropped (÷ emitted) | Emitted/s (÷ due) | Lateness p50 / p99 | CPU cores |",
+      "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     );
     for (const runs of r.sensorScale) {
+      const q = runs.map((x) => x.ratios);
       out.push(
         `| ${n(runs[0]!.sensors)} | ${s(runs.map((x) => x.spawnMs))} ms | ${
           s(runs.map((x) => x.allEmittingMs))
         } ms | ` +
           `${s(runs.map((x) => x.heapBytesPerSensor))} B | ${n(runs[0]!.expectedPerSec)} | ${
+            s(runs.map((x) => x.ackedPerSec))
+          } | ${s(q.map((x) => x.ackedPerDue), 2)} | ${s(q.map((x) => x.ackedPerCeiling), 2)} | ` +
+          `${s(runs.map((x) => x.dropped))} (${s(q.map((x) => x.droppedPerEmitted), 2)}) | ${
             s(runs.map((x) => x.emittedPerSec))
-          } | ` +
-          `${s(runs.map((x) => x.ackedPerSec))} | ${s(runs.map((x) => x.latenessMs.p50))} / ${
+          } (${s(q.map((x) => x.emittedPerDue), 2)}) | ${s(runs.map((x) => x.latenessMs.p50))} / ${
             s(runs.map((x) => x.latenessMs.p99))
           } ms | ` +
           `${s(runs.map((x) => x.cpuCores), 2)} |`,

@@ -63,6 +63,8 @@ export interface Config {
   readonly kafkaUsername: string | undefined;
   readonly kafkaPassword: string | undefined;
   readonly kafkaTls: boolean;
+  /** The sensors' Kafka producer runs in a Deno Worker (its encoding on another core). */
+  readonly kafkaProducerWorker: boolean;
   /** PEM CA bundle trusted for the brokers (unset: the system roots); needs `kafkaTls`. */
   readonly kafkaTlsCaFile: string | undefined;
   /** Unset: the embedded Deno KV store at `kvPath`. */
@@ -317,6 +319,15 @@ const TABLE = [
     kind: { type: "bool" },
     default: "false",
     help: "Connect to the brokers over TLS",
+  },
+  {
+    key: "kafkaProducerWorker",
+    flag: "kafka-producer-worker",
+    env: "KAFKA_PRODUCER_WORKER",
+    kind: { type: "bool" },
+    default: "true",
+    help:
+      "Run the sensors' Kafka producer in a worker thread, so its encoding uses another core than the sensors",
   },
   {
     key: "kafkaTlsCaFile",

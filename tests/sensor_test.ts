@@ -269,3 +269,33 @@ Deno.test("Sensor skips a tick with no seq to use, counts it as stalled and resu
   assert.equal(s.sensor.seq, 7);
   assert.deepEqual(s.exits, []);
 });
+
+Deno.test("Sensor.stop() with a tick in its mailbox handles that tick, then stops", async () => {
+  await using s = start({ intervalMs: 5, seed: 0 });
+  s.time.tick(0);
+  assert.equal(s.sensor.mailboxDepth, 1, "the first tick waits for its microtask");
+  const stopped = s.sensor.stop();
+  assert.equal(s.sensor.running, false, "no longer running once stop() was called");
+  await stopped;
+  assert.deepEqual(s.sink.readings.map((r) => r.seq), [1], "the queued tick was handled");
+  assert.equal(s.sensor.mailboxDepth, 0);
+  await s.time.tickAsync(20);
+  assert.equal(s.sink.readings.length, 1, "nothing after stop() resolved");
+  assert.deepEqual(s.exits, []);
+});
+
+Deno.test("Sensor after a stall of several intervals emits once late and counts the other missed ticks late", async () => {
+  await using s = start({ intervalMs: 5, seed: 0 });
+  await s.time.tickAsync(0);
+  assert.equal(s.sink.readings.length, 1);
+  // The loop is blocked for four intervals: one timer turn then finds ticks 2 to 5 due at once.
+  s.time.tick(20);
+  await s.time.tickAsync(0);
+  assert.equal(s.sink.readings.length, 2, "one reading for the stall, not one per missed tick");
+  assert.equal(s.sensor.late, 3);
+  // Back on the drift-free schedule: tick 6 is due at 25 ms.
+  await s.time.tickAsync(4);
+  assert.equal(s.sink.readings.length, 2);
+  await s.time.tickAsync(1);
+  assert.equal(s.sink.readings.length, 3);
+});
