@@ -29,7 +29,7 @@ import {
 import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
 import { sampleReading, storeCeiling } from "./ceilings.ts";
 import { runName, type Services } from "./services.ts";
-import { formatNumber, round, type Spread, spread } from "./stats.ts";
+import { formatNumber, round } from "./stats.ts";
 import { handleSignals, interruption } from "./interrupt.ts";
 
 const HELP =
@@ -115,7 +115,7 @@ async function measure(name: string, url: string, o: StoreOptions): Promise<Figu
     async [Symbol.asyncDispose]() {},
   } satisfies Services;
   const ceiling = await storeCeiling(services, { durationMs: o.ceilingMs, batchSize: 2000, log });
-  figures["ceiling insertMany docs/s"] = ceiling.insertsPerSec;
+  figures[CEILING] = ceiling.insertsPerSec;
   log(`${name}: ceiling ${ceiling.insertsPerSec} docs/s`);
   const client = new MongoClient(url);
   try {
@@ -144,8 +144,8 @@ async function measure(name: string, url: string, o: StoreOptions): Promise<Figu
         figures[`_id $in at ${size} docs/s`] = many.perSec;
         log(
           `${name}: ${size} docs filled at ${round(size / fill.s, 0)}/s; _id = ${
-            round(one.perSec, 1)
-          } reads/s; $in ${round(many.perSec, 0)} docs/s`,
+            round(one.perSec, 2)
+          } reads/s (${one.done}); $in ${round(many.perSec, 3)} docs/s (${many.done})`,
         );
       } finally {
         await db.dropDatabase().catch(() => {});
@@ -177,9 +177,11 @@ async function measure(name: string, url: string, o: StoreOptions): Promise<Figu
       }, { minSteps: 1 });
       figures[`checkpoint ${o.changed} of ${o.devices} docs/s`] = checkpoint.perSec;
       log(
-        `${name}: upserts new ${round(fresh.perSec, 0)}/s (${fresh.done}), existing ${
-          round(existing.perSec, 0)
-        }/s (${existing.done}); checkpoint ${round(checkpoint.perSec, 0)} docs/s`,
+        `${name}: upserts new ${round(fresh.perSec, 1)}/s (${fresh.done}), existing ${
+          round(existing.perSec, 1)
+        }/s (${existing.done}); checkpoint ${
+          round(checkpoint.perSec, 2)
+        } docs/s (${checkpoint.done})`,
       );
     } finally {
       await db.dropDatabase().catch(() => {});
@@ -279,43 +281,42 @@ export function storeTable(
   figures: ReadonlyMap<string, readonly Figures[]>,
 ): string {
   const rows = [...new Set(names.flatMap((n) => (figures.get(n) ?? []).flatMap(Object.keys)))];
-  const stats = (name: string, row: string): Spread =>
-    spread((figures.get(name) ?? []).map((f) => f[row] ?? NaN));
-  const perCeiling = (name: string, row: string): Spread =>
-    spread(
-      (figures.get(name) ?? []).map((f) =>
-        (f[row] ?? NaN) / (f["ceiling insertMany docs/s"] ?? NaN)
-      ),
-    );
+  const runs = (name: string) => figures.get(name) ?? [];
+  const value = (name: string, row: string) => runs(name).map((f) => f[row] ?? NaN);
+  const perCeiling = (name: string, row: string) =>
+    runs(name).map((f) => (f[row] ?? NaN) / (f[CEILING] ?? NaN));
   const [base, ...others] = names;
+  const perBase = (name: string, row: string) =>
+    runs(name).map((f, i) => (f[row] ?? NaN) / (runs(base!)[i]?.[row] ?? NaN));
   const header = [
     "| per second (median, min–max) |",
     ...names.map((n) => ` ${n} | ${n} ÷ its ceiling |`),
     ...others.map((n) => ` ${n} ÷ ${base} |`),
   ].join("");
   const line = `|---|${names.map(() => "---|---|").join("")}${others.map(() => "---|").join("")}`;
-  const cell = (s: Spread, digits: number) =>
-    s.runs > 1 && s.min !== s.max
-      ? `${formatNumber(s.median, digits)} (${formatNumber(s.min, digits)}–${
-        formatNumber(s.max, digits)
-      })`
-      : formatNumber(s.median, digits);
   const body = rows.map((row) => {
-    const digits = (name: string) => stats(name, row).median < 10 ? 2 : 0;
-    const cells = names.map((n) =>
-      ` ${cell(stats(n, row), digits(n))} | ${cell(perCeiling(n, row), 3)} |`
-    );
-    const ratios = others.map((n) => {
-      const r = spread(
-        (figures.get(n) ?? []).map((f, i) =>
-          (f[row] ?? NaN) / ((figures.get(base!) ?? [])[i]?.[row] ?? NaN)
-        ),
-      );
-      return ` ${cell(r, 2)} |`;
-    });
+    const cells = names.map((n) => ` ${cell(value(n, row))} | ${cell(perCeiling(n, row))} |`);
+    const ratios = others.map((n) => ` ${cell(perBase(n, row))} |`);
     return `| ${row} |${cells.join("")}${ratios.join("")}`;
   });
   return [header, line, ...body].join("\n");
+}
+
+const CEILING = "ceiling insertMany docs/s";
+
+/** `median (min–max)` with two significant digits at least, unrounded before formatting. */
+function cell(values: readonly number[]): string {
+  const xs = values.filter(Number.isFinite).sort((a, b) => a - b);
+  if (xs.length === 0) return "n/a";
+  const mid = xs.length >> 1;
+  const median = xs.length % 2 === 1 ? xs[mid]! : (xs[mid - 1]! + xs[mid]!) / 2;
+  const f = (x: number) => {
+    const digits = Math.abs(x) >= 100 ? 0 : Math.abs(x) >= 10 ? 1 : Math.abs(x) >= 1 ? 2 : 0;
+    return digits === 0 && Math.abs(x) < 1 ? x.toPrecision(2) : formatNumber(x, digits);
+  };
+  return xs.length > 1 && xs[0] !== xs.at(-1)
+    ? `${f(median)} (${f(xs[0]!)}–${f(xs.at(-1)!)})`
+    : f(median);
 }
 
 if (import.meta.main) {
@@ -332,24 +333,28 @@ if (import.meta.main) {
   const names = options.targets.map((t) => t.name);
   const figures = new Map<string, Figures[]>(names.map((n) => [n, []]));
   const started = new Date();
+  const file = `bench/results/store-backends-${
+    started.toISOString().slice(0, 19).replaceAll(":", "-")
+  }Z.json`;
+  // Written after every measurement, so an interrupted run keeps what it measured.
+  const save = (table?: string) =>
+    Deno.writeTextFile(
+      file,
+      JSON.stringify({ started, options, figures: Object.fromEntries(figures), table }, null, 2) +
+        "\n",
+    );
   for (let run = 0; run < options.runs; run++) {
     // Alternate the order so neither target always meets the warmer (or busier) machine.
     const order = run % 2 === 0 ? options.targets : [...options.targets].reverse();
     for (const t of order) {
       log(`run ${run + 1}/${options.runs}: ${t.name} (${t.url})`);
       figures.get(t.name)!.push(await measure(t.name, t.url, options));
+      await save();
     }
   }
   const table = storeTable(names, figures);
   console.log(table);
-  const file = `bench/results/store-backends-${
-    started.toISOString().slice(0, 19).replaceAll(":", "-")
-  }Z.json`;
-  await Deno.writeTextFile(
-    file,
-    JSON.stringify({ started, options, figures: Object.fromEntries(figures), table }, null, 2) +
-      "\n",
-  );
+  await save(table);
   log(`wrote ${file}`);
   Deno.exit(0);
 }
