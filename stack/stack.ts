@@ -610,6 +610,8 @@ async function postgresUp(s: StackSettings): Promise<{ url: string; message: str
   const { user, dataDir } = await postgresPlace();
   const started = Date.now();
   if (!(await exists(join(dataDir, "PG_VERSION")))) {
+    // Only the data folder is private: the server user must be able to pass through its parents.
+    await Deno.mkdir(dirname(dataDir), { recursive: true });
     await Deno.mkdir(dataDir, { recursive: true, mode: 0o700 });
     if (user) await run("chown", ["-R", `${user}:${user}`, dirname(dataDir)]);
     await runArgv(asUser(user, [join(binDir, "initdb"), ...initdbArgs(dataDir)]));
