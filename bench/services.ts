@@ -10,7 +10,7 @@
  */
 import { MongoClient } from "mongodb";
 import { fileURLToPath } from "node:url";
-import { FERRETDB_VERSION, KAFKA_VERSION } from "../stack/stack.ts";
+import { FERRETDB_VERSION, KAFKA_VERSION, settingsFromEnv } from "../stack/stack.ts";
 import { serviceProblems } from "../tests/fixtures.ts";
 
 const STACK_SCRIPT = fileURLToPath(new URL("../stack/stack.ts", import.meta.url));
@@ -40,7 +40,9 @@ export async function openServices(log: (line: string) => void): Promise<Service
   } else if (!(await reachable(brokers, mongoUrl))) {
     throw new Error(`Services not reachable: Kafka ${brokers}, store ${mongoUrl}`);
   }
-  const storeVersion = await serverVersion(mongoUrl);
+  // The stack's backend when this run uses the stack; a given MONGO_URL's is not known.
+  const backend = env.MONGO_URL ? undefined : settingsFromEnv(env).ferretBackend;
+  const storeVersion = await serverVersion(mongoUrl, backend);
   return {
     brokers,
     mongoUrl,
@@ -80,14 +82,15 @@ async function stackCommand(command: "up" | "down", env: Record<string, string>)
 }
 
 /** "FerretDB v1.24.2" or "MongoDB 7.0.x", as the server reports itself. */
-async function serverVersion(mongoUrl: string): Promise<string> {
+async function serverVersion(mongoUrl: string, backend: string | undefined): Promise<string> {
   const client = new MongoClient(mongoUrl, { serverSelectionTimeoutMS: 5000 });
   try {
     const info = await client.db("admin").command({ buildInfo: 1 });
     // FerretDB reports a MongoDB version but adds its Go build environment.
     const ferret = info.ferretdbVersion ?? info.ferretdb?.version ??
       (info.buildEnvironment?.["go.version"] ? FERRETDB_VERSION : undefined);
-    return ferret ? `FerretDB ${ferret} (SQLite backend)` : `MongoDB ${info.version}`;
+    if (!ferret) return `MongoDB ${info.version}`;
+    return backend ? `FerretDB ${ferret} (${backend} backend)` : `FerretDB ${ferret}`;
   } catch {
     return `FerretDB ${FERRETDB_VERSION} (assumed)`;
   } finally {

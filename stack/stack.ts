@@ -1,11 +1,13 @@
 /**
  * The local service stack: a single-node Apache Kafka broker (KRaft) run from
- * the broker jars on Maven Central, and FerretDB (MongoDB wire protocol,
- * SQLite backend) built with the Go toolchain. No Docker needed.
+ * the broker jars on Maven Central, and FerretDB (MongoDB wire protocol)
+ * built with the Go toolchain, storing into SQLite files or into a PostgreSQL
+ * server of the stack's own (STACK_FERRETDB_BACKEND, docs/local-stack.md).
+ * No Docker needed.
  *
  *   deno task stack:up       fetch (first time), start, health-check
  *   deno task stack:status   running / healthy per service
- *   deno task stack:down     stop both by their pid files
+ *   deno task stack:down     stop every service by its pid file
  *
  * `up` only starts a service whose address is not already given by the
  * environment (KAFKA_BROKERS / MONGO_URL), so the test task can call it
@@ -29,35 +31,71 @@ const CACHE = join(
   "iot-pipeline-stack",
 );
 
-type Service = "kafka" | "ferretdb";
+type Service = "kafka" | "ferretdb" | "postgres";
+const SERVICES: readonly Service[] = ["kafka", "ferretdb", "postgres"];
 
-interface StackSettings {
+/** Where FerretDB keeps the documents. */
+export type FerretBackend = "sqlite" | "pg";
+export const FERRET_BACKENDS: readonly FerretBackend[] = ["sqlite", "pg"];
+
+export interface StackSettings {
   readonly kafkaPort: number;
   readonly kafkaControllerPort: number;
   readonly mongoPort: number;
+  /** STACK_FERRETDB_BACKEND. */
+  readonly ferretBackend: FerretBackend;
+  /** The stack's own PostgreSQL (backend `pg` only), on loopback. */
+  readonly pgPort: number;
+  /** STACK_PG_BINDIR: where `postgres` and `initdb` are, instead of the newest Debian install. */
+  readonly pgBinDir: string | undefined;
   readonly healthTimeoutMs: number;
 }
 
-class StackError extends Error {
+export class StackError extends Error {
   override name = "StackError";
 }
 
-function settingsFromEnv(): StackSettings {
+/** Resolves the STACK_* settings, reporting every bad value at once. */
+export function settingsFromEnv(env: Readonly<Record<string, string | undefined>>): StackSettings {
+  const problems: string[] = [];
   const port = (name: string, fallback: number) => {
-    const raw = Deno.env.get(name);
+    const raw = env[name];
     if (raw === undefined || raw === "") return fallback;
     const n = Number(raw);
     if (!Number.isInteger(n) || n < 1 || n > 65535) {
-      throw new StackError(`Invalid ${name}: "${raw}" is not a TCP port`);
+      problems.push(`${name}: "${raw}" is not a TCP port`);
     }
     return n;
   };
-  return {
+  const settings: StackSettings = {
     kafkaPort: port("STACK_KAFKA_PORT", 9092),
     kafkaControllerPort: port("STACK_KAFKA_CONTROLLER_PORT", 9093),
     mongoPort: port("STACK_MONGO_PORT", 27017),
+    ferretBackend: backend(env.STACK_FERRETDB_BACKEND, problems),
+    pgPort: port("STACK_PG_PORT", 54320),
+    pgBinDir: env.STACK_PG_BINDIR || undefined,
     healthTimeoutMs: port("STACK_HEALTH_TIMEOUT_S", 90) * 1000,
   };
+  const ports = [settings.kafkaPort, settings.kafkaControllerPort, settings.mongoPort];
+  if (settings.ferretBackend === "pg") ports.push(settings.pgPort);
+  if (problems.length === 0 && new Set(ports).size !== ports.length) {
+    problems.push(`the stack's ports must differ: "${ports.join(", ")}"`);
+  }
+  if (problems.length > 0) {
+    throw new StackError(`Invalid stack settings: ${problems.join("; ")}`);
+  }
+  return settings;
+}
+
+export const DEFAULT_FERRET_BACKEND: FerretBackend = "sqlite";
+
+function backend(raw: string | undefined, problems: string[]): FerretBackend {
+  if (raw === undefined || raw === "") return DEFAULT_FERRET_BACKEND;
+  const value = raw.trim().toLowerCase();
+  if (value === "postgres" || value === "postgresql") return "pg";
+  if ((FERRET_BACKENDS as readonly string[]).includes(value)) return value as FerretBackend;
+  problems.push(`STACK_FERRETDB_BACKEND: "${raw}" is not one of ${FERRET_BACKENDS.join(", ")}`);
+  return DEFAULT_FERRET_BACKEND;
 }
 
 function say(message: string) {
@@ -79,7 +117,7 @@ async function run(
   cmd: string,
   args: string[],
   opts: { cwd?: string; env?: Record<string, string> } = {},
-) {
+): Promise<string> {
   let out: Deno.CommandOutput;
   try {
     out = await new Deno.Command(cmd, { args, ...opts, stdin: "null" }).output();
@@ -94,11 +132,17 @@ async function run(
   return new TextDecoder().decode(out.stdout);
 }
 
+function runArgv([cmd, ...args]: string[]): Promise<string> {
+  return run(cmd!, args);
+}
+
 function missingTool(cmd: string): StackError {
   const hint: Record<string, string> = {
     java: "install a Java 17+ runtime (e.g. `apt-get install openjdk-17-jre-headless`)",
     mvn: "install Apache Maven (e.g. `apt-get install maven`)",
     go: "install Go 1.22+ (https://go.dev/doc/install)",
+    "apt-get": "install PostgreSQL 13+ (Debian/Ubuntu package `postgresql`) or set " +
+      "STACK_PG_BINDIR to the folder holding `postgres` and `initdb`",
   };
   return new StackError(
     `"${cmd}" was not found on PATH: ${
@@ -127,7 +171,7 @@ async function runningPid(service: Service): Promise<number | undefined> {
   const out = await new Deno.Command("ps", { args: ["-p", String(pid), "-o", "stat=,args="] })
     .output();
   const [stat = "", ...args] = new TextDecoder().decode(out.stdout).trim().split(/\s+/);
-  const marker = service === "kafka" ? "kafka.Kafka" : "ferretdb";
+  const marker = { kafka: "kafka.Kafka", ferretdb: "ferretdb", postgres: "postgres" }[service];
   // A killed process nobody reaped yet (a zombie, state Z) is not running.
   return out.success && !stat.startsWith("Z") && args.join(" ").includes(marker) ? pid : undefined;
 }
@@ -147,7 +191,8 @@ async function spawnDetached(service: Service, argv: string[], cwd: string): Pro
 async function stopPid(service: Service): Promise<boolean> {
   const pid = await runningPid(service);
   if (pid === undefined) return false;
-  Deno.kill(pid, "SIGTERM");
+  // PostgreSQL's SIGTERM waits for every client to leave; SIGINT is its "fast" shutdown.
+  Deno.kill(pid, service === "postgres" ? "SIGINT" : "SIGTERM");
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline && (await runningPid(service)) === pid) {
     await new Promise((r) => setTimeout(r, 200));
@@ -337,26 +382,56 @@ async function ferretBinary(): Promise<string> {
   return bin;
 }
 
-async function ferretUp(s: StackSettings): Promise<string> {
-  const url = `mongodb://127.0.0.1:${s.mongoPort}/`;
-  if (await runningPid("ferretdb")) {
-    await probeMongo(url, 5000);
-    return `FerretDB ${FERRETDB_VERSION} already running on ${url}`;
-  }
-  const bin = await ferretBinary();
-  const home = join(STATE, "ferretdb");
-  await Deno.mkdir(join(home, "data"), { recursive: true });
-  const started = Date.now();
-  await spawnDetached("ferretdb", [
+/** FerretDB's command line for the chosen backend (`pgUrl` only for `pg`). */
+export function ferretArgs(
+  bin: string,
+  s: StackSettings,
+  paths: { home: string; pgUrl: string },
+): string[] {
+  const store = s.ferretBackend === "pg"
+    ? ["--handler=pg", `--postgresql-url=${paths.pgUrl}`]
+    : ["--handler=sqlite", `--sqlite-url=file:${join(paths.home, "data")}/`];
+  return [
     bin,
-    "--handler=sqlite",
-    `--sqlite-url=file:${join(home, "data")}/`,
-    `--state-dir=${home}`,
+    ...store,
+    `--state-dir=${paths.home}`,
     `--listen-addr=127.0.0.1:${s.mongoPort}`,
     "--debug-addr=-",
     "--telemetry=disable",
     "--log-level=warn",
-  ], home);
+  ];
+}
+
+async function ferretUp(s: StackSettings): Promise<string> {
+  const url = `mongodb://127.0.0.1:${s.mongoPort}/`;
+  const backendFile = join(STATE, "run", "ferretdb.backend");
+  if (await runningPid("ferretdb")) {
+    await probeMongo(url, 5000);
+    // A stack started before the backend was configurable ran SQLite.
+    const running = (await Deno.readTextFile(backendFile).catch(() => "sqlite")).trim();
+    if (running !== s.ferretBackend) {
+      say(
+        `FerretDB is running with the "${running}" backend, not "${s.ferretBackend}": ` +
+          "run `deno task stack:down` first to switch",
+      );
+    }
+    return `FerretDB ${FERRETDB_VERSION} (${running}) already running on ${url}`;
+  }
+  // Both are slow only the first time; PostgreSQL must be up before FerretDB starts.
+  const [bin, pg] = await Promise.all([
+    ferretBinary(),
+    s.ferretBackend === "pg" ? postgresUp(s) : undefined,
+  ]);
+  if (pg) say(pg.message);
+  const home = join(STATE, "ferretdb");
+  await Deno.mkdir(join(home, "data"), { recursive: true });
+  const started = Date.now();
+  await spawnDetached(
+    "ferretdb",
+    ferretArgs(bin, s, { home, pgUrl: pg?.url ?? "" }),
+    home,
+  );
+  await Deno.writeTextFile(backendFile, `${s.ferretBackend}\n`);
   await waitHealthy(
     "FerretDB",
     () => probeMongo(url, 2000),
@@ -364,7 +439,219 @@ async function ferretUp(s: StackSettings): Promise<string> {
     async () => (await runningPid("ferretdb")) !== undefined,
     join(STATE, "logs", "ferretdb.out"),
   );
-  return `FerretDB ${FERRETDB_VERSION} started on ${url} in ${Date.now() - started} ms`;
+  return `FerretDB ${FERRETDB_VERSION} (${s.ferretBackend} backend) started on ${url} in ${
+    Date.now() - started
+  } ms`;
+}
+
+// ----------------------------------------------------------------- postgres
+
+/** The PostgreSQL role and database FerretDB uses (trust auth, loopback only). */
+const PG_ROLE = "ferretdb";
+const PG_DATABASE = "ferretdb";
+
+/** The URL FerretDB connects to. */
+export function postgresUrl(s: StackSettings): string {
+  return `postgres://${PG_ROLE}@127.0.0.1:${s.pgPort}/${PG_DATABASE}`;
+}
+
+/** `initdb`'s arguments: a superuser named after FerretDB, trusted on loopback only. */
+export function initdbArgs(dataDir: string): string[] {
+  return [
+    "-D",
+    dataDir,
+    `--username=${PG_ROLE}`,
+    "--auth=trust",
+    "--encoding=UTF8",
+    "--locale=C",
+  ];
+}
+
+/**
+ * The postmaster's arguments. TCP on loopback only (no Unix socket, so nothing
+ * is shared with a system cluster). `synchronous_commit=off` matches what a
+ * standalone MongoDB acknowledges (`w: 1`, journal flushed every 100 ms): a
+ * crash can lose the last fraction of a second, never corrupt; fsync stays on.
+ * `plan_cache_mode=force_custom_plan`: FerretDB filters `_jsonb->$1 @> $2`
+ * with the key as a parameter, and only a custom plan (the key inlined) can
+ * use the `_id` index of `ID_INDEX_SQL`; a cached generic plan scans.
+ */
+export function postgresArgs(bin: string, s: StackSettings, dataDir: string): string[] {
+  const settings = {
+    listen_addresses: "127.0.0.1",
+    port: String(s.pgPort),
+    unix_socket_directories: "",
+    synchronous_commit: "off",
+    plan_cache_mode: "force_custom_plan",
+    max_connections: "200",
+    shared_buffers: "128MB",
+    log_min_messages: "warning",
+  };
+  return [bin, "-D", dataDir, ...Object.entries(settings).flatMap(([k, v]) => ["-c", `${k}=${v}`])];
+}
+
+/**
+ * FerretDB 1.24 gives each collection's table a btree index on `_jsonb->'_id'`
+ * but filters an `_id` with `@>`, which a btree cannot answer, so every `_id`
+ * equality (each lookup, update and upsert) scans the table. This event
+ * trigger adds a GIN index that `@>` can use to every table FerretDB creates.
+ * Invisible to MongoDB clients (FerretDB lists indexes from its own metadata)
+ * and dropped with the collection.
+ */
+export const ID_INDEX_SQL = `
+CREATE OR REPLACE FUNCTION iot_stack_index_ids() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+DECLARE created record;
+BEGIN
+  FOR created IN SELECT objid, object_identity FROM pg_event_trigger_ddl_commands()
+    WHERE command_tag = 'CREATE TABLE' AND object_type = 'table'
+  LOOP
+    IF created.object_identity NOT LIKE '%._ferretdb_%' AND EXISTS (
+      SELECT 1 FROM pg_attribute
+      WHERE attrelid = created.objid AND attname = '_jsonb' AND NOT attisdropped
+    ) THEN
+      EXECUTE format('CREATE INDEX ON %s USING gin ((_jsonb -> ''_id'') jsonb_path_ops)',
+        created.object_identity);
+    END IF;
+  END LOOP;
+END $$;
+DROP EVENT TRIGGER IF EXISTS iot_stack_index_ids;
+CREATE EVENT TRIGGER iot_stack_index_ids ON ddl_command_end WHEN TAG IN ('CREATE TABLE')
+  EXECUTE FUNCTION iot_stack_index_ids();
+`;
+
+/** Runs `argv` as `user` (PostgreSQL refuses to run as root) when there is one. */
+export function asUser(user: string | undefined, argv: string[]): string[] {
+  if (user === undefined) return argv;
+  return ["setpriv", `--reuid=${user}`, `--regid=${user}`, "--init-groups", "--", ...argv];
+}
+
+/** The folder with `postgres` and `initdb`: STACK_PG_BINDIR, else the newest Debian one. */
+async function postgresBinDir(s: StackSettings): Promise<string> {
+  if (s.pgBinDir) return s.pgBinDir;
+  const found = async () => {
+    const versions: number[] = [];
+    if (!(await exists("/usr/lib/postgresql"))) return undefined;
+    for await (const e of Deno.readDir("/usr/lib/postgresql")) {
+      if (await exists(join("/usr/lib/postgresql", e.name, "bin", "postgres"))) {
+        versions.push(Number(e.name));
+      }
+    }
+    const newest = versions.filter(Number.isFinite).sort((a, b) => b - a)[0];
+    return newest === undefined ? undefined : join("/usr/lib/postgresql", String(newest), "bin");
+  };
+  const dir = await found();
+  if (dir) return dir;
+  if (Deno.uid() !== 0) throw missingTool("apt-get");
+  say("installing PostgreSQL with apt-get (first run only)");
+  // The stack runs its own server: keep the package from creating and starting one on 5432.
+  await Deno.mkdir("/etc/postgresql-common/createcluster.d", { recursive: true });
+  await Deno.writeTextFile(
+    "/etc/postgresql-common/createcluster.d/iot-pipeline-stack.conf",
+    "# Written by iot-pipeline's stack/stack.ts, which runs a server of its own\n" +
+      "create_main_cluster = false\n",
+  );
+  const env = { DEBIAN_FRONTEND: "noninteractive" };
+  await run("apt-get", ["update", "-qq"], { env });
+  await run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", "postgresql"], { env });
+  const installed = await found();
+  if (!installed) throw new StackError("PostgreSQL was installed but no /usr/lib/postgresql/*/bin");
+  return installed;
+}
+
+/**
+ * The OS user the server runs as (`postgres` when we are root) and its data
+ * folder: `.stack/postgres/data`, unless that user cannot reach it (a clone in
+ * a private folder such as `mktemp -d`), then a folder in that user's home
+ * named after the state folder.
+ */
+async function postgresPlace(): Promise<{ user?: string; dataDir: string }> {
+  const preferred = join(STATE, "postgres", "data");
+  if (Deno.uid() !== 0) return { dataDir: preferred };
+  const user = "postgres";
+  const entry = (await run("getent", ["passwd", user]).catch(() => "")).trim();
+  if (entry === "") {
+    await run("useradd", [
+      "--system",
+      "--home-dir",
+      "/var/lib/postgresql",
+      "--shell",
+      "/bin/false",
+      user,
+    ]);
+  }
+  await Deno.mkdir(join(STATE, "postgres"), { recursive: true });
+  const reachable = await runArgv(asUser(user, ["test", "-x", join(STATE, "postgres")])).then(
+    () => true,
+    () => false,
+  );
+  if (reachable) return { user, dataDir: preferred };
+  const home = (await run("getent", ["passwd", user])).trim().split(":")[5] ||
+    "/var/lib/postgresql";
+  const hash = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(STATE)),
+  );
+  const id = Array.from(hash.slice(0, 6), (b) => b.toString(16).padStart(2, "0")).join("");
+  const dataDir = join(home, "iot-pipeline-stack", id, "data");
+  say(`the "${user}" user cannot reach ${STATE}: PostgreSQL data in ${dataDir}`);
+  return { user, dataDir };
+}
+
+async function postgresUp(s: StackSettings): Promise<{ url: string; message: string }> {
+  const url = postgresUrl(s);
+  const binDir = await postgresBinDir(s);
+  const ready = () =>
+    run(join(binDir, "pg_isready"), ["-q", "-h", "127.0.0.1", "-p", String(s.pgPort), "-t", "2"])
+      .then(() => {});
+  if (await runningPid("postgres")) {
+    await ready();
+    return { url, message: `PostgreSQL already running on 127.0.0.1:${s.pgPort}` };
+  }
+  const { user, dataDir } = await postgresPlace();
+  const started = Date.now();
+  if (!(await exists(join(dataDir, "PG_VERSION")))) {
+    // Only the data folder is private: the server user must be able to pass through its parents.
+    await Deno.mkdir(dirname(dataDir), { recursive: true });
+    await Deno.mkdir(dataDir, { recursive: true, mode: 0o700 });
+    if (user) await run("chown", ["-R", `${user}:${user}`, dirname(dataDir)]);
+    await runArgv(asUser(user, [join(binDir, "initdb"), ...initdbArgs(dataDir)]));
+  }
+  const argv = asUser(user, postgresArgs(join(binDir, "postgres"), s, dataDir));
+  await spawnDetached("postgres", argv, dirname(dataDir));
+  await waitHealthy(
+    "PostgreSQL",
+    ready,
+    s.healthTimeoutMs,
+    async () => (await runningPid("postgres")) !== undefined,
+    join(STATE, "logs", "postgres.out"),
+  );
+  const psql = (db: string, sql: string) =>
+    run(join(binDir, "psql"), [
+      "-h",
+      "127.0.0.1",
+      "-p",
+      String(s.pgPort),
+      "-U",
+      PG_ROLE,
+      "-d",
+      db,
+      "-v",
+      "ON_ERROR_STOP=1",
+      "-tAc",
+      sql,
+    ]);
+  const found = await psql(
+    "postgres",
+    `SELECT 1 FROM pg_database WHERE datname = '${PG_DATABASE}'`,
+  );
+  if (found.trim() !== "1") await psql("postgres", `CREATE DATABASE ${PG_DATABASE}`);
+  await psql(PG_DATABASE, ID_INDEX_SQL);
+  return {
+    url,
+    message: `PostgreSQL started on 127.0.0.1:${s.pgPort} (data ${dataDir}) in ${
+      Date.now() - started
+    } ms`,
+  };
 }
 
 // ----------------------------------------------------------------- commands
@@ -393,7 +680,8 @@ async function up(s: StackSettings) {
 }
 
 async function down(only?: string) {
-  for (const service of ["kafka", "ferretdb"] as const) {
+  // PostgreSQL after FerretDB, its only client.
+  for (const service of SERVICES) {
     if (only && only !== service) continue;
     say((await stopPid(service)) ? `${service} stopped` : `${service} was not running`);
   }
@@ -417,20 +705,26 @@ async function status(s: StackSettings) {
   };
   await check("kafka", () => probeKafka(`127.0.0.1:${s.kafkaPort}`, 3000));
   await check("ferretdb", () => probeMongo(`mongodb://127.0.0.1:${s.mongoPort}/`, 3000));
+  if (s.ferretBackend === "pg" || (await runningPid("postgres")) !== undefined) {
+    await check("postgres", async () => {
+      const binDir = await postgresBinDir(s);
+      await run(join(binDir, "pg_isready"), ["-q", "-h", "127.0.0.1", "-p", String(s.pgPort)]);
+    });
+  }
   if (!healthy) Deno.exit(3);
 }
 
 if (import.meta.main) {
   const { positionals } = parseArgs({ args: Deno.args, allowPositionals: true });
   try {
-    const s = settingsFromEnv();
+    const s = settingsFromEnv(Deno.env.toObject());
     switch (positionals[0]) {
       case "up":
         await up(s);
         break;
       case "down":
-        if (positionals[1] && !["kafka", "ferretdb"].includes(positionals[1])) {
-          console.error("Usage: deno task stack:down [kafka|ferretdb]");
+        if (positionals[1] && !(SERVICES as readonly string[]).includes(positionals[1])) {
+          console.error(`Usage: deno task stack:down [${SERVICES.join("|")}]`);
           Deno.exit(2);
         }
         await down(positionals[1]);

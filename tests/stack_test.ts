@@ -151,3 +151,79 @@ permitted.test("installAtomically() lets two first-time builds at once install o
     await Deno.remove(cache, { recursive: true });
   }
 });
+
+permitted.test("settingsFromEnv() defaults to the SQLite backend and a PostgreSQL port of its own", async () => {
+  const { DEFAULT_FERRET_BACKEND, settingsFromEnv } = await import("../stack/stack.ts");
+  const s = settingsFromEnv({});
+  assert.equal(s.ferretBackend, DEFAULT_FERRET_BACKEND);
+  assert.deepEqual(
+    [s.kafkaPort, s.kafkaControllerPort, s.mongoPort, s.pgPort, s.pgBinDir],
+    [9092, 9093, 27017, 54320, undefined],
+  );
+  const pg = settingsFromEnv({
+    STACK_FERRETDB_BACKEND: "pg",
+    STACK_PG_PORT: "55432",
+    STACK_PG_BINDIR: "/opt/pg/bin",
+  });
+  assert.deepEqual([pg.ferretBackend, pg.pgPort, pg.pgBinDir], ["pg", 55432, "/opt/pg/bin"]);
+  assert.equal(settingsFromEnv({ STACK_FERRETDB_BACKEND: "PostgreSQL" }).ferretBackend, "pg");
+  assert.equal(settingsFromEnv({ STACK_FERRETDB_BACKEND: "sqlite" }).ferretBackend, "sqlite");
+});
+
+permitted.test("settingsFromEnv() reports every bad value at once", async () => {
+  const { settingsFromEnv, StackError } = await import("../stack/stack.ts");
+  assert.throws(
+    () => settingsFromEnv({ STACK_FERRETDB_BACKEND: "mysql", STACK_PG_PORT: "70000" }),
+    (err) =>
+      err instanceof StackError &&
+      err.message.includes(`STACK_FERRETDB_BACKEND: "mysql" is not one of sqlite, pg`) &&
+      err.message.includes(`STACK_PG_PORT: "70000" is not a TCP port`),
+  );
+  // The PostgreSQL port only has to differ from the others when PostgreSQL runs.
+  assert.equal(settingsFromEnv({ STACK_PG_PORT: "9092" }).pgPort, 9092);
+  assert.throws(
+    () => settingsFromEnv({ STACK_FERRETDB_BACKEND: "pg", STACK_PG_PORT: "27017" }),
+    /the stack's ports must differ: "9092, 9093, 27017, 27017"/,
+  );
+});
+
+permitted.test("ferretArgs() points FerretDB at SQLite files or at the stack's PostgreSQL", async () => {
+  const { ferretArgs, postgresUrl, settingsFromEnv } = await import("../stack/stack.ts");
+  const paths = { home: "/s/ferretdb", pgUrl: "postgres://ferretdb@127.0.0.1:55432/ferretdb" };
+  const sqlite = ferretArgs("/bin/ferretdb", settingsFromEnv({ STACK_MONGO_PORT: "37217" }), paths);
+  assert.deepEqual(sqlite.slice(0, 3), [
+    "/bin/ferretdb",
+    "--handler=sqlite",
+    "--sqlite-url=file:/s/ferretdb/data/",
+  ]);
+  assert.ok(sqlite.includes("--listen-addr=127.0.0.1:37217"));
+  const s = settingsFromEnv({ STACK_FERRETDB_BACKEND: "pg", STACK_PG_PORT: "55432" });
+  assert.equal(postgresUrl(s), paths.pgUrl);
+  const pg = ferretArgs("/bin/ferretdb", s, paths);
+  assert.deepEqual(pg.slice(1, 3), ["--handler=pg", `--postgresql-url=${paths.pgUrl}`]);
+  assert.ok(!pg.some((a) => a.startsWith("--sqlite")));
+});
+
+permitted.test("postgresArgs() listens on loopback only, and asUser() drops root with setpriv", async () => {
+  const { asUser, initdbArgs, postgresArgs, settingsFromEnv } = await import("../stack/stack.ts");
+  const s = settingsFromEnv({ STACK_FERRETDB_BACKEND: "pg", STACK_PG_PORT: "55432" });
+  const argv = postgresArgs("/pg/bin/postgres", s, "/s/postgres/data");
+  assert.deepEqual(argv.slice(0, 3), ["/pg/bin/postgres", "-D", "/s/postgres/data"]);
+  const settings = argv.slice(3).filter((_, i) => i % 2 === 1);
+  assert.ok(argv.slice(3).every((a, i) => i % 2 === 1 || a === "-c"));
+  for (const expected of ["listen_addresses=127.0.0.1", "port=55432", "unix_socket_directories="]) {
+    assert.ok(settings.includes(expected), expected);
+  }
+  assert.ok(initdbArgs("/d").includes("--auth=trust"));
+  assert.deepEqual(asUser(undefined, ["initdb", "-D", "/d"]), ["initdb", "-D", "/d"]);
+  assert.deepEqual(asUser("postgres", ["initdb", "-D", "/d"]), [
+    "setpriv",
+    "--reuid=postgres",
+    "--regid=postgres",
+    "--init-groups",
+    "--",
+    "initdb",
+    "-D",
+    "/d",
+  ]);
+});
