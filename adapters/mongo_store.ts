@@ -80,6 +80,7 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
   readonly #client: MongoClient;
   readonly #db: Db;
   readonly #log: Logger;
+  readonly #foldAfter: number;
   /** This store's journal writer id, and how many entries it appended. */
   readonly #writer = crypto.randomUUID();
   #appended = 0;
@@ -88,21 +89,35 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
   /** Devices after the last fold. */
   #folded = 0;
 
-  private constructor(client: MongoClient, db: Db, logger: Logger) {
+  private constructor(client: MongoClient, db: Db, logger: Logger, foldAfter: number) {
     this.#client = client;
     this.#db = db;
     this.#log = logger;
+    this.#foldAfter = foldAfter;
   }
 
-  /** Connects and creates the indexes the queries rely on. */
-  static async open(url: string, dbName: string, logger: Logger): Promise<MongoStore> {
+  /**
+   * Connects, creates the indexes the queries rely on and folds the device-state journal.
+   * `foldAfterEntries` (default 50 000) is for tests.
+   */
+  static async open(
+    url: string,
+    dbName: string,
+    logger: Logger,
+    options: { readonly foldAfterEntries?: number } = {},
+  ): Promise<MongoStore> {
     const client = new MongoClient(url, {
       serverSelectionTimeoutMS: 5000,
       connectTimeoutMS: 5000,
       appName: "iot-pipeline",
     });
     await client.connect();
-    const store = new MongoStore(client, client.db(dbName), logger);
+    const store = new MongoStore(
+      client,
+      client.db(dbName),
+      logger,
+      options.foldAfterEntries ?? FOLD_AFTER_ENTRIES,
+    );
     try {
       await store.#ensureIndexes();
       const recovered = await store.#recover();
@@ -254,7 +269,7 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
     if (devices.length === 0) return;
     await this.#append(this.#writer, devices);
     this.#sinceFold += devices.length;
-    const foldAt = Math.max(FOLD_AFTER_ENTRIES, FOLD_AFTER_DEVICES * this.#folded);
+    const foldAt = Math.max(this.#foldAfter, FOLD_AFTER_DEVICES * this.#folded);
     if (this.#sinceFold >= foldAt) await this.#fold();
   }
 
