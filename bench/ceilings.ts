@@ -127,7 +127,15 @@ export async function brokerCeiling(
 
 export async function storeCeiling(
   services: Services,
-  options: { durationMs: number; batchSize: number; log: (line: string) => void },
+  options: {
+    durationMs: number;
+    batchSize: number;
+    log: (line: string) => void;
+    /** Insert exactly this many documents (ignoring `durationMs`), as a drain of them would. */
+    total?: number;
+    /** Devices the documents come from (default 10 000). */
+    devices?: number;
+  },
 ): Promise<StoreCeiling> {
   const db = runName("store").replaceAll("-", "_");
   const client = new MongoClient(services.mongoUrl);
@@ -142,12 +150,18 @@ export async function storeCeiling(
     const cpu0 = await processCpuMs(pid);
     const started = performance.now();
     const processedAt = new Date();
-    while (performance.now() - started < options.durationMs) {
+    const devices = options.devices ?? 10_000;
+    const more = () =>
+      options.total !== undefined
+        ? inserted < options.total
+        : performance.now() - started < options.durationMs;
+    while (more()) {
       if (interruption.aborted) throw interruption.reason;
-      const docs = Array.from({ length: options.batchSize }, (_, i) => {
+      const size = Math.min(options.batchSize, (options.total ?? Infinity) - inserted);
+      const docs = Array.from({ length: size }, (_, i) => {
         const n = inserted + i;
         return toReadingDoc(
-          sampleReading(`sensor-${n % 10_000}`, 1 + Math.floor(n / 10_000)),
+          sampleReading(`sensor-${n % devices}`, 1 + Math.floor(n / devices)),
           false,
           processedAt,
         );

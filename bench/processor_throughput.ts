@@ -4,8 +4,8 @@
  * Measures readings/s from the first stored reading to the last, and the lag
  * (readings not yet stored) over time, from the app's own counters (asking
  * FerretDB for a count would scan and slow what is measured). Right before
- * each drain, a raw indexed `insertMany` loop into the same store gives the
- * ceiling it is divided by, and the store server's CPU per 10 000 documents
+ * each drain, a raw indexed `insertMany` of as many documents from as many
+ * devices into the same store gives the ceiling it is divided by, and the store server's CPU per 10 000 documents
  * for both (bench/store_cpu.ts).
  *
  * @module
@@ -46,7 +46,13 @@ export async function processorThroughput(
   const topic = runName("prefilled");
   try {
     await prefill(services, topic, { readings, devices, partitions, log });
-    const ceiling = await storeCeiling(services, { durationMs: 8000, batchSize: 2000, log });
+    const ceiling = await storeCeiling(services, {
+      durationMs: 0,
+      batchSize: 2000,
+      log,
+      total: readings,
+      devices,
+    });
     log(
       `  ceiling ${ceiling.insertsPerSec} docs/s, store CPU ${ceiling.storeCpuMsPer10k} ms per 10 000`,
     );
