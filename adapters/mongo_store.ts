@@ -23,6 +23,7 @@ import {
   type Filter,
   MongoBulkWriteError,
   MongoClient,
+  MongoServerError,
 } from "mongodb";
 import {
   type AlertDoc,
@@ -63,6 +64,11 @@ const DEVICE_JOURNAL = "device_states";
  */
 const FOLD_AFTER_ENTRIES = 50_000;
 const FOLD_AFTER_DEVICES = 4;
+/**
+ * Journal entries deleted per statement: FerretDB 1.24 (SQLite) deletes what a filter matched
+ * with one SQL statement of as many variables, which fails past 32 766 ("too many SQL variables").
+ */
+const DELETE_CHUNK = 20_000;
 
 interface PendingDevice {
   readonly _id: string;
@@ -270,7 +276,13 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
     await this.#append(this.#writer, devices);
     this.#sinceFold += devices.length;
     const foldAt = Math.max(this.#foldAfter, FOLD_AFTER_DEVICES * this.#folded);
-    if (this.#sinceFold >= foldAt) await this.#fold();
+    if (this.#sinceFold < foldAt) return;
+    // The states are durable already: a failed fold leaves a longer journal, not a failed
+    // checkpoint (whose retry would append them again). It is tried again after as many entries.
+    await this.#fold().catch((error) => {
+      this.#sinceFold = 0;
+      this.#log.warn("device-state journal fold failed; will retry", { error: error as Error });
+    });
   }
 
   /** Inserts entries of `writer` in order (see `DEVICE_JOURNAL`). */
@@ -304,11 +316,22 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
     if (seen.size === 0) return;
     const states = [...newest.values()];
     await this.#append(crypto.randomUUID(), states);
-    await this.#devices().deleteMany({});
-    await insertOnce(this.#devices(), states);
-    await this.#journal().deleteMany({
-      $or: [...seen].map(([writer, n]) => ({ writer, n: { $lte: n } })),
+    // Dropped rather than emptied: FerretDB deletes what a filter matched with one SQL statement
+    // of as many variables, which fails past 32 766 documents. The journal holds every state now.
+    await this.#devices().drop().catch((error) => {
+      if (!(error instanceof MongoServerError && error.codeName === "NamespaceNotFound")) {
+        throw error;
+      }
     });
+    await insertOnce(this.#devices(), states);
+    for (const [writer, last] of seen) {
+      for (let from = 0; from <= last; from += DELETE_CHUNK) {
+        await this.#journal().deleteMany({
+          writer,
+          n: { $gte: from, $lte: Math.min(last, from + DELETE_CHUNK - 1) },
+        });
+      }
+    }
     this.#log.debug("device-state journal folded", { devices: states.length, writers: seen.size });
   }
 
