@@ -26,6 +26,16 @@ import { realTimers, type TimerId, type Timers } from "./timers.ts";
 const CHECKPOINT_SHARE = 0.25;
 /** However slow checkpoints get, offsets are committed at least this often (less to replay). */
 const MAX_CHECKPOINT_SPACING_MS = 30_000;
+/**
+ * Device states written per reading stored, at most, once a checkpoint would
+ * write this many: with a large fleet every device changes between two
+ * checkpoints, and writing each of their states every second cost the store
+ * almost as much as the readings (bench/RESULTS.md). A checkpoint then waits
+ * until ten readings were stored per changed device (or the longest spacing),
+ * which trades a longer replay after a crash for readings that keep flowing.
+ */
+const STATES_PER_READING = 0.1;
+const STATE_BUDGET_FROM = 1000;
 
 export interface CheckpointerOptions {
   /** Written directly, beside the readings' queue: a long checkpoint must not hold up readings. */
@@ -51,6 +61,9 @@ export class Checkpointer {
   readonly #timers: Timers;
   /** Latest state of each changed device whose readings are all stored, not yet checkpointed. */
   #dirty = new Map<string, Pending>();
+  /** Readings stored since the last checkpoint started. */
+  #readings = 0;
+  #lastCheckpoint = 0;
   /**
    * The states the running checkpoint is writing: until that write succeeds they are
    * newer than the stored ones, so a device restored meanwhile starts from them.
@@ -78,9 +91,15 @@ export class Checkpointer {
     };
   }
 
-  /** `doc` covers only stored readings: it goes into the next checkpoint. */
-  add(doc: DeviceDoc, partition: number): void {
+  /** `doc` covers only stored readings (`readings` of them new): it goes into the next checkpoint. */
+  add(doc: DeviceDoc, partition: number, readings = 1): void {
     this.#dirty.set(doc.deviceId, { doc, partition });
+    this.#readings += readings;
+  }
+
+  /** The devices whose unsaved states this checkpointer holds. */
+  pending(): string[] {
+    return [...this.#dirty.keys(), ...this.#saving.keys()];
   }
 
   /**
@@ -105,9 +124,14 @@ export class Checkpointer {
   attach(source: Pick<ReadingSource, "processed" | "commit">): void {
     this.#source = source;
     const every = this.#opts.everyMs ?? 1000;
+    this.#lastCheckpoint = this.#now();
     const loop = (delay: number) => {
       this.#timer = this.#timers.setTimeout(async () => {
         const started = this.#now();
+        if (this.#overBudget(started)) {
+          if (this.#source) loop(every);
+          return;
+        }
         const ok = await this.checkpoint().then(() => true, (error) => {
           this.#log.warn("checkpoint failed; will retry", { error: error as Error });
           return false;
@@ -122,6 +146,13 @@ export class Checkpointer {
     loop(every);
   }
 
+  /** Whether this checkpoint would write more states than the readings since justify. */
+  #overBudget(now: number): boolean {
+    const states = this.#dirty.size;
+    return states >= STATE_BUDGET_FROM && states > this.#readings * STATES_PER_READING &&
+      now - this.#lastCheckpoint < MAX_CHECKPOINT_SPACING_MS;
+  }
+
   /**
    * Stores the changed device states, then commits the offsets processed
    * before them. Both snapshots are taken in one synchronous step.
@@ -133,6 +164,8 @@ export class Checkpointer {
       const offsets = source.processed();
       const pending = this.#dirty;
       this.#dirty = new Map();
+      this.#readings = 0;
+      this.#lastCheckpoint = this.#now();
       if (pending.size > 0) {
         this.#saving = pending;
         try {

@@ -8,6 +8,13 @@
  * A processor that fails is forgotten, not restarted: its next batch spawns
  * it again from its last safe state, which is what a restart would do.
  *
+ * On a partition assignment every stored state is read once (`prefetch()`),
+ * if the store can: a batch meeting a device seen for the first time then
+ * spawns it from that snapshot instead of waiting for a lookup. The snapshot
+ * serves a device only once, and never a device this member held or had
+ * unsaved states of when it was taken: after that, only the store (or the
+ * unsaved state) is at least as new as what this member committed.
+ *
  * With `rollForward` (a source that cannot replay: the embedded queue), a
  * restored device's stored readings past its state — stored, but not yet
  * checkpointed when the process died — are read back and handed to the caller,
@@ -29,7 +36,7 @@ import { realTimers, type TimerId, type Timers } from "./timers.ts";
 const ROLL_FORWARD_PAGE = 500;
 
 export interface DeviceRegistryOptions {
-  readonly store: Pick<DeviceStore, "loadDevices" | "readingsAfter">;
+  readonly store: Pick<DeviceStore, "loadDevices" | "readingsAfter" | "allDevices">;
   /** The rule of a device without its own. */
   readonly rule: AlarmRule;
   /** A device's state not yet stored, preferred over the stored one. */
@@ -63,6 +70,10 @@ export class DeviceRegistry {
   readonly #devices = new Map<string, Device>();
   /** Processors being stopped; a device may only be spawned again once its old actor is gone. */
   readonly #stopping = new Map<string, Promise<unknown>>();
+  /** Stored states read on the last assignment, and the devices they may no longer serve. */
+  #snapshot:
+    | { readonly docs: Promise<Map<string, DeviceDoc>>; readonly used: Set<string> }
+    | undefined;
   #sweep: TimerId | undefined;
   #stopped = false;
   #passivated = 0;
@@ -108,7 +119,7 @@ export class DeviceRegistry {
     if (missing.length === 0) return unseen;
     await Promise.all(missing.map((id) => this.#stopping.get(id)));
     const { unsaved } = this.#opts;
-    const stored = await this.#opts.store.loadDevices(missing.filter((id) => !unsaved(id)));
+    const stored = await this.#load(missing.filter((id) => !unsaved(id)));
     for (const id of missing) {
       const doc = unsaved(id);
       if (doc) stored.set(id, doc);
@@ -139,6 +150,21 @@ export class DeviceRegistry {
       });
     }
     return unseen;
+  }
+
+  /**
+   * Starts reading every stored state (when the store can and devices are not
+   * rolled forward), for the devices spawned from now on; `pending` are the
+   * devices with unsaved states, which the snapshot must not serve.
+   */
+  prefetch(pending: Iterable<string>): void {
+    const { store } = this.#opts;
+    if (!store.allDevices || this.#opts.rollForward) return;
+    const used = new Set([...this.#devices.keys(), ...pending]);
+    const docs = store.allDevices();
+    // Observed by the batches that wait for it; a failed read falls back to lookups.
+    docs.catch((error) => this.#log.warn("device-state prefetch failed", { error }));
+    this.#snapshot = { docs, used };
   }
 
   /**
@@ -215,6 +241,28 @@ export class DeviceRegistry {
     }, every);
   }
 
+  /** The stored states of `ids`: from the snapshot where it may serve them, else looked up. */
+  async #load(ids: readonly string[]): Promise<Map<string, DeviceDoc>> {
+    const snapshot = this.#snapshot;
+    const docs = snapshot && await snapshot.docs.catch(() => undefined);
+    if (!snapshot || !docs) return await this.#opts.store.loadDevices(ids);
+    const found = new Map<string, DeviceDoc>();
+    const rest: string[] = [];
+    for (const id of ids) {
+      if (snapshot.used.has(id)) {
+        rest.push(id);
+        continue;
+      }
+      snapshot.used.add(id);
+      const doc = docs.get(id);
+      if (doc) found.set(id, doc);
+    }
+    if (rest.length > 0) {
+      for (const [id, doc] of await this.#opts.store.loadDevices(rest)) found.set(id, doc);
+    }
+    return found;
+  }
+
   /** Every stored reading of a device above `afterSeq`, under the device's rule in force. */
   async #storedAfter(id: string, afterSeq: number, rule: AlarmRule | undefined) {
     const { store } = this.#opts;
@@ -245,5 +293,6 @@ export class DeviceRegistry {
       if (this.#devices.get(id)?.actor === actor) this.#devices.delete(id);
     });
     this.#devices.set(id, { actor, partition, lastActive: this.#now(), busy: 0 });
+    this.#snapshot?.used.add(id);
   }
 }

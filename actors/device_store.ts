@@ -44,6 +44,12 @@ export interface WriteResult {
 export interface DeviceStore {
   /** Stored device documents for these ids (missing ids are absent from the map). */
   loadDevices(ids: readonly string[]): Promise<Map<string, DeviceDoc>>;
+  /**
+   * Every stored device state, in one read: prefetched when a member is
+   * assigned partitions, so a batch that meets a new device need not wait for
+   * a lookup (optional: without it each new device is looked up).
+   */
+  allDevices?(): Promise<Map<string, DeviceDoc>>;
   /** Makes a batch durable; rejects if any part could not be written. */
   write(batch: WriteBatch): Promise<WriteResult>;
   /**

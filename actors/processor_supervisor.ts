@@ -49,7 +49,7 @@ import { DeviceRegistry } from "./device_registry.ts";
 
 export interface ProcessorSupervisorOptions {
   /** Loads device states; checkpoints write them directly, beside the readings' queue. */
-  readonly store: Pick<DeviceStore, "loadDevices" | "write" | "readingsAfter">;
+  readonly store: Pick<DeviceStore, "loadDevices" | "write" | "readingsAfter" | "allDevices">;
   readonly writer: StoreWriter;
   readonly deadLetters: DeadLetterSink;
   readonly rule: AlarmRule;
@@ -256,6 +256,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
     this.#checkpoints.keepOnly(kept);
     for (const [id, p] of this.#critical) if (!kept.has(p)) this.#critical.delete(id);
     const lost = this.#devices.outside(kept);
+    this.#devices.prefetch(this.#checkpoints.pending());
     await this.#devices.discard(lost);
     if (lost.length > 0) {
       this.#log.info("device states released after rebalance", { count: lost.length, partitions });
@@ -309,7 +310,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
 
   #stored(output: DeviceOutput, partition: number) {
     const { device } = output;
-    this.#checkpoints.add(device, partition);
+    this.#checkpoints.add(device, partition, output.readings.length);
     if (device.level === "critical") this.#critical.set(device.deviceId, partition);
     else this.#critical.delete(device.deviceId);
   }

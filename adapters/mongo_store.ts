@@ -8,8 +8,11 @@
  * content is refused as a conflict and reported to the caller), alert snapshots and device states never replace a newer stored copy
  * (`asOfSeq`, `lastSeq`), so replaying a batch after a crash changes nothing
  * and a stale owner after a rebalance cannot move a device backwards. Device
- * states are written last. Why the writes are shaped for FerretDB:
- * docs/local-stack.md#ferretdb-notes.
+ * states are written last, appended to a journal (`device_states`) that is
+ * folded into `devices` now and then: a checkpoint costs one insert of the
+ * changed devices, on MongoDB and on FerretDB alike, and a reader takes the
+ * newest state of a device in either. Why the writes are
+ * shaped for FerretDB: docs/local-stack.md#ferretdb-notes.
  *
  * @module
  */
@@ -20,6 +23,7 @@ import {
   type Filter,
   MongoBulkWriteError,
   MongoClient,
+  MongoServerError,
 } from "mongodb";
 import {
   ACK_FIELDS,
@@ -46,8 +50,31 @@ import {
 } from "../actors/device_store.ts";
 
 const DUPLICATE_KEY = 11000;
-/** Write-ahead copies of device states being replaced (normally empty). */
+/** Write-ahead copies of device states being replaced (left by versions before the journal). */
 const PENDING_DEVICES = "devices_pending";
+/**
+ * Device states appended by checkpoints: a `DeviceDoc` with `writer` (one id
+ * per opened store), `n` (that writer's running count) and `_id`
+ * `<writer>:<n>`. Only inserts, so a checkpoint costs O(changed devices) even
+ * on FerretDB, where every filtered update, delete or read scans the
+ * collection. A writer's entries are inserted in order, one write at a time,
+ * so what a reader sees of a writer is always a prefix of its entries: a fold
+ * may delete `n` up to the highest it saw without missing one.
+ */
+const DEVICE_JOURNAL = "device_states";
+/**
+ * This process folds the journal into `devices` once it appended this many
+ * entries, or four times as many as there are devices: a fold reads both
+ * collections and rewrites `devices`, so its cost per appended entry stays
+ * bounded however large the fleet.
+ */
+const FOLD_AFTER_ENTRIES = 50_000;
+const FOLD_AFTER_DEVICES = 4;
+/**
+ * Journal entries deleted per statement: FerretDB 1.24 (SQLite) deletes what a filter matched
+ * with one SQL statement of as many variables, which fails past 32 766 ("too many SQL variables").
+ */
+const DELETE_CHUNK = 20_000;
 
 interface PendingDevice {
   readonly _id: string;
@@ -55,28 +82,59 @@ interface PendingDevice {
   readonly doc: DeviceDoc;
 }
 
+interface JournalEntry extends Omit<DeviceDoc, "_id"> {
+  readonly _id: string;
+  readonly writer: string;
+  readonly n: number;
+}
+
 export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDisposable {
   readonly #client: MongoClient;
   readonly #db: Db;
+  readonly #log: Logger;
+  readonly #foldAfter: number;
+  /** This store's journal writer id, and how many entries it appended. */
+  readonly #writer = crypto.randomUUID();
+  #appended = 0;
+  /** Entries appended since the last fold. */
+  #sinceFold = 0;
+  /** Devices after the last fold. */
+  #folded = 0;
 
-  private constructor(client: MongoClient, db: Db) {
+  private constructor(client: MongoClient, db: Db, logger: Logger, foldAfter: number) {
     this.#client = client;
     this.#db = db;
+    this.#log = logger;
+    this.#foldAfter = foldAfter;
   }
 
-  /** Connects and creates the indexes the queries rely on. */
-  static async open(url: string, dbName: string, logger: Logger): Promise<MongoStore> {
+  /**
+   * Connects, creates the indexes the queries rely on and folds the device-state journal.
+   * `foldAfterEntries` (default 50 000) is for tests.
+   */
+  static async open(
+    url: string,
+    dbName: string,
+    logger: Logger,
+    options: { readonly foldAfterEntries?: number } = {},
+  ): Promise<MongoStore> {
     const client = new MongoClient(url, {
       serverSelectionTimeoutMS: 5000,
       connectTimeoutMS: 5000,
       appName: "iot-pipeline",
     });
     await client.connect();
-    const store = new MongoStore(client, client.db(dbName));
+    const store = new MongoStore(
+      client,
+      client.db(dbName),
+      logger,
+      options.foldAfterEntries ?? FOLD_AFTER_ENTRIES,
+    );
     try {
       await store.#ensureIndexes();
       const recovered = await store.#recover();
       if (recovered > 0) logger.warn("finished interrupted device-state writes", { recovered });
+      await store.#fold();
     } catch (err) {
       await client.close();
       throw err;
@@ -89,6 +147,8 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
       this.#readings().createIndex({ deviceId: 1, ts: -1 }, { name: "deviceId_ts" }),
       this.#alerts().createIndex({ deviceId: 1, raisedAt: -1 }, { name: "deviceId_raisedAt" }),
       this.#alerts().createIndex({ status: 1, raisedAt: -1 }, { name: "status_raisedAt" }),
+      this.#journal().createIndex({ deviceId: 1, lastSeq: -1 }, { name: "deviceId_lastSeq" }),
+      this.#journal().createIndex({ writer: 1, n: 1 }, { name: "writer_n" }),
     ]);
   }
 
@@ -104,6 +164,9 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
   #pending() {
     return this.#db.collection<PendingDevice>(PENDING_DEVICES);
   }
+  #journal() {
+    return this.#db.collection<JournalEntry>(DEVICE_JOURNAL);
+  }
 
   async ping(): Promise<void> {
     await this.#db.command({ ping: 1 });
@@ -112,9 +175,34 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
   async loadDevices(ids: readonly string[]): Promise<Map<string, DeviceDoc>> {
     const found = new Map<string, DeviceDoc>();
     if (ids.length === 0) return found;
-    const docs = await findByIds(this.#devices(), ids);
-    for (const doc of docs) found.set(doc._id, doc);
+    const [folded, journaled] = await Promise.all([
+      findByIds(this.#devices(), ids),
+      ids.length > POINT_LOOKUPS_UP_TO
+        ? this.#journal().find({ deviceId: { $in: [...ids] } }).toArray()
+        : Promise.all(ids.map((id) => this.#newestJournaled(id))).then((docs) =>
+          docs.filter((d) => d !== null)
+        ),
+    ]);
+    for (const doc of [...folded, ...journaled]) keepNewest(found, doc as DeviceDoc);
     return found;
+  }
+
+  /**
+   * Every stored device state, in one read of each collection: what a member
+   * prefetches when it is assigned partitions, instead of a lookup per new device.
+   */
+  async allDevices(): Promise<Map<string, DeviceDoc>> {
+    const found = new Map<string, DeviceDoc>();
+    const [folded, journaled] = await Promise.all([
+      this.#devices().find({}).toArray(),
+      this.#journal().find({}).toArray(),
+    ]);
+    for (const doc of [...folded, ...journaled]) keepNewest(found, doc as DeviceDoc);
+    return found;
+  }
+
+  #newestJournaled(deviceId: string): Promise<JournalEntry | null> {
+    return this.#journal().find({ deviceId }).sort({ lastSeq: -1 }).limit(1).next();
   }
 
   async write(batch: WriteBatch): Promise<WriteResult> {
@@ -186,55 +274,106 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
   }
 
   /**
-   * Writes device states unless a newer one (higher `lastSeq`) is stored, as
-   * one `deleteMany` + one `insertMany` rather than per-device upserts
-   * (docs/local-stack.md#ferretdb-notes). The new states go first to a small
-   * write-ahead collection, which `open()` replays if a crash fell between
-   * the delete and the insert.
+   * Appends device states to the journal: one insert, whose cost follows the
+   * changed devices, not the stored ones. A reader takes the newest state of
+   * a device, so a stale owner's older state never wins.
    */
   async #writeDevices(devices: readonly DeviceDoc[]) {
     if (devices.length === 0) return;
-    const fresh = await notOlderThanStored(this.#devices(), devices, "lastSeq");
-    if (fresh.length === 0) return;
-    const checkpointId = crypto.randomUUID();
-    await insertOnce(
-      this.#pending(),
-      fresh.map((d) => ({ _id: `${checkpointId}:${d._id}`, checkpointId, doc: d })),
-    );
-    await this.#replaceDevices(fresh);
-    await this.#pending().deleteMany({ checkpointId });
+    await this.#append(this.#writer, devices);
+    this.#sinceFold += devices.length;
+    const foldAt = Math.max(this.#foldAfter, FOLD_AFTER_DEVICES * this.#folded);
+    if (this.#sinceFold < foldAt) return;
+    // The states are durable already: a failed fold leaves a longer journal, not a failed
+    // checkpoint (whose retry would append them again). It is tried again after as many entries.
+    await this.#fold().catch((error) => {
+      this.#sinceFold = 0;
+      this.#log.warn("device-state journal fold failed; will retry", { error: error as Error });
+    });
   }
 
-  async #replaceDevices(docs: readonly DeviceDoc[]) {
-    await this.#devices().deleteMany({ _id: { $in: docs.map((d) => d._id) } });
-    // A concurrent writer (a stale owner) may have inserted one meanwhile: keep either.
-    await insertOnce(this.#devices(), docs);
+  /** Inserts entries of `writer` in order (see `DEVICE_JOURNAL`). */
+  async #append(writer: string, devices: readonly DeviceDoc[]) {
+    const first = writer === this.#writer ? this.#appended : 0;
+    const entries = devices.map((d, i): JournalEntry => {
+      const n = first + i;
+      return { ...d, _id: `${writer}:${n}`, writer, n };
+    });
+    if (writer === this.#writer) this.#appended += entries.length;
+    await this.#journal().insertMany(entries, { ordered: true });
   }
 
-  /** Finishes device writes a crash interrupted (see `#writeDevices`). */
+  /**
+   * Folds the journal into `devices`: reads both, appends the newest state of
+   * every device under a writer of its own, rewrites `devices` with them, and
+   * only then deletes the journal entries it read. Every state it deletes is
+   * kept by a copy at least as new, so a crash (or a fold in another process)
+   * at any point loses nothing; readers take the newest of both collections.
+   */
+  async #fold(): Promise<void> {
+    const newest = new Map<string, DeviceDoc>();
+    for await (const doc of this.#devices().find({})) keepNewest(newest, doc);
+    const seen = new Map<string, number>();
+    for await (const entry of this.#journal().find({})) {
+      keepNewest(newest, entry as unknown as DeviceDoc);
+      if ((seen.get(entry.writer) ?? -1) < entry.n) seen.set(entry.writer, entry.n);
+    }
+    this.#sinceFold = 0;
+    this.#folded = newest.size;
+    if (seen.size === 0) return;
+    const states = [...newest.values()];
+    await this.#append(crypto.randomUUID(), states);
+    // Dropped rather than emptied: FerretDB deletes what a filter matched with one SQL statement
+    // of as many variables, which fails past 32 766 documents. The journal holds every state now.
+    await this.#devices().drop().catch((error) => {
+      if (!(error instanceof MongoServerError && error.codeName === "NamespaceNotFound")) {
+        throw error;
+      }
+    });
+    await insertOnce(this.#devices(), states);
+    for (const [writer, last] of seen) {
+      for (let from = 0; from <= last; from += DELETE_CHUNK) {
+        await this.#journal().deleteMany({
+          writer,
+          n: { $gte: from, $lte: Math.min(last, from + DELETE_CHUNK - 1) },
+        });
+      }
+    }
+    this.#log.debug("device-state journal folded", { devices: states.length, writers: seen.size });
+  }
+
+  /**
+   * Finishes device-state writes that a crash interrupted in versions before
+   * the journal (which replaced `devices` behind a write-ahead copy in
+   * `devices_pending`): the copies are appended to the journal.
+   */
   async #recover(): Promise<number> {
     const entries = await this.#pending().find({}).toArray();
     if (entries.length === 0) return 0;
-    const newest = new Map<string, DeviceDoc>();
-    for (const { doc } of entries) {
-      const seen = newest.get(doc._id);
-      if (!seen || seen.lastSeq <= doc.lastSeq) newest.set(doc._id, doc);
-    }
-    const fresh = await notOlderThanStored(this.#devices(), [...newest.values()], "lastSeq");
-    if (fresh.length > 0) await this.#replaceDevices(fresh);
+    await this.#append(this.#writer, entries.map((e) => e.doc));
     await this.#pending().deleteMany({});
-    return fresh.length;
+    return entries.length;
   }
 
   async lastSeqs(): Promise<Map<string, number>> {
     const out = new Map<string, number>();
-    const cursor = this.#devices().find({}, { projection: { _id: 1, lastSeq: 1 } });
-    for await (const d of cursor) out.set(d._id, d.lastSeq);
+    const projection = { deviceId: 1, lastSeq: 1 };
+    for (const collection of [this.#devices(), this.#journal()]) {
+      for await (const d of collection.find({}, { projection })) {
+        if ((out.get(d.deviceId) ?? -1) < d.lastSeq) out.set(d.deviceId, d.lastSeq);
+      }
+    }
     return out;
   }
 
-  device(id: string): Promise<DeviceDoc | null> {
-    return this.#devices().findOne({ _id: id });
+  async device(id: string): Promise<DeviceDoc | null> {
+    const found = new Map<string, DeviceDoc>();
+    const [folded, journaled] = await Promise.all([
+      this.#devices().findOne({ _id: id }),
+      this.#newestJournaled(id),
+    ]);
+    for (const doc of [folded, journaled]) if (doc) keepNewest(found, doc as DeviceDoc);
+    return found.get(id) ?? null;
   }
 
   /** Used only with the embedded transport (Kafka replays instead), so no index of its own. */
@@ -318,6 +457,21 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
 }
 
 /**
+ * Keeps in `found` the newer of its state of `doc`'s device and `doc` (a
+ * `devices` document or a journal entry), as a `devices` document.
+ */
+function keepNewest(found: Map<string, DeviceDoc>, doc: DeviceDoc): void {
+  const seen = found.get(doc.deviceId);
+  if (seen && seen.lastSeq >= doc.lastSeq) return;
+  if (doc._id === doc.deviceId && !("writer" in doc)) {
+    found.set(doc.deviceId, doc);
+    return;
+  }
+  const { writer: _w, n: _n, ...state } = doc as DeviceDoc & { writer?: string; n?: number };
+  found.set(doc.deviceId, { ...state, _id: doc.deviceId });
+}
+
+/**
  * Inserts documents whose `_id` may already exist; an existing one is kept as
  * it is. An unordered insert reports the duplicates and inserts the rest.
  */
@@ -342,19 +496,6 @@ async function insertNew<T extends { _id: string }>(
     if (!(err instanceof MongoBulkWriteError) || !onlyDuplicateKeys(err)) throw err;
     return toArray(err.writeErrors).map((e) => docs[e.index]!);
   }
-}
-
-/**
- * The documents whose `version` is not below the stored copy's (or that are
- * not stored yet): one query for the whole batch.
- */
-async function notOlderThanStored<V extends string, T extends { _id: string } & Record<V, number>>(
-  collection: Collection<T>,
-  docs: readonly T[],
-  version: V,
-): Promise<T[]> {
-  const storedVersion = await storedVersions(collection, docs, version);
-  return docs.filter((d) => (storedVersion.get(d._id) ?? -1) <= d[version]);
 }
 
 /** The stored version of each of these documents that exists (-1 when it has none). */

@@ -32,7 +32,8 @@ const HELP = `Usage: deno task bench [options]
   --scenario LIST        ${SCENARIOS.join(",")} (default: all)
   --sensors LIST         sensor-scale fleet sizes (default 10000,100000)
   --readings N           processor scenario: readings pre-filled (default 200000)
-  --devices N            processor scenario: devices they come from (default 10000)
+  --devices LIST         processor scenario: devices they come from (default 10000; e.g.
+                         1000,10000,100000 to see how the cost grows with the fleet)
   --rates LIST           end-to-end offered readings/s (default 3000,10000)
   --api-rate N           offered load while the API is exercised (default 3000)
   --warmup S             end-to-end warm-up seconds (default 15)
@@ -94,7 +95,7 @@ function parseOptions(args: string[]) {
     scenarios: new Set(scenarios as Scenario[]),
     sensors: smoke ? [2000] : list("sensors", values.sensors),
     readings: smoke ? 20_000 : int("readings", values.readings),
-    devices: smoke ? 500 : int("devices", values.devices),
+    devices: smoke ? [500] : list("devices", values.devices),
     rates: smoke ? [500] : list("rates", values.rates),
     apiRate: smoke ? 500 : int("api-rate", values["api-rate"]),
     warmupMs: (smoke ? 4 : int("warmup", values.warmup, 0)) * 1000,
@@ -195,17 +196,22 @@ async function runAll(o: Options): Promise<BenchResults> {
       }
     }
     if (has("processor")) {
-      log(`processor throughput: ${o.readings} readings from ${o.devices} devices${tag}`);
-      const r = await processorThroughput(services, {
-        readings: o.readings,
-        devices: o.devices,
-        timeoutMs: Math.max(60_000, o.windowMs * 4),
-        log,
-      });
-      log(
-        `  → ${r.readingsPerSec}/s, drained in ${r.drainS} s${r.completed ? "" : " (timed out)"}`,
-      );
-      results.processorThroughput.push(r);
+      for (const devices of o.devices) {
+        log(`processor throughput: ${o.readings} readings from ${devices} devices${tag}`);
+        const r = await processorThroughput(services, {
+          readings: o.readings,
+          devices,
+          timeoutMs: Math.max(60_000, o.windowMs * 4),
+          log,
+        });
+        log(
+          `  → ${r.readingsPerSec}/s (${
+            (r.readingsPerSec / (r.ceilingPerSec ?? NaN)).toFixed(2)
+          } of the ceiling), drained in ${r.drainS} s${r.completed ? "" : " (timed out)"}, ` +
+            `store CPU ${r.storeCpuMsPer10k} ms per 10 000 (ceiling ${r.ceilingStoreCpuMsPer10k})`,
+        );
+        results.processorThroughput.push(r);
+      }
     }
     const rates = has("e2e") ? [...o.rates] : [];
     if (has("api") && !rates.includes(o.apiRate)) rates.push(o.apiRate);

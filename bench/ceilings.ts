@@ -16,6 +16,7 @@ import { encodeReading, type Reading } from "../schemas/reading.ts";
 import { interruption } from "./interrupt.ts";
 import { runName, type Services } from "./services.ts";
 import { removeResources, testKafka } from "../tests/fixtures.ts";
+import { processCpuMs, storePid } from "./store_cpu.ts";
 
 const POM = fileURLToPath(new URL("./kafka_tools/pom.xml", import.meta.url));
 const CACHE = join(
@@ -38,6 +39,8 @@ export interface StoreCeiling {
   readonly batchSize: number;
   readonly inserted: number;
   readonly insertsPerSec: number;
+  /** The store server's CPU per 10 000 inserted documents (NaN when its process is unknown). */
+  readonly storeCpuMsPer10k?: number;
 }
 
 /** A typical reading, as sensors produce it: its encoded size is the benchmark's message size. */
@@ -139,7 +142,15 @@ export async function brokerCeiling(
 
 export async function storeCeiling(
   services: Services,
-  options: { durationMs: number; batchSize: number; log: (line: string) => void },
+  options: {
+    durationMs: number;
+    batchSize: number;
+    log: (line: string) => void;
+    /** Insert exactly this many documents (ignoring `durationMs`), as a drain of them would. */
+    total?: number;
+    /** Devices the documents come from (default 10 000). */
+    devices?: number;
+  },
 ): Promise<StoreCeiling> {
   const db = runName("store").replaceAll("-", "_");
   const client = new MongoClient(services.mongoUrl);
@@ -150,14 +161,22 @@ export async function storeCeiling(
     const readings = client.db(db).collection<ReadingDoc>("readings");
     await readings.createIndex({ deviceId: 1, ts: -1 }, { name: "deviceId_ts" });
     let inserted = 0;
+    const pid = await storePid(services.mongoUrl);
+    const cpu0 = await processCpuMs(pid);
     const started = performance.now();
     const processedAt = new Date();
-    while (performance.now() - started < options.durationMs) {
+    const devices = options.devices ?? 10_000;
+    const more = () =>
+      options.total !== undefined
+        ? inserted < options.total
+        : performance.now() - started < options.durationMs;
+    while (more()) {
       if (interruption.aborted) throw interruption.reason;
-      const docs = Array.from({ length: options.batchSize }, (_, i) => {
+      const size = Math.min(options.batchSize, (options.total ?? Infinity) - inserted);
+      const docs = Array.from({ length: size }, (_, i) => {
         const n = inserted + i;
         return toReadingDoc(
-          sampleReading(`sensor-${n % 10_000}`, 1 + Math.floor(n / 10_000)),
+          sampleReading(`sensor-${n % devices}`, 1 + Math.floor(n / devices)),
           false,
           processedAt,
         );
@@ -166,10 +185,12 @@ export async function storeCeiling(
       inserted += docs.length;
     }
     const seconds = (performance.now() - started) / 1000;
+    const storeCpuMs = await processCpuMs(pid) - cpu0;
     return {
       batchSize: options.batchSize,
       inserted,
       insertsPerSec: Math.round(inserted / seconds),
+      storeCpuMsPer10k: Math.round(storeCpuMs / inserted * 10_000),
     };
   } finally {
     await client.close();

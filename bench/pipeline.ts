@@ -10,7 +10,7 @@
  */
 import { type App, start } from "../main.ts";
 import { parseConfig } from "../schemas/config.ts";
-import { silentLogger } from "../adapters/log.ts";
+import { createLogger, silentLogger } from "../adapters/log.ts";
 import type { Reading } from "../schemas/reading.ts";
 import { Histogram } from "./stats.ts";
 import { runName, type Services } from "./services.ts";
@@ -62,7 +62,9 @@ export async function startPipeline(
     ...options.settings,
   });
   if (!parsed.ok) throw new Error(`Bad benchmark settings: ${JSON.stringify(parsed)}`);
-  const app = start(parsed.config, { logger: silentLogger });
+  const app = start(parsed.config, {
+    logger: Deno.env.get("BENCH_APP_LOG") ? createLogger({ level: "info" }) : silentLogger,
+  });
   const cleanup = () =>
     removeResources({
       topics: [topic, `${topic}.dlq`, `${topic}.seqs`],

@@ -2,7 +2,11 @@
  * Scenario 2, processor throughput: a topic pre-filled with M readings from
  * D devices, then the `processors` role alone drains it into the store.
  * Measures readings/s from the first stored reading to the last, and the lag
- * (readings not yet stored) over time.
+ * (readings not yet stored) over time, from the app's own counters (asking
+ * FerretDB for a count would scan and slow what is measured). Right before
+ * each drain, a raw indexed `insertMany` of as many documents from as many
+ * devices into the same store gives the ceiling it is divided by, and the store server's CPU per 10 000 documents
+ * for both (bench/store_cpu.ts).
  *
  * @module
  */
@@ -13,6 +17,8 @@ import { runName, type Services } from "./services.ts";
 import { removeResources, testKafka, testProducer } from "../tests/fixtures.ts";
 import { cpuMs, round } from "./stats.ts";
 import { sleep } from "./interrupt.ts";
+import { storeCeiling } from "./ceilings.ts";
+import { processCpuMs, storePid } from "./store_cpu.ts";
 
 export interface ProcessorThroughputResult {
   readonly readings: number;
@@ -24,6 +30,11 @@ export interface ProcessorThroughputResult {
   /** [seconds since start, readings not yet stored]. */
   readonly lag: readonly (readonly [number, number])[];
   readonly completed: boolean;
+  /** Raw indexed insertMany docs/s into the same store, measured right before the drain. */
+  readonly ceilingPerSec?: number;
+  /** The store server's CPU per 10 000 stored readings: the drain's, and the ceiling loop's. */
+  readonly storeCpuMsPer10k?: number;
+  readonly ceilingStoreCpuMsPer10k?: number;
 }
 
 export async function processorThroughput(
@@ -35,6 +46,18 @@ export async function processorThroughput(
   const topic = runName("prefilled");
   try {
     await prefill(services, topic, { readings, devices, partitions, log });
+    const ceiling = await storeCeiling(services, {
+      durationMs: 0,
+      batchSize: 2000,
+      log,
+      total: readings,
+      devices,
+    });
+    log(
+      `  ceiling ${ceiling.insertsPerSec} docs/s, store CPU ${ceiling.storeCpuMsPer10k} ms per 10 000`,
+    );
+    const pid = await storePid(services.mongoUrl);
+    const storeCpu0 = await processCpuMs(pid);
     await using run = await startPipeline(services, { role: "processors", partitions, topic });
     const lag: [number, number][] = [];
     const t0 = performance.now();
@@ -60,6 +83,7 @@ export async function processorThroughput(
     }
     const cpuCores = round((cpuMs() - cpu0) / (performance.now() - t0));
     const stored = run.storedCount;
+    const storeCpuMs = await processCpuMs(pid) - storeCpu0;
     const end = last || performance.now();
     const drainS = round((end - (first || t0)) / 1000, 1);
     return {
@@ -71,6 +95,11 @@ export async function processorThroughput(
       cpuCores,
       lag: thin(lag, 40),
       completed: stored >= readings,
+      ceilingPerSec: ceiling.insertsPerSec,
+      storeCpuMsPer10k: Math.round(storeCpuMs / Math.max(1, stored) * 10_000),
+      ...(ceiling.storeCpuMsPer10k !== undefined
+        ? { ceilingStoreCpuMsPer10k: ceiling.storeCpuMsPer10k }
+        : {}),
     };
   } finally {
     await removeResources({ topics: [topic] }, services);

@@ -153,3 +153,47 @@ Deno.test("DeviceRegistry refuses rollForward with a store that cannot list read
     { name: "TypeError", message: /Cannot roll devices forward/ },
   );
 });
+
+Deno.test("DeviceRegistry.prefetch() serves each device once from one read of every stored state, never one held or unsaved when it was taken", async () => {
+  const stored = new Map([["a", state("a", 7)], ["b", state("b", 3)], ["c", state("c", 4)]]);
+  const loads: string[][] = [];
+  let reads = 0;
+  const registry = new DeviceRegistry({
+    store: {
+      allDevices() {
+        reads++;
+        return Promise.resolve(new Map(stored));
+      },
+      loadDevices(ids) {
+        loads.push([...ids]);
+        return Promise.resolve(
+          new Map(ids.flatMap((id) => stored.has(id) ? [[id, stored.get(id)!] as const] : [])),
+        );
+      },
+    },
+    rule: DEFAULT_RULE,
+    unsaved: () => undefined,
+    passivateAfterMs: 1000,
+    logger: silentLogger,
+    now: () => 0,
+  });
+  await registry.ensure(["a"], 0);
+  assert.deepEqual(loads, [["a"]], "no snapshot yet: looked up");
+  registry.prefetch(["c"]);
+  // Stored meanwhile (e.g. this member's own checkpoint): the snapshot is older now.
+  stored.set("a", state("a", 9));
+  stored.set("c", state("c", 6));
+  await registry.ensure(["b", "c", "d"], 0);
+  assert.equal(reads, 1);
+  assert.deepEqual(loads, [["a"], ["c"]], "b and d from the snapshot; c had an unsaved state");
+  assert.equal((await registry.state("b"))?.lastSeq, 3);
+  assert.equal((await registry.state("c"))?.lastSeq, 6);
+  assert.equal((await registry.state("d"))?.lastSeq, 0, "not stored: a new device");
+  await registry.discard(["a", "b"]);
+  stored.set("b", state("b", 8));
+  await registry.ensure(["a", "b"], 0);
+  assert.deepEqual(loads.at(-1), ["a", "b"], "held when it was taken, or served once: looked up");
+  assert.equal((await registry.state("a"))?.lastSeq, 9);
+  assert.equal((await registry.state("b"))?.lastSeq, 8);
+  await registry.stop();
+});

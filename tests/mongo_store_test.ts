@@ -54,6 +54,38 @@ mongo.test("MongoStore.write() never moves a device state backwards", async () =
   assert.deepEqual(await store.lastSeqs(), new Map([["d1", 7], ["d2", 4]]));
 });
 
+mongo.test("MongoStore folds the device-state journal into devices, keeping the newest state of each", async () => {
+  await using tmp = await tempDb("store");
+  {
+    await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger, {
+      foldAfterEntries: 4,
+    });
+    await store.write({ readings: [], alerts: [], devices: [device("d1", 2), device("d2", 3)] });
+    assert.equal(await tmp.db.collection("device_states").countDocuments({}), 2);
+    assert.equal(await tmp.db.collection("devices").countDocuments({}), 0, "appended only");
+    // d2@1 is a stale owner's: it reaches the journal but never wins.
+    await store.write({ readings: [], alerts: [], devices: [device("d1", 5), device("d2", 1)] });
+    const folded = await tmp.db.collection("devices").find({}).sort({ _id: 1 }).toArray();
+    assert.deepEqual(folded.map((d) => [d._id, d.lastSeq]), [["d1", 5], ["d2", 3]]);
+    assert.equal(await tmp.db.collection("device_states").countDocuments({}), 2, "one copy each");
+    await store.write({ readings: [], alerts: [], devices: [device("d2", 4)] });
+    assert.deepEqual(
+      [...await store.loadDevices(["d1", "d2"])].map(([id, d]) => [id, d._id, d.lastSeq]),
+      [["d1", "d1", 5], ["d2", "d2", 4]],
+    );
+    assert.equal((await store.device("d2"))?.lastSeq, 4);
+    assert.deepEqual(await store.lastSeqs(), new Map([["d1", 5], ["d2", 4]]));
+  }
+  // The next start folds what is left.
+  await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+  assert.deepEqual(
+    [...await store.allDevices()].map(([id, d]) => [id, d.lastSeq]).sort(),
+    [["d1", 5], ["d2", 4]],
+  );
+  const devices = await tmp.db.collection("devices").find({}).sort({ _id: 1 }).toArray();
+  assert.deepEqual(devices.map((d) => [d._id, d.lastSeq]), [["d1", 5], ["d2", 4]]);
+});
+
 mongo.test("MongoStore writes hundreds of alerts and device states in one call", async () => {
   // FerretDB 1.24 hangs on an update command with 100+ statements; the adapter chunks.
   await using tmp = await tempDb("store");

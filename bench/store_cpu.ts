@@ -1,0 +1,45 @@
+/**
+ * The store server's own CPU time, read from `/proc/<pid>/stat` without
+ * asking the server anything (a `collStats` or `count` costs FerretDB a scan):
+ * the benchmark compares the store CPU the processors cost per reading with a
+ * plain indexed insert of the same documents in the same run. Linux only; the
+ * process is the local stack's FerretDB serving `MONGO_URL`'s port, or
+ * `BENCH_STORE_PID`.
+ *
+ * @module
+ */
+import { fileURLToPath } from "node:url";
+
+const STACK_PID = fileURLToPath(new URL("../.stack/run/ferretdb.pid", import.meta.url));
+
+/** The pid of the store server behind `mongoUrl`, if it runs on this machine and is known. */
+export async function storePid(mongoUrl: string): Promise<number | undefined> {
+  const given = Number(Deno.env.get("BENCH_STORE_PID"));
+  if (Number.isInteger(given) && given > 0) return given;
+  const port = /:(\d+)\/?/.exec(mongoUrl.replace(/^mongodb:\/\//, ""))?.[1];
+  const pid = Number(await Deno.readTextFile(STACK_PID).catch(() => ""));
+  if (!port || !Number.isInteger(pid) || pid <= 0) return undefined;
+  const cmdline = await read(`/proc/${pid}/cmdline`);
+  return cmdline.includes(`:${port}`) ? pid : undefined;
+}
+
+/**
+ * User + system CPU of a process so far, in ms (NaN when unknown). Read through `cat`: Deno
+ * lets only --allow-all read another process's `/proc/<pid>` files.
+ */
+export async function processCpuMs(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return NaN;
+  const stat = await read(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
+  return Number.isFinite(ticks) ? ticks * 10 : NaN; // USER_HZ is 100 on Linux
+}
+
+async function read(path: string): Promise<string> {
+  try {
+    const out = await new Deno.Command("cat", { args: [path] }).output();
+    return new TextDecoder().decode(out.stdout);
+  } catch {
+    return "";
+  }
+}
