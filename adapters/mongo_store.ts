@@ -61,7 +61,7 @@ const PENDING_DEVICES = "devices_pending";
  * so what a reader sees of a writer is always a prefix of its entries: a fold
  * may delete `n` up to the highest it saw without missing one.
  */
-const DEVICE_JOURNAL = "device_states";
+const DEVICE_JOURNAL = COLLECTIONS.deviceStates;
 /**
  * This process folds the journal into `devices` once it appended this many
  * entries, or four times as many as there are devices: a fold reads both

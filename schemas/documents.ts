@@ -12,7 +12,13 @@ import type { AlarmRule, AlarmState, Episode } from "../domain/hysteresis.ts";
 import type { OfflineEpisode } from "../domain/offline.ts";
 import type { Reading } from "./reading.ts";
 
-export const COLLECTIONS = { readings: "readings", alerts: "alerts", devices: "devices" } as const;
+export const COLLECTIONS = {
+  readings: "readings",
+  alerts: "alerts",
+  devices: "devices",
+  /** The device-state journal: checkpoints append here, folds move it into `devices`. */
+  deviceStates: "device_states",
+} as const;
 
 export interface ReadingDoc {
   readonly _id: string;

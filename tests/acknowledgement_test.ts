@@ -7,7 +7,7 @@ import "./env_guard.ts";
 import assert from "node:assert/strict";
 import { MongoClient } from "mongodb";
 import { encodeReading, type Reading } from "../schemas/reading.ts";
-import type { AlertDoc } from "../schemas/documents.ts";
+import { type AlertDoc, COLLECTIONS } from "../schemas/documents.ts";
 import type { App } from "../main.ts";
 import { MONGO_URL, removeResources, testKafka } from "./fixtures.ts";
 import { testWith } from "./needs.ts";
@@ -127,7 +127,10 @@ kafkaMongo.test("acknowledgement (kafka+mongodb): a crash replaying the clear af
   // episode's snapshots, the clear included.
   const client = new MongoClient(MONGO_URL);
   try {
-    await client.db(env.db).collection("devices").deleteMany({});
+    // Device states live in `devices` and in the journal checkpoints append to.
+    for (const name of [COLLECTIONS.devices, COLLECTIONS.deviceStates]) {
+      await client.db(env.db).collection(name).deleteMany({});
+    }
   } finally {
     await client.close();
   }
