@@ -437,6 +437,7 @@ function sparkline(values, rule) {
 /** Rule by device id, and when it was fetched; a rule changed at run time shows within RULE_TTL_MS. */
 const rules = new Map();
 const RULE_TTL_MS = 30_000;
+const RULE_RETRY_MS = 5_000;
 const RULE_FETCHES = 4;
 let rulesLoading = false;
 
@@ -455,8 +456,11 @@ async function loadRules(ids) {
         const doc = res?.ok ? await res.json() : null;
         const rule = doc?.thresholds;
         const known = rules.get(id)?.rule;
-        // Not stored yet (404) or no store here: ask again after the TTL.
-        rules.set(id, { rule: rule ?? known, at: Date.now() });
+        // Not stored yet (404) or no store here: ask again sooner, a new device is stored soon.
+        rules.set(id, {
+          rule: rule ?? known,
+          at: Date.now() - (rule ? 0 : RULE_TTL_MS - RULE_RETRY_MS),
+        });
         if (rule && (rule.high !== known?.high || rule.low !== known?.low)) changed = true;
       }
     };
