@@ -49,6 +49,9 @@ const ASSETS: ReadonlyMap<string, string> = new Map([
   ["map.js", "text/javascript; charset=utf-8"],
 ]);
 
+/** The map's background, built from the atlas rather than read from `assets`. */
+const WORLD = "world.json";
+
 /** Digits kept in the outlines' degrees: 3 is about 100 m, finer than the 1:50m data. */
 const OUTLINE_DIGITS = 3;
 
@@ -144,11 +147,6 @@ export function dashboardRoutes(options: DashboardOptions): Hono {
 
   return new Hono()
     .get("/", () => serve("index.html"))
-    .get("/dashboard/world.json", async () =>
-      new Response(await world(), {
-        // The same bytes for the life of the process: let the browser keep them a day.
-        headers: { "Content-Type": "application/json", "Cache-Control": "max-age=86400" },
-      }))
     .get("/dashboard/events", (c) => {
       const parsed = parseDashboardQuery(c.req.query());
       if (!parsed.ok) throw new ApiError(400, "bad_request", parsed.message);
@@ -175,7 +173,14 @@ export function dashboardRoutes(options: DashboardOptions): Hono {
         }
       });
     })
-    .get("/dashboard/:file", (c) => serve(c.req.param("file")));
+    .get("/dashboard/:file", async (c) => {
+      const file = c.req.param("file");
+      if (file !== WORLD) return serve(file);
+      return new Response(await world(), {
+        // The same bytes for the life of the process: let the browser keep them a day.
+        headers: { "Content-Type": "application/json", "Cache-Control": "max-age=86400" },
+      });
+    });
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts (never rejects). */
