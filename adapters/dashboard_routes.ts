@@ -4,12 +4,18 @@
  * Events stream that pushes at most one event per `pushEveryMs`: the first
  * carries a whole snapshot, later ones only the sections that changed. The
  * page sends its commands through the ordinary sensor API, with its auth.
+ * `GET /dashboard/world.json` serves the map's background: land and country
+ * borders from the bundled `world-atlas` package (Natural Earth 1:50m), decoded
+ * from TopoJSON with `topojson-client` once, on first request. Nothing is
+ * fetched from the network at run time.
  *
  * @module
  */
 import { setTimeout as delay } from "node:timers/promises";
 import { Hono } from "@hono/hono";
 import { streamSSE } from "@hono/hono/streaming";
+// @ts-types="npm:@types/topojson-client@3.1.5"
+import { merge, mesh } from "topojson-client";
 import { ApiError } from "./http_errors.ts";
 import {
   type DashboardQuery,
@@ -40,7 +46,41 @@ const ASSETS: ReadonlyMap<string, string> = new Map([
   ["index.html", "text/html; charset=utf-8"],
   ["app.js", "text/javascript; charset=utf-8"],
   ["style.css", "text/css; charset=utf-8"],
+  ["map.js", "text/javascript; charset=utf-8"],
 ]);
+
+/** The map's background, built from the atlas rather than read from `assets`. */
+const WORLD = "world.json";
+
+/** Digits kept in the outlines' degrees: 3 is about 100 m, finer than the 1:50m data. */
+const OUTLINE_DIGITS = 3;
+
+/**
+ * The map's background as `{ land, borders }`: the land as MultiPolygon and the borders
+ * between countries as MultiLineString coordinates, `[lon, lat]` in degrees (GeoJSON order).
+ */
+export async function worldOutlines(): Promise<string> {
+  const { default: world } = await import("world-atlas/countries-50m.json", {
+    with: { type: "json" },
+  });
+  // deno-lint-ignore no-explicit-any -- the package ships JSON, not types
+  const topology = world as any;
+  const countries = topology.objects.countries;
+  const land = merge(topology, countries.geometries);
+  const borders = mesh(topology, countries, (a, b) => a !== b);
+  const unit = 10 ** OUTLINE_DIGITS;
+  const round = (value: unknown): unknown =>
+    Array.isArray(value)
+      ? value.map(round)
+      : typeof value === "number"
+      ? Math.round(value * unit) / unit
+      : value;
+  return JSON.stringify({
+    source: "Natural Earth 1:50m via world-atlas 2.0.2 (public domain data, ISC package)",
+    land: round(land.coordinates),
+    borders: round(borders.coordinates),
+  });
+}
 
 /** Sections compared between two events; `at`, `live` and `note` always go out. */
 const SECTIONS = ["counters", "map", "table", "alerts"] as const;
@@ -92,6 +132,19 @@ export function dashboardRoutes(options: DashboardOptions): Hono {
     });
   };
 
+  let outlines: Promise<Uint8Array<ArrayBuffer>> | undefined;
+  const world = () => {
+    // A failure is not kept: the next request tries again.
+    outlines ??= worldOutlines().then(
+      (json) => new TextEncoder().encode(json),
+      (error) => {
+        outlines = undefined;
+        throw error;
+      },
+    );
+    return outlines;
+  };
+
   return new Hono()
     .get("/", () => serve("index.html"))
     .get("/dashboard/events", (c) => {
@@ -120,7 +173,14 @@ export function dashboardRoutes(options: DashboardOptions): Hono {
         }
       });
     })
-    .get("/dashboard/:file", (c) => serve(c.req.param("file")));
+    .get("/dashboard/:file", async (c) => {
+      const file = c.req.param("file");
+      if (file !== WORLD) return serve(file);
+      return new Response(await world(), {
+        // The same bytes for the life of the process: let the browser keep them a day.
+        headers: { "Content-Type": "application/json", "Cache-Control": "max-age=86400" },
+      });
+    });
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts (never rejects). */

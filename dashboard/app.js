@@ -1,17 +1,36 @@
 // The live dashboard: renders the snapshots pushed over /dashboard/events and
 // sends commands through the sensor API; lists the stored alert episodes and
-// acknowledges them through the alert API. No framework and no build step.
+// acknowledges them through the alert API. No framework and no build step; the
+// map's geometry is in map.js.
 // The API token, when one is needed, lives in this tab's sessionStorage only.
+
+import {
+  deviceState,
+  fitView,
+  outlinePaths,
+  sameView,
+  scaleBar,
+  STATES,
+  thresholdLines,
+} from "/dashboard/map.js";
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "iot-api-token";
 const OPERATOR_KEY = "iot-operator";
 const EPISODES = 20;
+/** Episodes fetched when filtering by type, of which the first EPISODES of that type show. */
+const EPISODES_TYPED = 200;
 const PAGE = 50;
 
 /** The latest value of each snapshot section; events carry only the changed ones. */
 const state = { at: Date.now(), counters: null, map: null, table: null, alerts: null };
-const view = { offset: 0, filter: "all", search: "", selected: "", acked: "all" };
+const view = {
+  offset: 0,
+  filter: "all",
+  search: "",
+  selected: "",
+  episodes: { type: "all", status: "all", acked: "all" },
+};
 let source;
 
 // --- live updates ---------------------------------------------------------------
@@ -50,6 +69,7 @@ function render(diff) {
   if (diff.alerts) {
     renderAlerts(diff.alerts);
     refreshEpisodes();
+    refreshActive();
   }
   // Every event: "time in state" moves on even when the rows did not change.
   if (state.table) renderTable(state.table);
@@ -63,61 +83,137 @@ function renderCounters(c) {
   $("count-lag").textContent = c.lagMs === null ? "–" : `${(c.lagMs / 1000).toFixed(1)} s`;
 }
 
-// --- map: an equirectangular scatter of lat/lon, fitted to the devices ----------
+// --- map: devices over land and borders, fitted to the fleet, with a scale bar ------
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const MAP_W = 600;
 const MAP_H = 400;
-const MAP_PAD = 20;
+/** Draw order: critical devices last, so they are on top. */
+const DRAW_ORDER = { normal: 0, acknowledged: 1, offline: 2, critical: 3 };
 
-function renderMap(map) {
-  const svg = $("map");
-  const points = map.points;
-  $("map-caption").textContent = points.length < map.total
-    ? `(${points.length} of ${map.total} shown, every critical one included)`
-    : `(${map.total})`;
-  const fragment = document.createDocumentFragment();
-  for (let i = 1; i < 6; i++) {
-    fragment.append(line(0, (MAP_H * i) / 6, MAP_W, (MAP_H * i) / 6));
-    fragment.append(line((MAP_W * i) / 6, 0, (MAP_W * i) / 6, MAP_H));
+/** Outlines from /dashboard/world.json once loaded, and the paths drawn for the current view. */
+const map = { world: null, view: null, paths: null };
+
+async function loadWorld() {
+  try {
+    const res = await fetch("/dashboard/world.json");
+    if (!res.ok) throw new Error(`${res.status}`);
+    map.world = await res.json();
+    map.paths = null;
+    if (state.map) renderMap(state.map);
+  } catch (error) {
+    $("map-caption").title = `No outlines: ${error.message}`;
   }
-  if (points.length > 0) {
-    const lats = points.map((p) => p[1]);
-    const lons = points.map((p) => p[2]);
-    const [minLat, maxLat] = [Math.min(...lats), Math.max(...lats)];
-    const [minLon, maxLon] = [Math.min(...lons), Math.max(...lons)];
-    // Degrees of longitude shrink with latitude; scale them so distances look right.
-    const squash = Math.cos((((minLat + maxLat) / 2) * Math.PI) / 180) || 1;
-    const spanX = Math.max((maxLon - minLon) * squash, 1e-4);
-    const spanY = Math.max(maxLat - minLat, 1e-4);
-    const scale = Math.min((MAP_W - 2 * MAP_PAD) / spanX, (MAP_H - 2 * MAP_PAD) / spanY);
-    const offX = (MAP_W - spanX * scale) / 2;
-    const offY = (MAP_H - spanY * scale) / 2;
-    const radius = points.length > 500 ? 2.5 : 5;
-    // Critical devices last, so they are drawn on top.
-    const ordered = [...points].sort((a, b) => a[3] - b[3]);
-    for (const [id, lat, lon, critical] of ordered) {
-      const dot = document.createElementNS(SVG_NS, "circle");
-      dot.setAttribute("cx", (offX + (lon - minLon) * squash * scale).toFixed(1));
-      dot.setAttribute("cy", (MAP_H - offY - (lat - minLat) * scale).toFixed(1));
-      dot.setAttribute("r", String(radius));
-      dot.dataset.id = id;
-      dot.classList.toggle("critical", critical === 1);
-      dot.classList.toggle("selected", id === view.selected);
-      const title = document.createElementNS(SVG_NS, "title");
-      title.textContent = `${id} (${critical ? "critical" : "normal"}) ${lat}, ${lon}`;
-      dot.append(title);
-      fragment.append(dot);
-    }
-  }
-  svg.replaceChildren(fragment);
 }
 
-function line(x1, y1, x2, y2) {
-  const el = document.createElementNS(SVG_NS, "line");
-  el.setAttribute("class", "grid");
-  for (const [k, v] of Object.entries({ x1, y1, x2, y2 })) el.setAttribute(k, String(v));
+function renderMap(section) {
+  const svg = $("map");
+  const points = section.points;
+  $("map-caption").textContent = points.length < section.total
+    ? `(${points.length} of ${section.total} shown, every critical one included)`
+    : `(${section.total})`;
+  const fitted = fitView(points.map((p) => [p[2], p[1]]), {
+    width: MAP_W,
+    height: MAP_H,
+  });
+  // Keep the view while the fleet barely moves: the background is redrawn only on a real change.
+  if (!sameView(map.view, fitted)) {
+    map.view = fitted;
+    map.paths = null;
+  }
+  const proj = map.view;
+  if (map.world && !map.paths) map.paths = outlinePaths(map.world, proj);
+  const fragment = document.createDocumentFragment();
+  const water = svgEl("rect", { class: "water", width: MAP_W, height: MAP_H });
+  fragment.append(water);
+  if (map.paths) {
+    fragment.append(svgEl("path", { class: "land", d: map.paths.land }));
+    fragment.append(svgEl("path", { class: "border", d: map.paths.borders }));
+  }
+  const radius = points.length > 500 ? 2.5 : 5;
+  const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
+  const dots = points.map(([id, lat, lon, critical]) => {
+    const status = deviceState(critical === 1, active.byDevice.get(id));
+    counts[status]++;
+    return { id, lat, lon, status };
+  }).sort((a, b) => DRAW_ORDER[a.status] - DRAW_ORDER[b.status]);
+  for (const { id, lat, lon, status } of dots) {
+    const [x, y] = proj.project([lon, lat]);
+    const dot = svgEl("circle", { cx: x.toFixed(1), cy: y.toFixed(1), r: radius, class: status });
+    dot.dataset.id = id;
+    dot.dataset.state = status;
+    dot.classList.toggle("selected", id === view.selected);
+    const title = document.createElementNS(SVG_NS, "title");
+    title.textContent = `${id} (${status}) ${lat}, ${lon}`;
+    dot.append(title);
+    fragment.append(dot);
+  }
+  fragment.append(scaleBarGroup(proj));
+  svg.replaceChildren(fragment);
+  for (const [status, count] of Object.entries(counts)) {
+    const el = document.querySelector(`#legend [data-state="${status}"] .count`);
+    if (el) el.textContent = String(count);
+  }
+}
+
+/** A bar of a round distance, at most a quarter of the map wide, bottom left. */
+function scaleBarGroup(proj) {
+  const bar = scaleBar(proj.pxPerKm, MAP_W / 4);
+  const [x, y] = [12, MAP_H - 14];
+  const g = svgEl("g", { id: "scale-bar", class: "scale" });
+  g.dataset.km = String(bar.km);
+  g.append(
+    svgEl("path", { d: `M${x},${y - 5}V${y}H${(x + bar.px).toFixed(1)}V${y - 5}` }),
+    svgEl("text", { x, y: y - 8 }),
+  );
+  g.lastChild.textContent = bar.label;
+  return g;
+}
+
+function svgEl(name, attributes) {
+  const el = document.createElementNS(SVG_NS, name);
+  for (const [k, v] of Object.entries(attributes)) el.setAttribute(k, String(v));
   return el;
+}
+
+// --- active episodes: what colours the devices ---------------------------------------
+
+/** Active stored episodes by device, from `GET /alerts?status=active`. */
+const active = { byDevice: new Map(), loading: undefined, again: false };
+const ACTIVE_LIMIT = 1000;
+const ACTIVE_EVERY_MS = 5000;
+
+/** Reloads the active episodes; calls during a load make one more load after it. */
+function refreshActive() {
+  if (active.loading) {
+    active.again = true;
+    return active.loading;
+  }
+  active.loading = loadActive().finally(() => {
+    active.loading = undefined;
+    if (active.again) {
+      active.again = false;
+      refreshActive();
+    }
+  });
+  return active.loading;
+}
+
+async function loadActive() {
+  try {
+    const res = await fetch(`/alerts?status=active&limit=${ACTIVE_LIMIT}`);
+    if (!res.ok) return; // no store in this process: the live levels alone
+    const byDevice = new Map();
+    for (const a of (await res.json()).alerts) {
+      if (a.status !== "active") continue;
+      byDevice.set(a.deviceId, [...(byDevice.get(a.deviceId) ?? []), a]);
+    }
+    active.byDevice = byDevice;
+    if (state.map) renderMap(state.map);
+    if (state.table) renderTable(state.table);
+  } catch {
+    // Offline or restarting: keep the last picture, the next round tries again.
+  }
 }
 
 // --- alert feed -------------------------------------------------------------------
@@ -180,13 +276,18 @@ function refreshEpisodes() {
 }
 
 async function loadEpisodes() {
-  const params = new URLSearchParams({ limit: String(EPISODES) });
-  if (view.acked !== "all") params.set("acked", view.acked);
+  const { type, status, acked } = view.episodes;
+  // The type is filtered here too, over a longer page, in case the API does not filter by it.
+  const params = new URLSearchParams({ limit: String(type === "all" ? EPISODES : EPISODES_TYPED) });
+  if (type !== "all") params.set("type", type);
+  if (status !== "all") params.set("status", status);
+  if (acked !== "all") params.set("acked", acked);
   try {
     const res = await fetch(`/alerts?${params}`);
     const body = await res.json();
     if (!res.ok) throw new Error(body?.error?.message ?? `${res.status}`);
-    renderEpisodes(body.alerts);
+    const shown = body.alerts.filter((a) => type === "all" || a.type === type);
+    renderEpisodes(shown.slice(0, EPISODES));
   } catch (error) {
     const li = document.createElement("li");
     li.className = "empty";
@@ -200,7 +301,7 @@ function renderEpisodes(alerts) {
   if (alerts.length === 0) {
     const empty = document.createElement("li");
     empty.className = "empty";
-    empty.textContent = "No episodes.";
+    empty.textContent = "No episodes match.";
     list.replaceChildren(empty);
     return;
   }
@@ -209,6 +310,7 @@ function renderEpisodes(alerts) {
     li.dataset.id = a._id;
     li.dataset.device = a.deviceId;
     li.dataset.status = a.status;
+    li.dataset.type = a.type;
     li.dataset.acked = String(a.ackedAt !== undefined);
     const kind = document.createElement("span");
     kind.className = "kind";
@@ -262,7 +364,7 @@ const acknowledge = (id) =>
     const body = await askAck(id);
     if (!body) return "";
     const alert = await api("POST", `/alerts/${encodeURIComponent(id)}/ack`, body);
-    await refreshEpisodes();
+    await Promise.all([refreshEpisodes(), refreshActive()]);
     return alert.ackedBy === body.by
       ? `Acknowledged ${alert._id}`
       : `${alert._id} was already acknowledged by ${alert.ackedBy}`;
@@ -275,12 +377,13 @@ function renderTable(table) {
     const tr = document.createElement("tr");
     tr.dataset.id = d.id;
     tr.dataset.state = d.critical ? "critical" : "normal";
-    const badge = `<span class="badge${d.critical ? " critical" : ""}">${
-      d.critical ? "critical" : "normal"
-    }</span>`;
+    const status = deviceState(d.critical, active.byDevice.get(d.id));
+    tr.dataset.alarm = status;
+    const badge = `<span class="badge ${status}">${status}</span>`;
     tr.innerHTML = `<td></td><td class="num">${d.temperature.toFixed(1)}</td>` +
       `<td class="num">${d.humidity.toFixed(1)}</td><td>${badge}</td>` +
-      `<td class="num">${duration(state.at - d.since)}</td><td>${sparkline(d.spark)}</td>` +
+      `<td class="num">${duration(state.at - d.since)}</td>` +
+      `<td>${sparkline(d.spark, rules.get(d.id)?.rule)}</td>` +
       `<td class="actions"><button type="button" data-action="overheat">Overheat</button> ` +
       `<button type="button" data-action="remove" class="danger">Remove</button></td>`;
     // Ids go in as text, never as HTML.
@@ -294,19 +397,81 @@ function renderTable(table) {
     : `(${table.offset + 1}–${last} of ${table.total})`;
   $("prev").disabled = table.offset === 0;
   $("next").disabled = last >= table.total;
+  loadRules(table.rows.map((d) => d.id));
 }
 
-function sparkline(values) {
+/**
+ * Recent temperatures as a line, with the device's rule (when known) as two dashed lines:
+ * raise at `high` (red), clear at `low` (green). The range always takes in both thresholds,
+ * so the eye reads how close a device runs to raising.
+ */
+function sparkline(values, rule) {
   if (values.length < 2) return "";
-  const min = Math.min(...values);
-  const max = Math.max(...values);
-  const span = Math.max(max - min, 0.5);
+  const all = rule ? [...values, rule.high, rule.low] : values;
+  const min = Math.min(...all);
+  const max = Math.max(min + 0.5, ...all);
+  const [top, bottom] = [2, 22];
+  const y = (v) => bottom - ((v - min) / (max - min)) * (bottom - top);
   const points = values.map((v, i) =>
-    `${((i / (values.length - 1)) * 118 + 1).toFixed(1)},${
-      (23 - ((v - min) / span) * 22).toFixed(1)
-    }`
+    `${((i / (values.length - 1)) * 118 + 1).toFixed(1)},${y(v).toFixed(1)}`
   );
-  return `<svg class="spark" viewBox="0 0 120 24"><polyline points="${points.join(" ")}"/></svg>`;
+  let lines = "";
+  if (rule) {
+    const at = thresholdLines(rule, { min, max, top, bottom });
+    for (const [name, yy] of Object.entries(at)) {
+      if (yy === null) continue;
+      lines += `<line class="threshold ${name}" data-value="${rule[name]}" x1="0" x2="120" ` +
+        `y1="${yy.toFixed(1)}" y2="${yy.toFixed(1)}"><title>${
+          name === "high" ? "raise" : "clear"
+        } ` +
+        `at ${rule[name]} °C</title></line>`;
+    }
+  }
+  return `<svg class="spark" viewBox="0 0 120 24">${lines}<polyline points="${
+    points.join(" ")
+  }"/></svg>`;
+}
+
+// --- each device's rule, for its sparkline: GET /devices/:id, cached briefly ------------
+
+/** Rule by device id, and when it was fetched; a rule changed at run time shows within RULE_TTL_MS. */
+const rules = new Map();
+const RULE_TTL_MS = 30_000;
+const RULE_RETRY_MS = 5_000;
+const RULE_FETCHES = 4;
+let rulesLoading = false;
+
+async function loadRules(ids) {
+  if (rulesLoading) return;
+  const now = Date.now();
+  const stale = ids.filter((id) => !(now - (rules.get(id)?.at ?? -Infinity) < RULE_TTL_MS));
+  if (stale.length === 0) return;
+  rulesLoading = true;
+  let changed = false;
+  try {
+    const queue = [...stale];
+    const worker = async () => {
+      for (let id = queue.shift(); id !== undefined; id = queue.shift()) {
+        const res = await fetch(`/devices/${encodeURIComponent(id)}`).catch(() => null);
+        const doc = res?.ok ? await res.json() : null;
+        const rule = doc?.thresholds;
+        const known = rules.get(id)?.rule;
+        // Not stored yet (404) or no store here: ask again sooner, a new device is stored soon.
+        rules.set(id, {
+          rule: rule ?? known,
+          at: Date.now() - (rule ? 0 : RULE_TTL_MS - RULE_RETRY_MS),
+        });
+        if (rule && (rule.high !== known?.high || rule.low !== known?.low)) changed = true;
+      }
+    };
+    await Promise.all(Array.from({ length: RULE_FETCHES }, worker));
+  } finally {
+    rulesLoading = false;
+  }
+  if (rules.size > 5 * PAGE) {
+    for (const id of rules.keys()) if (rules.size > 5 * PAGE) rules.delete(id);
+  }
+  if (changed && state.table) renderTable(state.table);
 }
 
 function duration(ms) {
@@ -375,9 +540,31 @@ const overheat = (id, readings) =>
 
 const remove = (id) =>
   run(async () => {
+    if (
+      !(await confirmAction(
+        `Remove sensor ${id}?`,
+        "It stops for good; its stored readings and alerts stay.",
+        "Remove",
+      ))
+    ) {
+      return `Kept ${id}`;
+    }
     await api("DELETE", `/sensors/${encodeURIComponent(id)}`);
     return `Removed ${id}`;
   });
+
+/** Asks in the page before a destructive action; resolves true only for its button. */
+function confirmAction(question, detail, verb) {
+  const dialog = $("confirm-dialog");
+  $("confirm-question").textContent = question;
+  $("confirm-detail").textContent = detail;
+  $("confirm-ok").textContent = verb;
+  dialog.returnValue = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+  });
+}
 
 function select(id) {
   view.selected = id;
@@ -433,10 +620,18 @@ $("episodes").addEventListener("click", (event) => {
   if (id) acknowledge(id);
 });
 
-$("episode-filter").addEventListener("change", () => {
-  view.acked = $("episode-filter").value;
-  refreshEpisodes();
-});
+for (
+  const [id, key] of [
+    ["episode-filter", "acked"],
+    ["episode-type", "type"],
+    ["episode-status", "status"],
+  ]
+) {
+  $(id).addEventListener("change", () => {
+    view.episodes[key] = $(id).value;
+    refreshEpisodes();
+  });
+}
 
 let searchTimer;
 $("search").addEventListener("input", () => {
@@ -470,3 +665,7 @@ $("next").addEventListener("click", () => {
 
 connect();
 refreshEpisodes();
+refreshActive();
+loadWorld();
+// Offline episodes open without a live transition: look at the active ones regularly.
+setInterval(refreshActive, ACTIVE_EVERY_MS);
