@@ -52,6 +52,9 @@ const ASSETS: ReadonlyMap<string, string> = new Map([
 /** The map's background, built from the atlas rather than read from `assets`. */
 const WORLD = "world.json";
 
+/** Every name `GET /dashboard/:file` answers (the OpenAPI document lists these). */
+export const DASHBOARD_FILES: readonly [string, ...string[]] = [WORLD, ...ASSETS.keys()];
+
 /** Digits kept in the outlines' degrees: 3 is about 100 m, finer than the 1:50m data. */
 const OUTLINE_DIGITS = 3;
 

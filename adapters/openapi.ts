@@ -16,6 +16,7 @@ import { OverheatRequestSchema } from "../schemas/overheat_request.ts";
 import { DashboardQuerySchema } from "../schemas/dashboard.ts";
 import { AckRequestSchema } from "../schemas/ack_request.ts";
 import { BacktestRequestSchema } from "../schemas/backtest_request.ts";
+import { DASHBOARD_FILES } from "./dashboard_routes.ts";
 import {
   AlertIdParamsSchema,
   AlertsQuerySchema,
@@ -198,11 +199,14 @@ export const OPERATIONS: Readonly<Record<RouteKey, Operation>> = {
     errors: { 400: "Bad query" },
   },
   "GET /dashboard/:file": {
-    summary: "The dashboard's script and styles",
+    summary: "The dashboard's page, scripts, styles and map outlines",
     tag: "dashboard",
-    params: z.strictObject({ file: z.enum(["app.js", "style.css", "index.html"]) }),
+    params: z.strictObject({ file: z.enum(DASHBOARD_FILES) }),
     ok: {
-      200: { description: "The file", media: ["text/javascript", "text/css", "text/html"] },
+      200: {
+        description: "The file",
+        media: ["text/javascript", "text/css", "text/html", "application/json"],
+      },
     },
     errors: { 404: "No such file" },
   },
