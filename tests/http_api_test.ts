@@ -15,6 +15,8 @@ import {
 import { until } from "./wait.ts";
 import { parseSensorRequest, type SensorRequest } from "../schemas/sensor_request.ts";
 import type { OverheatRequest } from "../schemas/overheat_request.ts";
+import { type FaultRequest, resolveFault } from "../schemas/fault_request.ts";
+import type { FaultKind } from "../domain/sensor_faults.ts";
 import {
   type AlertDoc,
   type DeviceDoc,
@@ -26,6 +28,8 @@ import {
 import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
 import type {
   AddSensorsResult,
+  ClearFaultsResult,
+  FaultResult,
   OverheatResult,
   SensorControl,
   SensorDetail,
@@ -79,6 +83,7 @@ class FakeFleet implements SensorControl {
         thresholds: DEFAULT_RULE,
         owner: { host: "test-host", pid: 1 },
         emitting: true,
+        faults: [],
         lastReading: null,
       });
     }
@@ -111,6 +116,30 @@ class FakeFleet implements SensorControl {
     }
     this.overheats.push([id, request]);
     return { ok: true, readings: request.readings, temperature };
+  }
+
+  readonly faultRequests: Array<[string, FaultRequest]> = [];
+  readonly cleared: Array<[string, FaultKind | undefined]> = [];
+
+  fault(id: string, request: FaultRequest): FaultResult {
+    const sensor = this.sensors.get(id);
+    if (!sensor) return { ok: false, code: "not_found", message: `Unknown sensor: "${id}"` };
+    if (sensor.status !== "running") {
+      return { ok: false, code: "not_running", message: `Sensor is ${sensor.status}: "${id}"` };
+    }
+    this.faultRequests.push([id, request]);
+    return {
+      ok: true,
+      fault: resolveFault(request, { high: sensor.thresholds.high, maxTemperature: 200 }),
+    };
+  }
+
+  clearFaults(id: string, kind?: FaultKind): ClearFaultsResult {
+    if (!this.sensors.has(id)) {
+      return { ok: false, code: "not_found", message: `Unknown sensor: "${id}"` };
+    }
+    this.cleared.push([id, kind]);
+    return { ok: true };
   }
 }
 

@@ -240,18 +240,30 @@ Deno.test("Sensor skips a tick that arrives while the previous one waits, and co
   assert.equal(s.sensor.late, 1);
 });
 
-Deno.test("Sensor.overheat() makes the next readings hot, then the signal takes over", async () => {
+Deno.test("Sensor.overheat() heats the readings with lag past the threshold, then the signal takes over", async () => {
   await using s = start({ profile: "normal", intervalMs: 20 });
   await s.time.tickAsync(7 % 20);
   assert.equal(s.sink.readings.length, 1, "a first reading");
-  s.sensor.overheat({ remaining: 3, temperature: 95 });
+  s.sensor.overheat({ readings: 3, temperature: 95 });
   const from = s.sink.readings.length;
-  await s.time.tickAsync(5 * 20);
-  assert.equal(s.sink.readings.length, from + 5, "five more readings");
+  await s.time.tickAsync(40 * 20);
   await s.sensor.stop();
-  const after = s.sink.readings.slice(from).map((r) => r.temperature);
-  assert.deepEqual(after.slice(0, 3), [95, 95, 95]);
-  assert.ok(after.slice(3).every((t) => t < 40), `back to normal: ${after}`);
+  const after = s.sink.readings.slice(from);
+  const temperatures = after.map((r) => r.temperature);
+  assert.ok(temperatures[0]! < 80, `the first reading is still on its way up: ${temperatures}`);
+  assert.ok(
+    temperatures.every((t, i) => i === 0 || Math.abs(t - temperatures[i - 1]!) < 30),
+    `no jump: ${temperatures}`,
+  );
+  const hot = temperatures.filter((t) => t >= DEFAULT_RULE.high).length;
+  assert.ok(
+    hot >= 3 && hot <= 5,
+    `three hot readings, and maybe one or two on the way down: ${hot}`,
+  );
+  // Heating the same air dries it: humidity is lowest where temperature is highest.
+  const hottest = after.reduce((a, b) => (b.temperature > a.temperature ? b : a));
+  assert.ok(after.every((r) => r.humidity >= hottest.humidity));
+  assert.ok(temperatures.slice(-5).every((t) => t < 40), `back to normal: ${temperatures}`);
   assert.ok(s.sink.readings.slice(0, from).every((r) => r.temperature < 40));
 });
 

@@ -4,6 +4,7 @@ import type { RegistrySnapshot, RegistryView } from "../actors/fleet_registry.ts
 import type { FleetCommands, FleetPlacement, SensorOwner } from "../actors/sensor_control.ts";
 import { silentLogger } from "../adapters/log.ts";
 import { DEFAULT_RULE } from "../domain/hysteresis.ts";
+import type { FaultKind, FaultOrder } from "../domain/sensor_faults.ts";
 import type { SensorSpec } from "../schemas/sensor_spec.ts";
 
 /** A registry view in memory: every write is at once in the view, partitions by id length. */
@@ -45,10 +46,20 @@ class MemoryView implements RegistryView {
 function shared(owners: Map<number, SensorOwner> = new Map(), cap = 10) {
   const view = new MemoryView();
   const sent: [string, { readings: number; temperature: number }][] = [];
+  const faults: [string, FaultOrder][] = [];
+  const cleared: [string, FaultKind | undefined][] = [];
   const placement: FleetPlacement = { ownerOf: (p) => owners.get(p) };
   const commands: FleetCommands = {
     overheat: (id, order) => {
       sent.push([id, order]);
+      return Promise.resolve();
+    },
+    fault: (id, order) => {
+      faults.push([id, order]);
+      return Promise.resolve();
+    },
+    clearFaults: (id, kind) => {
+      cleared.push([id, kind]);
       return Promise.resolve();
     },
   };
@@ -60,7 +71,7 @@ function shared(owners: Map<number, SensorOwner> = new Map(), cap = 10) {
     cap,
     logger: silentLogger,
   });
-  return { fleet, view, sent };
+  return { fleet, view, sent, faults, cleared };
 }
 
 const owner: SensorOwner = { host: "h", pid: 7, member: "m-1" };
