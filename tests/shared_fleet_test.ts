@@ -127,6 +127,27 @@ Deno.test("SharedFleet.overheat() sends a command to a running sensor and refuse
   assert.equal(sent.length, 1);
 });
 
+Deno.test("SharedFleet.fault() resolves the fault here and sends it as a command to the running sensor", async () => {
+  const { fleet, faults, cleared } = shared(new Map([[0, owner]]));
+  await fleet.add({ kind: "one", id: "ab", template: { thresholds: { high: 60, low: 50 } } });
+  await fleet.add({ kind: "one", id: "abc", template: {} });
+  assert.deepEqual(await fleet.fault("ab", { kind: "spike" }), {
+    ok: true,
+    fault: { kind: "spike", count: 1, temperature: 90 },
+  });
+  assert.deepEqual(faults, [["ab", { kind: "spike", count: 1, temperature: 90 }]]);
+  const pending = await fleet.fault("abc", { kind: "dropout" });
+  assert.equal(!pending.ok && pending.code, "not_running");
+  const unknown = await fleet.fault("zz", { kind: "dropout" });
+  assert.equal(!unknown.ok && unknown.code, "not_found");
+  assert.equal(faults.length, 1);
+  assert.equal(fleet.get("abc")?.faults, null, "run elsewhere: not known here");
+  assert.deepEqual(await fleet.clearFaults("ab", "spike"), { ok: true });
+  assert.deepEqual(await fleet.clearFaults("abc"), { ok: true });
+  assert.equal((await fleet.clearFaults("zz")).ok, false);
+  assert.deepEqual(cleared, [["ab", "spike"], ["abc", undefined]]);
+});
+
 Deno.test("SharedFleet.remove() tombstones a known sensor; an unknown one is false", async () => {
   const { fleet, view } = shared();
   await fleet.add({ kind: "one", id: "ab", template: {} });
