@@ -56,6 +56,8 @@ export interface SensorDeps {
   readonly now: () => number;
   /** Called when the sink refused a reading (it is lost; the seq is not reused). */
   readonly onDropped?: (id: string) => void;
+  /** Called for each tick a dropout fault silenced. */
+  readonly onSilenced?: () => void;
   /** Called with each emitted reading (e.g. for `GET /sensors/:id`). */
   readonly onEmit?: (reading: Reading) => void;
   /** The timer a fleet's sensors share (on `now`'s clock); a sensor without one gets its own. */
@@ -254,6 +256,7 @@ export class Sensor {
         // A dropout is silence: the world goes on, but no seq is used and nothing is sent.
         this.#signal = next.state;
         this.#silenced++;
+        this.#deps.onSilenced?.();
         return;
       }
     }

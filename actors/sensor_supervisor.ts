@@ -118,6 +118,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   #dropped = 0;
   #emitted = 0;
   #stalled = 0;
+  #silenced = 0;
   #stopped = false;
   /** Faults injected so far, per kind. */
   readonly #faultsInjected = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<
@@ -186,6 +187,8 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
       seqLedgerFailures: seqs.failedCalls,
       restarts: this.#supervisor.restarts,
       mailboxDepth,
+      /** Ticks a dropout fault silenced. */
+      silenced: this.#silenced,
       /** Sensors with a fault of each kind in effect. */
       faultsActive,
       /** Faults injected so far, per kind. */
@@ -455,6 +458,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
           now: this.#now,
           timer: this.#timer,
           onDropped: () => this.#dropped++,
+          onSilenced: () => this.#silenced++,
           onEmit: (reading) => {
             entry.lastReading = reading;
             this.#lastSeq.set(settings.id, reading.seq);

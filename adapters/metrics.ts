@@ -27,6 +27,8 @@ export interface MetricSources {
       readonly seqLedgerFailures: number;
       readonly restarts: number;
       readonly mailboxDepth: number;
+      /** Ticks a dropout fault silenced. */
+      readonly silenced?: number;
       /** Sensors with a fault of each kind in effect (docs/faults.md). */
       readonly faultsActive?: Readonly<Record<string, number>>;
       /** Faults injected so far, per kind. */
@@ -223,6 +225,11 @@ export function createMetrics(
     "iot_sensor_ticks_stalled_total",
     "Sensor ticks that emitted nothing because no reserved seq was left (seq ledger slow or down).",
     (s) => s.fleet?.stats.stalled,
+  );
+  total(
+    "iot_sensor_ticks_silenced_total",
+    "Sensor ticks a dropout fault silenced: no reading, no seq used (docs/faults.md).",
+    (s) => s.fleet?.stats.silenced,
   );
   total(
     "iot_seq_blocks_reserved_total",

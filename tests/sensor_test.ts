@@ -311,3 +311,46 @@ Deno.test("Sensor after a stall of several intervals emits once late and counts 
   await s.time.tickAsync(1);
   assert.equal(s.sink.readings.length, 3);
 });
+
+Deno.test("Sensor under a dropout takes no seq and sends nothing, then resumes without a gap", async () => {
+  let asked = 0;
+  const seqs: SeqSource = { take: () => ++asked };
+  await using s = start({ intervalMs: 5 }, seqs);
+  await s.time.tickAsync(FIRST);
+  assert.equal(s.sink.readings.length, 1);
+  s.sensor.injectFault({ kind: "dropout", readings: 4 });
+  assert.deepEqual(s.sensor.faults, [{ kind: "dropout", remaining: 4, until: null }]);
+  await s.time.tickAsync(4 * 5);
+  assert.equal(s.sink.readings.length, 1, "silent for four ticks");
+  assert.equal(asked, 1, "no seq taken while silent");
+  assert.equal(s.sensor.silenced, 4);
+  assert.deepEqual(s.sensor.faults, []);
+  await s.time.tickAsync(2 * 5);
+  await s.sensor.stop();
+  assert.deepEqual(s.sink.readings.map((r) => r.seq), [1, 2, 3]);
+});
+
+Deno.test("Sensor sends a late reading after later ones and a duplicate twice, seqs unchanged", async () => {
+  await using s = start({ intervalMs: 5 });
+  await s.time.tickAsync(FIRST);
+  s.sensor.injectFault({ kind: "late", readings: 1, by: 1 });
+  s.sensor.injectFault({ kind: "duplicate", readings: 1, copies: 1 });
+  await s.time.tickAsync(3 * 5);
+  await s.sensor.stop();
+  // Seq 2 is held (and repeated when finally sent) after seq 3.
+  assert.deepEqual(s.sink.readings.map((r) => r.seq), [1, 3, 2, 2, 4]);
+  assert.deepEqual(s.sink.readings[2], s.sink.readings[3]);
+  assert.deepEqual(s.emitted.map((r) => r.seq), [1, 2, 3, 4], "onEmit once per seq");
+});
+
+Deno.test("Sensor.clearFaults() ends a stuck value at once", async () => {
+  await using s = start({ profile: "scripted", temperatures: [20, 21, 22, 23, 24], intervalMs: 5 });
+  await s.time.tickAsync(0);
+  s.sensor.injectFault({ kind: "stuck", durationMs: 60_000 });
+  await s.time.tickAsync(2 * 5);
+  assert.equal(s.sensor.faults[0]?.kind, "stuck");
+  s.sensor.clearFaults();
+  assert.deepEqual(s.sensor.faults, []);
+  await s.time.tickAsync(2 * 5);
+  assert.deepEqual(s.sink.readings.map((r) => r.temperature), [20, 21, 21, 23, 24]);
+});
