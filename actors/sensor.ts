@@ -161,7 +161,7 @@ export class Sensor {
 
   /** Adds a fault (replacing one of the same kind) from the next tick on. */
   injectFault(order: FaultOrder): void {
-    this.#faults = injectFault(this.#faults ?? NO_FAULTS, order, this.#deps.now());
+    this.#faults = injectFault(this.#faults ?? NO_FAULTS, order, { now: this.#deps.now() });
   }
 
   /** Ends the faults of `kind`, or all; readings already held back are still sent late. */
@@ -169,6 +169,11 @@ export class Sensor {
     if (this.#faults === null) return;
     const next = clearFaults(this.#faults, kind);
     this.#faults = isIdle(next) ? null : next;
+  }
+
+  /** True while a fault is in effect or a late reading is held. */
+  get faulty(): boolean {
+    return this.#faults !== null;
   }
 
   /** The faults in effect. */

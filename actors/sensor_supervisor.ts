@@ -172,7 +172,9 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
     for (const entry of this.#entries.values()) {
       if (entry.status === "running") running++;
       mailboxDepth += entry.sensor?.mailboxDepth ?? 0;
-      for (const fault of entry.sensor?.faults ?? []) faultsActive[fault.kind]++;
+      if (entry.sensor?.faulty) {
+        for (const fault of entry.sensor.faults) faultsActive[fault.kind]++;
+      }
     }
     const seqs = this.#reserver.stats;
     return {

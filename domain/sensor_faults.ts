@@ -91,8 +91,13 @@ export interface FaultInfo {
   readonly copies?: number;
 }
 
-/** Adds a fault, replacing one of the same kind; `now` starts a duration. */
-export function injectFault(state: FaultState, order: FaultOrder, now: number): FaultState {
+/** Adds a fault, replacing one of the same kind; `options.now` starts a duration. */
+export function injectFault(
+  state: FaultState,
+  order: FaultOrder,
+  options: { readonly now: number },
+): FaultState {
+  const { now } = options;
   const fault = activate(order, now);
   const faults = state.faults.filter((f) => f.kind !== order.kind);
   faults.push(fault);

@@ -82,7 +82,11 @@ export const FaultRequestSchema = z.discriminatedUnion("kind", [
 /** A validated request; a spike's temperature is still to come from the sensor's threshold. */
 export type FaultRequest = z.infer<typeof FaultRequestSchema>;
 
-/** A resolved order, as a fleet command carries it: every default filled in. */
+/**
+ * A resolved order, as a fleet command carries it: every default filled in.
+ * The refinements make exactly one of `readings` and `durationMs` present,
+ * which zod's inferred type cannot say; hence the cast to the domain's type.
+ */
 export const FaultOrderSchema: z.ZodType<FaultOrder> = z.union([
   z.strictObject({
     kind: z.literal("stuck"),

@@ -56,7 +56,7 @@ Deno.test("without faults every reading is sent once, as made", () => {
 });
 
 Deno.test("a dropout for N readings is silence: no seq taken, nothing sent", () => {
-  const state = injectFault(NO_FAULTS, { kind: "dropout", readings: 3 }, T0);
+  const state = injectFault(NO_FAULTS, { kind: "dropout", readings: 3 }, { now: T0 });
   const { sent, taken, silent, state: after } = run(state, 6);
   assert.equal(silent, 3);
   assert.equal(taken, 3, "only the ticks that sent took a seq");
@@ -65,7 +65,7 @@ Deno.test("a dropout for N readings is silence: no seq taken, nothing sent", () 
 });
 
 Deno.test("a dropout for a duration ends on the clock", () => {
-  const state = injectFault(NO_FAULTS, { kind: "dropout", durationMs: 2500 }, T0);
+  const state = injectFault(NO_FAULTS, { kind: "dropout", durationMs: 2500 }, { now: T0 });
   assert.deepEqual(describeFaults(state), [{
     kind: "dropout",
     remaining: null,
@@ -77,11 +77,13 @@ Deno.test("a dropout for a duration ends on the clock", () => {
 });
 
 Deno.test("stuck repeats the first affected value with fresh seqs, or the value ordered", () => {
-  const latched = run(injectFault(NO_FAULTS, { kind: "stuck", readings: 3 }, T0), 5);
+  const latched = run(injectFault(NO_FAULTS, { kind: "stuck", readings: 3 }, { now: T0 }), 5);
   assert.deepEqual(seqs(latched.sent), [1, 2, 3, 4, 5]);
   assert.deepEqual(latched.sent.map((r) => r.temperature), [20.1, 20.1, 20.1, 20.4, 20.5]);
   const fixed = run(
-    injectFault(NO_FAULTS, { kind: "stuck", readings: 2, temperature: -5, humidity: 0 }, T0),
+    injectFault(NO_FAULTS, { kind: "stuck", readings: 2, temperature: -5, humidity: 0 }, {
+      now: T0,
+    }),
     3,
   );
   assert.deepEqual(fixed.sent.map((r) => [r.temperature, r.humidity]), [[-5, 0], [-5, 0], [
@@ -92,7 +94,7 @@ Deno.test("stuck repeats the first affected value with fresh seqs, or the value 
 
 Deno.test("spikes are single readings, never two in a row", () => {
   const { sent } = run(
-    injectFault(NO_FAULTS, { kind: "spike", count: 3, temperature: 150 }, T0),
+    injectFault(NO_FAULTS, { kind: "spike", count: 3, temperature: 150 }, { now: T0 }),
     8,
   );
   assert.deepEqual(sent.map((r) => r.temperature === 150), [
@@ -109,20 +111,26 @@ Deno.test("spikes are single readings, never two in a row", () => {
 });
 
 Deno.test("a late reading keeps its seq and ts and comes after `by` later readings", () => {
-  const { sent, state } = run(injectFault(NO_FAULTS, { kind: "late", readings: 1, by: 2 }, T0), 5);
+  const { sent, state } = run(
+    injectFault(NO_FAULTS, { kind: "late", readings: 1, by: 2 }, { now: T0 }),
+    5,
+  );
   assert.deepEqual(seqs(sent), [2, 3, 1, 4, 5]);
   assert.deepEqual(sent[2], reading(1), "the same reading, as made");
   assert.ok(isIdle(state));
 });
 
 Deno.test("several late readings wait together and arrive in their own order", () => {
-  const { sent } = run(injectFault(NO_FAULTS, { kind: "late", readings: 2, by: 2 }, T0), 6);
+  const { sent } = run(
+    injectFault(NO_FAULTS, { kind: "late", readings: 2, by: 2 }, { now: T0 }),
+    6,
+  );
   assert.deepEqual(seqs(sent), [3, 4, 1, 2, 5, 6]);
 });
 
 Deno.test("a duplicate resends the same reading, seq and content", () => {
   const { sent } = run(
-    injectFault(NO_FAULTS, { kind: "duplicate", readings: 2, copies: 2 }, T0),
+    injectFault(NO_FAULTS, { kind: "duplicate", readings: 2, copies: 2 }, { now: T0 }),
     3,
   );
   assert.deepEqual(seqs(sent), [1, 1, 1, 2, 2, 2, 3]);
@@ -130,8 +138,8 @@ Deno.test("a duplicate resends the same reading, seq and content", () => {
 });
 
 Deno.test("clearFaults() ends the faults but still sends what was held back", () => {
-  let state = injectFault(NO_FAULTS, { kind: "late", readings: 5, by: 1 }, T0);
-  state = injectFault(state, { kind: "stuck", readings: 100 }, T0);
+  let state = injectFault(NO_FAULTS, { kind: "late", readings: 5, by: 1 }, { now: T0 });
+  state = injectFault(state, { kind: "stuck", readings: 100 }, { now: T0 });
   const first = run(state, 1);
   assert.deepEqual(first.sent, []);
   assert.deepEqual(describeFaults(first.state).map((f) => f.kind), ["stuck", "late"]);
@@ -151,8 +159,8 @@ Deno.test("clearFaults() ends the faults but still sends what was held back", ()
 });
 
 Deno.test("injectFault() replaces a fault of the same kind", () => {
-  let state = injectFault(NO_FAULTS, { kind: "spike", count: 5, temperature: 100 }, T0);
-  state = injectFault(state, { kind: "spike", count: 1, temperature: 120 }, T0);
+  let state = injectFault(NO_FAULTS, { kind: "spike", count: 5, temperature: 100 }, { now: T0 });
+  state = injectFault(state, { kind: "spike", count: 1, temperature: 120 }, { now: T0 });
   assert.deepEqual(describeFaults(state), [{
     kind: "spike",
     remaining: 1,
@@ -201,7 +209,7 @@ Deno.test("whatever the faults, seqs stay honest: each seq taken is sent, same c
         const ticks = 40 + 30 * 2;
         for (; tick < ticks; tick++) {
           while (queue.length > 0 && queue[0]![0] === tick) {
-            state = injectFault(state, queue.shift()![1], T0 + tick * 1000);
+            state = injectFault(state, queue.shift()![1], { now: T0 + tick * 1000 });
           }
           if (clearAtEnd && tick === 35) state = clearFaults(state);
           const gated = gate(state, T0 + tick * 1000);

@@ -464,3 +464,45 @@ Deno.test("SensorFleet reports its supervisor giving up once, marks its sensors 
   await f.time.tickAsync(20);
   assert.equal(escalations.length, 1, "reported once");
 });
+
+Deno.test("SensorFleet.fault() resolves against the sensor's own threshold, shows and counts the fault", async () => {
+  await using f = fleet();
+  idsOf(f.add(one("a", { thresholds: { high: 60, low: 50 } })));
+  idsOf(f.add(one("b")));
+  await after(f, 5, "a reading", () => f.sink.of("a").length >= 1);
+  assert.deepEqual(f.fault("a", { kind: "spike" }), {
+    ok: true,
+    fault: { kind: "spike", count: 1, temperature: 90 },
+  });
+  assert.deepEqual(f.fault("b", { kind: "dropout", durationMs: 1000 }), {
+    ok: true,
+    fault: { kind: "dropout", durationMs: 1000 },
+  });
+  assert.equal(f.get("b")?.faults?.[0]?.kind, "dropout");
+  assert.deepEqual(f.list(0, 10).map((s) => s.faults?.length), [1, 1]);
+  assert.equal(f.stats.faultsActive.dropout, 1);
+  assert.equal(f.stats.faultsInjected.spike, 1);
+  const from = f.sink.of("b").length;
+  await after(f, 50, "b silent", () => f.sink.of("b").length === from);
+  assert.ok(f.stats.silenced >= 9, `silenced ${f.stats.silenced}`);
+  assert.ok(f.sink.of("a").some((r) => r.temperature === 90), "a spiked");
+  assert.deepEqual(f.clearFaults("b"), { ok: true });
+  assert.equal(f.stats.faultsActive.dropout, 0);
+  await after(f, 10, "b again", () => f.sink.of("b").length > from);
+  assert.equal(f.stats.faultsInjected.dropout, 1, "a total, not a level");
+});
+
+Deno.test("SensorFleet.fault() refuses unknown sensors and sensors that are not running", async () => {
+  await using f = fleet();
+  idsOf(f.add(one("s", { profile: "scripted", temperatures: [20] })));
+  assert.deepEqual(f.fault("nobody", { kind: "stuck" }), {
+    ok: false,
+    code: "not_found",
+    message: 'Unknown sensor: "nobody"',
+  });
+  await after(f, 5, "the script to end", () => f.get("s")?.status === "completed");
+  const done = f.fault("s", { kind: "stuck" });
+  assert.equal(!done.ok && done.code, "not_running");
+  assert.equal(f.clearFaults("nobody").ok, false);
+  assert.deepEqual(f.get("s")?.faults, []);
+});
