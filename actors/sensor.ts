@@ -273,14 +273,19 @@ export class Sensor {
     }
     this.#signal = next.state;
     const { sample } = next;
-    const heated = applyHeatBurst(this.#burst, sample);
-    this.#burst = heated.burst;
+    let { temperature, humidity } = sample;
+    if (this.#burst !== null) {
+      const heated = applyHeatBurst(this.#burst, sample);
+      this.#burst = heated.burst;
+      temperature = heated.temperature;
+      humidity = heated.humidity;
+    }
     const reading: Reading = {
       deviceId: this.settings.id,
       seq,
       ts: new Date(this.#deps.now()).toISOString(),
-      temperature: heated.temperature,
-      humidity: heated.humidity,
+      temperature,
+      humidity,
       location: sample.location,
       ...(this.settings.customRule ? { thresholds: this.settings.rule } : {}),
       offlineAfterMs: this.settings.offlineAfterMs ??
