@@ -94,6 +94,8 @@ interface Entry {
   seqs: SeqAllocation;
   /** Its sensor was started (it had a first block). */
   launched: boolean;
+  /** Orders (overheat, faults) given before its first block: applied once it starts. */
+  pending: ((sensor: Sensor) => void)[];
 }
 
 /** Why a fleet whose supervisor gave up refuses new sensors. */
@@ -310,10 +312,10 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
           `temperature: ${temperature} would not overheat "${id}": its high threshold is ${high}`,
       };
     }
-    if (entry.status !== "running" || !entry.sensor) {
+    if (entry.status !== "running") {
       return { ok: false, code: "not_running", message: `Sensor is ${entry.status}: "${id}"` };
     }
-    entry.sensor.overheat({ readings: request.readings, temperature });
+    this.#order(entry, (sensor) => sensor.overheat({ readings: request.readings, temperature }));
     this.#log.info("overheat triggered", { id, readings: request.readings, temperature });
     return { ok: true, readings: request.readings, temperature };
   }
@@ -338,10 +340,10 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
       return { ok: false, code: "not_found", message: `Unknown sensor: "${id}"` };
     }
     if (this.#escalated) return { ok: false, code: "unavailable", message: FLEET_GAVE_UP };
-    if (entry.status !== "running" || !entry.sensor) {
+    if (entry.status !== "running") {
       return { ok: false, code: "not_running", message: `Sensor is ${entry.status}: "${id}"` };
     }
-    entry.sensor.injectFault(order);
+    this.#order(entry, (sensor) => sensor.injectFault(order));
     this.#faultsInjected[order.kind]++;
     this.#log.info("fault injected", { id, ...order });
     return { ok: true, fault: order };
@@ -367,6 +369,15 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.stop();
+  }
+
+  /**
+   * Applies `order` to the entry's sensor, or — when the sensor still waits
+   * for its first seq block (just added) — once it starts.
+   */
+  #order(entry: Entry, order: (sensor: Sensor) => void) {
+    if (entry.sensor) order(entry.sensor);
+    else entry.pending.push(order);
   }
 
   #escalate(error: SupervisorEscalationError) {
@@ -403,6 +414,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
       removing: false,
       seqs: asked.state,
       launched: false,
+      pending: [],
     };
     this.#entries.set(settings.id, entry);
     // The sensor starts only once its first block is granted.
@@ -470,6 +482,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
           entry.status = e.type === "normal" ? "completed" : "failed";
           exit(e);
         });
+        for (const order of entry.pending.splice(0)) order(entry.sensor);
         return entry.sensor;
       },
     }).catch((error) => {

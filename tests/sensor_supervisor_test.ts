@@ -506,3 +506,19 @@ Deno.test("SensorFleet.fault() refuses unknown sensors and sensors that are not 
   assert.equal(f.clearFaults("nobody").ok, false);
   assert.deepEqual(f.get("s")?.faults, []);
 });
+
+Deno.test("SensorFleet applies an overheat or fault given before the sensor's first seq block once it starts", async () => {
+  await using f = fleet();
+  idsOf(f.add(one("a")));
+  idsOf(f.add(one("b")));
+  assert.equal(f.get("a")?.faults?.length, 0, "not started yet: nothing to show");
+  assert.deepEqual(f.fault("a", { kind: "stuck", readings: 3, temperature: 42 }), {
+    ok: true,
+    fault: { kind: "stuck", readings: 3, temperature: 42 },
+  });
+  assert.equal(f.overheat("b", { readings: 2, temperature: undefined }).ok, true);
+  await after(f, 30, "readings of both", () => f.sink.of("a").length >= 4);
+  assert.deepEqual(f.sink.of("a").slice(0, 3).map((r) => r.temperature), [42, 42, 42]);
+  assert.notEqual(f.sink.of("a")[3]!.temperature, 42);
+  await after(f, 50, "b heated", () => f.sink.of("b").some((r) => r.temperature >= 80));
+});
