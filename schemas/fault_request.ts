@@ -180,6 +180,15 @@ export function resolveFault(
   }
 }
 
+/** `DELETE /sensors/:id/faults?kind=`: without `kind`, every fault. */
+export const FaultsQuerySchema = z.strictObject({ kind: FaultKindSchema.optional() });
+
+/** `202` of `POST /sensors/:id/faults`: the fault as resolved. */
+export const FaultAcceptedSchema = z.strictObject({
+  id: z.string(),
+  fault: FaultOrderSchema,
+});
+
 /** The `kind` query parameter of `DELETE /sensors/:id/faults`, if valid. */
 export function parseFaultKind(raw: string): FaultKind | undefined {
   const parsed = FaultKindSchema.safeParse(raw);
