@@ -149,8 +149,16 @@ for (const mode of [KAFKA_MONGO, EMBEDDED]) {
     const pauses = dropout.slice(1).map((r, i) => r.ts.getTime() - dropout[i]!.ts.getTime());
     const silences = pauses.filter((ms) => ms >= 10 * INTERVAL_MS);
     assert.equal(silences.length, 1, `one window without readings: ${pauses}`);
-    // (Once offline detection exists: an offline episode opened in that window and cleared by
-    // the next reading.)
+    // The silence is longer than the device's offlineAfterMs (3 intervals by default): one offline
+    // episode from the last reading before it, cleared by the first one after it (event time, so
+    // recorded even when only the closing reading shows it: docs/offline.md).
+    const before = dropout[pauses.findIndex((ms) => ms >= 10 * INTERVAL_MS)]!;
+    const episode = await until("the dropout's offline episode, cleared", async () => {
+      const res = await fetch(`${app.url}/alerts?type=offline&deviceId=dropout-1&limit=100`);
+      const { alerts } = await res.json() as { alerts: Record<string, unknown>[] };
+      return alerts.find((a) => a.raisedSeq === before.seq && a.status === "cleared");
+    });
+    assert.equal(episode.clearedSeq, before.seq + 1);
 
     // Late: its seq arrives after two later ones, so the processors counted a gap when those
     // came, and then refused the late reading (dead-lettered, never stored).
