@@ -19,8 +19,12 @@ import { resolveSensorRequest, type SpecDefaults } from "../domain/sensor_specs.
 import type { SensorRequest } from "../schemas/sensor_request.ts";
 import { OVERHEAT_MARGIN, type OverheatRequest } from "../schemas/overheat_request.ts";
 import { TEMPERATURE_RANGE } from "../schemas/reading.ts";
+import { type FaultRequest, resolveFault } from "../schemas/fault_request.ts";
+import type { FaultKind } from "../domain/sensor_faults.ts";
 import type {
   AddSensorsResult,
+  ClearFaultsResult,
+  FaultResult,
   FleetCommands,
   FleetPlacement,
   OverheatResult,
@@ -130,6 +134,14 @@ export class DurableFleet implements SensorControl {
 
   overheat(id: string, request: OverheatRequest): OverheatResult {
     return this.#fleet.overheat(id, request);
+  }
+
+  fault(id: string, request: FaultRequest): FaultResult {
+    return this.#fleet.fault(id, request);
+  }
+
+  clearFaults(id: string, kind?: FaultKind): ClearFaultsResult {
+    return this.#fleet.clearFaults(id, kind);
   }
 
   /** Runs `write` after every earlier write settled. */
@@ -268,6 +280,31 @@ export class SharedFleet implements SensorControl {
     return { ok: true, readings: request.readings, temperature };
   }
 
+  /** Resolves the fault here and sends it, as a command, to whichever process runs the sensor. */
+  async fault(id: string, request: FaultRequest): Promise<FaultResult> {
+    const detail = this.#detail(id);
+    if (!detail) return { ok: false, code: "not_found", message: `Unknown sensor: "${id}"` };
+    if (detail.status !== "running") {
+      return { ok: false, code: "not_running", message: `Sensor is ${detail.status}: "${id}"` };
+    }
+    const order = resolveFault(request, {
+      high: detail.thresholds.high,
+      maxTemperature: TEMPERATURE_RANGE.max,
+    });
+    await this.#opts.commands.fault(id, order);
+    this.#log.info("fault sent", { id, ...order });
+    return { ok: true, fault: order };
+  }
+
+  async clearFaults(id: string, kind?: FaultKind): Promise<ClearFaultsResult> {
+    if (!this.#registry.spec(id)) {
+      return { ok: false, code: "not_found", message: `Unknown sensor: "${id}"` };
+    }
+    await this.#opts.commands.clearFaults(id, kind);
+    this.#log.info("clear faults sent", { id, kind: kind ?? "all" });
+    return { ok: true };
+  }
+
   #detail(id: string): SensorDetail | undefined {
     const spec = this.#registry.spec(id);
     if (!spec) return undefined;
@@ -284,6 +321,7 @@ export class SharedFleet implements SensorControl {
       thresholds: spec.rule,
       owner: owner ?? null,
       emitting: owner !== undefined,
+      faults: null,
       lastReading: null,
     };
   }

@@ -19,7 +19,20 @@
 import type { ActorStatus } from "./actor.ts";
 import type { ChildExit } from "./supervisor.ts";
 import { initialSignal, nextSample, type SignalState } from "../domain/signal.ts";
-import { applyHeatBurst, type HeatBurst } from "../domain/heat_burst.ts";
+import { applyHeatBurst, type HeatBurst, heatBurst } from "../domain/heat_burst.ts";
+import {
+  clearFaults,
+  deliver,
+  describeFaults,
+  type FaultInfo,
+  type FaultKind,
+  type FaultOrder,
+  type FaultState,
+  gate,
+  injectFault,
+  isIdle,
+  NO_FAULTS,
+} from "../domain/sensor_faults.ts";
 import { defaultOfflineAfterMs } from "../domain/offline.ts";
 import type { Reading } from "../schemas/reading.ts";
 import type { SensorSpec } from "../schemas/sensor_spec.ts";
@@ -43,6 +56,8 @@ export interface SensorDeps {
   readonly now: () => number;
   /** Called when the sink refused a reading (it is lost; the seq is not reused). */
   readonly onDropped?: (id: string) => void;
+  /** Called for each tick a dropout fault silenced. */
+  readonly onSilenced?: () => void;
   /** Called with each emitted reading (e.g. for `GET /sensors/:id`). */
   readonly onEmit?: (reading: Reading) => void;
   /** The timer a fleet's sensors share (on `now`'s clock); a sensor without one gets its own. */
@@ -61,6 +76,9 @@ export class Sensor {
   readonly #exit: (e: ChildExit) => void;
   #signal: SignalState;
   #burst: HeatBurst | null = null;
+  /** Injected faults; null (the common case) costs the tick one comparison. */
+  #faults: FaultState | null = null;
+  #silenced = 0;
   readonly #seqs: SeqSource;
   #seq = 0;
   #stalled = 0;
@@ -123,9 +141,44 @@ export class Sensor {
     return this.#status === "running";
   }
 
-  /** Makes the next `burst.remaining` readings at least `burst.temperature` hot. */
-  overheat(burst: HeatBurst): void {
-    this.#burst = burst;
+  /** Ticks a dropout fault silenced (no seq taken, nothing sent). */
+  get silenced(): number {
+    return this.#silenced;
+  }
+
+  /**
+   * Heats the sensor towards `temperature` with thermal lag until `readings`
+   * readings reported at or above its high threshold, then lets it cool back
+   * (see `heat_burst.ts`).
+   */
+  overheat(order: { readonly readings: number; readonly temperature: number }): void {
+    this.#burst = heatBurst({
+      readings: order.readings,
+      target: order.temperature,
+      high: this.settings.rule.high,
+    });
+  }
+
+  /** Adds a fault (replacing one of the same kind) from the next tick on. */
+  injectFault(order: FaultOrder): void {
+    this.#faults = injectFault(this.#faults ?? NO_FAULTS, order, { now: this.#deps.now() });
+  }
+
+  /** Ends the faults of `kind`, or all; readings already held back are still sent late. */
+  clearFaults(kind?: FaultKind): void {
+    if (this.#faults === null) return;
+    const next = clearFaults(this.#faults, kind);
+    this.#faults = isIdle(next) ? null : next;
+  }
+
+  /** True while a fault is in effect or a late reading is held. */
+  get faulty(): boolean {
+    return this.#faults !== null;
+  }
+
+  /** The faults in effect. */
+  get faults(): FaultInfo[] {
+    return this.#faults === null ? [] : describeFaults(this.#faults);
   }
 
   /** Stops ticking; a tick already queued is handled first. Resolves once stopped or failed. */
@@ -201,6 +254,17 @@ export class Sensor {
       void this.stop().then(() => this.#exit({ type: "normal" }));
       return;
     }
+    if (this.#faults !== null) {
+      const gated = gate(this.#faults, this.#deps.now());
+      this.#faults = isIdle(gated.state) ? null : gated.state;
+      if (gated.silent) {
+        // A dropout is silence: the world goes on, but no seq is used and nothing is sent.
+        this.#signal = next.state;
+        this.#silenced++;
+        this.#deps.onSilenced?.();
+        return;
+      }
+    }
     const seq = this.#seqs.take();
     if (seq === undefined) {
       // Never invent a seq: skip the tick; the signal does not advance either.
@@ -209,21 +273,37 @@ export class Sensor {
     }
     this.#signal = next.state;
     const { sample } = next;
-    const heated = applyHeatBurst(this.#burst, sample.temperature);
-    this.#burst = heated.burst;
+    let { temperature, humidity } = sample;
+    if (this.#burst !== null) {
+      const heated = applyHeatBurst(this.#burst, sample);
+      this.#burst = heated.burst;
+      temperature = heated.temperature;
+      humidity = heated.humidity;
+    }
     const reading: Reading = {
       deviceId: this.settings.id,
       seq,
       ts: new Date(this.#deps.now()).toISOString(),
-      temperature: heated.temperature,
-      humidity: sample.humidity,
+      temperature,
+      humidity,
       location: sample.location,
       ...(this.settings.customRule ? { thresholds: this.settings.rule } : {}),
       offlineAfterMs: this.settings.offlineAfterMs ??
         defaultOfflineAfterMs(this.settings.intervalMs),
     };
     this.#seq = reading.seq;
-    this.#deps.onEmit?.(reading);
+    if (this.#faults === null) {
+      this.#deps.onEmit?.(reading);
+      this.#publish(reading);
+      return;
+    }
+    const faulty = deliver(this.#faults, reading);
+    this.#faults = isIdle(faulty.state) ? null : faulty.state;
+    this.#deps.onEmit?.(faulty.reading);
+    for (const r of faulty.send) this.#publish(r);
+  }
+
+  #publish(reading: Reading) {
     if (!this.#deps.sink.publish(reading)) this.#deps.onDropped?.(this.settings.id);
   }
 }

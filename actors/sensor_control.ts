@@ -8,6 +8,8 @@ import type { AlarmRule } from "../domain/hysteresis.ts";
 import type { Reading } from "../schemas/reading.ts";
 import type { SensorProfile, SensorRequest } from "../schemas/sensor_request.ts";
 import type { OverheatRequest } from "../schemas/overheat_request.ts";
+import type { FaultRequest } from "../schemas/fault_request.ts";
+import type { FaultInfo, FaultKind, FaultOrder } from "../domain/sensor_faults.ts";
 
 /** "pending": recorded in the registry, but no process runs it yet (Kafka mode). */
 export type SensorStatus = "running" | "completed" | "failed" | "pending";
@@ -32,6 +34,8 @@ export interface SensorInfo {
   readonly owner: SensorOwner | null;
   /** True while its owner runs it and reports in. */
   readonly emitting: boolean;
+  /** Injected faults in effect (docs/faults.md); null when another process runs it. */
+  readonly faults: readonly FaultInfo[] | null;
 }
 
 export interface SensorDetail extends SensorInfo {
@@ -55,6 +59,18 @@ export type OverheatResult =
     readonly message: string;
   };
 
+export type FaultResult =
+  | { readonly ok: true; readonly fault: FaultOrder }
+  | {
+    readonly ok: false;
+    readonly code: "not_found" | "not_running" | "unavailable";
+    readonly message: string;
+  };
+
+export type ClearFaultsResult =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly code: "not_found" | "unavailable"; readonly message: string };
+
 type MaybePromise<T> = T | Promise<T>;
 
 /**
@@ -74,6 +90,10 @@ export interface SensorControl {
   get(id: string): MaybePromise<SensorDetail | undefined>;
   /** Makes a running sensor report temperatures past its high threshold for a while. */
   overheat(id: string, request: OverheatRequest): MaybePromise<OverheatResult>;
+  /** Injects a fault into a running sensor (replacing one of the same kind). */
+  fault(id: string, request: FaultRequest): MaybePromise<FaultResult>;
+  /** Ends a sensor's faults of `kind`, or all of them. */
+  clearFaults(id: string, kind?: FaultKind): MaybePromise<ClearFaultsResult>;
   readonly size: number;
   readonly cap: number;
 }
@@ -90,4 +110,6 @@ export interface FleetCommands {
     id: string,
     order: { readonly readings: number; readonly temperature: number },
   ): Promise<void>;
+  fault(id: string, order: FaultOrder): Promise<void>;
+  clearFaults(id: string, kind?: FaultKind): Promise<void>;
 }

@@ -34,11 +34,15 @@ import { realTimers, type Timers } from "./timers.ts";
 import { type Reading, TEMPERATURE_RANGE } from "../schemas/reading.ts";
 import { OVERHEAT_MARGIN, type OverheatRequest } from "../schemas/overheat_request.ts";
 import type { SensorRequest } from "../schemas/sensor_request.ts";
+import { type FaultRequest, resolveFault } from "../schemas/fault_request.ts";
+import { FAULT_KINDS, type FaultKind, type FaultOrder } from "../domain/sensor_faults.ts";
 import { resolveSensorRequest, type SpecDefaults } from "../domain/sensor_specs.ts";
 import type { Logger } from "./logger.ts";
 import type { ReadingSink } from "./reading_sink.ts";
 import type {
   AddSensorsResult,
+  ClearFaultsResult,
+  FaultResult,
   OverheatResult,
   SensorControl,
   SensorDetail,
@@ -90,6 +94,8 @@ interface Entry {
   seqs: SeqAllocation;
   /** Its sensor was started (it had a first block). */
   launched: boolean;
+  /** Orders (overheat, faults) given before its first block: applied once it starts. */
+  pending: ((sensor: Sensor) => void)[];
 }
 
 /** Why a fleet whose supervisor gave up refuses new sensors. */
@@ -114,7 +120,13 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   #dropped = 0;
   #emitted = 0;
   #stalled = 0;
+  #silenced = 0;
   #stopped = false;
+  /** Faults injected so far, per kind. */
+  readonly #faultsInjected = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<
+    FaultKind,
+    number
+  >;
 
   constructor(options: SensorFleetOptions) {
     this.#opts = options;
@@ -155,9 +167,16 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   get stats() {
     let running = 0;
     let mailboxDepth = 0;
+    const faultsActive = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<
+      FaultKind,
+      number
+    >;
     for (const entry of this.#entries.values()) {
       if (entry.status === "running") running++;
       mailboxDepth += entry.sensor?.mailboxDepth ?? 0;
+      if (entry.sensor?.faulty) {
+        for (const fault of entry.sensor.faults) faultsActive[fault.kind]++;
+      }
     }
     const seqs = this.#reserver.stats;
     return {
@@ -172,6 +191,12 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
       seqLedgerFailures: seqs.failedCalls,
       restarts: this.#supervisor.restarts,
       mailboxDepth,
+      /** Ticks a dropout fault silenced. */
+      silenced: this.#silenced,
+      /** Sensors with a fault of each kind in effect. */
+      faultsActive,
+      /** Faults injected so far, per kind. */
+      faultsInjected: { ...this.#faultsInjected },
     };
   }
 
@@ -287,12 +312,51 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
           `temperature: ${temperature} would not overheat "${id}": its high threshold is ${high}`,
       };
     }
-    if (entry.status !== "running" || !entry.sensor) {
+    if (entry.status !== "running") {
       return { ok: false, code: "not_running", message: `Sensor is ${entry.status}: "${id}"` };
     }
-    entry.sensor.overheat({ remaining: request.readings, temperature });
+    this.#order(entry, (sensor) => sensor.overheat({ readings: request.readings, temperature }));
     this.#log.info("overheat triggered", { id, readings: request.readings, temperature });
     return { ok: true, readings: request.readings, temperature };
+  }
+
+  /** Resolves a fault request against the sensor's thresholds and injects it. */
+  fault(id: string, request: FaultRequest): FaultResult {
+    const entry = this.#entries.get(id);
+    if (!entry || entry.removing) {
+      return { ok: false, code: "not_found", message: `Unknown sensor: "${id}"` };
+    }
+    const order = resolveFault(request, {
+      high: entry.settings.rule.high,
+      maxTemperature: TEMPERATURE_RANGE.max,
+    });
+    return this.injectFault(id, order);
+  }
+
+  /** Injects a resolved fault (what a fault command carries) into a running sensor. */
+  injectFault(id: string, order: FaultOrder): FaultResult {
+    const entry = this.#entries.get(id);
+    if (!entry || entry.removing) {
+      return { ok: false, code: "not_found", message: `Unknown sensor: "${id}"` };
+    }
+    if (this.#escalated) return { ok: false, code: "unavailable", message: FLEET_GAVE_UP };
+    if (entry.status !== "running") {
+      return { ok: false, code: "not_running", message: `Sensor is ${entry.status}: "${id}"` };
+    }
+    this.#order(entry, (sensor) => sensor.injectFault(order));
+    this.#faultsInjected[order.kind]++;
+    this.#log.info("fault injected", { id, ...order });
+    return { ok: true, fault: order };
+  }
+
+  clearFaults(id: string, kind?: FaultKind): ClearFaultsResult {
+    const entry = this.#entries.get(id);
+    if (!entry || entry.removing) {
+      return { ok: false, code: "not_found", message: `Unknown sensor: "${id}"` };
+    }
+    entry.sensor?.clearFaults(kind);
+    this.#log.info("faults cleared", { id, kind: kind ?? "all" });
+    return { ok: true };
   }
 
   /** Stops every sensor (reverse start order). */
@@ -305,6 +369,15 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.stop();
+  }
+
+  /**
+   * Applies `order` to the entry's sensor, or — when the sensor still waits
+   * for its first seq block (just added) — once it starts.
+   */
+  #order(entry: Entry, order: (sensor: Sensor) => void) {
+    if (entry.sensor) order(entry.sensor);
+    else entry.pending.push(order);
   }
 
   #escalate(error: SupervisorEscalationError) {
@@ -327,6 +400,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
       thresholds: rule,
       owner: this.#opts.owner ?? null,
       emitting: entry.status === "running",
+      faults: entry.status === "running" ? entry.sensor?.faults ?? [] : [],
     };
   }
 
@@ -340,6 +414,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
       removing: false,
       seqs: asked.state,
       launched: false,
+      pending: [],
     };
     this.#entries.set(settings.id, entry);
     // The sensor starts only once its first block is granted.
@@ -397,6 +472,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
           now: this.#now,
           timer: this.#timer,
           onDropped: () => this.#dropped++,
+          onSilenced: () => this.#silenced++,
           onEmit: (reading) => {
             entry.lastReading = reading;
             this.#lastSeq.set(settings.id, reading.seq);
@@ -406,6 +482,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
           entry.status = e.type === "normal" ? "completed" : "failed";
           exit(e);
         });
+        for (const order of entry.pending.splice(0)) order(entry.sensor);
         return entry.sensor;
       },
     }).catch((error) => {

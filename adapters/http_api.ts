@@ -28,6 +28,8 @@ import {
   type ReadingDoc,
 } from "../schemas/documents.ts";
 import { backtest, type BacktestEpisode } from "../domain/backtest.ts";
+import { parseFaultKind, parseFaultRequest } from "../schemas/fault_request.ts";
+import { FAULT_KINDS } from "../domain/sensor_faults.ts";
 import type { Logger } from "../actors/logger.ts";
 import { realTimers, type TimerId, type Timers } from "../actors/timers.ts";
 import type { SensorControl } from "../actors/sensor_control.ts";
@@ -279,6 +281,61 @@ function sensorRoutes(port: SensorControl | undefined, connecting: boolean): Hon
         return c.json({ id, readings: result.readings, temperature: result.temperature }, 202);
       },
     )
+    .post(
+      "/:id/faults",
+      bodyLimit({
+        maxSize: 4096,
+        onError: () => {
+          throw new ApiError(413, "payload_too_large", "Body is too large: the limit is 4 KiB");
+        },
+      }),
+      async (c) => {
+        const fleet = sensors();
+        const id = idParam(c.req.param("id"), "sensor id");
+        const parsed = parseFaultRequest(await jsonBody(c));
+        if (!parsed.ok) throw new ApiError(400, "bad_request", parsed.message);
+        const result = await fleet.fault(id, parsed.request);
+        if (!result.ok) {
+          switch (result.code) {
+            case "not_found":
+              throw new ApiError(404, "not_found", result.message);
+            case "not_running":
+              throw new ApiError(409, "conflict", result.message);
+            case "unavailable":
+              throw new ApiError(503, "unavailable", result.message);
+            default:
+              throw result.code satisfies never;
+          }
+        }
+        // Accepted, not done: the sensor applies it from its next tick.
+        return c.json({ id, fault: result.fault }, 202);
+      },
+    )
+    .delete("/:id/faults", async (c) => {
+      const fleet = sensors();
+      const id = idParam(c.req.param("id"), "sensor id");
+      const rawKind = c.req.query("kind");
+      const kind = rawKind === undefined ? undefined : parseFaultKind(rawKind);
+      if (rawKind !== undefined && kind === undefined) {
+        throw new ApiError(
+          400,
+          "bad_request",
+          `Invalid kind: ${quote(rawKind)} must be one of ${FAULT_KINDS.join(", ")}`,
+        );
+      }
+      const result = await fleet.clearFaults(id, kind);
+      if (!result.ok) {
+        switch (result.code) {
+          case "not_found":
+            throw new ApiError(404, "not_found", result.message);
+          case "unavailable":
+            throw new ApiError(503, "unavailable", result.message);
+          default:
+            throw result.code satisfies never;
+        }
+      }
+      return c.body(null, 204);
+    })
     .delete("/:id", async (c) => {
       const fleet = sensors();
       const id = idParam(c.req.param("id"), "sensor id");

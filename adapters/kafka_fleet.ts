@@ -39,6 +39,7 @@ import {
 } from "../actors/registry_replica.ts";
 import type { SensorFleet } from "../actors/sensor_supervisor.ts";
 import type { FleetCommands, FleetPlacement, SensorOwner } from "../actors/sensor_control.ts";
+import type { FaultKind, FaultOrder } from "../domain/sensor_faults.ts";
 import { decodeSpec, encodeSpec, type SensorSpec } from "../schemas/sensor_spec.ts";
 import {
   decodeCommand,
@@ -407,6 +408,16 @@ export class KafkaRegistryView implements RegistryView, FleetPlacement, FleetCom
     await this.#send(this.#opts.topics.commands, [{ key: id, value: JSON.stringify(command) }]);
   }
 
+  async fault(id: string, order: FaultOrder): Promise<void> {
+    const command: SensorCommand = { type: "fault", id, fault: order };
+    await this.#send(this.#opts.topics.commands, [{ key: id, value: JSON.stringify(command) }]);
+  }
+
+  async clearFaults(id: string, kind?: FaultKind): Promise<void> {
+    const command: SensorCommand = { type: "clear-faults", id, ...(kind ? { kind } : {}) };
+    await this.#send(this.#opts.topics.commands, [{ key: id, value: JSON.stringify(command) }]);
+  }
+
   async #send(
     topic: string,
     messages: readonly { key: string; value: string | null; partition?: number }[],
@@ -547,8 +558,20 @@ export class KafkaFleetMember implements AsyncDisposable {
         }
         break;
       }
+      case "fault": {
+        if (!this.#opts.fleet.has(command.id)) return;
+        const result = this.#opts.fleet.injectFault(command.id, command.fault);
+        if (!result.ok) {
+          this.#log.warn("fault refused", { id: command.id, reason: result.message });
+        }
+        break;
+      }
+      case "clear-faults":
+        if (!this.#opts.fleet.has(command.id)) return;
+        this.#opts.fleet.clearFaults(command.id, command.kind);
+        break;
       default:
-        command.type satisfies never;
+        command satisfies never;
     }
   }
 

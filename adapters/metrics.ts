@@ -27,6 +27,12 @@ export interface MetricSources {
       readonly seqLedgerFailures: number;
       readonly restarts: number;
       readonly mailboxDepth: number;
+      /** Ticks a dropout fault silenced. */
+      readonly silenced?: number;
+      /** Sensors with a fault of each kind in effect (docs/faults.md). */
+      readonly faultsActive?: Readonly<Record<string, number>>;
+      /** Faults injected so far, per kind. */
+      readonly faultsInjected?: Readonly<Record<string, number>>;
     };
   };
   readonly producer?: { readonly stats: ProducerStats };
@@ -221,6 +227,11 @@ export function createMetrics(
     (s) => s.fleet?.stats.stalled,
   );
   total(
+    "iot_sensor_ticks_silenced_total",
+    "Sensor ticks a dropout fault silenced: no reading, no seq used (docs/faults.md).",
+    (s) => s.fleet?.stats.silenced,
+  );
+  total(
     "iot_seq_blocks_reserved_total",
     "Seq blocks the sensors of this process reserved in the seq ledger.",
     (s) => s.fleet?.stats.seqBlocks,
@@ -312,6 +323,30 @@ export function createMetrics(
       if (s.fleet) this.set({ actors: "sensors" }, s.fleet.stats.mailboxDepth);
       if (s.processors) this.set({ actors: "processors" }, s.processors.stats.mailboxDepth);
       if (s.writer) this.set({ actors: "store_writer" }, s.writer.stats.queued);
+    },
+  });
+  new Gauge({
+    name: "iot_sensor_faults_active",
+    help: "Sensors of this process with an injected fault of each kind in effect.",
+    labelNames: ["kind"],
+    registers,
+    collect() {
+      this.reset();
+      for (const [kind, n] of Object.entries(sources().fleet?.stats.faultsActive ?? {})) {
+        this.set({ kind }, n);
+      }
+    },
+  });
+  new Counter({
+    name: "iot_sensor_faults_injected_total",
+    help: "Faults injected into the sensors of this process, per kind.",
+    labelNames: ["kind"],
+    registers,
+    collect() {
+      this.reset();
+      for (const [kind, n] of Object.entries(sources().fleet?.stats.faultsInjected ?? {})) {
+        this.inc({ kind }, n);
+      }
     },
   });
   new Counter({

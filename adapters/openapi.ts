@@ -13,6 +13,11 @@
 import { z } from "zod";
 import { SensorRequestSchema } from "../schemas/sensor_request.ts";
 import { OverheatRequestSchema } from "../schemas/overheat_request.ts";
+import {
+  FaultAcceptedSchema,
+  FaultRequestSchema,
+  FaultsQuerySchema,
+} from "../schemas/fault_request.ts";
 import { DashboardQuerySchema } from "../schemas/dashboard.ts";
 import { AckRequestSchema } from "../schemas/ack_request.ts";
 import { BacktestRequestSchema } from "../schemas/backtest_request.ts";
@@ -135,6 +140,29 @@ export const OPERATIONS: Readonly<Record<RouteKey, Operation>> = {
       409: "Sensor not running",
       413: "Body over 4 KiB",
     },
+  },
+  "POST /sensors/:id/faults": {
+    summary: "Inject a fault into a running sensor: stuck, spike, dropout, late or duplicate",
+    tag: "sensors",
+    params: IdParamsSchema,
+    body: { schema: FaultRequestSchema, required: true },
+    ok: {
+      202: { description: "Accepted, with every default resolved", json: FaultAcceptedSchema },
+    },
+    errors: {
+      400: "Malformed body: unknown kind or field, both readings and durationMs, out of range",
+      404: "Unknown sensor",
+      409: "Sensor not running",
+      413: "Body over 4 KiB",
+    },
+  },
+  "DELETE /sensors/:id/faults": {
+    summary: "End a sensor's faults, all or one kind",
+    tag: "sensors",
+    params: IdParamsSchema,
+    query: FaultsQuerySchema,
+    ok: { 204: { description: "Cleared; readings already held back are still sent late" } },
+    errors: { 400: "Unknown kind", 404: "Unknown sensor" },
   },
   "GET /devices/:id": {
     summary: "Processor-side state of a device",

@@ -149,6 +149,8 @@ function unavailableOnIo(control: SensorControl): SensorControl {
     list: (offset, limit) => control.list(offset, limit),
     get: (id) => control.get(id),
     overheat: (id, request) => guard(control.overheat(id, request)),
+    fault: (id, request) => guard(control.fault(id, request)),
+    clearFaults: (id, kind) => guard(control.clearFaults(id, kind)),
     get size() {
       return control.size;
     },

@@ -9,6 +9,7 @@
  */
 import { gaussian, nextRandom } from "./random.ts";
 import type { AlarmRule } from "./hysteresis.ts";
+import { dewPoint, relativeHumidity } from "./humidity.ts";
 
 /** Every profile, in a stable order: the one list config, HTTP bodies and the fleet use. */
 export const PROFILES = Object.freeze(
@@ -163,8 +164,6 @@ const NORMAL_SPREAD = 1.2;
 const NORMAL_TIME_CONSTANT_S = 600;
 const HUMIDITY_BASE_MIN = 40;
 const HUMIDITY_BASE_RANGE = 20;
-// Relative humidity at constant absolute humidity falls roughly 6.5 % per °C.
-const HUMIDITY_PER_DEGREE = 0.065;
 const HUMIDITY_NOISE = 0.4;
 const SCRIPTED_HUMIDITY_BASE = 50;
 const SCRIPTED_REFERENCE = 20;
@@ -522,9 +521,12 @@ function holdSteps(value: number): number {
   return OVERHEAT_HOLD_MIN + Math.floor(OVERHEAT_HOLD_RANGE * value);
 }
 
-/** Relative humidity falling exponentially as the air warms, clamped to [0, 100]. */
+/**
+ * Relative humidity of air that holds `base` %RH at `reference` °C, once at
+ * `temperature`: the same moisture, so the same dew point (Magnus formula).
+ */
 function humidityAt(temperature: number, base: number, reference: number): number {
-  return clamp(base * Math.exp(-HUMIDITY_PER_DEGREE * (temperature - reference)), 0, 100);
+  return relativeHumidity(dewPoint(reference, base), temperature);
 }
 
 /**

@@ -5,6 +5,8 @@
  * - a command to the process that runs a sensor, on the commands topic
  *   (key = sensor id; every sensors process reads it from the latest offset):
  *     {"type":"overheat","id":"boiler-1","readings":10,"temperature":90}
+ *     {"type":"fault","id":"boiler-1","fault":{"kind":"dropout","readings":5}}
+ *     {"type":"clear-faults","id":"boiler-1","kind":"dropout"}   (no kind: every fault)
  * - the status a sensors process publishes periodically on the compacted
  *   status topic (key = its instance id; a null value when it stops):
  *     {"instance":"…","member":"…","host":"h","pid":42,"partitions":[0,3],
@@ -16,6 +18,7 @@ import { z } from "zod";
 import { DeviceIdSchema, TemperatureSchema } from "./reading.ts";
 import { type Decoded, decodeJson } from "./json_value.ts";
 import { OVERHEAT_READINGS } from "./overheat_request.ts";
+import { FaultKindSchema, FaultOrderSchema } from "./fault_request.ts";
 
 export const SensorCommandSchema = z.discriminatedUnion("type", [
   z.object({
@@ -23,6 +26,12 @@ export const SensorCommandSchema = z.discriminatedUnion("type", [
     id: DeviceIdSchema,
     readings: z.int().min(OVERHEAT_READINGS.min).max(OVERHEAT_READINGS.max),
     temperature: TemperatureSchema,
+  }),
+  z.object({ type: z.literal("fault"), id: DeviceIdSchema, fault: FaultOrderSchema }),
+  z.object({
+    type: z.literal("clear-faults"),
+    id: DeviceIdSchema,
+    kind: FaultKindSchema.optional(),
   }),
 ]);
 export type SensorCommand = z.infer<typeof SensorCommandSchema>;

@@ -15,6 +15,8 @@ import {
 import { until } from "./wait.ts";
 import { parseSensorRequest, type SensorRequest } from "../schemas/sensor_request.ts";
 import type { OverheatRequest } from "../schemas/overheat_request.ts";
+import { type FaultRequest, resolveFault } from "../schemas/fault_request.ts";
+import type { FaultKind } from "../domain/sensor_faults.ts";
 import {
   type AlertDoc,
   type DeviceDoc,
@@ -26,6 +28,8 @@ import {
 import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
 import type {
   AddSensorsResult,
+  ClearFaultsResult,
+  FaultResult,
   OverheatResult,
   SensorControl,
   SensorDetail,
@@ -79,6 +83,7 @@ class FakeFleet implements SensorControl {
         thresholds: DEFAULT_RULE,
         owner: { host: "test-host", pid: 1 },
         emitting: true,
+        faults: [],
         lastReading: null,
       });
     }
@@ -111,6 +116,30 @@ class FakeFleet implements SensorControl {
     }
     this.overheats.push([id, request]);
     return { ok: true, readings: request.readings, temperature };
+  }
+
+  readonly faultRequests: Array<[string, FaultRequest]> = [];
+  readonly cleared: Array<[string, FaultKind | undefined]> = [];
+
+  fault(id: string, request: FaultRequest): FaultResult {
+    const sensor = this.sensors.get(id);
+    if (!sensor) return { ok: false, code: "not_found", message: `Unknown sensor: "${id}"` };
+    if (sensor.status !== "running") {
+      return { ok: false, code: "not_running", message: `Sensor is ${sensor.status}: "${id}"` };
+    }
+    this.faultRequests.push([id, request]);
+    return {
+      ok: true,
+      fault: resolveFault(request, { high: sensor.thresholds.high, maxTemperature: 200 }),
+    };
+  }
+
+  clearFaults(id: string, kind?: FaultKind): ClearFaultsResult {
+    if (!this.sensors.has(id)) {
+      return { ok: false, code: "not_found", message: `Unknown sensor: "${id}"` };
+    }
+    this.cleared.push([id, kind]);
+    return { ok: true };
   }
 }
 
@@ -1304,4 +1333,97 @@ Deno.test("answers match the schemas the OpenAPI document names for them", async
     assert.ok(res.status >= 400, String(res.status));
     ErrorBodySchema.parse(await res.json());
   }
+});
+
+// --- POST/DELETE /sensors/:id/faults ---------------------------------------------
+
+Deno.test("POST /sensors/:id/faults answers 202 with the resolved fault", async () => {
+  const { app, fleet } = makeApi();
+  fleet.add(parseOne({ id: "boiler-1" }));
+  const spike = await app.request("/sensors/boiler-1/faults", post('{"kind":"spike"}'));
+  assert.equal(spike.status, 202);
+  assert.deepEqual(await spike.json(), {
+    id: "boiler-1",
+    fault: { kind: "spike", count: 1, temperature: 110 },
+  });
+  const dropout = await app.request(
+    "/sensors/boiler-1/faults",
+    post('{"kind":"dropout","durationMs":5000}'),
+  );
+  assert.deepEqual(await dropout.json(), {
+    id: "boiler-1",
+    fault: { kind: "dropout", durationMs: 5000 },
+  });
+  assert.deepEqual(fleet.faultRequests, [
+    ["boiler-1", { kind: "spike" }],
+    ["boiler-1", { kind: "dropout", durationMs: 5000 }],
+  ]);
+});
+
+Deno.test("POST /sensors/:id/faults answers 400 in the error shape for invalid faults", async () => {
+  const { app, fleet } = makeApi();
+  fleet.add(parseOne({ id: "boiler-1" }));
+  const cases: [string, RegExp][] = [
+    ['{"kind":"melt"}', /^kind: /],
+    ["{}", /^kind: /],
+    ['{"kind":"dropout","readings":0}', /^readings: /],
+    ['{"kind":"dropout","readings":3,"durationMs":100}', /either readings or durationMs/],
+    ['{"kind":"late","by":1000}', /^by: /],
+    ['{"kind":"duplicate","copies":1.5}', /^copies: /],
+    ['{"kind":"spike","temperature":1000}', /^temperature: /],
+    ['{"kind":"stuck","extra":1}', /extra/],
+    ['{"kind":"stuck","$where":1}', /^Forbidden key: "\$where"/],
+    ["[]", /^Body must be a JSON object/],
+    ["{", /^Body is not valid JSON/],
+  ];
+  for (const [body, message] of cases) {
+    const res = await app.request("/sensors/boiler-1/faults", post(body));
+    assert.match(await assertError(res, 400, "bad_request"), message, body);
+  }
+  assert.deepEqual(fleet.faultRequests, []);
+});
+
+Deno.test("POST /sensors/:id/faults answers 404 and 409 as the fleet says", async () => {
+  const { app, fleet } = makeApi();
+  fleet.add(parseOne({ id: "boiler-1" }));
+  const unknown = await app.request("/sensors/nobody/faults", post('{"kind":"stuck"}'));
+  assert.equal(await assertError(unknown, 404, "not_found"), 'Unknown sensor: "nobody"');
+  fleet.sensors.set("done", { ...fleet.sensors.get("boiler-1")!, id: "done", status: "completed" });
+  const done = await app.request("/sensors/done/faults", post('{"kind":"stuck"}'));
+  assert.match(await assertError(done, 409, "conflict"), /completed/);
+});
+
+Deno.test("DELETE /sensors/:id/faults clears all faults or one kind", async () => {
+  const { app, fleet } = makeApi();
+  fleet.add(parseOne({ id: "boiler-1" }));
+  assert.equal((await app.request("/sensors/boiler-1/faults", { method: "DELETE" })).status, 204);
+  const one = await app.request("/sensors/boiler-1/faults?kind=late", { method: "DELETE" });
+  assert.equal(one.status, 204);
+  assert.deepEqual(fleet.cleared, [["boiler-1", undefined], ["boiler-1", "late"]]);
+  const bad = await app.request("/sensors/boiler-1/faults?kind=melt", { method: "DELETE" });
+  assert.match(await assertError(bad, 400, "bad_request"), /^Invalid kind: "melt" must be one of/);
+  const unknown = await app.request("/sensors/nobody/faults", { method: "DELETE" });
+  await assertError(unknown, 404, "not_found");
+});
+
+Deno.test("with an API token, POST and DELETE /sensors/:id/faults need the token", async () => {
+  const { app, fleet } = makeApi({ apiToken: TOKEN });
+  fleet.add(parseOne({ id: "boiler-1" }));
+  await assertError(
+    await app.request("/sensors/boiler-1/faults", post('{"kind":"stuck"}')),
+    401,
+    "unauthorized",
+  );
+  await assertError(
+    await app.request("/sensors/boiler-1/faults", { method: "DELETE" }),
+    401,
+    "unauthorized",
+  );
+  assert.deepEqual(fleet.faultRequests, []);
+  assert.deepEqual(fleet.cleared, []);
+  const ok = await app.request(
+    "/sensors/boiler-1/faults",
+    post('{"kind":"stuck"}', { Authorization: `Bearer ${TOKEN}` }),
+  );
+  assert.equal(ok.status, 202);
 });

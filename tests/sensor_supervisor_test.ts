@@ -162,6 +162,7 @@ Deno.test("SensorFleet.list() describes each sensor with its resolved settings",
     thresholds: { ...DEFAULT_RULE, high: 90 },
     owner: { host: "h", pid: 7 },
     emitting: true,
+    faults: [],
   });
   assert.equal(b?.profile, "normal");
   assert.equal(b?.intervalMs, 5);
@@ -367,8 +368,14 @@ Deno.test("SensorFleet.overheat() heats a running sensor past its own high thres
     temperature: 70,
   });
   const from = f.sink.of("a").length;
-  await after(f, 20, "four hot readings", () => f.sink.of("a").length >= from + 4);
-  assert.ok(f.sink.of("a").slice(from, from + 4).every((r) => r.temperature === 70));
+  const hot = () => f.sink.of("a").slice(from).filter((r) => r.temperature >= 60).length;
+  await after(f, 40, "four hot readings", () => hot() >= 4);
+  // Heated with thermal lag towards 70 °C: it gets there, it does not jump there.
+  const heated = f.sink.of("a").slice(from).map((r) => r.temperature);
+  assert.ok(heated[0]! < 60, `on its way up: ${heated}`);
+  const peak = heated.indexOf(Math.max(...heated));
+  assert.ok(heated[peak]! <= 70, `never past the target: ${heated}`);
+  assert.ok(heated.slice(0, peak + 1).every((t, i) => i === 0 || t > heated[i - 1]!), `${heated}`);
 });
 
 Deno.test("SensorFleet.overheat() refuses unknown sensors and temperatures below high", async () => {
@@ -456,4 +463,62 @@ Deno.test("SensorFleet reports its supervisor giving up once, marks its sensors 
   assert.equal(!overheat.ok && overheat.code, "unavailable");
   await f.time.tickAsync(20);
   assert.equal(escalations.length, 1, "reported once");
+});
+
+Deno.test("SensorFleet.fault() resolves against the sensor's own threshold, shows and counts the fault", async () => {
+  await using f = fleet();
+  idsOf(f.add(one("a", { thresholds: { high: 60, low: 50 } })));
+  idsOf(f.add(one("b")));
+  await after(f, 5, "a reading", () => f.sink.of("a").length >= 1);
+  assert.deepEqual(f.fault("a", { kind: "spike" }), {
+    ok: true,
+    fault: { kind: "spike", count: 1, temperature: 90 },
+  });
+  assert.deepEqual(f.fault("b", { kind: "dropout", durationMs: 1000 }), {
+    ok: true,
+    fault: { kind: "dropout", durationMs: 1000 },
+  });
+  assert.equal(f.get("b")?.faults?.[0]?.kind, "dropout");
+  assert.deepEqual(f.list(0, 10).map((s) => s.faults?.length), [1, 1]);
+  assert.equal(f.stats.faultsActive.dropout, 1);
+  assert.equal(f.stats.faultsInjected.spike, 1);
+  const from = f.sink.of("b").length;
+  await after(f, 50, "b silent", () => f.sink.of("b").length === from);
+  assert.ok(f.stats.silenced >= 9, `silenced ${f.stats.silenced}`);
+  assert.ok(f.sink.of("a").some((r) => r.temperature === 90), "a spiked");
+  assert.deepEqual(f.clearFaults("b"), { ok: true });
+  assert.equal(f.stats.faultsActive.dropout, 0);
+  await after(f, 10, "b again", () => f.sink.of("b").length > from);
+  assert.equal(f.stats.faultsInjected.dropout, 1, "a total, not a level");
+});
+
+Deno.test("SensorFleet.fault() refuses unknown sensors and sensors that are not running", async () => {
+  await using f = fleet();
+  idsOf(f.add(one("s", { profile: "scripted", temperatures: [20] })));
+  assert.deepEqual(f.fault("nobody", { kind: "stuck" }), {
+    ok: false,
+    code: "not_found",
+    message: 'Unknown sensor: "nobody"',
+  });
+  await after(f, 5, "the script to end", () => f.get("s")?.status === "completed");
+  const done = f.fault("s", { kind: "stuck" });
+  assert.equal(!done.ok && done.code, "not_running");
+  assert.equal(f.clearFaults("nobody").ok, false);
+  assert.deepEqual(f.get("s")?.faults, []);
+});
+
+Deno.test("SensorFleet applies an overheat or fault given before the sensor's first seq block once it starts", async () => {
+  await using f = fleet();
+  idsOf(f.add(one("a")));
+  idsOf(f.add(one("b")));
+  assert.equal(f.get("a")?.faults?.length, 0, "not started yet: nothing to show");
+  assert.deepEqual(f.fault("a", { kind: "stuck", readings: 3, temperature: 42 }), {
+    ok: true,
+    fault: { kind: "stuck", readings: 3, temperature: 42 },
+  });
+  assert.equal(f.overheat("b", { readings: 2, temperature: undefined }).ok, true);
+  await after(f, 30, "readings of both", () => f.sink.of("a").length >= 4);
+  assert.deepEqual(f.sink.of("a").slice(0, 3).map((r) => r.temperature), [42, 42, 42]);
+  assert.notEqual(f.sink.of("a")[3]!.temperature, 42);
+  await after(f, 50, "b heated", () => f.sink.of("b").some((r) => r.temperature >= 80));
 });

@@ -240,18 +240,30 @@ Deno.test("Sensor skips a tick that arrives while the previous one waits, and co
   assert.equal(s.sensor.late, 1);
 });
 
-Deno.test("Sensor.overheat() makes the next readings hot, then the signal takes over", async () => {
+Deno.test("Sensor.overheat() heats the readings with lag past the threshold, then the signal takes over", async () => {
   await using s = start({ profile: "normal", intervalMs: 20 });
   await s.time.tickAsync(7 % 20);
   assert.equal(s.sink.readings.length, 1, "a first reading");
-  s.sensor.overheat({ remaining: 3, temperature: 95 });
+  s.sensor.overheat({ readings: 3, temperature: 95 });
   const from = s.sink.readings.length;
-  await s.time.tickAsync(5 * 20);
-  assert.equal(s.sink.readings.length, from + 5, "five more readings");
+  await s.time.tickAsync(40 * 20);
   await s.sensor.stop();
-  const after = s.sink.readings.slice(from).map((r) => r.temperature);
-  assert.deepEqual(after.slice(0, 3), [95, 95, 95]);
-  assert.ok(after.slice(3).every((t) => t < 40), `back to normal: ${after}`);
+  const after = s.sink.readings.slice(from);
+  const temperatures = after.map((r) => r.temperature);
+  assert.ok(temperatures[0]! < 80, `the first reading is still on its way up: ${temperatures}`);
+  assert.ok(
+    temperatures.every((t, i) => i === 0 || Math.abs(t - temperatures[i - 1]!) < 30),
+    `no jump: ${temperatures}`,
+  );
+  const hot = temperatures.filter((t) => t >= DEFAULT_RULE.high).length;
+  assert.ok(
+    hot >= 3 && hot <= 5,
+    `three hot readings, and maybe one or two on the way down: ${hot}`,
+  );
+  // Heating the same air dries it: humidity is lowest where temperature is highest.
+  const hottest = after.reduce((a, b) => (b.temperature > a.temperature ? b : a));
+  assert.ok(after.every((r) => r.humidity >= hottest.humidity));
+  assert.ok(temperatures.slice(-5).every((t) => t < 40), `back to normal: ${temperatures}`);
   assert.ok(s.sink.readings.slice(0, from).every((r) => r.temperature < 40));
 });
 
@@ -298,4 +310,47 @@ Deno.test("Sensor after a stall of several intervals emits once late and counts 
   assert.equal(s.sink.readings.length, 2);
   await s.time.tickAsync(1);
   assert.equal(s.sink.readings.length, 3);
+});
+
+Deno.test("Sensor under a dropout takes no seq and sends nothing, then resumes without a gap", async () => {
+  let asked = 0;
+  const seqs: SeqSource = { take: () => ++asked };
+  await using s = start({ intervalMs: 5 }, seqs);
+  await s.time.tickAsync(FIRST);
+  assert.equal(s.sink.readings.length, 1);
+  s.sensor.injectFault({ kind: "dropout", readings: 4 });
+  assert.deepEqual(s.sensor.faults, [{ kind: "dropout", remaining: 4, until: null }]);
+  await s.time.tickAsync(4 * 5);
+  assert.equal(s.sink.readings.length, 1, "silent for four ticks");
+  assert.equal(asked, 1, "no seq taken while silent");
+  assert.equal(s.sensor.silenced, 4);
+  assert.deepEqual(s.sensor.faults, []);
+  await s.time.tickAsync(2 * 5);
+  await s.sensor.stop();
+  assert.deepEqual(s.sink.readings.map((r) => r.seq), [1, 2, 3]);
+});
+
+Deno.test("Sensor sends a late reading after later ones and a duplicate twice, seqs unchanged", async () => {
+  await using s = start({ intervalMs: 5 });
+  await s.time.tickAsync(FIRST);
+  s.sensor.injectFault({ kind: "late", readings: 1, by: 1 });
+  s.sensor.injectFault({ kind: "duplicate", readings: 1, copies: 1 });
+  await s.time.tickAsync(3 * 5);
+  await s.sensor.stop();
+  // Seq 2 is held (and repeated when finally sent) after seq 3.
+  assert.deepEqual(s.sink.readings.map((r) => r.seq), [1, 3, 2, 2, 4]);
+  assert.deepEqual(s.sink.readings[2], s.sink.readings[3]);
+  assert.deepEqual(s.emitted.map((r) => r.seq), [1, 2, 3, 4], "onEmit once per seq");
+});
+
+Deno.test("Sensor.clearFaults() ends a stuck value at once", async () => {
+  await using s = start({ profile: "scripted", temperatures: [20, 21, 22, 23, 24], intervalMs: 5 });
+  await s.time.tickAsync(0);
+  s.sensor.injectFault({ kind: "stuck", durationMs: 60_000 });
+  await s.time.tickAsync(2 * 5);
+  assert.equal(s.sensor.faults[0]?.kind, "stuck");
+  s.sensor.clearFaults();
+  assert.deepEqual(s.sensor.faults, []);
+  await s.time.tickAsync(2 * 5);
+  assert.deepEqual(s.sink.readings.map((r) => r.temperature), [20, 21, 21, 23, 24]);
 });

@@ -4,6 +4,7 @@ import type { RegistrySnapshot, RegistryView } from "../actors/fleet_registry.ts
 import type { FleetCommands, FleetPlacement, SensorOwner } from "../actors/sensor_control.ts";
 import { silentLogger } from "../adapters/log.ts";
 import { DEFAULT_RULE } from "../domain/hysteresis.ts";
+import type { FaultKind, FaultOrder } from "../domain/sensor_faults.ts";
 import type { SensorSpec } from "../schemas/sensor_spec.ts";
 
 /** A registry view in memory: every write is at once in the view, partitions by id length. */
@@ -45,10 +46,20 @@ class MemoryView implements RegistryView {
 function shared(owners: Map<number, SensorOwner> = new Map(), cap = 10) {
   const view = new MemoryView();
   const sent: [string, { readings: number; temperature: number }][] = [];
+  const faults: [string, FaultOrder][] = [];
+  const cleared: [string, FaultKind | undefined][] = [];
   const placement: FleetPlacement = { ownerOf: (p) => owners.get(p) };
   const commands: FleetCommands = {
     overheat: (id, order) => {
       sent.push([id, order]);
+      return Promise.resolve();
+    },
+    fault: (id, order) => {
+      faults.push([id, order]);
+      return Promise.resolve();
+    },
+    clearFaults: (id, kind) => {
+      cleared.push([id, kind]);
       return Promise.resolve();
     },
   };
@@ -60,7 +71,7 @@ function shared(owners: Map<number, SensorOwner> = new Map(), cap = 10) {
     cap,
     logger: silentLogger,
   });
-  return { fleet, view, sent };
+  return { fleet, view, sent, faults, cleared };
 }
 
 const owner: SensorOwner = { host: "h", pid: 7, member: "m-1" };
@@ -114,6 +125,27 @@ Deno.test("SharedFleet.overheat() sends a command to a running sensor and refuse
   const unknown = await fleet.overheat("zz", { readings: 3, temperature: undefined });
   assert.equal(!unknown.ok && unknown.code, "not_found");
   assert.equal(sent.length, 1);
+});
+
+Deno.test("SharedFleet.fault() resolves the fault here and sends it as a command to the running sensor", async () => {
+  const { fleet, faults, cleared } = shared(new Map([[0, owner]]));
+  await fleet.add({ kind: "one", id: "ab", template: { thresholds: { high: 60, low: 50 } } });
+  await fleet.add({ kind: "one", id: "abc", template: {} });
+  assert.deepEqual(await fleet.fault("ab", { kind: "spike" }), {
+    ok: true,
+    fault: { kind: "spike", count: 1, temperature: 90 },
+  });
+  assert.deepEqual(faults, [["ab", { kind: "spike", count: 1, temperature: 90 }]]);
+  const pending = await fleet.fault("abc", { kind: "dropout" });
+  assert.equal(!pending.ok && pending.code, "not_running");
+  const unknown = await fleet.fault("zz", { kind: "dropout" });
+  assert.equal(!unknown.ok && unknown.code, "not_found");
+  assert.equal(faults.length, 1);
+  assert.equal(fleet.get("abc")?.faults, null, "run elsewhere: not known here");
+  assert.deepEqual(await fleet.clearFaults("ab", "spike"), { ok: true });
+  assert.deepEqual(await fleet.clearFaults("abc"), { ok: true });
+  assert.equal((await fleet.clearFaults("zz")).ok, false);
+  assert.deepEqual(cleared, [["ab", "spike"], ["abc", undefined]]);
 });
 
 Deno.test("SharedFleet.remove() tombstones a known sensor; an unknown one is false", async () => {
