@@ -202,3 +202,21 @@ Deno.test("fromReadingDoc() gives back the reading a document was made from, wit
   const offset = toReadingDoc({ ...reading, ts: "2026-11-27T14:00:04+01:00" }, false, new Date());
   assert.equal(fromReadingDoc(offset).ts, reading.ts);
 });
+
+Deno.test("a reading's own rule is stored with it, and fromReadingDoc() prefers it to the one given", () => {
+  const own = { ...DEFAULT_RULE, high: 50, low: 40 };
+  const reading: Reading = {
+    deviceId: "d1",
+    seq: 5,
+    ts: "2026-11-27T13:00:05.000Z",
+    temperature: 60,
+    humidity: 40,
+    location: { lat: 48.85, lon: 2.35 },
+    thresholds: own,
+  };
+  const doc = toReadingDoc(reading, true, new Date());
+  assert.deepEqual(doc.thresholds, own);
+  assert.deepEqual(fromReadingDoc(doc, DEFAULT_RULE), reading, "across a later rule change");
+  const { thresholds: _, ...plain } = reading;
+  assert.equal("thresholds" in toReadingDoc(plain, false, new Date()), false);
+});
