@@ -69,13 +69,14 @@ Deno.test("toReadingDoc() keys the document by readingId and turns ts into a Dat
   });
 });
 
-Deno.test("toReadingDoc() leaves a reading's own thresholds out of the document", () => {
+// Changed with rule changes at run time: a roll-forward from stored readings needs each one's rule.
+Deno.test("toReadingDoc() keeps a reading's own thresholds in the document", () => {
   const doc = toReadingDoc(
     { ...READING, thresholds: { high: 50, low: 40, raiseAfter: 1, clearAfter: 1 } },
     true,
     PROCESSED_AT,
   );
-  assert.equal("thresholds" in doc, false);
+  assert.deepEqual(doc.thresholds, { high: 50, low: 40, raiseAfter: 1, clearAfter: 1 });
   assert.equal(doc.is_critical, true);
 });
 
