@@ -129,7 +129,14 @@ export class DeviceRegistry {
       // The rule in force is the device's own when it has one (it came with its readings).
       const storedRule = RuleSchema.safeParse(doc?.thresholds);
       const state = doc ? this.#restore(id, doc) : INITIAL_ALARM_STATE;
-      return { id, state, ownRule: storedRule.success ? storedRule.data : undefined };
+      return {
+        id,
+        state,
+        ownRule: storedRule.success ? storedRule.data : undefined,
+        ruleSeq: storedRule.success && Number.isSafeInteger(doc?.ruleSeq)
+          ? doc?.ruleSeq
+          : undefined,
+      };
     });
     if (this.#opts.rollForward) {
       // Read before spawning: if the store fails, nothing was spawned and the retry starts over.
@@ -138,8 +145,8 @@ export class DeviceRegistry {
         if (readings.length > 0) unseen.set(id, readings);
       }));
     }
-    for (const { id, state, ownRule } of restored) {
-      this.#spawn(id, state, ownRule ?? this.#opts.rule, partition);
+    for (const { id, state, ownRule, ruleSeq } of restored) {
+      this.#spawn(id, state, { rule: ownRule ?? this.#opts.rule, since: ruleSeq }, partition);
     }
     if (unseen.size > 0) {
       let readings = 0;
@@ -286,8 +293,14 @@ export class DeviceRegistry {
     return { ...INITIAL_ALARM_STATE, lastSeq: doc.lastSeq ?? 0 };
   }
 
-  #spawn(id: string, initial: AlarmState, rule: AlarmRule, partition: number) {
-    const actor = createProcessor(id, initial, { default: this.#opts.rule, current: rule }, () => {
+  #spawn(
+    id: string,
+    initial: AlarmState,
+    rule: { readonly rule: AlarmRule; readonly since: number | undefined },
+    partition: number,
+  ) {
+    const rules = { default: this.#opts.rule, current: rule.rule, since: rule.since };
+    const actor = createProcessor(id, initial, rules, () => {
       this.#failures++;
       // Only the current incarnation is forgotten: a discarded one may fail while stopping.
       if (this.#devices.get(id)?.actor === actor) this.#devices.delete(id);

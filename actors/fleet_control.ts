@@ -21,6 +21,8 @@ import { OVERHEAT_MARGIN, type OverheatRequest } from "../schemas/overheat_reque
 import { TEMPERATURE_RANGE } from "../schemas/reading.ts";
 import { type FaultRequest, resolveFault } from "../schemas/fault_request.ts";
 import type { FaultKind } from "../domain/sensor_faults.ts";
+import { mergeRule, type RulePatch } from "../schemas/rule_request.ts";
+import { withRule } from "../schemas/sensor_spec.ts";
 import type {
   AddSensorsResult,
   ClearFaultsResult,
@@ -28,6 +30,7 @@ import type {
   FleetCommands,
   FleetPlacement,
   OverheatResult,
+  RuleResult,
   SensorControl,
   SensorDetail,
   SensorInfo,
@@ -142,6 +145,22 @@ export class DurableFleet implements SensorControl {
 
   clearFaults(id: string, kind?: FaultKind): ClearFaultsResult {
     return this.#fleet.clearFaults(id, kind);
+  }
+
+  /**
+   * Records the sensor's new rule in the registry, then has the running sensor adopt it in
+   * place: a restart recreates it with the new rule, and the answer says the last seq emitted
+   * under the old one.
+   */
+  setRule(id: string, patch: RulePatch): Promise<RuleResult> {
+    return this.#serialized(async () => {
+      const spec = this.#fleet.spec(id);
+      if (!spec) return { ok: false, code: "not_found", message: `Unknown sensor: "${id}"` };
+      const merged = mergeRule(spec.rule, patch);
+      if (!merged.ok) return { ok: false, code: "invalid", message: merged.message } as const;
+      await this.#registry.put([withRule(spec, merged.rule)]);
+      return this.#fleet.setRule(id, patch);
+    });
   }
 
   /** Runs `write` after every earlier write settled. */
@@ -303,6 +322,26 @@ export class SharedFleet implements SensorControl {
     await this.#opts.commands.clearFaults(id, kind);
     this.#log.info("clear faults sent", { id, kind: kind ?? "all" });
     return { ok: true };
+  }
+
+  /**
+   * Records the sensor's new rule in the registry. The registry is the command: the process
+   * that runs the sensor follows it and has the sensor adopt the rule in place from its next
+   * reading (`SensorFleet.start()`); so does any process that runs it later. The seq it takes
+   * effect at is not known here (`appliesAfterSeq: null`): the processors record it on the
+   * device (`ruleSeq`).
+   */
+  setRule(id: string, patch: RulePatch): Promise<RuleResult> {
+    return this.#serialized(async () => {
+      await this.#registry.catchUp();
+      const spec = this.#registry.spec(id);
+      if (!spec) return { ok: false, code: "not_found", message: `Unknown sensor: "${id}"` };
+      const merged = mergeRule(spec.rule, patch);
+      if (!merged.ok) return { ok: false, code: "invalid", message: merged.message } as const;
+      await this.#registry.put([withRule(spec, merged.rule)]);
+      this.#log.info("rule changed", { id, ...merged.rule });
+      return { ok: true, rule: merged.rule, appliesAfterSeq: null } as const;
+    });
   }
 
   #detail(id: string): SensorDetail | undefined {

@@ -14,6 +14,12 @@
  * offline episode (domain/offline.ts) whether or not it was noticed while
  * open (actors/offline_watch.ts): episodes depend on the readings alone.
  *
+ * A reading carries the rule it was made under (a sensor adopts a changed rule
+ * between two readings: docs/http-api.md). The first applied reading whose rule
+ * differs from the one in force makes it the rule in force from its seq on
+ * (`ruleSeq`, on the device and on the overheat alerts it writes): it depends on
+ * the readings alone too, so a replay records the same seq.
+ *
  * @module
  */
 import { Actor } from "./actor.ts";
@@ -28,6 +34,7 @@ import {
   toReadingDoc,
 } from "../schemas/documents.ts";
 import { offlineGap } from "../domain/offline.ts";
+import { isDeepStrictEqual } from "node:util";
 import type { Reading } from "../schemas/reading.ts";
 
 /** What one batch of a device's readings produced. */
@@ -61,7 +68,12 @@ export type ProcessorMsg =
 export function createProcessor(
   deviceId: string,
   initial: AlarmState,
-  rules: { readonly default: AlarmRule; readonly current: AlarmRule },
+  rules: {
+    readonly default: AlarmRule;
+    readonly current: AlarmRule;
+    /** seq from which `current` is in force, restored with it (undefined: not known yet). */
+    readonly since?: number | undefined;
+  },
   onFailure: (error: unknown) => void,
 ): Actor<ProcessorMsg> {
   let state = initial;
@@ -69,6 +81,7 @@ export function createProcessor(
   // The rule last applied, restored with the state, so a batch of replayed
   // duplicates does not write the default over a device's own thresholds.
   let rule = rules.current;
+  let ruleSeq = rules.since;
 
   function apply(readings: readonly Reading[], processedAt: Date): DeviceOutput {
     const docs: ReadingDoc[] = [];
@@ -89,6 +102,8 @@ export function createProcessor(
         state = result.state;
         continue;
       }
+      // ---- rule changes at run time: the first reading under a new rule is where it applies.
+      if (ruleSeq === undefined || !isDeepStrictEqual(readingRule, rule)) ruleSeq = reading.seq;
       rule = readingRule;
       if (state.lastSeq > 0 && reading.seq > state.lastSeq + 1) {
         gaps++;
@@ -110,20 +125,20 @@ export function createProcessor(
         const doc = t.type === "raised"
           ? toAlertDoc(deviceId, t.episode, rule)
           : toAlertDoc(deviceId, t.episode, rule, { seq: t.seq, ts: t.ts });
-        alerts.set(doc._id, doc);
+        alerts.set(doc._id, withRuleSeq(doc, ruleSeq));
       }
     }
     // Keep an open episode's peak current even when this batch had no transition.
     if (state.episode && docs.length > 0) {
       const doc = toAlertDoc(deviceId, state.episode, rule, undefined, state.lastSeq);
-      alerts.set(doc._id, doc);
+      alerts.set(doc._id, withRuleSeq(doc, ruleSeq));
     }
     return {
       readings: docs,
       applied,
       skipped,
       alerts: [...alerts.values()],
-      device: toDeviceDoc(deviceId, state, rule, processedAt),
+      device: toDeviceDoc(deviceId, state, rule, processedAt, ruleSeq),
       transitions,
       outOfOrder: state.counters.outOfOrder - outOfOrderBefore,
       gaps,
@@ -141,4 +156,9 @@ export function createProcessor(
         return msg satisfies never;
     }
   }, { capacity: 64, name: `processor ${deviceId}`, onFailure });
+}
+
+/** The alert with the seq from which its `thresholds` were in force, when known. */
+function withRuleSeq(doc: AlertDoc, ruleSeq: number | undefined): AlertDoc {
+  return ruleSeq === undefined ? doc : { ...doc, ruleSeq };
 }

@@ -65,7 +65,8 @@ export interface SensorDeps {
 }
 
 export class Sensor {
-  readonly settings: SensorSpec;
+  /** Its spec; only the rule changes while it runs (`adoptRule()`). */
+  settings: SensorSpec;
   #status: ActorStatus = "running";
   /** A tick waits in the one-slot mailbox (its handling is queued as a microtask). */
   #queued = false;
@@ -157,6 +158,14 @@ export class Sensor {
       target: order.temperature,
       high: this.settings.rule.high,
     });
+  }
+
+  /**
+   * Runs under `spec`'s rule from the next reading on (a spec that differs in its rule only):
+   * every reading made after this call carries the new thresholds.
+   */
+  adoptRule(spec: SensorSpec): void {
+    this.settings = spec;
   }
 
   /** Adds a fault (replacing one of the same kind) from the next tick on. */

@@ -9,6 +9,7 @@ import type { Reading } from "../schemas/reading.ts";
 import type { SensorProfile, SensorRequest } from "../schemas/sensor_request.ts";
 import type { OverheatRequest } from "../schemas/overheat_request.ts";
 import type { FaultRequest } from "../schemas/fault_request.ts";
+import type { RulePatch } from "../schemas/rule_request.ts";
 import type { FaultInfo, FaultKind, FaultOrder } from "../domain/sensor_faults.ts";
 
 /** "pending": recorded in the registry, but no process runs it yet (Kafka mode). */
@@ -71,6 +72,24 @@ export type ClearFaultsResult =
   | { readonly ok: true }
   | { readonly ok: false; readonly code: "not_found" | "unavailable"; readonly message: string };
 
+/**
+ * A rule change recorded (docs/http-api.md, "Changing a device's rule"): the rule now in
+ * force for the sensor, and `appliesAfterSeq`, the last seq emitted under the old rule when
+ * this process applied it at once (every later reading carries the new rule); null when
+ * another process runs the sensor and adopts it from the registry.
+ */
+export type RuleResult =
+  | {
+    readonly ok: true;
+    readonly rule: AlarmRule;
+    readonly appliesAfterSeq: number | null;
+  }
+  | {
+    readonly ok: false;
+    readonly code: "not_found" | "invalid" | "unavailable";
+    readonly message: string;
+  };
+
 type MaybePromise<T> = T | Promise<T>;
 
 /**
@@ -94,6 +113,11 @@ export interface SensorControl {
   fault(id: string, request: FaultRequest): MaybePromise<FaultResult>;
   /** Ends a sensor's faults of `kind`, or all of them. */
   clearFaults(id: string, kind?: FaultKind): MaybePromise<ClearFaultsResult>;
+  /**
+   * Changes a sensor's alarm rule for good (recorded durably before it resolves): its next
+   * readings carry the new thresholds, so the processors apply it from a definite seq.
+   */
+  setRule(id: string, patch: RulePatch): MaybePromise<RuleResult>;
   readonly size: number;
   readonly cap: number;
 }

@@ -18,7 +18,8 @@
 import { isDeepStrictEqual } from "node:util";
 import { Supervisor, type SupervisorEscalationError } from "./supervisor.ts";
 import { Sensor } from "./sensor.ts";
-import type { SensorSpec } from "../schemas/sensor_spec.ts";
+import { onlyRuleChanged, type SensorSpec, withRule } from "../schemas/sensor_spec.ts";
+import { mergeRule, type RulePatch } from "../schemas/rule_request.ts";
 import { SeqReserver, type SeqReserverOptions } from "./seq_reserver.ts";
 import type { SeqLedger } from "./seq_ledger.ts";
 import {
@@ -44,6 +45,7 @@ import type {
   ClearFaultsResult,
   FaultResult,
   OverheatResult,
+  RuleResult,
   SensorControl,
   SensorDetail,
   SensorInfo,
@@ -83,7 +85,8 @@ export interface SensorFleetOptions {
 }
 
 interface Entry {
-  readonly settings: SensorSpec;
+  /** Replaced only by a rule change (`#adoptRule()`). */
+  settings: SensorSpec;
   sensor: Sensor | undefined;
   status: SensorStatus;
   lastReading: Reading | null;
@@ -234,12 +237,17 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
 
   /**
    * Runs the sensor a registry spec describes: starts it when the fleet does
-   * not have it, restarts it when its spec changed, else leaves it alone.
+   * not have it, has it adopt a new rule in place when only its rule changed
+   * ("ruled"), restarts it when anything else changed, else leaves it alone.
    * No cap check: the registry's writer checked it.
    */
-  async start(spec: SensorSpec): Promise<"started" | "restarted" | "unchanged"> {
+  async start(spec: SensorSpec): Promise<"started" | "restarted" | "ruled" | "unchanged"> {
     const entry = this.#entries.get(spec.id);
     if (entry && !entry.removing && isDeepStrictEqual(entry.settings, spec)) return "unchanged";
+    if (entry && !entry.removing && onlyRuleChanged(entry.settings, spec)) {
+      this.#adoptRule(entry, spec);
+      return "ruled";
+    }
     // Being removed: wait until it is gone, then start the new one.
     await entry?.removed;
     const restarted = entry !== undefined && !entry.removing && await this.remove(spec.id);
@@ -283,6 +291,12 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
       out.push(this.#info(entry));
     }
     return out;
+  }
+
+  /** The spec a sensor of this fleet runs (its rule as last changed). */
+  spec(id: string): SensorSpec | undefined {
+    const entry = this.#entries.get(id);
+    return entry && !entry.removing ? entry.settings : undefined;
   }
 
   /** The last seq a device emitted in this process, running or removed. */
@@ -359,6 +373,21 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
     return { ok: true };
   }
 
+  /**
+   * Changes a sensor's rule in place (no registry: tests and tools); the answer's
+   * `appliesAfterSeq` is the last seq emitted under the old rule.
+   */
+  setRule(id: string, patch: RulePatch): RuleResult {
+    const entry = this.#entries.get(id);
+    if (!entry || entry.removing) {
+      return { ok: false, code: "not_found", message: `Unknown sensor: "${id}"` };
+    }
+    if (this.#escalated) return { ok: false, code: "unavailable", message: FLEET_GAVE_UP };
+    const merged = mergeRule(entry.settings.rule, patch);
+    if (!merged.ok) return { ok: false, code: "invalid", message: merged.message };
+    return this.#adoptRule(entry, withRule(entry.settings, merged.rule));
+  }
+
   /** Stops every sensor (reverse start order). */
   async stop(): Promise<void> {
     this.#stopped = true;
@@ -378,6 +407,19 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   #order(entry: Entry, order: (sensor: Sensor) => void) {
     if (entry.sensor) order(entry.sensor);
     else entry.pending.push(order);
+  }
+
+  /**
+   * The sensor (or, before it starts or after a restart, its spec) runs under `spec`'s rule
+   * from its next reading on. Synchronous between two ticks, so the readings up to
+   * `appliesAfterSeq` carry the old rule and every later one the new.
+   */
+  #adoptRule(entry: Entry, spec: SensorSpec): RuleResult & { ok: true } {
+    entry.settings = spec;
+    entry.sensor?.adoptRule(spec);
+    const appliesAfterSeq = this.#lastSeq.get(spec.id) ?? 0;
+    this.#log.info("rule changed", { id: spec.id, appliesAfterSeq, ...spec.rule });
+    return { ok: true, rule: spec.rule, appliesAfterSeq };
   }
 
   #escalate(error: SupervisorEscalationError) {
@@ -460,13 +502,15 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   #launch(entry: Entry) {
     if (!this.#current(entry)) return;
     entry.launched = true;
-    const { settings } = entry;
+    const { id } = entry.settings;
     const seqs = { take: () => this.#takeSeq(entry) };
     void this.#supervisor.startChild({
-      id: settings.id,
+      id,
       restart: "transient",
       start: (exit) => {
         entry.status = "running";
+        // The spec as of now: a restarted sensor keeps a rule changed while it ran.
+        const settings = entry.settings;
         entry.sensor = new Sensor(settings, seqs, {
           sink: this.#opts.sink,
           now: this.#now,
@@ -487,7 +531,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
       },
     }).catch((error) => {
       entry.status = "failed";
-      this.#log.error("sensor failed to start", { id: settings.id, error });
+      this.#log.error("sensor failed to start", { id, error });
     });
   }
 }

@@ -20,6 +20,7 @@ import { parseSensorRequest } from "../schemas/sensor_request.ts";
 import { parseOverheatRequest } from "../schemas/overheat_request.ts";
 import { ALERT_ID_PATTERN, parseAckRequest } from "../schemas/ack_request.ts";
 import { parseBacktestRequest } from "../schemas/backtest_request.ts";
+import { parseRulePatch } from "../schemas/rule_request.ts";
 import {
   ALERT_TYPES,
   type AlertDoc,
@@ -163,7 +164,13 @@ export function createApi(deps: ApiDeps): Hono {
   });
   const storeConnecting = deps.connecting?.store ?? false;
   app.route("/sensors", sensorRoutes(deps.sensors, deps.connecting?.sensors ?? false));
-  app.route("/devices", deviceRoutes(deps.queries, storeConnecting));
+  app.route(
+    "/devices",
+    deviceRoutes(deps.queries, storeConnecting, {
+      port: deps.sensors,
+      connecting: deps.connecting?.sensors ?? false,
+    }),
+  );
   app.route("/alerts", alertRoutes(deps.queries, storeConnecting, deps.now ?? (() => new Date())));
   app.route("/rules", ruleRoutes(deps.queries, storeConnecting, deps.backtest ?? BACKTEST_BOUNDS));
   if (deps.dashboard) app.route("/", deps.dashboard);
@@ -346,9 +353,44 @@ function sensorRoutes(port: SensorControl | undefined, connecting: boolean): Hon
     });
 }
 
-function deviceRoutes(port: StoreQueries | undefined, connecting: boolean): Hono {
+function deviceRoutes(
+  port: StoreQueries | undefined,
+  connecting: boolean,
+  fleet: { readonly port: SensorControl | undefined; readonly connecting: boolean },
+): Hono {
   const queries = () => available(port, "store", connecting);
   return new Hono()
+    // A device's rule is its sensor's: the sensor carries it in every reading from now on.
+    .patch(
+      "/:id/rule",
+      bodyLimit({
+        maxSize: 4096,
+        onError: () => {
+          throw new ApiError(413, "payload_too_large", "Body is too large: the limit is 4 KiB");
+        },
+      }),
+      async (c) => {
+        const sensors = available(fleet.port, "sensors", fleet.connecting);
+        const id = idParam(c.req.param("id"), "device id");
+        const parsed = parseRulePatch(await jsonBody(c));
+        if (!parsed.ok) throw new ApiError(400, "bad_request", parsed.message);
+        const result = await sensors.setRule(id, parsed.patch);
+        if (!result.ok) {
+          switch (result.code) {
+            case "not_found":
+              throw new ApiError(404, "not_found", `Unknown device: no sensor has id ${quote(id)}`);
+            case "invalid":
+              throw new ApiError(400, "bad_request", result.message);
+            case "unavailable":
+              throw new ApiError(503, "unavailable", result.message);
+            default:
+              throw result.code satisfies never;
+          }
+        }
+        // Accepted: recorded for good; the processors apply it from the sensor's next reading.
+        return c.json({ id, rule: result.rule, appliesAfterSeq: result.appliesAfterSeq }, 202);
+      },
+    )
     .get("/:id", async (c) => {
       const store = queries();
       const id = idParam(c.req.param("id"), "device id");

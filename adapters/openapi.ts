@@ -21,6 +21,7 @@ import {
 import { DashboardQuerySchema } from "../schemas/dashboard.ts";
 import { AckRequestSchema } from "../schemas/ack_request.ts";
 import { BacktestRequestSchema } from "../schemas/backtest_request.ts";
+import { RuleAcceptedSchema, RulePatchSchema } from "../schemas/rule_request.ts";
 import { DASHBOARD_FILES } from "./dashboard_routes.ts";
 import {
   AlertIdParamsSchema,
@@ -169,9 +170,29 @@ export const OPERATIONS: Readonly<Record<RouteKey, Operation>> = {
     tag: "devices",
     params: IdParamsSchema,
     ok: {
-      200: { description: "`level`, `since`, `lastSeq`, `counters`, `thresholds`", json: anObject },
+      200: {
+        description: "`level`, `since`, `lastSeq`, `counters`, `thresholds`, `ruleSeq`",
+        json: anObject,
+      },
     },
     errors: { 404: "Unknown device" },
+  },
+  "PATCH /devices/:id/rule": {
+    summary: "Change a device's alarm rule: its readings carry it from the next one on",
+    tag: "devices",
+    params: IdParamsSchema,
+    body: { schema: RulePatchSchema, required: true },
+    ok: {
+      202: {
+        description: "Recorded; `appliesAfterSeq`: last seq under the old rule, or null",
+        json: RuleAcceptedSchema,
+      },
+    },
+    errors: {
+      400: "Malformed body, unknown field, out of range, or low not below high once merged",
+      404: "No sensor has this id",
+      413: "Body over 4 KiB",
+    },
   },
   "GET /devices/:id/readings": {
     summary: "Latest stored readings of a device, newest first",

@@ -151,6 +151,7 @@ function unavailableOnIo(control: SensorControl): SensorControl {
     overheat: (id, request) => guard(control.overheat(id, request)),
     fault: (id, request) => guard(control.fault(id, request)),
     clearFaults: (id, kind) => guard(control.clearFaults(id, kind)),
+    setRule: (id, patch) => guard(control.setRule(id, patch)),
     get size() {
       return control.size;
     },

@@ -31,6 +31,11 @@ export interface ReadingDoc {
   /** The device's alarm state after this reading. */
   readonly is_critical: boolean;
   readonly processedAt: Date;
+  /**
+   * The reading's own alarm rule, when it carried one: kept so a roll-forward from stored
+   * readings applies each reading under the rule it was made with, across a rule change.
+   */
+  readonly thresholds?: AlarmRule;
 }
 
 export type AlertStatus = "active" | "cleared";
@@ -54,6 +59,8 @@ export interface AlertDoc {
   readonly peakTemperature?: number;
   /** Overheat: the rule in force. */
   readonly thresholds?: AlarmRule;
+  /** Overheat: seq of the device's first reading under `thresholds` (docs/http-api.md). */
+  readonly ruleSeq?: number;
   /** Offline: `ts` of the last reading before the silence. */
   readonly lastSeenAt?: Date;
   /** Offline: the silence that made the device offline. */
@@ -110,6 +117,11 @@ export interface DeviceDoc {
   readonly lastTs: Date | null;
   readonly counters: AlarmState["counters"];
   readonly thresholds: AlarmRule;
+  /**
+   * seq of the first reading applied under `thresholds`: where the rule in force took effect
+   * (a rule change, or the device's first reading). Absent in documents written before it.
+   */
+  readonly ruleSeq?: number;
   /** The full alarm state, restored by the next owner of this device. */
   readonly alarm: AlarmState;
   readonly updatedAt: Date;
@@ -138,15 +150,17 @@ export function toReadingDoc(reading: Reading, isCritical: boolean, processedAt:
     location: { type: "Point", coordinates: [reading.location.lon, reading.location.lat] },
     is_critical: isCritical,
     processedAt,
+    ...(reading.thresholds ? { thresholds: reading.thresholds } : {}),
   };
 }
 
 /**
- * The reading a stored document was made from, to apply it again. Thresholds
- * are not stored per reading: `thresholds` is the rule to give it (the
- * device's rule in force), else it has none and the default applies.
+ * The reading a stored document was made from, to apply it again: with the
+ * rule stored with it, else `thresholds` (the device's rule in force, for
+ * documents stored before readings kept theirs), else none and the default applies.
  */
-export function fromReadingDoc(doc: ReadingDoc, thresholds?: AlarmRule): Reading {
+export function fromReadingDoc(doc: ReadingDoc, fallback?: AlarmRule): Reading {
+  const thresholds = doc.thresholds ?? fallback;
   const [lon, lat] = doc.location.coordinates;
   return {
     deviceId: doc.deviceId,
@@ -163,7 +177,8 @@ export function fromReadingDoc(doc: ReadingDoc, thresholds?: AlarmRule): Reading
  * How `incoming` differs from `stored`, field by field, as `field "new" (stored "old")`;
  * empty when they are the same reading. Only what the sensor sent counts: `is_critical`
  * and `processedAt` are the pipeline's, and a replay may legitimately differ in them. A
- * reading's own `thresholds` are not stored with it, so they cannot be compared.
+ * reading's own `thresholds` are not compared: documents stored before readings kept
+ * them have none.
  */
 export function readingDifferences(incoming: ReadingDoc, stored: ReadingDoc): string[] {
   const fields: [string, unknown, unknown][] = [
@@ -241,6 +256,7 @@ export function toDeviceDoc(
   state: AlarmState,
   rule: AlarmRule,
   updatedAt: Date,
+  ruleSeq?: number,
 ): DeviceDoc {
   return {
     _id: deviceId,
@@ -251,6 +267,7 @@ export function toDeviceDoc(
     lastTs: state.lastTs === null ? null : new Date(state.lastTs),
     counters: state.counters,
     thresholds: rule,
+    ...(ruleSeq === undefined ? {} : { ruleSeq }),
     alarm: state,
     updatedAt,
   };

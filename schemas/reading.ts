@@ -41,13 +41,18 @@ export const RuleCountSchema = z.int().min(RULE_COUNT_RANGE.min).max(RULE_COUNT_
 /** Silence (ms) after which a device is offline: the one schema of the setting. */
 export const OfflineAfterSchema = z.int().min(OFFLINE_AFTER_RANGE.min).max(OFFLINE_AFTER_RANGE.max);
 
-/** A complete alarm rule as carried by a reading: the one rule schema. */
-export const RuleSchema = z.strictObject({
+/** The fields of an alarm rule, each bounded; {@linkcode RuleSchema} adds `low < high`. */
+export const RuleFieldsSchema = z.strictObject({
   high: TemperatureSchema,
   low: TemperatureSchema,
   raiseAfter: RuleCountSchema,
   clearAfter: RuleCountSchema,
-}).refine((r) => r.low < r.high, { message: "low must be below high" });
+});
+
+/** A complete alarm rule as carried by a reading: the one rule schema. */
+export const RuleSchema = RuleFieldsSchema.refine((r) => r.low < r.high, {
+  message: "low must be below high",
+});
 
 // Not strict: a newer producer may add fields, and this consumer ignores them.
 export const ReadingSchema = z.object({

@@ -67,6 +67,20 @@ export function encodeSpec(spec: SensorSpec): string {
   return JSON.stringify(spec);
 }
 
+/** The spec with its own alarm rule: from then on the rule travels in every reading. */
+export function withRule(spec: SensorSpec, rule: SensorSpec["rule"]): SensorSpec {
+  return { ...spec, rule, customRule: true };
+}
+
+/**
+ * True when `next` differs from `current` in its rule only: the running sensor adopts it in
+ * place (its signal, seqs and faults go on) rather than being restarted.
+ */
+export function onlyRuleChanged(current: SensorSpec, next: SensorSpec): boolean {
+  return !sameSpec(current, next) &&
+    sameSpec({ ...current, rule: next.rule, customRule: next.customRule }, next);
+}
+
 /** True when two specs would run the same sensor (a re-put of an equal spec changes nothing). */
 export function sameSpec(a: SensorSpec, b: SensorSpec): boolean {
   return isDeepStrictEqual(a, b);

@@ -69,13 +69,14 @@ Deno.test("toReadingDoc() keys the document by readingId and turns ts into a Dat
   });
 });
 
-Deno.test("toReadingDoc() leaves a reading's own thresholds out of the document", () => {
+// Changed with rule changes at run time: a roll-forward from stored readings needs each one's rule.
+Deno.test("toReadingDoc() keeps a reading's own thresholds in the document", () => {
   const doc = toReadingDoc(
     { ...READING, thresholds: { high: 50, low: 40, raiseAfter: 1, clearAfter: 1 } },
     true,
     PROCESSED_AT,
   );
-  assert.equal("thresholds" in doc, false);
+  assert.deepEqual(doc.thresholds, { high: 50, low: 40, raiseAfter: 1, clearAfter: 1 });
   assert.equal(doc.is_critical, true);
 });
 
@@ -201,4 +202,22 @@ Deno.test("fromReadingDoc() gives back the reading a document was made from, wit
   // A reading sent with an offset comes back as the same instant in UTC.
   const offset = toReadingDoc({ ...reading, ts: "2026-11-27T14:00:04+01:00" }, false, new Date());
   assert.equal(fromReadingDoc(offset).ts, reading.ts);
+});
+
+Deno.test("a reading's own rule is stored with it, and fromReadingDoc() prefers it to the one given", () => {
+  const own = { ...DEFAULT_RULE, high: 50, low: 40 };
+  const reading: Reading = {
+    deviceId: "d1",
+    seq: 5,
+    ts: "2026-11-27T13:00:05.000Z",
+    temperature: 60,
+    humidity: 40,
+    location: { lat: 48.85, lon: 2.35 },
+    thresholds: own,
+  };
+  const doc = toReadingDoc(reading, true, new Date());
+  assert.deepEqual(doc.thresholds, own);
+  assert.deepEqual(fromReadingDoc(doc, DEFAULT_RULE), reading, "across a later rule change");
+  const { thresholds: _, ...plain } = reading;
+  assert.equal("thresholds" in toReadingDoc(plain, false, new Date()), false);
 });

@@ -68,3 +68,23 @@ Deno.test("DurableFleet.restore() seeds once and starts what the registry holds"
   await g.restore(seed);
   assert.equal(g.fleet.size, 2, "a seeded registry is not seeded again");
 });
+
+Deno.test("DurableFleet.setRule() records the new rule in the registry before the sensor adopts it", async () => {
+  await using f = await durable();
+  await f.add({ kind: "one", id: "a", template: {} });
+  const result = await f.setRule("a", { high: 50, low: 40 });
+  const rule = { ...DEFAULT_RULE, high: 50, low: 40 };
+  assert.deepEqual(result, { ok: true, rule, appliesAfterSeq: 0 });
+  const { specs } = await f.registry.load();
+  assert.deepEqual(specs.map((s) => [s.id, s.rule, s.customRule]), [["a", rule, true]]);
+  assert.deepEqual(f.get("a")?.thresholds, rule);
+  const missing = await f.setRule("nobody", { high: 50 });
+  assert.equal(!missing.ok && missing.code, "not_found");
+  const bad = await f.setRule("a", { low: 60 });
+  assert.equal(!bad.ok && bad.code, "invalid");
+  assert.deepEqual(
+    (await f.registry.load()).specs[0]?.rule,
+    rule,
+    "a refused change is not recorded",
+  );
+});

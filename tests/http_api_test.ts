@@ -31,9 +31,11 @@ import type {
   ClearFaultsResult,
   FaultResult,
   OverheatResult,
+  RuleResult,
   SensorControl,
   SensorDetail,
 } from "../actors/sensor_control.ts";
+import { mergeRule, type RulePatch } from "../schemas/rule_request.ts";
 import type { AckOutcome, ReadingWindow, StoreQueries } from "../actors/store_queries.ts";
 import type { AlertAck } from "../schemas/documents.ts";
 
@@ -140,6 +142,18 @@ class FakeFleet implements SensorControl {
     }
     this.cleared.push([id, kind]);
     return { ok: true };
+  }
+
+  readonly rulePatches: Array<[string, RulePatch]> = [];
+
+  setRule(id: string, patch: RulePatch): RuleResult {
+    const sensor = this.sensors.get(id);
+    if (!sensor) return { ok: false, code: "not_found", message: `Unknown sensor: "${id}"` };
+    const merged = mergeRule(sensor.thresholds, patch);
+    if (!merged.ok) return { ok: false, code: "invalid", message: merged.message };
+    this.rulePatches.push([id, patch]);
+    this.sensors.set(id, { ...sensor, thresholds: merged.rule });
+    return { ok: true, rule: merged.rule, appliesAfterSeq: sensor.seq };
   }
 }
 
@@ -1424,6 +1438,80 @@ Deno.test("with an API token, POST and DELETE /sensors/:id/faults need the token
   const ok = await app.request(
     "/sensors/boiler-1/faults",
     post('{"kind":"stuck"}', { Authorization: `Bearer ${TOKEN}` }),
+  );
+  assert.equal(ok.status, 202);
+});
+
+// --- PATCH /devices/:id/rule ------------------------------------------------------
+
+function patch(body: string, headers: Record<string, string> = {}): RequestInit {
+  return { method: "PATCH", body, headers: { "Content-Type": "application/json", ...headers } };
+}
+
+Deno.test("PATCH /devices/:id/rule answers 202 with the merged rule and the seq it follows", async () => {
+  const { app, fleet } = makeApi();
+  fleet.add(parseOne({ id: "boiler-1" }));
+  fleet.sensors.set("boiler-1", { ...fleet.sensors.get("boiler-1")!, seq: 41 });
+  const res = await app.request("/devices/boiler-1/rule", patch('{"high":50,"low":40}'));
+  assert.equal(res.status, 202);
+  assert.deepEqual(await res.json(), {
+    id: "boiler-1",
+    rule: { ...DEFAULT_RULE, high: 50, low: 40 },
+    appliesAfterSeq: 41,
+  });
+  const full = { high: 60, low: 55, raiseAfter: 1, clearAfter: 3 };
+  const again = await app.request("/devices/boiler-1/rule", patch(JSON.stringify(full)));
+  assert.deepEqual((await again.json()).rule, full);
+  assert.deepEqual(fleet.rulePatches, [["boiler-1", { high: 50, low: 40 }], ["boiler-1", full]]);
+});
+
+Deno.test("PATCH /devices/:id/rule answers 400 in the error shape for a bad rule", async () => {
+  const { app, fleet } = makeApi();
+  fleet.add(parseOne({ id: "boiler-1" }));
+  const cases: [string, RegExp][] = [
+    ["{}", /name at least one of/],
+    ['{"high":500}', /^high: /],
+    ['{"raiseAfter":0}', /^raiseAfter: /],
+    ['{"clearAfter":1.5}', /^clearAfter: /],
+    ['{"high":"80"}', /^high: /],
+    ['{"high":80,"extra":1}', /extra/],
+    ['{"$where":1}', /^Forbidden key: "\$where"/],
+    // Valid alone, but the rule it would make is not: low must stay below high.
+    ['{"low":85}', /low must be below high/],
+    ['{"high":10,"low":20}', /low must be below high/],
+    ["[]", /^Body must be a JSON object/],
+    ["{", /^Body is not valid JSON/],
+  ];
+  for (const [body, message] of cases) {
+    const res = await app.request("/devices/boiler-1/rule", patch(body));
+    assert.match(await assertError(res, 400, "bad_request"), message, body);
+  }
+  assert.deepEqual(fleet.rulePatches, []);
+  assert.deepEqual(fleet.sensors.get("boiler-1")!.thresholds, DEFAULT_RULE);
+});
+
+Deno.test("PATCH /devices/:id/rule answers 404 for a device no sensor runs", async () => {
+  const { app } = makeApi();
+  const res = await app.request("/devices/nobody/rule", patch('{"high":50}'));
+  assert.equal(
+    await assertError(res, 404, "not_found"),
+    'Unknown device: no sensor has id "nobody"',
+  );
+  await assertError(await app.request("/devices/bad:id/rule", patch("{}")), 400, "bad_request");
+});
+
+Deno.test("with an API token, PATCH /devices/:id/rule needs the token", async () => {
+  const { app, fleet } = makeApi({ apiToken: TOKEN });
+  fleet.add(parseOne({ id: "boiler-1" }));
+  await assertError(
+    await app.request("/devices/boiler-1/rule", patch('{"high":90}')),
+    401,
+    "unauthorized",
+  );
+  assert.deepEqual(fleet.rulePatches, []);
+  const ok = await app.request(
+    "/devices/boiler-1/rule",
+    patch('{"high":90}', { Authorization: `Bearer ${TOKEN}` }),
   );
   assert.equal(ok.status, 202);
 });

@@ -214,3 +214,59 @@ Deno.test("processor closes an offline episode with the reading that ends a sile
   ]);
   assert.deepEqual(next.alerts, []);
 });
+
+// --- rule changes at run time ------------------------------------------------------
+
+const LOWERED: AlarmRule = { ...DEFAULT_RULE, high: 50, low: 40 };
+
+Deno.test("processor records ruleSeq: the first reading's seq, then the first under a changed rule", async () => {
+  await using actor = processor();
+  const first = await apply(actor, readings([60, 60, 60]));
+  assert.equal(first.device.ruleSeq, 1, "the device's first reading starts its rule");
+  assert.deepEqual(first.alerts, [], "60 °C is below the default high");
+  const changed = await apply(actor, readings([60, 60, 60], 4, LOWERED));
+  assert.equal(changed.device.ruleSeq, 4);
+  assert.deepEqual(changed.device.thresholds, LOWERED);
+  assert.deepEqual(changed.readings.map((r) => r.is_critical), [false, true, true]);
+  assert.deepEqual(
+    changed.alerts.map((a) => [a.raisedSeq, a.thresholds, a.ruleSeq]),
+    [[5, LOWERED, 4]],
+    "the alert names the rule that raised it and the seq it took effect at",
+  );
+  const same = await apply(actor, readings([60], 7, LOWERED));
+  assert.equal(same.device.ruleSeq, 4, "the same rule again changes nothing");
+});
+
+Deno.test("processor gives the same ruleSeq and episodes in one batch, many, or after a restore", async () => {
+  const all = [...readings([60, 60], 1), ...readings([60, 60, 30, 30], 3, LOWERED)];
+  await using whole = processor();
+  const once = await apply(whole, all);
+  await using split = processor();
+  await apply(split, all.slice(0, 3));
+  const rest = await apply(split, all.slice(3));
+  assert.equal(once.device.ruleSeq, 3);
+  assert.equal(rest.device.ruleSeq, 3);
+  assert.deepEqual(rest.alerts, once.alerts.filter((a) => a.status === "cleared"));
+  // Restored from the stored device after seq 3, the next owner carries on with the same seq.
+  const restoredAt = await apply(processor(), all.slice(0, 3));
+  await using next = createProcessor(
+    ID,
+    restoredAt.device.alarm,
+    { default: DEFAULT_RULE, current: LOWERED, since: restoredAt.device.ruleSeq },
+    (error) => {
+      throw error;
+    },
+  );
+  const resumed = await apply(next, all.slice(3));
+  assert.equal(resumed.device.ruleSeq, 3);
+  assert.deepEqual(resumed.alerts, rest.alerts);
+});
+
+Deno.test("processor: replayed duplicates under an old rule do not move ruleSeq", async () => {
+  await using actor = processor();
+  await apply(actor, [...readings([60, 60], 1), ...readings([60], 3, LOWERED)]);
+  const replay = await apply(actor, readings([60, 60], 1));
+  assert.equal(replay.skipped.length, 2);
+  assert.equal(replay.device.ruleSeq, 3);
+  assert.deepEqual(replay.device.thresholds, LOWERED);
+});

@@ -522,3 +522,55 @@ Deno.test("SensorFleet applies an overheat or fault given before the sensor's fi
   assert.notEqual(f.sink.of("a")[3]!.temperature, 42);
   await after(f, 50, "b heated", () => f.sink.of("b").some((r) => r.temperature >= 80));
 });
+
+// --- rule changes at run time ------------------------------------------------------
+
+const LOWERED = { ...DEFAULT_RULE, high: 50, low: 40 };
+
+Deno.test("SensorFleet.setRule() changes the rule between two readings: later seqs carry it", async () => {
+  await using f = fleet();
+  idsOf(f.add(one("t")));
+  await after(f, 12, "readings", () => f.sink.of("t").length >= 2);
+  const result = f.setRule("t", { high: 50, low: 40 });
+  assert.deepEqual(result, { ok: true, rule: LOWERED, appliesAfterSeq: f.get("t")!.seq });
+  const cut = result.ok ? result.appliesAfterSeq! : 0;
+  await after(f, 20, "readings under the new rule", () => f.sink.of("t").length >= cut + 2);
+  const sent = f.sink.of("t");
+  assert.deepEqual(sent.map((r) => r.seq), sent.map((_, i) => i + 1), "no restart, no gap");
+  for (const r of sent) {
+    assert.deepEqual(r.thresholds, r.seq > cut ? LOWERED : undefined, `seq ${r.seq}`);
+  }
+  assert.deepEqual(f.get("t")!.thresholds, LOWERED);
+});
+
+Deno.test("SensorFleet.setRule() refuses unknown sensors and a rule with low not below high", async () => {
+  await using f = fleet();
+  idsOf(f.add(one("t")));
+  const unknown = f.setRule("nobody", { high: 50 });
+  assert.equal(!unknown.ok && unknown.code, "not_found");
+  const bad = f.setRule("t", { low: 90 });
+  assert.equal(!bad.ok && bad.code, "invalid");
+  assert.match(!bad.ok ? bad.message : "", /low must be below high/);
+  assert.deepEqual(f.get("t")!.thresholds, DEFAULT_RULE);
+});
+
+Deno.test("SensorFleet.start() adopts a spec whose rule alone changed without restarting the sensor", async () => {
+  await using f = fleet();
+  const spec = {
+    id: "r",
+    profile: "scripted" as const,
+    intervalMs: 5,
+    seed: 3,
+    location: { lat: 1, lon: 2 },
+    rule: DEFAULT_RULE,
+    customRule: false,
+    temperatures: [10, 20, 30, 40, 50, 60],
+  };
+  assert.equal(await f.start(spec), "started");
+  await after(f, 12, "two readings", () => f.sink.of("r").length >= 2);
+  assert.equal(await f.start({ ...spec, rule: LOWERED, customRule: true }), "ruled");
+  await after(f, 40, "the script's end", () => f.get("r")?.status === "completed");
+  // A restart would have run the script again from its first temperature under new seqs.
+  assert.deepEqual(f.sink.of("r").map((r) => r.temperature), [10, 20, 30, 40, 50, 60]);
+  assert.deepEqual(f.sink.of("r").at(-1)?.thresholds, LOWERED);
+});
