@@ -106,8 +106,9 @@ export class WebhookDispatcher implements AsyncDisposable {
     };
   }
 
-  get status() {
-    return this.#actor.status;
+  /** True while a poll is queued or running or an attempt has not been recorded. */
+  get busy(): boolean {
+    return this.#polling || this.#inFlight > 0;
   }
 
   /** Asks for a poll now (one at a time: a poll already queued makes this a no-op). */
@@ -208,12 +209,23 @@ export class WebhookDispatcher implements AsyncDisposable {
   }
 
   async #attempted(msg: Extract<WebhookDispatcherMsg, { type: "attempted" }>) {
-    const { store, timers, maxAttempts, backoff, random, logger } = this.#options;
     const key = `${msg.subscriptionId}|${msg.event._id}`;
     const delivery = this.#deliveries.get(key) ?? { attempts: 0, nextAt: 0, inFlight: true };
     delivery.inFlight = false;
-    this.#inFlight--;
     delivery.attempts++;
+    try {
+      await this.#outcome(msg, key, delivery);
+    } finally {
+      this.#inFlight--;
+    }
+  }
+
+  async #outcome(
+    msg: Extract<WebhookDispatcherMsg, { type: "attempted" }>,
+    key: string,
+    delivery: Delivery,
+  ) {
+    const { store, timers, maxAttempts, backoff, random, logger } = this.#options;
     const at = new Date(timers.now());
     if (msg.error === undefined) {
       await store.recordOutcome(msg.event._id, msg.subscriptionId, {
