@@ -125,6 +125,13 @@ for (const mode of [KAFKA_MONGO, EMBEDDED]) {
     await until("every event delivered", () => hook.keys().length === ALL.length);
     assert.deepEqual(hook.keys(), ALL);
     assert.ok(hook.state.received.every((r) => r.signed), "every body is signed");
+    // The receiver answers before the outcome is stored and counted.
+    const metrics = await until("the deliveries counted", async () => {
+      const text = await (await fetch(`${app.url}/metrics`)).text();
+      const delivered = Number(/^iot_webhook_deliveries_total (\d+)$/m.exec(text)?.[1]);
+      return delivered >= ALL.length ? text : undefined;
+    });
+    assert.match(metrics, /^iot_webhook_dead_letters_total 0$/m);
 
     const removed = await fetch(`${app.url}/webhooks/${id}`, { method: "DELETE", headers: AUTH });
     assert.equal(removed.status, 204);
