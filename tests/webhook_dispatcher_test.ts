@@ -124,10 +124,28 @@ async function downThenUp(open: () => Promise<{ store: TestStore } & AsyncDispos
   await store.addWebhook({
     _id: crypto.randomUUID(),
     url: hook.url,
-    events: ["raise", "clear", "ack"],
+    events: ["raise", "clear", "offline", "ack"],
     secret: SECRET,
     createdAt: new Date(),
   });
+  // A second subscription that wants only clears.
+  await store.addWebhook({
+    _id: crypto.randomUUID(),
+    url: hook.url,
+    events: ["clear"],
+    secret: SECRET,
+    createdAt: new Date(),
+  });
+  const offline: AlertDoc = {
+    _id: "d3:offline:7",
+    deviceId: "d3",
+    type: "offline",
+    status: "active",
+    raisedAt: new Date("2026-11-30T12:00:20Z"),
+    raisedSeq: 7,
+    asOfSeq: 7,
+  };
+  await store.write({ readings: [], alerts: [offline], devices: [] });
   // Two episodes raised; one clears; the same writes replayed (as after a crash); one acked.
   await store.write({ readings: [], alerts: [overheat("d1", 3), overheat("d2", 5)], devices: [] });
   await store.write({ readings: [], alerts: [overheat("d1", 3, 9)], devices: [] });
@@ -138,6 +156,7 @@ async function downThenUp(open: () => Promise<{ store: TestStore } & AsyncDispos
   });
   await store.acknowledge("d2:overheat:5", { ackedBy: "ana", ackedAt: new Date() });
   const expected = [
+    "d3:offline:7:offline",
     "d1:overheat:3:raise",
     "d1:overheat:3:clear",
     "d2:overheat:5:raise",
@@ -153,9 +172,12 @@ async function downThenUp(open: () => Promise<{ store: TestStore } & AsyncDispos
   assert.equal(d.stats.delivered, 0);
 
   hook.state.down = false;
-  await advance(time, d, 120_000, () => d.stats.delivered === expected.length);
+  // The clear goes to both subscriptions.
+  await advance(time, d, 120_000, () => d.stats.delivered === expected.length + 1);
   await advance(time, d, 2000); // The next poll settles the delivered events.
   assert.deepEqual([...new Set(hook.state.received.map((r) => r.key))].sort(), expected);
+  const clears = hook.state.received.filter((r) => r.key === "d1:overheat:3:clear");
+  assert.ok(clears.length >= 2, "the clear reaches both subscriptions");
   // Duplicates, if any, carry the same key and the same body.
   const byKey = new Map<string, string>();
   for (const r of hook.state.received) {
