@@ -481,6 +481,15 @@ function webhookRoutes(port: WebhookStore | undefined, connecting: boolean, now:
         return c.json(webhookView(doc), 201, { location: `/webhooks/${doc._id}` });
       },
     )
+    .get("/:id/dead-letters", async (c) => {
+      const store = webhooks();
+      const id = c.req.param("id");
+      const limit = intParam(c, "limit", { min: 1, max: MAX_PAGE, fallback: DEFAULT_PAGE });
+      const known = WEBHOOK_ID_PATTERN.test(id) &&
+        (await store.webhooks()).some((w) => w._id === id);
+      if (!known) throw new ApiError(404, "not_found", `Unknown webhook: ${quote(id)}`);
+      return c.json({ deadLetters: await store.deadLetters(id, limit) }, 200, NO_STORE);
+    })
     .delete("/:id", async (c) => {
       const store = webhooks();
       const id = c.req.param("id");

@@ -211,6 +211,19 @@ export const OPERATIONS: Readonly<Record<RouteKey, Operation>> = {
     ok: { 201: { description: "The subscription, without its secret", json: anObject } },
     errors: { 400: "Malformed body, non-http(s) URL or unknown event", 413: "Body over 16 KiB" },
   },
+  "GET /webhooks/:id/dead-letters": {
+    summary: "The deliveries to one subscription given up after the last attempt",
+    tag: "webhooks",
+    params: z.object({ id: z.string() }),
+    query: ReadingsQuerySchema,
+    ok: {
+      200: {
+        description: "`{deadLetters: [{subscriptionId, eventId, outcome}]}`",
+        json: anObject,
+      },
+    },
+    errors: { 400: "Bad limit", 404: "Unknown subscription" },
+  },
   "DELETE /webhooks/:id": {
     summary: "Remove a webhook subscription",
     tag: "webhooks",

@@ -196,3 +196,31 @@ kafkaMongo.test("webhooks (kafka+mongodb): events pending when the app stops are
   assert.deepEqual(hook.keys(), [ALL[1], ALL[2]]);
   assert.ok(app.url);
 });
+
+embedded.test("webhooks (embedded+kv): a receiver that never answers gets the event dead-lettered, listed by the API", async () => {
+  await using env = await testEnv("e2e-webhooks-dead", EMBEDDED);
+  // A port nobody listens on: every attempt is refused.
+  const closed = Deno.listen({ port: 0, hostname: "127.0.0.1" });
+  const port = (closed.addr as Deno.NetAddr).port;
+  closed.close();
+  await using app = await startApp(env, { ...FAST, WEBHOOK_MAX_ATTEMPTS: "2" });
+  const id = await subscribe(app, `http://127.0.0.1:${port}/hook`);
+  await publish(app, env, [reading(1, 90), reading(2, 91)]);
+  const dead = await until("the raise dead-lettered", async () => {
+    const res = await fetch(`${app.url}/webhooks/${id}/dead-letters`);
+    assert.equal(res.status, 200);
+    const { deadLetters } = await res.json();
+    return deadLetters.length > 0 ? deadLetters : undefined;
+  });
+  assert.deepEqual(
+    dead.map((d: { eventId: string; outcome: { status: string; attempts: number } }) => [
+      d.eventId,
+      d.outcome.status,
+      d.outcome.attempts,
+    ]),
+    [[ALL[2], "dead", 2]],
+  );
+  const unknown = await fetch(`${app.url}/webhooks/${crypto.randomUUID()}/dead-letters`);
+  assert.equal(unknown.status, 404);
+  await unknown.body?.cancel();
+});
