@@ -148,6 +148,15 @@ export class WebhookDispatcher implements AsyncDisposable {
       store.webhooks(),
     ]);
     this.#pending = events.length;
+    // Retry state of deleted subscriptions and settled events goes.
+    const pending = new Set(events.map((e) => e._id));
+    const current = new Set(subscriptions.map((s) => s._id));
+    for (const [key, delivery] of this.#deliveries) {
+      const [subscriptionId, eventId] = splitKey(key);
+      if (!delivery.inFlight && (!current.has(subscriptionId) || !pending.has(eventId))) {
+        this.#deliveries.delete(key);
+      }
+    }
     const now = timers.now();
     for (const event of events) {
       const matching = subscriptions.filter((s) => s.events.includes(event.event));
@@ -269,4 +278,10 @@ export class WebhookDispatcher implements AsyncDisposable {
     this.#abort.abort();
     await this.#actor[Symbol.asyncDispose]();
   }
+}
+
+/** `<subscriptionId>|<eventId>` apart (subscription ids are UUIDs, without `|`). */
+function splitKey(key: string): [string, string] {
+  const at = key.indexOf("|");
+  return [key.slice(0, at), key.slice(at + 1)];
 }
