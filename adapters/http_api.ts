@@ -35,6 +35,8 @@ import type { Logger } from "../actors/logger.ts";
 import { realTimers, type TimerId, type Timers } from "../actors/timers.ts";
 import type { SensorControl } from "../actors/sensor_control.ts";
 import type { StoreQueries } from "../actors/store_queries.ts";
+import type { WebhookStore } from "../actors/webhook_store.ts";
+import { parseWebhookRequest, webhookView } from "../schemas/webhook.ts";
 
 export interface ApiDeps {
   readonly health: () => Promise<HealthReport>;
@@ -44,6 +46,8 @@ export interface ApiDeps {
   readonly sensors?: SensorControl;
   /** Absent when this process has no store: device and alert routes answer 503. */
   readonly queries?: StoreQueries;
+  /** Absent when this process has no store: webhook routes answer 503. */
+  readonly webhooks?: WebhookStore;
   /**
    * Ports this process will serve once start-up has connected them: until then their routes
    * answer 503 "not connected yet" instead of "this process does not run it".
@@ -173,6 +177,10 @@ export function createApi(deps: ApiDeps): Hono {
   );
   app.route("/alerts", alertRoutes(deps.queries, storeConnecting, deps.now ?? (() => new Date())));
   app.route("/rules", ruleRoutes(deps.queries, storeConnecting, deps.backtest ?? BACKTEST_BOUNDS));
+  app.route(
+    "/webhooks",
+    webhookRoutes(deps.webhooks, storeConnecting, deps.now ?? (() => new Date())),
+  );
   if (deps.dashboard) app.route("/", deps.dashboard);
 
   // No route for this method: 405 with `Allow` when the path has routes for other methods.
@@ -489,6 +497,52 @@ function alertRoutes(
       },
     );
 }
+
+/** Webhook subscriptions (docs/webhooks.md): their secrets are never answered. */
+function webhookRoutes(port: WebhookStore | undefined, connecting: boolean, now: () => Date): Hono {
+  const webhooks = () => available(port, "store", connecting);
+  return new Hono()
+    .get("/", async (c) => {
+      const store = webhooks();
+      return c.json({ webhooks: (await store.webhooks()).map(webhookView) }, 200, NO_STORE);
+    })
+    .post(
+      "/",
+      bodyLimit({
+        maxSize: 16 * 1024,
+        onError: () => {
+          throw new ApiError(413, "payload_too_large", "Body is too large: the limit is 16 KiB");
+        },
+      }),
+      async (c) => {
+        const store = webhooks();
+        const parsed = parseWebhookRequest(await jsonBody(c));
+        if (!parsed.ok) throw new ApiError(400, "bad_request", parsed.message);
+        const doc = { _id: crypto.randomUUID(), ...parsed.request, createdAt: now() };
+        await store.addWebhook(doc);
+        return c.json(webhookView(doc), 201, { location: `/webhooks/${doc._id}` });
+      },
+    )
+    .get("/:id/dead-letters", async (c) => {
+      const store = webhooks();
+      const id = c.req.param("id");
+      const limit = intParam(c, "limit", { min: 1, max: MAX_PAGE, fallback: DEFAULT_PAGE });
+      const known = WEBHOOK_ID_PATTERN.test(id) &&
+        (await store.webhooks()).some((w) => w._id === id);
+      if (!known) throw new ApiError(404, "not_found", `Unknown webhook: ${quote(id)}`);
+      return c.json({ deadLetters: await store.deadLetters(id, limit) }, 200, NO_STORE);
+    })
+    .delete("/:id", async (c) => {
+      const store = webhooks();
+      const id = c.req.param("id");
+      if (!WEBHOOK_ID_PATTERN.test(id) || !(await store.removeWebhook(id))) {
+        throw new ApiError(404, "not_found", `Unknown webhook: ${quote(id)}`);
+      }
+      return c.body(null, 204);
+    });
+}
+
+const WEBHOOK_ID_PATTERN = /^[0-9a-f-]{36}$/;
 
 /** A backtest's episode in the stored alerts' shape, so both lists read alike. */
 function episodeView(e: BacktestEpisode) {

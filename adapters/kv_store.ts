@@ -10,6 +10,11 @@
  *   ["alerts_by_device", deviceId, raisedSeq, "offline"] → alertId
  *   ["alert_acks", alertId]                  → AlertAck  (who acknowledged it, when)
  *   ["devices", deviceId]                    → DeviceDoc
+ *   ["webhooks", id]                         → WebhookDoc
+ *   ["outbox", eventId]                      → OutboxEvent (set in the commit of its alert)
+ *   ["outbox_pending", occurredAtMs, eventId] → eventId   (until settled)
+ *   ["webhook_deliveries", eventId, subscriptionId] → DeliveryOutcome
+ *   ["webhook_dead", subscriptionId, eventId] → DeliveryOutcome (dead letters)
  *   ["readings_guard"]                       → bumped by every commit of readings
  *
  * Readings are insert-once: a stored reading is never replaced, not even by
@@ -39,6 +44,13 @@ import type {
   ReadingWindow,
   StoreQueries,
 } from "../actors/store_queries.ts";
+import type { DeadLetter, DeliveryOutcome, WebhookStore } from "../actors/webhook_store.ts";
+import {
+  ackEventOf,
+  type OutboxEvent,
+  outboxEventsOf,
+  type WebhookDoc,
+} from "../schemas/webhook.ts";
 
 /** Deno KV allows at most 1000 mutations per atomic operation; stay well below. */
 const MUTATIONS_PER_COMMIT = 400;
@@ -55,7 +67,8 @@ const TOP_LOOKUPS_AT_ONCE = 64;
 const MAX_INSERT_ATTEMPTS = 10;
 const GET_MANY_LIMIT = 10;
 
-export class KvStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDisposable {
+export class KvStore
+  implements DeviceStore, StoreQueries, SeqLookup, WebhookStore, AsyncDisposable {
   readonly #kv: Deno.Kv;
   /**
    * The highest seq stored per device seen so far, valid while the guard key
@@ -106,10 +119,13 @@ export class KvStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDispo
     // restarted embedded app regenerates the alerts from the stored readings.
     const refused = await this.#writeReadings(batch.readings, batch.skipped ?? []);
     const alerts = await this.#fresherAlerts(batch.alerts);
-    await this.#commit(alerts.flatMap((a) => [
+    // Each alert's outbox events go in the same atomic commit as the alert.
+    const fresh = await this.#newEvents(alerts.flatMap(outboxEventsOf));
+    await this.#commitGroups(alerts.map((a) => [
       [["alerts", a._id], a] as const,
       [["alerts_by_time", a.raisedAt.getTime(), a._id], a._id] as const,
       [byDeviceKey(a), a._id] as const,
+      ...outboxEntries(fresh.filter((e) => e.alertId === a._id)),
     ]));
     await this.#commit(batch.devices.map((d) => [["devices", d._id], d] as const));
     return { refused };
@@ -362,9 +378,12 @@ export class KvStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDispo
       const stored: AlertAck = ack.note === undefined
         ? { ackedBy: ack.ackedBy, ackedAt: ack.ackedAt }
         : ack;
-      const result = await this.#kv.atomic().check({ key, versionstamp: null }).set(key, stored)
-        .commit();
-      if (result.ok) return { alert: { ...alert, ...stored }, recorded: true };
+      const acked = { ...alert, ...stored };
+      // The ack event is committed with the acknowledgement.
+      const op = this.#kv.atomic().check({ key, versionstamp: null }).set(key, stored);
+      for (const [k, v] of outboxEntries(await this.#newEvents([ackEventOf(acked)!]))) op.set(k, v);
+      const result = await op.commit();
+      if (result.ok) return { alert: acked, recorded: true };
     }
     throw new Error(`Deno KV acknowledgement kept failing: alert "${id}"`);
   }
@@ -372,6 +391,97 @@ export class KvStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDispo
   [Symbol.asyncDispose](): Promise<void> {
     this.#kv.close();
     return Promise.resolve();
+  }
+
+  /** The events of `events` not in the outbox yet (writes reach this store one at a time). */
+  async #newEvents(events: readonly OutboxEvent[]): Promise<OutboxEvent[]> {
+    const out: OutboxEvent[] = [];
+    for (let i = 0; i < events.length; i += GET_MANY_LIMIT) {
+      const chunk = events.slice(i, i + GET_MANY_LIMIT);
+      const found = await this.#kv.getMany<OutboxEvent[]>(chunk.map((e) => ["outbox", e._id]));
+      chunk.forEach((e, j) => {
+        if (found[j]!.value === null) out.push(e);
+      });
+    }
+    return out;
+  }
+
+  async addWebhook(doc: WebhookDoc): Promise<void> {
+    await this.#kv.set(["webhooks", doc._id], doc);
+  }
+
+  async webhooks(): Promise<WebhookDoc[]> {
+    const out: WebhookDoc[] = [];
+    for await (const e of this.#kv.list<WebhookDoc>({ prefix: ["webhooks"] })) out.push(e.value);
+    return out.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime());
+  }
+
+  async removeWebhook(id: string): Promise<boolean> {
+    const key: Deno.KvKey = ["webhooks", id];
+    const found = await this.#kv.get(key);
+    if (found.versionstamp === null) return false;
+    await this.#kv.delete(key);
+    return true;
+  }
+
+  async pendingEvents(limit: number): Promise<OutboxEvent[]> {
+    const ids: string[] = [];
+    for await (const e of this.#kv.list<string>({ prefix: ["outbox_pending"] }, { limit })) {
+      ids.push(e.value);
+    }
+    const out: OutboxEvent[] = [];
+    for (let i = 0; i < ids.length; i += GET_MANY_LIMIT) {
+      const keys = ids.slice(i, i + GET_MANY_LIMIT).map((id) => ["outbox", id]);
+      for (const e of await this.#kv.getMany<OutboxEvent[]>(keys)) if (e.value) out.push(e.value);
+    }
+    return out;
+  }
+
+  async outcomes(eventId: string): Promise<Map<string, DeliveryOutcome>> {
+    const out = new Map<string, DeliveryOutcome>();
+    const iter = this.#kv.list<DeliveryOutcome>({ prefix: ["webhook_deliveries", eventId] });
+    for await (const e of iter) out.set(e.key[2] as string, e.value);
+    return out;
+  }
+
+  async recordOutcome(
+    eventId: string,
+    subscriptionId: string,
+    outcome: DeliveryOutcome,
+  ): Promise<void> {
+    const key: Deno.KvKey = ["webhook_deliveries", eventId, subscriptionId];
+    const op = this.#kv.atomic().check({ key, versionstamp: null }).set(key, outcome);
+    if (outcome.status === "dead") op.set(["webhook_dead", subscriptionId, eventId], outcome);
+    await op.commit(); // Not ok: recorded already, and the first record wins.
+  }
+
+  async settle(eventId: string): Promise<void> {
+    const event = (await this.#kv.get<OutboxEvent>(["outbox", eventId])).value;
+    if (event) await this.#kv.delete(["outbox_pending", event.occurredAt.getTime(), eventId]);
+  }
+
+  async deadLetters(subscriptionId: string, limit: number): Promise<DeadLetter[]> {
+    const out: DeadLetter[] = [];
+    const iter = this.#kv.list<DeliveryOutcome>({ prefix: ["webhook_dead", subscriptionId] }, {
+      limit,
+    });
+    for await (const e of iter) {
+      out.push({ subscriptionId, eventId: e.key[2] as string, outcome: e.value });
+    }
+    return out;
+  }
+
+  /** Commits each group atomically: several groups may share a commit, a group is never split. */
+  async #commitGroups(groups: readonly (readonly (readonly [Deno.KvKey, unknown])[])[]) {
+    let entries: (readonly [Deno.KvKey, unknown])[] = [];
+    for (const group of groups) {
+      if (entries.length + group.length > MUTATIONS_PER_COMMIT) {
+        await this.#commit(entries);
+        entries = [];
+      }
+      entries.push(...group);
+    }
+    await this.#commit(entries);
   }
 
   async #commit(entries: readonly (readonly [Deno.KvKey, unknown])[]) {
@@ -382,6 +492,13 @@ export class KvStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDispo
       if (!result.ok) throw new Error("Deno KV refused a write");
     }
   }
+}
+
+function outboxEntries(events: readonly OutboxEvent[]): (readonly [Deno.KvKey, unknown])[] {
+  return events.flatMap((e) => [
+    [["outbox", e._id], e] as const,
+    [["outbox_pending", e.occurredAt.getTime(), e._id], e._id] as const,
+  ]);
 }
 
 /** Keys under `prefix` whose next part is in `[from, to)` (each bound optional). */

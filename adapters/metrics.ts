@@ -12,6 +12,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import type { ProcessorStats } from "../actors/processor_supervisor.ts";
 import type { StoreWriterStats } from "../actors/store_writer.ts";
 import type { OfflineWatchStats } from "../actors/offline_watch.ts";
+import type { WebhookDispatcherStats } from "../actors/webhook_dispatcher.ts";
 import type { WriteBatch } from "../actors/device_store.ts";
 import type { ProducerStats } from "../actors/reading_sink.ts";
 
@@ -39,6 +40,7 @@ export interface MetricSources {
   readonly processors?: { readonly stats: ProcessorStats };
   readonly writer?: { readonly stats: StoreWriterStats };
   readonly offline?: { readonly stats: OfflineWatchStats };
+  readonly webhooks?: { readonly stats: WebhookDispatcherStats };
   readonly source?: { lag(): ReadonlyMap<number, number> };
 }
 
@@ -265,6 +267,26 @@ export function createMetrics(
     "iot_processor_failures_total",
     "Processor actors that failed (each is restored from the store by its next batch).",
     (s) => s.processors?.stats.processorFailures,
+  );
+  level(
+    "iot_webhook_events_pending",
+    "Outbox events not settled at the dispatcher's last poll (at most one poll's batch).",
+    (s) => s.webhooks?.stats.pending,
+  );
+  total(
+    "iot_webhook_deliveries_total",
+    "Webhook deliveries a receiver accepted (2xx).",
+    (s) => s.webhooks?.stats.delivered,
+  );
+  total(
+    "iot_webhook_attempts_failed_total",
+    "Webhook attempts that failed (no answer or a non-2xx status); each is retried or dead-lettered.",
+    (s) => s.webhooks?.stats.failedAttempts,
+  );
+  total(
+    "iot_webhook_dead_letters_total",
+    "Webhook deliveries given up after the last attempt (WEBHOOK_MAX_ATTEMPTS).",
+    (s) => s.webhooks?.stats.deadLettered,
   );
   level(
     "iot_devices_offline",

@@ -34,6 +34,13 @@ import {
   type ReadingDoc,
 } from "../schemas/documents.ts";
 import type { Logger } from "../actors/logger.ts";
+import type { DeadLetter, DeliveryOutcome, WebhookStore } from "../actors/webhook_store.ts";
+import {
+  ackEventOf,
+  type OutboxEvent,
+  outboxEventsOf,
+  type WebhookDoc,
+} from "../schemas/webhook.ts";
 import type {
   AckOutcome,
   AlertFilter,
@@ -88,7 +95,26 @@ interface JournalEntry extends Omit<DeviceDoc, "_id"> {
   readonly n: number;
 }
 
-export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDisposable {
+/** Subscriptions (`POST /webhooks`). */
+const WEBHOOKS = "webhooks";
+/** Outbox events (`OutboxEvent` and `pending`), `_id` `<alertId>:<event>`. */
+const OUTBOX = "webhook_outbox";
+/** One outcome per event and subscription, `_id` `<subscriptionId>|<eventId>`. */
+const DELIVERIES = "webhook_deliveries";
+
+interface StoredEvent extends OutboxEvent {
+  readonly pending: boolean;
+}
+
+interface StoredOutcome {
+  readonly _id: string;
+  readonly subscriptionId: string;
+  readonly eventId: string;
+  readonly outcome: DeliveryOutcome;
+}
+
+export class MongoStore
+  implements DeviceStore, StoreQueries, SeqLookup, WebhookStore, AsyncDisposable {
   readonly #client: MongoClient;
   readonly #db: Db;
   readonly #log: Logger;
@@ -208,9 +234,13 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
   async write(batch: WriteBatch): Promise<WriteResult> {
     // Readings and alerts first; device states only once those are durable,
     // so a stored state never claims readings that were not stored.
+    // The outbox events of the alert transitions go with them, before the device states: a
+    // crash before the states are durable replays the readings, which rewrites both (ids are
+    // deterministic, so a replay adds no event).
     const [refused] = await Promise.all([
       this.#writeReadings(batch.readings, batch.skipped ?? []),
       this.#writeAlerts(batch.alerts),
+      this.#writeOutbox(batch.alerts.flatMap(outboxEventsOf)),
     ]);
     await this.#writeDevices(batch.devices);
     return { refused };
@@ -448,7 +478,75 @@ export class MongoStore implements DeviceStore, StoreQueries, SeqLookup, AsyncDi
       { $set: ack },
     );
     const alert = await this.#alerts().findOne({ _id: id });
-    return alert ? { alert, recorded: result.modifiedCount === 1 } : null;
+    if (!alert) return null;
+    // Inserted if absent on every call, so a retried request repairs a crash in between.
+    const event = ackEventOf(alert);
+    if (event) await this.#writeOutbox([event]);
+    return { alert, recorded: result.modifiedCount === 1 };
+  }
+
+  #webhooks() {
+    return this.#db.collection<WebhookDoc>(WEBHOOKS);
+  }
+  #outbox() {
+    return this.#db.collection<StoredEvent>(OUTBOX);
+  }
+  #deliveries() {
+    return this.#db.collection<StoredOutcome>(DELIVERIES);
+  }
+
+  async #writeOutbox(events: readonly OutboxEvent[]): Promise<void> {
+    await insertNew(this.#outbox(), events.map((e) => ({ ...e, pending: true })));
+  }
+
+  async addWebhook(doc: WebhookDoc): Promise<void> {
+    await this.#webhooks().insertOne(doc);
+  }
+
+  webhooks(): Promise<WebhookDoc[]> {
+    return this.#webhooks().find({}).sort({ createdAt: 1 }).toArray();
+  }
+
+  async removeWebhook(id: string): Promise<boolean> {
+    return (await this.#webhooks().deleteOne({ _id: id })).deletedCount === 1;
+  }
+
+  async pendingEvents(limit: number): Promise<OutboxEvent[]> {
+    const found = await this.#outbox().find({ pending: true }).sort({ occurredAt: 1, _id: 1 })
+      .limit(limit).toArray();
+    return found.map(({ pending: _pending, ...event }) => event);
+  }
+
+  async outcomes(eventId: string): Promise<Map<string, DeliveryOutcome>> {
+    const found = await this.#deliveries().find({ eventId }).toArray();
+    return new Map(found.map((d) => [d.subscriptionId, d.outcome]));
+  }
+
+  async recordOutcome(
+    eventId: string,
+    subscriptionId: string,
+    outcome: DeliveryOutcome,
+  ): Promise<void> {
+    await insertNew(this.#deliveries(), [{
+      _id: `${subscriptionId}|${eventId}`,
+      subscriptionId,
+      eventId,
+      outcome,
+    }]);
+  }
+
+  async settle(eventId: string): Promise<void> {
+    await this.#outbox().updateOne({ _id: eventId }, { $set: { pending: false } });
+  }
+
+  async deadLetters(subscriptionId: string, limit: number): Promise<DeadLetter[]> {
+    const found = await this.#deliveries()
+      .find({ subscriptionId, "outcome.status": "dead" }).limit(limit).toArray();
+    return found.map(({ subscriptionId, eventId, outcome }) => ({
+      subscriptionId,
+      eventId,
+      outcome,
+    }));
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

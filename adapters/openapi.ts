@@ -22,6 +22,7 @@ import { DashboardQuerySchema } from "../schemas/dashboard.ts";
 import { AckRequestSchema } from "../schemas/ack_request.ts";
 import { BacktestRequestSchema } from "../schemas/backtest_request.ts";
 import { RuleAcceptedSchema, RulePatchSchema } from "../schemas/rule_request.ts";
+import { WebhookRequestSchema } from "../schemas/webhook.ts";
 import { DASHBOARD_FILES } from "./dashboard_routes.ts";
 import {
   AlertIdParamsSchema,
@@ -218,6 +219,38 @@ export const OPERATIONS: Readonly<Record<RouteKey, Operation>> = {
       200: { description: "The alert, with `ackedBy`, `ackedAt` and `note`", json: anObject },
     },
     errors: { 400: "Malformed body or id", 404: "Unknown alert", 413: "Body over 16 KiB" },
+  },
+  "GET /webhooks": {
+    summary: "List webhook subscriptions (never their secrets)",
+    tag: "webhooks",
+    ok: { 200: { description: "`{webhooks: [{_id, url, events, createdAt}]}`", json: anObject } },
+  },
+  "POST /webhooks": {
+    summary: "Subscribe a URL to alert events (raise, clear, offline, ack)",
+    tag: "webhooks",
+    body: { schema: WebhookRequestSchema, required: true },
+    ok: { 201: { description: "The subscription, without its secret", json: anObject } },
+    errors: { 400: "Malformed body, non-http(s) URL or unknown event", 413: "Body over 16 KiB" },
+  },
+  "GET /webhooks/:id/dead-letters": {
+    summary: "The deliveries to one subscription given up after the last attempt",
+    tag: "webhooks",
+    params: z.object({ id: z.string() }),
+    query: ReadingsQuerySchema,
+    ok: {
+      200: {
+        description: "`{deadLetters: [{subscriptionId, eventId, outcome}]}`",
+        json: anObject,
+      },
+    },
+    errors: { 400: "Bad limit", 404: "Unknown subscription" },
+  },
+  "DELETE /webhooks/:id": {
+    summary: "Remove a webhook subscription",
+    tag: "webhooks",
+    params: z.object({ id: z.string() }),
+    ok: { 204: { description: "Removed; it receives no more events" } },
+    errors: { 404: "Unknown subscription" },
   },
   "POST /rules/backtest": {
     summary: "Replay stored readings through a candidate rule, next to the stored episodes",

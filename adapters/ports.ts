@@ -24,9 +24,10 @@ import type { Logger } from "../actors/logger.ts";
 import type { ProducerStats, ReadingSink } from "../actors/reading_sink.ts";
 import type { DeadLetterSink, ReadingSource } from "../actors/reading_source.ts";
 import type { StoreQueries } from "../actors/store_queries.ts";
+import type { WebhookStore } from "../actors/webhook_store.ts";
 
 /** Port: everything the pipeline needs of a store. */
-export interface Store extends DeviceStore, StoreQueries, SeqLookup, AsyncDisposable {
+export interface Store extends DeviceStore, StoreQueries, SeqLookup, WebhookStore, AsyncDisposable {
   ping(): Promise<void>;
 }
 

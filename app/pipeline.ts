@@ -31,6 +31,7 @@ import { startSensors } from "./sensors_role.ts";
 import { startFleet } from "./fleet_role.ts";
 import type { SensorControl } from "../actors/sensor_control.ts";
 import type { Retry } from "./retry.ts";
+import type { WebhookDispatcher } from "../actors/webhook_dispatcher.ts";
 
 export interface Parts {
   readonly store?: Store;
@@ -43,6 +44,7 @@ export interface Parts {
   readonly processors?: ProcessorSupervisor;
   readonly writer?: StoreWriter;
   readonly offline?: OfflineWatch;
+  readonly webhooks?: WebhookDispatcher;
 }
 
 /** The roles start-up connected, released in reverse start order. */
@@ -95,8 +97,8 @@ export async function connect(config: Config, deps: ConnectDeps): Promise<Pipeli
             fail("consumer stopped for good; exiting so a supervisor restarts us", error),
         })),
     );
-    const { source, writer, offline } = processors;
-    parts = { ...parts, source, processors: processors.processors, writer, offline };
+    const { source, writer, offline, webhooks } = processors;
+    parts = { ...parts, source, processors: processors.processors, writer, offline, webhooks };
   }
   if ((role === "all" || role === "sensors") && transport) {
     // Released after the sensors: they stop before their ledger closes.

@@ -5,7 +5,9 @@
  * alerts of devices that went silent. Disposing it stops the offline watch,
  * finishes the in-flight batches, stores their device states, commits, leaves
  * the group, then stops the processors and the dead-letter sink — the
- * reverse of how they were started.
+ * reverse of how they were started. The webhook dispatcher runs here too, beside the writer
+ * of the outbox it delivers (docs/webhooks.md); it is stopped first, without draining: what it
+ * had not delivered is still pending in the store.
  *
  * @module
  */
@@ -20,19 +22,34 @@ import type { Logger } from "../actors/logger.ts";
 import type { Metrics } from "../adapters/metrics.ts";
 import type { Store, Transport } from "../adapters/ports.ts";
 import type { Config } from "../schemas/config.ts";
+import { WebhookDispatcher } from "../actors/webhook_dispatcher.ts";
+import { httpWebhookTransport } from "../adapters/webhook_http.ts";
+import { realTimers, type Timers } from "../actors/timers.ts";
 
 export interface ProcessorsRole extends AsyncDisposable {
   readonly source: ReadingSource;
   readonly processors: ProcessorSupervisor;
   readonly writer: StoreWriter;
   readonly offline: OfflineWatch;
+  readonly webhooks: WebhookDispatcher;
 }
 
 export interface ProcessorsRoleOptions {
   readonly config: Pick<
     Config,
-    "passivateAfterMs" | "checkpointMs" | "offlineAfterMs" | "offlineGraceMs" | "intervalMs"
+    | "passivateAfterMs"
+    | "checkpointMs"
+    | "offlineAfterMs"
+    | "offlineGraceMs"
+    | "intervalMs"
+    | "webhookMaxAttempts"
+    | "webhookBackoffBaseMs"
+    | "webhookBackoffCapMs"
+    | "webhookPollMs"
+    | "webhookTimeoutMs"
   >;
+  /** The webhook dispatcher's clock (default: the real one). */
+  readonly timers?: Timers;
   readonly rule: AlarmRule;
   readonly logger: Logger;
   readonly metrics: Pick<Metrics, "readingsStored" | "raiseStored">;
@@ -107,12 +124,25 @@ export async function startProcessors(
   offline.attach(source);
   // Stopped first: nothing is raised once batches stop being observed.
   stack.use(offline);
+  const webhooks = stack.use(
+    new WebhookDispatcher({
+      store: ports.store,
+      transport: httpWebhookTransport,
+      timers: options.timers ?? realTimers,
+      logger,
+      pollMs: config.webhookPollMs,
+      maxAttempts: config.webhookMaxAttempts,
+      backoff: { baseMs: config.webhookBackoffBaseMs, capMs: config.webhookBackoffCapMs },
+      timeoutMs: config.webhookTimeoutMs,
+    }),
+  );
   const started = stack.move();
   return {
     source,
     processors,
     writer,
     offline,
+    webhooks,
     [Symbol.asyncDispose]: () => started.disposeAsync(),
   };
 }

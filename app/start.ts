@@ -81,7 +81,7 @@ export function start(config: Config, options: StartOptions = {}): App {
       logger,
       metrics,
       ...(connected?.control ? { sensors: connected.control } : {}),
-      ...(connected?.store ? { queries: connected.store } : {}),
+      ...(connected?.store ? { queries: connected.store, webhooks: connected.store } : {}),
       ...(connected ? {} : {
         connecting: {
           sensors: runsSensors || config.kafkaBrokers !== undefined,
@@ -184,6 +184,7 @@ function stats(parts: Parts): Record<string, unknown> {
     ...(parts.processors ? { processors: parts.processors.stats } : {}),
     ...(parts.writer ? { store: parts.writer.stats } : {}),
     ...(parts.offline ? { offline: parts.offline.stats } : {}),
+    ...(parts.webhooks ? { webhooks: parts.webhooks.stats } : {}),
   };
 }
 

@@ -88,6 +88,15 @@ export interface Config {
   readonly offlineAfterMs: number | undefined;
   /** Out-of-orderness allowed between readings of one partition before offline is decided. */
   readonly offlineGraceMs: number;
+  /** Attempts of one webhook delivery before it goes to the subscription's dead letters. */
+  readonly webhookMaxAttempts: number;
+  /** Ceiling of the first retry's wait; it doubles per failure up to the cap (full jitter). */
+  readonly webhookBackoffBaseMs: number;
+  readonly webhookBackoffCapMs: number;
+  /** How often the dispatcher looks for pending events and due retries. */
+  readonly webhookPollMs: number;
+  /** How long one delivery attempt waits for an answer. */
+  readonly webhookTimeoutMs: number;
   readonly logFormat: (typeof LOG_FORMATS)[number];
   readonly logLevel: (typeof LOG_LEVELS)[number];
 }
@@ -484,6 +493,46 @@ const TABLE = [
     default: "2000",
     help: "How far readings of one partition may overtake each other (and the processors' " +
       "clock lead the sensors'): offline is decided this much after the silence (docs/offline.md)",
+  },
+  {
+    key: "webhookMaxAttempts",
+    flag: "webhook-max-attempts",
+    env: "WEBHOOK_MAX_ATTEMPTS",
+    kind: { type: "int", min: 1, max: 1000 },
+    default: "12",
+    help: "Attempts of one webhook delivery before it is dead-lettered (docs/webhooks.md)",
+  },
+  {
+    key: "webhookBackoffBaseMs",
+    flag: "webhook-backoff-base-ms",
+    env: "WEBHOOK_BACKOFF_BASE_MS",
+    kind: { type: "int", min: 1, max: 600_000 },
+    default: "1000",
+    help: "Longest wait before the first webhook retry; doubles per failure, full jitter",
+  },
+  {
+    key: "webhookBackoffCapMs",
+    flag: "webhook-backoff-cap-ms",
+    env: "WEBHOOK_BACKOFF_CAP_MS",
+    kind: { type: "int", min: 1, max: 86_400_000 },
+    default: "300000",
+    help: "Longest wait between two webhook attempts",
+  },
+  {
+    key: "webhookPollMs",
+    flag: "webhook-poll-ms",
+    env: "WEBHOOK_POLL_MS",
+    kind: { type: "int", min: 10, max: 600_000 },
+    default: "1000",
+    help: "How often the webhook dispatcher looks for pending events and due retries",
+  },
+  {
+    key: "webhookTimeoutMs",
+    flag: "webhook-timeout-ms",
+    env: "WEBHOOK_TIMEOUT_MS",
+    kind: { type: "int", min: 100, max: 600_000 },
+    default: "10000",
+    help: "How long one webhook attempt waits for an answer",
   },
   {
     key: "logFormat",
