@@ -224,12 +224,7 @@ function sensorRoutes(port: SensorControl | undefined, connecting: boolean): Hon
     })
     .post(
       "/",
-      bodyLimit({
-        maxSize: MAX_BODY_BYTES,
-        onError: () => {
-          throw new ApiError(413, "payload_too_large", "Body is too large: the limit is 2 MiB");
-        },
-      }),
+      limitBody(MAX_BODY_BYTES),
       async (c) => {
         const fleet = sensors();
         const parsed = parseSensorRequest(await jsonBody(c));
@@ -266,12 +261,7 @@ function sensorRoutes(port: SensorControl | undefined, connecting: boolean): Hon
     })
     .post(
       "/:id/overheat",
-      bodyLimit({
-        maxSize: 4096,
-        onError: () => {
-          throw new ApiError(413, "payload_too_large", "Body is too large: the limit is 4 KiB");
-        },
-      }),
+      limitBody(4096),
       async (c) => {
         const fleet = sensors();
         const id = idParam(c.req.param("id"), "sensor id");
@@ -298,12 +288,7 @@ function sensorRoutes(port: SensorControl | undefined, connecting: boolean): Hon
     )
     .post(
       "/:id/faults",
-      bodyLimit({
-        maxSize: 4096,
-        onError: () => {
-          throw new ApiError(413, "payload_too_large", "Body is too large: the limit is 4 KiB");
-        },
-      }),
+      limitBody(4096),
       async (c) => {
         const fleet = sensors();
         const id = idParam(c.req.param("id"), "sensor id");
@@ -371,12 +356,7 @@ function deviceRoutes(
     // A device's rule is its sensor's: the sensor carries it in every reading from now on.
     .patch(
       "/:id/rule",
-      bodyLimit({
-        maxSize: 4096,
-        onError: () => {
-          throw new ApiError(413, "payload_too_large", "Body is too large: the limit is 4 KiB");
-        },
-      }),
+      limitBody(4096),
       async (c) => {
         const sensors = available(fleet.port, "sensors", fleet.connecting);
         const id = idParam(c.req.param("id"), "device id");
@@ -467,12 +447,7 @@ function alertRoutes(
     })
     .post(
       "/:id/ack",
-      bodyLimit({
-        maxSize: 16 * 1024,
-        onError: () => {
-          throw new ApiError(413, "payload_too_large", "Body is too large: the limit is 16 KiB");
-        },
-      }),
+      limitBody(16 * 1024),
       async (c) => {
         const store = queries();
         const id = c.req.param("id");
@@ -508,12 +483,7 @@ function webhookRoutes(port: WebhookStore | undefined, connecting: boolean, now:
     })
     .post(
       "/",
-      bodyLimit({
-        maxSize: 16 * 1024,
-        onError: () => {
-          throw new ApiError(413, "payload_too_large", "Body is too large: the limit is 16 KiB");
-        },
-      }),
+      limitBody(16 * 1024),
       async (c) => {
         const store = webhooks();
         const parsed = parseWebhookRequest(await jsonBody(c));
@@ -568,12 +538,7 @@ function ruleRoutes(
   return new Hono()
     .post(
       "/backtest",
-      bodyLimit({
-        maxSize: 4096,
-        onError: () => {
-          throw new ApiError(413, "payload_too_large", "Body is too large: the limit is 4 KiB");
-        },
-      }),
+      limitBody(4096),
       async (c) => {
         const store = queries();
         const parsed = parseBacktestRequest(await jsonBody(c));
@@ -650,6 +615,19 @@ function ruleRoutes(
         });
       },
     );
+}
+
+/** A body limit of `bytes` whose 413 is in the one error shape, naming the limit. */
+function limitBody(bytes: number) {
+  const limit = bytes % (1024 * 1024) === 0
+    ? `${bytes / (1024 * 1024)} MiB`
+    : `${bytes / 1024} KiB`;
+  return bodyLimit({
+    maxSize: bytes,
+    onError: () => {
+      throw new ApiError(413, "payload_too_large", `Body is too large: the limit is ${limit}`);
+    },
+  });
 }
 
 /** `promise`, unless `signal` aborts first: then its reason. */
