@@ -6,13 +6,20 @@
 import "./env_guard.ts";
 import assert from "node:assert/strict";
 import { MongoClient } from "mongodb";
-import { encodeReading, type Reading } from "../schemas/reading.ts";
+import type { Reading } from "../schemas/reading.ts";
 import { type AlertDoc, COLLECTIONS } from "../schemas/documents.ts";
 import type { App } from "../main.ts";
-import { MONGO_URL, removeResources, testKafka } from "./fixtures.ts";
+import { MONGO_URL, removeResources } from "./fixtures.ts";
 import { testWith } from "./needs.ts";
 import { until } from "./wait.ts";
-import { EMBEDDED, KAFKA_MONGO, startApp, type TestEnv, testEnv } from "./test_app.ts";
+import {
+  EMBEDDED,
+  KAFKA_MONGO,
+  publishReadings,
+  startApp,
+  type TestEnv,
+  testEnv,
+} from "./test_app.ts";
 
 const TOKEN = "ack-test-token-0123456789";
 const AUTH = { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json" };
@@ -27,22 +34,6 @@ function reading(seq: number, temperature: number): Reading {
     humidity: 40,
     location: { lat: 48.85, lon: 2.35 },
   };
-}
-
-/** Publishes readings to the readings topic (Kafka) or the embedded queue. */
-async function publish(app: App, env: TestEnv, records: readonly Reading[]): Promise<void> {
-  const queue = app.parts.transport?.embedded;
-  if (queue) {
-    for (const r of records) assert.ok(queue.publishRaw(r.deviceId, encodeReading(r)));
-    return;
-  }
-  const producer = testKafka().producer();
-  await producer.connect();
-  await producer.send({
-    topic: env.topic,
-    messages: records.map((r) => ({ key: r.deviceId, value: encodeReading(r) })),
-  });
-  await producer.disconnect();
 }
 
 async function alerts(app: App, query = ""): Promise<AlertDoc[]> {
@@ -61,7 +52,7 @@ function ack(app: App, id: string, body: unknown, headers: Record<string, string
 
 /** Overheat (raised at seq 2), acknowledge while active, then cool down (cleared at seq 4). */
 async function ackThenClear(app: App, env: TestEnv): Promise<AlertDoc> {
-  await publish(app, env, [reading(1, 90), reading(2, 91)]);
+  await publishReadings(app, env, [reading(1, 90), reading(2, 91)]);
   const [raised] = await until("the overheat alert", async () => {
     const found = await alerts(app, "&status=active");
     return found.length > 0 ? found : undefined;
@@ -90,7 +81,7 @@ async function ackThenClear(app: App, env: TestEnv): Promise<AlertDoc> {
     "the first acknowledgement wins",
   );
 
-  await publish(app, env, [reading(3, 60), reading(4, 60)]);
+  await publishReadings(app, env, [reading(3, 60), reading(4, 60)]);
   const [cleared] = await until("the clear", async () => {
     const found = await alerts(app, "&status=cleared");
     return found.length > 0 ? found : undefined;

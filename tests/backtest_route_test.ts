@@ -8,12 +8,18 @@ import assert from "node:assert/strict";
 import { createApi } from "../adapters/http_api.ts";
 import { silentLogger } from "../adapters/log.ts";
 import { DEFAULT_RULE } from "../domain/hysteresis.ts";
-import { encodeReading, type Reading } from "../schemas/reading.ts";
+import type { Reading } from "../schemas/reading.ts";
 import type { App } from "../main.ts";
-import { testKafka } from "./fixtures.ts";
 import { testWith } from "./needs.ts";
 import { until } from "./wait.ts";
-import { EMBEDDED, KAFKA_MONGO, startApp, type TestEnv, testEnv } from "./test_app.ts";
+import {
+  EMBEDDED,
+  KAFKA_MONGO,
+  publishReadings,
+  startApp,
+  type TestEnv,
+  testEnv,
+} from "./test_app.ts";
 
 const START = Date.UTC(2026, 10, 30, 12, 0, 0);
 
@@ -36,24 +42,9 @@ function readings(): Reading[] {
   );
 }
 
-async function publish(app: App, env: TestEnv, records: readonly Reading[]): Promise<void> {
-  const queue = app.parts.transport?.embedded;
-  if (queue) {
-    for (const r of records) assert.ok(queue.publishRaw(r.deviceId, encodeReading(r)));
-    return;
-  }
-  const producer = testKafka().producer();
-  await producer.connect();
-  await producer.send({
-    topic: env.topic,
-    messages: records.map((r) => ({ key: r.deviceId, value: encodeReading(r) })),
-  });
-  await producer.disconnect();
-}
-
 /** Publishes the series and waits until the processors stored every reading of it. */
 async function stored(app: App, env: TestEnv) {
-  await publish(app, env, readings());
+  await publishReadings(app, env, readings());
   for (const [id, temps] of Object.entries(SERIES)) {
     await until(`device ${id} stored`, async () => {
       const device = await app.parts.store!.device(id);

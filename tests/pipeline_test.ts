@@ -17,6 +17,7 @@ import {
   KAFKA_KV,
   KAFKA_MONGO,
   type Mode,
+  publishReadings,
   startApp,
   type TestEnv,
   testEnv,
@@ -358,22 +359,6 @@ permitted.test("pipeline (embedded+kv): a malformed record is dead-lettered and 
   assert.match(queue.deadLetters[0]!.reason, /invalid JSON/);
 });
 
-/** Publishes raw records to the readings topic (Kafka) or the embedded queue. */
-async function publish(app: App, env: TestEnv, records: readonly Reading[]): Promise<void> {
-  const queue = app.parts.transport?.embedded;
-  if (queue) {
-    for (const r of records) assert.ok(queue.publishRaw(r.deviceId, encodeReading(r)));
-    return;
-  }
-  const producer = testKafka().producer();
-  await producer.connect();
-  await producer.send({
-    topic: env.topic,
-    messages: records.map((r) => ({ key: r.deviceId, value: encodeReading(r) })),
-  });
-  await producer.disconnect();
-}
-
 /** Every dead letter so far, value and reason: the DLQ topic (Kafka) or the embedded queue's. */
 async function deadLetters(
   app: App,
@@ -422,7 +407,7 @@ for (const mode of [KAFKA_MONGO, EMBEDDED]) {
     await using env = await testEnv("e2e-conflict", mode);
     await using app = await startApp(env);
     const first: Reading = { ...GOOD, deviceId: "twice-1" };
-    await publish(app, env, [first]);
+    await publishReadings(app, env, [first]);
     const stored = async () => {
       const res = await fetch(`${app.url}/devices/twice-1/readings`);
       return res.ok ? (await res.json() as { readings: ReadingDoc[] }).readings : [];
@@ -431,7 +416,7 @@ for (const mode of [KAFKA_MONGO, EMBEDDED]) {
 
     // The same deviceId and seq, emitted again later with other content; then a true replay.
     const reused: Reading = { ...first, ts: "2026-11-27T13:05:00.000Z", temperature: 80.1 };
-    await publish(app, env, [reused, first]);
+    await publishReadings(app, env, [reused, first]);
     await until(
       "the conflict and the duplicate handled",
       async () =>

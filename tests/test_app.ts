@@ -9,11 +9,14 @@
 import { type App, start } from "../main.ts";
 import { type Config, parseConfig } from "../schemas/config.ts";
 import { silentLogger } from "../adapters/log.ts";
+import { encodeReading, type Reading } from "../schemas/reading.ts";
+import assert from "node:assert/strict";
 import {
   KAFKA_BROKERS,
   MONGO_URL,
   removeResources,
   requireServices,
+  testKafka,
   uniqueDbName,
   uniqueName,
 } from "./fixtures.ts";
@@ -103,4 +106,24 @@ export async function startApp(env: TestEnv, overrides: Record<string, string> =
     throw err;
   }
   return app;
+}
+
+/** Publishes readings to the app's readings topic (Kafka) or its embedded queue. */
+export async function publishReadings(
+  app: App,
+  env: TestEnv,
+  records: readonly Reading[],
+): Promise<void> {
+  const queue = app.parts.transport?.embedded;
+  if (queue) {
+    for (const r of records) assert.ok(queue.publishRaw(r.deviceId, encodeReading(r)));
+    return;
+  }
+  const producer = testKafka().producer();
+  await producer.connect();
+  await producer.send({
+    topic: env.topic,
+    messages: records.map((r) => ({ key: r.deviceId, value: encodeReading(r) })),
+  });
+  await producer.disconnect();
 }

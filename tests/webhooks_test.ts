@@ -7,12 +7,11 @@
 import "./env_guard.ts";
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { encodeReading, type Reading } from "../schemas/reading.ts";
+import type { Reading } from "../schemas/reading.ts";
 import type { App } from "../main.ts";
-import { testKafka } from "./fixtures.ts";
 import { testWith } from "./needs.ts";
 import { until } from "./wait.ts";
-import { EMBEDDED, KAFKA_MONGO, startApp, type TestEnv, testEnv } from "./test_app.ts";
+import { EMBEDDED, KAFKA_MONGO, publishReadings, startApp, testEnv } from "./test_app.ts";
 
 const TOKEN = "webhook-test-token-0123456789";
 const AUTH = { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json" };
@@ -35,21 +34,6 @@ function reading(seq: number, temperature: number): Reading {
     humidity: 40,
     location: { lat: 48.85, lon: 2.35 },
   };
-}
-
-async function publish(app: App, env: TestEnv, records: readonly Reading[]): Promise<void> {
-  const queue = app.parts.transport?.embedded;
-  if (queue) {
-    for (const r of records) assert.ok(queue.publishRaw(r.deviceId, encodeReading(r)));
-    return;
-  }
-  const producer = testKafka().producer();
-  await producer.connect();
-  await producer.send({
-    topic: env.topic,
-    messages: records.map((r) => ({ key: r.deviceId, value: encodeReading(r) })),
-  });
-  await producer.disconnect();
 }
 
 interface Received {
@@ -112,7 +96,7 @@ for (const mode of [KAFKA_MONGO, EMBEDDED]) {
     assert.deepEqual(listed.webhooks.map((w: { _id: string }) => w._id), [id]);
     assert.ok(listed.webhooks.every((w: object) => !("secret" in w)));
 
-    await publish(app, env, [reading(1, 90), reading(2, 91)]);
+    await publishReadings(app, env, [reading(1, 90), reading(2, 91)]);
     await until("the raise delivered", () => hook.keys().includes(ALL[2]!));
     const ack = await fetch(`${app.url}/alerts/${DEVICE}:overheat:2/ack`, {
       method: "POST",
@@ -121,7 +105,7 @@ for (const mode of [KAFKA_MONGO, EMBEDDED]) {
     });
     assert.equal(ack.status, 200);
     await ack.body?.cancel();
-    await publish(app, env, [reading(3, 60), reading(4, 60)]);
+    await publishReadings(app, env, [reading(3, 60), reading(4, 60)]);
     await until("every event delivered", () => hook.keys().length === ALL.length);
     assert.deepEqual(hook.keys(), ALL);
     assert.ok(hook.state.received.every((r) => r.signed), "every body is signed");
@@ -182,7 +166,12 @@ kafkaMongo.test("webhooks (kafka+mongodb): events pending when the app stops are
   {
     await using app = await startApp(env, FAST);
     await subscribe(app, hook.url);
-    await publish(app, env, [reading(1, 90), reading(2, 91), reading(3, 60), reading(4, 60)]);
+    await publishReadings(app, env, [
+      reading(1, 90),
+      reading(2, 91),
+      reading(3, 60),
+      reading(4, 60),
+    ]);
     // Both transitions stored, their deliveries failing: then the app stops without delivering.
     await until("the clear stored and refused", async () => {
       const res = await fetch(`${app.url}/alerts?deviceId=${DEVICE}&status=cleared`);
@@ -205,7 +194,7 @@ embedded.test("webhooks (embedded+kv): a receiver that never answers gets the ev
   closed.close();
   await using app = await startApp(env, { ...FAST, WEBHOOK_MAX_ATTEMPTS: "2" });
   const id = await subscribe(app, `http://127.0.0.1:${port}/hook`);
-  await publish(app, env, [reading(1, 90), reading(2, 91)]);
+  await publishReadings(app, env, [reading(1, 90), reading(2, 91)]);
   const dead = await until("the raise dead-lettered", async () => {
     const res = await fetch(`${app.url}/webhooks/${id}/dead-letters`);
     assert.equal(res.status, 200);
