@@ -36,8 +36,10 @@ async function json<T>(app: App, path: string): Promise<T> {
   return await res.json();
 }
 
+// Overheat episodes only: a sensor at a 100 ms interval that stalls for 300 ms on a busy machine
+// is rightly reported offline (event time), and removing it at the end silences it for good.
 const alerts = async (app: App) =>
-  (await json<{ alerts: AlertDoc[] }>(app, `/alerts?deviceId=${DEVICE}`)).alerts;
+  (await json<{ alerts: AlertDoc[] }>(app, `/alerts?deviceId=${DEVICE}&type=overheat`)).alerts;
 
 /** The device document as the API shows it, once it has applied `seq`. */
 function deviceAt(app: App, seq: number): Promise<DeviceDoc> {
