@@ -16,8 +16,15 @@
  * @module
  */
 import { isDeepStrictEqual } from "node:util";
-import { Supervisor, type SupervisorEscalationError } from "./supervisor.ts";
-import { Sensor } from "./sensor.ts";
+import {
+  type ChildExit,
+  type ChildHandle,
+  type ChildSpec,
+  type RestartType,
+  Supervisor,
+  type SupervisorEscalationError,
+} from "./supervisor.ts";
+import { Sensor, type SensorDeps, type SensorParent } from "./sensor.ts";
 import { onlyRuleChanged, type SensorSpec, withRule } from "../schemas/sensor_spec.ts";
 import { mergeRule, type RulePatch } from "../schemas/rule_request.ts";
 import { SeqReserver, type SeqReserverOptions } from "./seq_reserver.ts";
@@ -31,8 +38,9 @@ import {
   take,
 } from "../domain/seq_block.ts";
 import { SharedTimer } from "./shared_timer.ts";
+import { LastReadings } from "./last_readings.ts";
 import { realTimers, type Timers } from "./timers.ts";
-import { type Reading, TEMPERATURE_RANGE } from "../schemas/reading.ts";
+import { TEMPERATURE_RANGE } from "../schemas/reading.ts";
 import { OVERHEAT_MARGIN, type OverheatRequest } from "../schemas/overheat_request.ts";
 import type { SensorRequest } from "../schemas/sensor_request.ts";
 import { type FaultRequest, resolveFault } from "../schemas/fault_request.ts";
@@ -84,21 +92,69 @@ export interface SensorFleetOptions {
   readonly timers?: Timers;
 }
 
-interface Entry {
+/** What an entry asks of its fleet (one object per fleet, shared by every entry). */
+interface EntryHost {
+  take(entry: Entry): number | undefined;
+  launch(entry: Entry, exit: (e: ChildExit) => void): Sensor;
+}
+
+/**
+ * One device of the fleet, kept across restarts of its sensor. It is also the
+ * sensor's child spec for the supervisor and the sensor's parent (its seqs,
+ * its exit), so a running sensor costs no closures of its own.
+ */
+class Entry implements ChildSpec, SensorParent {
   /** Replaced only by a rule change (`#adoptRule()`). */
   settings: SensorSpec;
-  sensor: Sensor | undefined;
-  status: SensorStatus;
-  lastReading: Reading | null;
-  removing: boolean;
+  sensor: Sensor | undefined = undefined;
+  status: SensorStatus = "running";
+  /** Where its last reading is kept (`LastReadings`). */
+  readonly slot: number;
+  removing = false;
   /** Settles once a started removal is done. */
-  removed?: Promise<void>;
+  removed: Promise<void> | undefined = undefined;
   /** The device's seqs; kept across restarts of its sensor. */
   seqs: SeqAllocation;
   /** Its sensor was started (it had a first block). */
-  launched: boolean;
+  launched = false;
   /** Orders (overheat, faults) given before its first block: applied once it starts. */
-  pending: ((sensor: Sensor) => void)[];
+  pending: ((sensor: Sensor) => void)[] | undefined = undefined;
+  /** The supervisor's `exit` of the running incarnation. */
+  #exit: ((e: ChildExit) => void) | undefined = undefined;
+  readonly #host: EntryHost;
+
+  constructor(settings: SensorSpec, seqs: SeqAllocation, slot: number, host: EntryHost) {
+    this.settings = settings;
+    this.slot = slot;
+    this.seqs = seqs;
+    this.#host = host;
+  }
+
+  get id(): string {
+    return this.settings.id;
+  }
+
+  get restart(): RestartType {
+    return "transient";
+  }
+
+  /** ChildSpec: starts a sensor under the spec as of now. */
+  start(exit: (e: ChildExit) => void): ChildHandle {
+    this.#exit = exit;
+    return this.#host.launch(this, exit);
+  }
+
+  /** SensorParent: the next granted seq. */
+  take(): number | undefined {
+    return this.#host.take(this);
+  }
+
+  /** SensorParent: the sensor ended by itself (an earlier incarnation's word is ignored). */
+  exit(e: ChildExit, sensor: Sensor): void {
+    if (sensor !== this.sensor) return;
+    this.status = e.type === "normal" ? "completed" : "failed";
+    this.#exit?.(e);
+  }
 }
 
 /** Why a fleet whose supervisor gave up refuses new sensors. */
@@ -108,7 +164,7 @@ export const FLEET_GAVE_UP =
 export class SensorFleet implements SensorControl, AsyncDisposable {
   readonly #supervisor: Supervisor;
   readonly #entries = new Map<string, Entry>();
-  /** Last seq of every device this process has known, running or removed. */
+  /** Last seq of every device this process has known and removed (running ones: `#last`). */
   readonly #lastSeq: Map<string, number>;
   readonly #opts: SensorFleetOptions;
   readonly #log: Logger;
@@ -117,6 +173,11 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   readonly #timer: SharedTimer;
   readonly #reserver: SeqReserver;
   readonly #lowWater: number;
+  /** Shared by every sensor and entry: no closures per sensor. */
+  readonly #deps: SensorDeps;
+  readonly #host: EntryHost;
+  /** Each sensor's last reading, by its entry's slot. */
+  readonly #last = new LastReadings();
   #nextNumber = 1;
   /** Set once the supervisor gave up: the fleet is stopped for good. */
   #escalated: SupervisorEscalationError | undefined;
@@ -149,6 +210,22 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
       onFailure: (error) =>
         this.#log.error("seq ledger keeps failing; sensors without seqs skip ticks", { error }),
     });
+    this.#deps = {
+      sink: options.sink,
+      now: this.#now,
+      timer: this.#timer,
+      onDropped: () => this.#dropped++,
+      onSilenced: () => this.#silenced++,
+      onEmit: (reading) => {
+        const entry = this.#entries.get(reading.deviceId);
+        if (entry) this.#last.set(entry.slot, reading);
+        this.#emitted++;
+      },
+    };
+    this.#host = {
+      take: (entry) => this.#takeSeq(entry),
+      launch: (entry) => this.#newSensor(entry),
+    };
     this.#supervisor = new Supervisor({
       name: "sensors",
       // A sensor that keeps failing must not take the fleet down: many restarts, then escalate.
@@ -270,12 +347,15 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
       await stopping;
       // Only now may the id be reused: until here add() answers "conflict".
       this.#entries.delete(id);
+      const seq = this.#last.seq(entry.slot);
+      if (seq !== undefined) this.#lastSeq.set(id, seq);
+      this.#last.release(entry.slot);
     } finally {
       removed.resolve();
     }
     this.#log.info("sensor removed", {
       id,
-      seq: this.#lastSeq.get(id),
+      seq: this.lastSeq(id),
       running: this.#entries.size,
     });
     this.#opts.onRemoved?.(id);
@@ -301,12 +381,13 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
 
   /** The last seq a device emitted in this process, running or removed. */
   lastSeq(id: string): number | undefined {
-    return this.#lastSeq.get(id);
+    const entry = this.#entries.get(id);
+    return (entry && this.#last.seq(entry.slot)) ?? this.#lastSeq.get(id);
   }
 
   get(id: string): SensorDetail | undefined {
     const entry = this.#entries.get(id);
-    return entry && { ...this.#info(entry), lastReading: entry.lastReading };
+    return entry && { ...this.#info(entry), lastReading: this.#last.get(entry.slot, id) };
   }
 
   overheat(id: string, request: OverheatRequest): OverheatResult {
@@ -406,7 +487,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
    */
   #order(entry: Entry, order: (sensor: Sensor) => void) {
     if (entry.sensor) order(entry.sensor);
-    else entry.pending.push(order);
+    else (entry.pending ??= []).push(order);
   }
 
   /**
@@ -417,7 +498,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   #adoptRule(entry: Entry, spec: SensorSpec): RuleResult & { ok: true } {
     entry.settings = spec;
     entry.sensor?.adoptRule(spec);
-    const appliesAfterSeq = this.#lastSeq.get(spec.id) ?? 0;
+    const appliesAfterSeq = this.lastSeq(spec.id) ?? 0;
     this.#log.info("rule changed", { id: spec.id, appliesAfterSeq, ...spec.rule });
     return { ok: true, rule: spec.rule, appliesAfterSeq };
   }
@@ -437,7 +518,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
       id,
       profile,
       intervalMs,
-      seq: this.#lastSeq.get(id) ?? 0,
+      seq: this.lastSeq(id) ?? 0,
       status: entry.status,
       thresholds: rule,
       owner: this.#opts.owner ?? null,
@@ -448,16 +529,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
 
   #start(settings: SensorSpec) {
     const asked = refill(INITIAL_SEQ_ALLOCATION, this.#lowWater);
-    const entry: Entry = {
-      settings,
-      sensor: undefined,
-      status: "running",
-      lastReading: null,
-      removing: false,
-      seqs: asked.state,
-      launched: false,
-      pending: [],
-    };
+    const entry = new Entry(settings, asked.state, this.#last.alloc(), this.#host);
     this.#entries.set(settings.id, entry);
     // The sensor starts only once its first block is granted.
     this.#askForSeqs(entry);
@@ -502,36 +574,22 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   #launch(entry: Entry) {
     if (!this.#current(entry)) return;
     entry.launched = true;
-    const { id } = entry.settings;
-    const seqs = { take: () => this.#takeSeq(entry) };
-    void this.#supervisor.startChild({
-      id,
-      restart: "transient",
-      start: (exit) => {
-        entry.status = "running";
-        // The spec as of now: a restarted sensor keeps a rule changed while it ran.
-        const settings = entry.settings;
-        entry.sensor = new Sensor(settings, seqs, {
-          sink: this.#opts.sink,
-          now: this.#now,
-          timer: this.#timer,
-          onDropped: () => this.#dropped++,
-          onSilenced: () => this.#silenced++,
-          onEmit: (reading) => {
-            entry.lastReading = reading;
-            this.#lastSeq.set(settings.id, reading.seq);
-            this.#emitted++;
-          },
-        }, (e) => {
-          entry.status = e.type === "normal" ? "completed" : "failed";
-          exit(e);
-        });
-        for (const order of entry.pending.splice(0)) order(entry.sensor);
-        return entry.sensor;
-      },
-    }).catch((error) => {
+    // The entry is the child spec: `start()` comes back to #newSensor().
+    void this.#supervisor.startChild(entry).catch((error) => {
       entry.status = "failed";
-      this.#log.error("sensor failed to start", { id, error });
+      this.#log.error("sensor failed to start", { id: entry.id, error });
     });
+  }
+
+  /** A new incarnation of the entry's sensor, under its spec as of now. */
+  #newSensor(entry: Entry): Sensor {
+    entry.status = "running";
+    // The spec as of now: a restarted sensor keeps a rule changed while it ran.
+    const sensor = new Sensor(entry.settings, entry, this.#deps);
+    entry.sensor = sensor;
+    const pending = entry.pending;
+    entry.pending = undefined;
+    if (pending) { for (const order of pending) order(sensor); }
+    return sensor;
   }
 }

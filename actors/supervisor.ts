@@ -194,10 +194,24 @@ export class Supervisor implements AsyncDisposable {
       ended = true;
       this.#exited(child, run, e);
     };
-    const starting = (async () => {
-      const handle = await child.spec.start(exit);
+    let started: ChildHandle | Promise<ChildHandle>;
+    try {
+      started = child.spec.start(exit);
+    } catch (error) {
+      child.starting = undefined;
+      if (!restarting) return Promise.reject(error);
+      exit({ type: "failed", error });
+      return Promise.resolve();
+    }
+    if (!(started instanceof Promise)) {
+      // Started synchronously: no promise is kept per child (100 000 sensors keep none).
+      child.starting = undefined;
+      if (!ended && child.run === run) child.handle = started;
+      return Promise.resolve();
+    }
+    const starting = started.then((handle) => {
       if (!ended && child.run === run) child.handle = handle;
-    })();
+    });
     child.starting = starting;
     return restarting ? starting.catch((error) => exit({ type: "failed", error })) : starting;
   }
