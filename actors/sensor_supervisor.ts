@@ -1,7 +1,15 @@
 /**
- * The sensor fleet: spawns, stops and restarts sensor actors under a
- * one_for_one supervisor and routes their readings into one sink (the
- * batching Kafka producer). Implements the API's `SensorControl` port.
+ * The sensor fleet: spawns, stops and restarts sensor actors and routes their
+ * readings into one sink (the batching Kafka producer). Implements the API's
+ * `SensorControl` port.
+ *
+ * The fleet is its sensors' one_for_one supervisor, with the generic
+ * `Supervisor`'s restart intensity (`RestartWindow`) and escalation: a sensor
+ * that fails is restarted alone (transient: a finished script is not), and
+ * more than 100 restarts in 10 s stop every sensor and escalate. It keeps
+ * the child record itself, in the device's entry, because a generic child
+ * record, its spec and its `exit` closure cost about 250 B per sensor at
+ * 100 000 sensors (bench/RESULTS.md).
  *
  * The fleet only runs sensors: which ones should run is the fleet registry's
  * business (`start(spec)` / `remove(id)` follow it). `add()` resolves a
@@ -18,10 +26,9 @@
 import { isDeepStrictEqual } from "node:util";
 import {
   type ChildExit,
-  type ChildHandle,
-  type ChildSpec,
-  type RestartType,
-  Supervisor,
+  escalationError,
+  type RestartIntensity,
+  RestartWindow,
   type SupervisorEscalationError,
 } from "./supervisor.ts";
 import { Sensor, type SensorDeps, type SensorParent } from "./sensor.ts";
@@ -95,15 +102,18 @@ export interface SensorFleetOptions {
 /** What an entry asks of its fleet (one object per fleet, shared by every entry). */
 interface EntryHost {
   take(entry: Entry): number | undefined;
-  launch(entry: Entry, exit: (e: ChildExit) => void): Sensor;
+  exited(entry: Entry, e: ChildExit): void;
 }
 
+/** A sensor that keeps failing must not take the fleet down: many restarts, then escalate. */
+const INTENSITY: RestartIntensity = { maxRestarts: 100, withinMs: 10_000 };
+
 /**
- * One device of the fleet, kept across restarts of its sensor. It is also the
- * sensor's child spec for the supervisor and the sensor's parent (its seqs,
- * its exit), so a running sensor costs no closures of its own.
+ * One device of the fleet, kept across restarts of its sensor: its child
+ * record, and its sensor's parent (seqs, exit), so a running sensor costs no
+ * closures of its own.
  */
-class Entry implements ChildSpec, SensorParent {
+class Entry implements SensorParent {
   /** Replaced only by a rule change (`#adoptRule()`). */
   settings: SensorSpec;
   sensor: Sensor | undefined = undefined;
@@ -119,8 +129,6 @@ class Entry implements ChildSpec, SensorParent {
   launched = false;
   /** Orders (overheat, faults) given before its first block: applied once it starts. */
   pending: ((sensor: Sensor) => void)[] | undefined = undefined;
-  /** The supervisor's `exit` of the running incarnation. */
-  #exit: ((e: ChildExit) => void) | undefined = undefined;
   readonly #host: EntryHost;
 
   constructor(settings: SensorSpec, seqs: SeqAllocation, slot: number, host: EntryHost) {
@@ -134,16 +142,6 @@ class Entry implements ChildSpec, SensorParent {
     return this.settings.id;
   }
 
-  get restart(): RestartType {
-    return "transient";
-  }
-
-  /** ChildSpec: starts a sensor under the spec as of now. */
-  start(exit: (e: ChildExit) => void): ChildHandle {
-    this.#exit = exit;
-    return this.#host.launch(this, exit);
-  }
-
   /** SensorParent: the next granted seq. */
   take(): number | undefined {
     return this.#host.take(this);
@@ -153,7 +151,7 @@ class Entry implements ChildSpec, SensorParent {
   exit(e: ChildExit, sensor: Sensor): void {
     if (sensor !== this.sensor) return;
     this.status = e.type === "normal" ? "completed" : "failed";
-    this.#exit?.(e);
+    this.#host.exited(this, e);
   }
 }
 
@@ -162,7 +160,11 @@ export const FLEET_GAVE_UP =
   "Sensor fleet stopped: its supervisor gave up after repeated sensor failures; see /health";
 
 export class SensorFleet implements SensorControl, AsyncDisposable {
-  readonly #supervisor: Supervisor;
+  readonly #window = new RestartWindow(INTENSITY);
+  #restarts = 0;
+  /** The fleet gave up and is stopping its sensors (then `#escalated` is set). */
+  #givingUp = false;
+  readonly #timers: Timers;
   readonly #entries = new Map<string, Entry>();
   /** Last seq of every device this process has known and removed (running ones: `#last`). */
   readonly #lastSeq: Map<string, number>;
@@ -196,6 +198,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
     this.#opts = options;
     this.#log = options.logger.child({ component: "sensors" });
     const timers = options.timers ?? realTimers;
+    this.#timers = timers;
     this.#now = options.now ?? (() => timers.now());
     this.#timer = new SharedTimer(timers, this.#now);
     this.#lastSeq = new Map();
@@ -224,16 +227,8 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
     };
     this.#host = {
       take: (entry) => this.#takeSeq(entry),
-      launch: (entry) => this.#newSensor(entry),
+      exited: (entry, e) => this.#exited(entry, e),
     };
-    this.#supervisor = new Supervisor({
-      name: "sensors",
-      // A sensor that keeps failing must not take the fleet down: many restarts, then escalate.
-      intensity: { maxRestarts: 100, withinMs: 10_000 },
-      now: () => timers.now(),
-      onRestart: (id, error) => this.#log.warn("sensor restarted", { id, error: error as Error }),
-      onEscalate: (error) => this.#escalate(error),
-    });
   }
 
   get size(): number {
@@ -269,7 +264,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
       seqBlocks: seqs.reservations,
       /** Ledger calls that failed (each retried, bounded). */
       seqLedgerFailures: seqs.failedCalls,
-      restarts: this.#supervisor.restarts,
+      restarts: this.#restarts,
       mailboxDepth,
       /** Ticks a dropout fault silenced. */
       silenced: this.#silenced,
@@ -343,7 +338,6 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
     // Stop the timer first: the sensor must not emit once remove() was called.
     const stopping = entry.sensor?.stop();
     try {
-      await this.#supervisor.stopChild(id);
       await stopping;
       // Only now may the id be reused: until here add() answers "conflict".
       this.#entries.delete(id);
@@ -472,7 +466,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   /** Stops every sensor (reverse start order). */
   async stop(): Promise<void> {
     this.#stopped = true;
-    await this.#supervisor.stop();
+    await this.#stopSensors();
     await this.#reserver.stop();
     this.#timer[Symbol.dispose]();
   }
@@ -501,6 +495,45 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
     const appliesAfterSeq = this.lastSeq(spec.id) ?? 0;
     this.#log.info("rule changed", { id: spec.id, appliesAfterSeq, ...spec.rule });
     return { ok: true, rule: spec.rule, appliesAfterSeq };
+  }
+
+  /** Stops every sensor, one after another in reverse start order; collects what failed. */
+  async #stopSensors(): Promise<unknown[]> {
+    const errors: unknown[] = [];
+    for (const entry of [...this.#entries.values()].reverse()) {
+      await entry.sensor?.stop().catch((error) => errors.push(error));
+    }
+    return errors;
+  }
+
+  /** A sensor ended by itself: restarted after a failure, bounded (see the module comment). */
+  #exited(entry: Entry, e: ChildExit) {
+    if (!this.#current(entry) || this.#givingUp) return;
+    if (e.type === "normal") return; // transient: a finished script stays completed
+    if (this.#window.record(this.#timers.now()) > INTENSITY.maxRestarts) {
+      return this.#giveUp(entry.id, e.error);
+    }
+    this.#restarts++;
+    this.#log.warn("sensor restarted", { id: entry.id, error: e.error as Error });
+    // Never re-enter a sensor's start from inside its own exit call.
+    queueMicrotask(() => {
+      if (!this.#current(entry) || this.#givingUp) return;
+      try {
+        this.#newSensor(entry);
+      } catch (error) {
+        entry.status = "failed";
+        this.#exited(entry, { type: "failed", error });
+      }
+    });
+  }
+
+  #giveUp(id: string, cause: unknown) {
+    this.#givingUp = true;
+    const error = escalationError("sensors", INTENSITY, id, cause);
+    void this.#stopSensors().then((stopErrors) => {
+      error.stopErrors = stopErrors;
+      this.#escalate(error);
+    });
   }
 
   #escalate(error: SupervisorEscalationError) {
@@ -574,11 +607,16 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   #launch(entry: Entry) {
     if (!this.#current(entry)) return;
     entry.launched = true;
-    // The entry is the child spec: `start()` comes back to #newSensor().
-    void this.#supervisor.startChild(entry).catch((error) => {
+    if (this.#givingUp) {
       entry.status = "failed";
-      this.#log.error("sensor failed to start", { id: entry.id, error });
-    });
+      return;
+    }
+    try {
+      this.#newSensor(entry);
+    } catch (error) {
+      entry.status = "failed";
+      this.#log.error("sensor failed to start", { id: entry.id, error: error as Error });
+    }
   }
 
   /** A new incarnation of the entry's sensor, under its spec as of now. */
