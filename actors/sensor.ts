@@ -144,9 +144,15 @@ export class Sensor implements TimerEntry {
   }
 
   static #drainQueue() {
-    // A handler never queues a tick (only the timer does), but read the length each time anyway.
-    for (let i = 0; i < runQueue.length; i++) runQueue[i]!.#drain();
-    runQueue.length = 0;
+    let i = 0;
+    try {
+      // A handler never queues a tick (only the timer does), but read the length each time anyway.
+      while (i < runQueue.length) runQueue[i++]!.#drain();
+    } finally {
+      // Should a handler throw past #drain(), the others still get their ticks (and it is reported).
+      runQueue.splice(0, i);
+      if (runQueue.length > 0) queueMicrotask(Sensor.#drainQueue);
+    }
   }
 
   /** seq of the last reading emitted (0 before the first). */
