@@ -8,15 +8,16 @@
  * tick. Its seqs come from a `SeqSource` that hands out only seqs the ledger
  * granted; a tick with no seq to use emits nothing and is counted as stalled.
  *
- * Its mailbox holds one tick and exists only while one is queued (a flag and
- * a microtask): a generic `Actor` per sensor (mailbox arrays, options,
- * closures, a name) was about 330 B of a sensor's 2.4 KB at 100 000 sensors.
- * The lifecycle is an actor's: stop() handles a queued tick first, and a
- * throwing tick fails the sensor through `exit`.
+ * Its mailbox holds one tick and exists only while one is queued (a flag):
+ * queued sensors wait in one run queue that a single microtask drains (a
+ * shared scheduler), the sensor is its own entry on the shared timer, and
+ * the deps are shared by a fleet's sensors, so a sensor owns no closure, no
+ * timer entry and no promise (bench/RESULTS.md: each was 50–100 B at 100 000
+ * sensors). The lifecycle is an actor's: stop() handles a queued tick first,
+ * and a throwing tick fails the sensor through its parent's `exit()`.
  *
  * @module
  */
-import type { ActorStatus } from "./actor.ts";
 import type { ChildExit } from "./supervisor.ts";
 import { initialSignal, nextSample, type SignalState } from "../domain/signal.ts";
 import { applyHeatBurst, type HeatBurst, heatBurst } from "../domain/heat_burst.ts";
@@ -36,8 +37,7 @@ import {
 import { defaultOfflineAfterMs } from "../domain/offline.ts";
 import type { Reading } from "../schemas/reading.ts";
 import type { SensorSpec } from "../schemas/sensor_spec.ts";
-import { SharedTimer, type TimerEntry } from "./shared_timer.ts";
-import { realTimers } from "./timers.ts";
+import type { SharedTimer, TimerEntry } from "./shared_timer.ts";
 import type { ReadingSink } from "./reading_sink.ts";
 
 export type SensorMsg = { readonly type: "tick" };
@@ -47,9 +47,16 @@ export interface SeqSource {
   take(): number | undefined;
 }
 
+/** Whoever runs a sensor: hands out its seqs and hears how it ended by itself. */
+export interface SensorParent extends SeqSource {
+  /** Called once when `sensor` ends by itself (a finished script, a throwing tick). */
+  exit(e: ChildExit, sensor: Sensor): void;
+}
+
 /** Every tick is the same message: no allocation per tick. */
 const TICK: SensorMsg = { type: "tick" };
 
+/** What a sensor uses; one object may serve a whole fleet (it holds no per-sensor state). */
 export interface SensorDeps {
   readonly sink: ReadingSink;
   /** Wall clock in ms; the reading's `ts` comes from it. */
@@ -60,49 +67,45 @@ export interface SensorDeps {
   readonly onSilenced?: () => void;
   /** Called with each emitted reading (e.g. for `GET /sensors/:id`). */
   readonly onEmit?: (reading: Reading) => void;
-  /** The timer a fleet's sensors share (on `now`'s clock); a sensor without one gets its own. */
-  readonly timer?: SharedTimer;
+  /** The timer a fleet's sensors share (on `now`'s clock); each sensor is its own entry on it. */
+  readonly timer: SharedTimer;
 }
 
-export class Sensor {
+/** Sensors with a tick in their mailbox, in the order the ticks arrived. */
+const runQueue: Sensor[] = [];
+
+/** Flags of `Sensor.#state`. */
+const QUEUED = 1; // a tick waits in the one-slot mailbox
+const BUSY = 2; // the handler is running
+const STOPPING = 4;
+const STOPPED = 8;
+const FAILED = 16;
+const SCHEDULED = 32; // it is an entry on the timer
+
+export class Sensor implements TimerEntry {
   /** Its spec; only the rule changes while it runs (`adoptRule()`). */
   settings: SensorSpec;
-  #status: ActorStatus = "running";
-  /** A tick waits in the one-slot mailbox (its handling is queued as a microtask). */
-  #queued = false;
-  /** The handler is running. */
-  #busy = false;
+  /** QUEUED | BUSY | STOPPING | STOPPED | FAILED | SCHEDULED: one small integer, not six fields. */
+  #state = 0;
   #stopped: PromiseWithResolvers<void> | undefined;
   readonly #deps: SensorDeps;
-  readonly #exit: (e: ChildExit) => void;
+  readonly #parent: SensorParent;
   #signal: SignalState;
   #burst: HeatBurst | null = null;
   /** Injected faults; null (the common case) costs the tick one comparison. */
   #faults: FaultState | null = null;
   #silenced = 0;
-  readonly #seqs: SeqSource;
   #seq = 0;
   #stalled = 0;
-  readonly #timer: SharedTimer;
-  readonly #onDue = () => this.#due();
-  readonly #onMail = () => this.#drain();
-  #pending: TimerEntry | undefined;
   #startedAt: number;
   #ticks = 0;
   #late = 0;
 
-  /** Starts emitting, with the seqs `seqs` hands out. */
-  constructor(
-    settings: SensorSpec,
-    seqs: SeqSource,
-    deps: SensorDeps,
-    exit: (e: ChildExit) => void,
-  ) {
+  /** Starts emitting, with the seqs `parent` hands out. */
+  constructor(settings: SensorSpec, parent: SensorParent, deps: SensorDeps) {
     this.settings = settings;
     this.#deps = deps;
-    this.#exit = exit;
-    this.#seqs = seqs;
-    this.#timer = deps.timer ?? new SharedTimer(realTimers, deps.now);
+    this.#parent = parent;
     this.#signal = initialSignal({
       profile: settings.profile,
       seed: settings.seed,
@@ -116,6 +119,40 @@ export class Sensor {
     const phase = settings.profile === "scripted" ? 0 : settings.seed % settings.intervalMs;
     this.#startedAt = deps.now() + phase;
     this.#schedule();
+  }
+
+  /** When its next tick is due (the schedule is drift-free: start + ticks × interval). */
+  get due(): number {
+    return this.#startedAt + this.#ticks * this.settings.intervalMs;
+  }
+
+  /**
+   * The timer's delivery of a tick into the mailbox (only the timer calls it):
+   * queued when the mailbox is empty, else skipped and counted late.
+   */
+  run(): void {
+    this.#state &= ~SCHEDULED;
+    this.#ticks++;
+    const running = (this.#state & (STOPPING | STOPPED | FAILED)) === 0;
+    if (!running || this.#state & QUEUED) this.#late++;
+    else {
+      this.#state |= QUEUED;
+      // Handled on a microtask, never inside the timer's call (as an actor's mailbox would).
+      if (runQueue.push(this) === 1) queueMicrotask(Sensor.#drainQueue);
+    }
+    if (running) this.#schedule();
+  }
+
+  static #drainQueue() {
+    let i = 0;
+    try {
+      // A handler never queues a tick (only the timer does), but read the length each time anyway.
+      while (i < runQueue.length) runQueue[i++]!.#drain();
+    } finally {
+      // Should a handler throw past #drain(), the others still get their ticks (and it is reported).
+      runQueue.splice(0, i);
+      if (runQueue.length > 0) queueMicrotask(Sensor.#drainQueue);
+    }
   }
 
   /** seq of the last reading emitted (0 before the first). */
@@ -135,11 +172,11 @@ export class Sensor {
 
   /** Ticks waiting in the mailbox (at most one). */
   get mailboxDepth(): number {
-    return this.#queued ? 1 : 0;
+    return this.#state & QUEUED ? 1 : 0;
   }
 
   get running(): boolean {
-    return this.#status === "running";
+    return (this.#state & (STOPPING | STOPPED | FAILED)) === 0;
   }
 
   /** Ticks a dropout fault silenced (no seq taken, nothing sent). */
@@ -193,58 +230,44 @@ export class Sensor {
   /** Stops ticking; a tick already queued is handled first. Resolves once stopped or failed. */
   stop(): Promise<void> {
     this.#cancel();
-    if (this.#status === "running") {
-      this.#status = "stopping";
-      if (!this.#busy && !this.#queued) this.#finish("stopped");
+    if (this.running) {
+      this.#state |= STOPPING;
+      if ((this.#state & (BUSY | QUEUED)) === 0) this.#finish(STOPPED);
     }
-    if (this.#status !== "stopping") return Promise.resolve();
+    if ((this.#state & STOPPING) === 0) return Promise.resolve();
     this.#stopped ??= Promise.withResolvers<void>();
     return this.#stopped.promise;
   }
 
   #schedule() {
-    const due = this.#startedAt + this.#ticks * this.settings.intervalMs;
-    this.#pending = this.#timer.schedule(due, this.#onDue);
-  }
-
-  #due() {
-    this.#pending = undefined;
-    this.#ticks++;
-    if (this.#status !== "running" || this.#queued) this.#late++;
-    else {
-      this.#queued = true;
-      // Handled on a microtask, never inside the timer's call (as an actor's mailbox would).
-      queueMicrotask(this.#onMail);
-    }
-    if (this.#status === "running") this.#schedule();
+    this.#deps.timer.add(this);
+    this.#state |= SCHEDULED;
   }
 
   #drain() {
-    if (!this.#queued) return;
-    this.#queued = false;
-    this.#busy = true;
+    if ((this.#state & QUEUED) === 0) return;
+    this.#state = (this.#state & ~QUEUED) | BUSY;
     try {
       this.#receive(TICK);
     } catch (error) {
-      this.#busy = false;
+      this.#state &= ~BUSY;
       this.#cancel();
-      this.#finish("failed");
-      this.#exit({ type: "failed", error });
+      this.#finish(FAILED);
+      this.#parent.exit({ type: "failed", error }, this);
       return;
     }
-    this.#busy = false;
-    if (this.#status === "stopping") this.#finish("stopped");
+    this.#state &= ~BUSY;
+    if (this.#state & STOPPING) this.#finish(STOPPED);
   }
 
-  #finish(status: "stopped" | "failed") {
-    this.#status = status;
-    this.#queued = false;
+  #finish(final: typeof STOPPED | typeof FAILED) {
+    this.#state = final;
     this.#stopped?.resolve();
   }
 
   #cancel() {
-    if (this.#pending) this.#timer.cancel(this.#pending);
-    this.#pending = undefined;
+    if (this.#state & SCHEDULED) this.#deps.timer.cancel(this);
+    this.#state &= ~SCHEDULED;
   }
 
   #receive(msg: SensorMsg) {
@@ -260,7 +283,7 @@ export class Sensor {
     const next = nextSample(this.#signal);
     if (next === null) {
       // A scripted series is done: a normal exit, so a transient sensor is not restarted.
-      void this.stop().then(() => this.#exit({ type: "normal" }));
+      void this.stop().then(() => this.#parent.exit({ type: "normal" }, this));
       return;
     }
     if (this.#faults !== null) {
@@ -274,7 +297,7 @@ export class Sensor {
         return;
       }
     }
-    const seq = this.#seqs.take();
+    const seq = this.#parent.take();
     if (seq === undefined) {
       // Never invent a seq: skip the tick; the signal does not advance either.
       this.#stalled++;

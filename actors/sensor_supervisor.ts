@@ -1,7 +1,15 @@
 /**
- * The sensor fleet: spawns, stops and restarts sensor actors under a
- * one_for_one supervisor and routes their readings into one sink (the
- * batching Kafka producer). Implements the API's `SensorControl` port.
+ * The sensor fleet: spawns, stops and restarts sensor actors and routes their
+ * readings into one sink (the batching Kafka producer). Implements the API's
+ * `SensorControl` port.
+ *
+ * The fleet is its sensors' one_for_one supervisor, with the generic
+ * `Supervisor`'s restart intensity (`RestartWindow`) and escalation: a sensor
+ * that fails is restarted alone (transient: a finished script is not), and
+ * more than 100 restarts in 10 s stop every sensor and escalate. It keeps
+ * the child record itself, in the device's entry, because a generic child
+ * record, its spec and its `exit` closure cost about 250 B per sensor at
+ * 100 000 sensors (bench/RESULTS.md).
  *
  * The fleet only runs sensors: which ones should run is the fleet registry's
  * business (`start(spec)` / `remove(id)` follow it). `add()` resolves a
@@ -16,8 +24,14 @@
  * @module
  */
 import { isDeepStrictEqual } from "node:util";
-import { Supervisor, type SupervisorEscalationError } from "./supervisor.ts";
-import { Sensor } from "./sensor.ts";
+import {
+  type ChildExit,
+  escalationError,
+  type RestartIntensity,
+  RestartWindow,
+  type SupervisorEscalationError,
+} from "./supervisor.ts";
+import { Sensor, type SensorDeps, type SensorParent } from "./sensor.ts";
 import { onlyRuleChanged, type SensorSpec, withRule } from "../schemas/sensor_spec.ts";
 import { mergeRule, type RulePatch } from "../schemas/rule_request.ts";
 import { SeqReserver, type SeqReserverOptions } from "./seq_reserver.ts";
@@ -31,8 +45,9 @@ import {
   take,
 } from "../domain/seq_block.ts";
 import { SharedTimer } from "./shared_timer.ts";
+import { LastReadings } from "./last_readings.ts";
 import { realTimers, type Timers } from "./timers.ts";
-import { type Reading, TEMPERATURE_RANGE } from "../schemas/reading.ts";
+import { TEMPERATURE_RANGE } from "../schemas/reading.ts";
 import { OVERHEAT_MARGIN, type OverheatRequest } from "../schemas/overheat_request.ts";
 import type { SensorRequest } from "../schemas/sensor_request.ts";
 import { type FaultRequest, resolveFault } from "../schemas/fault_request.ts";
@@ -84,21 +99,60 @@ export interface SensorFleetOptions {
   readonly timers?: Timers;
 }
 
-interface Entry {
+/** What an entry asks of its fleet (one object per fleet, shared by every entry). */
+interface EntryHost {
+  take(entry: Entry): number | undefined;
+  exited(entry: Entry, e: ChildExit): void;
+}
+
+/** A sensor that keeps failing must not take the fleet down: many restarts, then escalate. */
+const INTENSITY: RestartIntensity = { maxRestarts: 100, withinMs: 10_000 };
+
+/**
+ * One device of the fleet, kept across restarts of its sensor: its child
+ * record, and its sensor's parent (seqs, exit), so a running sensor costs no
+ * closures of its own.
+ */
+class Entry implements SensorParent {
   /** Replaced only by a rule change (`#adoptRule()`). */
   settings: SensorSpec;
-  sensor: Sensor | undefined;
-  status: SensorStatus;
-  lastReading: Reading | null;
-  removing: boolean;
+  sensor: Sensor | undefined = undefined;
+  status: SensorStatus = "running";
+  /** Where its last reading is kept (`LastReadings`). */
+  readonly slot: number;
+  removing = false;
   /** Settles once a started removal is done. */
-  removed?: Promise<void>;
+  removed: Promise<void> | undefined = undefined;
   /** The device's seqs; kept across restarts of its sensor. */
   seqs: SeqAllocation;
   /** Its sensor was started (it had a first block). */
-  launched: boolean;
+  launched = false;
   /** Orders (overheat, faults) given before its first block: applied once it starts. */
-  pending: ((sensor: Sensor) => void)[];
+  pending: ((sensor: Sensor) => void)[] | undefined = undefined;
+  readonly #host: EntryHost;
+
+  constructor(settings: SensorSpec, seqs: SeqAllocation, slot: number, host: EntryHost) {
+    this.settings = settings;
+    this.slot = slot;
+    this.seqs = seqs;
+    this.#host = host;
+  }
+
+  get id(): string {
+    return this.settings.id;
+  }
+
+  /** SensorParent: the next granted seq. */
+  take(): number | undefined {
+    return this.#host.take(this);
+  }
+
+  /** SensorParent: the sensor ended by itself (an earlier incarnation's word is ignored). */
+  exit(e: ChildExit, sensor: Sensor): void {
+    if (sensor !== this.sensor) return;
+    this.status = e.type === "normal" ? "completed" : "failed";
+    this.#host.exited(this, e);
+  }
 }
 
 /** Why a fleet whose supervisor gave up refuses new sensors. */
@@ -106,9 +160,13 @@ export const FLEET_GAVE_UP =
   "Sensor fleet stopped: its supervisor gave up after repeated sensor failures; see /health";
 
 export class SensorFleet implements SensorControl, AsyncDisposable {
-  readonly #supervisor: Supervisor;
+  readonly #window = new RestartWindow(INTENSITY);
+  #restarts = 0;
+  /** The fleet gave up and is stopping its sensors (then `#escalated` is set). */
+  #givingUp = false;
+  readonly #timers: Timers;
   readonly #entries = new Map<string, Entry>();
-  /** Last seq of every device this process has known, running or removed. */
+  /** Last seq of every device this process has known and removed (running ones: `#last`). */
   readonly #lastSeq: Map<string, number>;
   readonly #opts: SensorFleetOptions;
   readonly #log: Logger;
@@ -117,6 +175,11 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   readonly #timer: SharedTimer;
   readonly #reserver: SeqReserver;
   readonly #lowWater: number;
+  /** Shared by every sensor and entry: no closures per sensor. */
+  readonly #deps: SensorDeps;
+  readonly #host: EntryHost;
+  /** Each sensor's last reading, by its entry's slot. */
+  readonly #last = new LastReadings();
   #nextNumber = 1;
   /** Set once the supervisor gave up: the fleet is stopped for good. */
   #escalated: SupervisorEscalationError | undefined;
@@ -135,6 +198,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
     this.#opts = options;
     this.#log = options.logger.child({ component: "sensors" });
     const timers = options.timers ?? realTimers;
+    this.#timers = timers;
     this.#now = options.now ?? (() => timers.now());
     this.#timer = new SharedTimer(timers, this.#now);
     this.#lastSeq = new Map();
@@ -149,14 +213,22 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
       onFailure: (error) =>
         this.#log.error("seq ledger keeps failing; sensors without seqs skip ticks", { error }),
     });
-    this.#supervisor = new Supervisor({
-      name: "sensors",
-      // A sensor that keeps failing must not take the fleet down: many restarts, then escalate.
-      intensity: { maxRestarts: 100, withinMs: 10_000 },
-      now: () => timers.now(),
-      onRestart: (id, error) => this.#log.warn("sensor restarted", { id, error: error as Error }),
-      onEscalate: (error) => this.#escalate(error),
-    });
+    this.#deps = {
+      sink: options.sink,
+      now: this.#now,
+      timer: this.#timer,
+      onDropped: () => this.#dropped++,
+      onSilenced: () => this.#silenced++,
+      onEmit: (reading) => {
+        const entry = this.#entries.get(reading.deviceId);
+        if (entry) this.#last.set(entry.slot, reading);
+        this.#emitted++;
+      },
+    };
+    this.#host = {
+      take: (entry) => this.#takeSeq(entry),
+      exited: (entry, e) => this.#exited(entry, e),
+    };
   }
 
   get size(): number {
@@ -192,7 +264,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
       seqBlocks: seqs.reservations,
       /** Ledger calls that failed (each retried, bounded). */
       seqLedgerFailures: seqs.failedCalls,
-      restarts: this.#supervisor.restarts,
+      restarts: this.#restarts,
       mailboxDepth,
       /** Ticks a dropout fault silenced. */
       silenced: this.#silenced,
@@ -266,16 +338,18 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
     // Stop the timer first: the sensor must not emit once remove() was called.
     const stopping = entry.sensor?.stop();
     try {
-      await this.#supervisor.stopChild(id);
       await stopping;
       // Only now may the id be reused: until here add() answers "conflict".
       this.#entries.delete(id);
+      const seq = this.#last.seq(entry.slot);
+      if (seq !== undefined) this.#lastSeq.set(id, seq);
+      this.#last.release(entry.slot);
     } finally {
       removed.resolve();
     }
     this.#log.info("sensor removed", {
       id,
-      seq: this.#lastSeq.get(id),
+      seq: this.lastSeq(id),
       running: this.#entries.size,
     });
     this.#opts.onRemoved?.(id);
@@ -301,12 +375,13 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
 
   /** The last seq a device emitted in this process, running or removed. */
   lastSeq(id: string): number | undefined {
-    return this.#lastSeq.get(id);
+    const entry = this.#entries.get(id);
+    return (entry && this.#last.seq(entry.slot)) ?? this.#lastSeq.get(id);
   }
 
   get(id: string): SensorDetail | undefined {
     const entry = this.#entries.get(id);
-    return entry && { ...this.#info(entry), lastReading: entry.lastReading };
+    return entry && { ...this.#info(entry), lastReading: this.#last.get(entry.slot, id) };
   }
 
   overheat(id: string, request: OverheatRequest): OverheatResult {
@@ -391,7 +466,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   /** Stops every sensor (reverse start order). */
   async stop(): Promise<void> {
     this.#stopped = true;
-    await this.#supervisor.stop();
+    await this.#stopSensors();
     await this.#reserver.stop();
     this.#timer[Symbol.dispose]();
   }
@@ -406,7 +481,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
    */
   #order(entry: Entry, order: (sensor: Sensor) => void) {
     if (entry.sensor) order(entry.sensor);
-    else entry.pending.push(order);
+    else (entry.pending ??= []).push(order);
   }
 
   /**
@@ -417,9 +492,48 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   #adoptRule(entry: Entry, spec: SensorSpec): RuleResult & { ok: true } {
     entry.settings = spec;
     entry.sensor?.adoptRule(spec);
-    const appliesAfterSeq = this.#lastSeq.get(spec.id) ?? 0;
+    const appliesAfterSeq = this.lastSeq(spec.id) ?? 0;
     this.#log.info("rule changed", { id: spec.id, appliesAfterSeq, ...spec.rule });
     return { ok: true, rule: spec.rule, appliesAfterSeq };
+  }
+
+  /** Stops every sensor, one after another in reverse start order; collects what failed. */
+  async #stopSensors(): Promise<unknown[]> {
+    const errors: unknown[] = [];
+    for (const entry of [...this.#entries.values()].reverse()) {
+      await entry.sensor?.stop().catch((error) => errors.push(error));
+    }
+    return errors;
+  }
+
+  /** A sensor ended by itself: restarted after a failure, bounded (see the module comment). */
+  #exited(entry: Entry, e: ChildExit) {
+    if (!this.#current(entry) || this.#givingUp) return;
+    if (e.type === "normal") return; // transient: a finished script stays completed
+    if (this.#window.record(this.#timers.now()) > INTENSITY.maxRestarts) {
+      return this.#giveUp(entry.id, e.error);
+    }
+    this.#restarts++;
+    this.#log.warn("sensor restarted", { id: entry.id, error: e.error as Error });
+    // Never re-enter a sensor's start from inside its own exit call.
+    queueMicrotask(() => {
+      if (!this.#current(entry) || this.#givingUp) return;
+      try {
+        this.#newSensor(entry);
+      } catch (error) {
+        entry.status = "failed";
+        this.#exited(entry, { type: "failed", error });
+      }
+    });
+  }
+
+  #giveUp(id: string, cause: unknown) {
+    this.#givingUp = true;
+    const error = escalationError("sensors", INTENSITY, id, cause);
+    void this.#stopSensors().then((stopErrors) => {
+      error.stopErrors = stopErrors;
+      this.#escalate(error);
+    });
   }
 
   #escalate(error: SupervisorEscalationError) {
@@ -437,7 +551,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
       id,
       profile,
       intervalMs,
-      seq: this.#lastSeq.get(id) ?? 0,
+      seq: this.lastSeq(id) ?? 0,
       status: entry.status,
       thresholds: rule,
       owner: this.#opts.owner ?? null,
@@ -448,16 +562,7 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
 
   #start(settings: SensorSpec) {
     const asked = refill(INITIAL_SEQ_ALLOCATION, this.#lowWater);
-    const entry: Entry = {
-      settings,
-      sensor: undefined,
-      status: "running",
-      lastReading: null,
-      removing: false,
-      seqs: asked.state,
-      launched: false,
-      pending: [],
-    };
+    const entry = new Entry(settings, asked.state, this.#last.alloc(), this.#host);
     this.#entries.set(settings.id, entry);
     // The sensor starts only once its first block is granted.
     this.#askForSeqs(entry);
@@ -502,36 +607,27 @@ export class SensorFleet implements SensorControl, AsyncDisposable {
   #launch(entry: Entry) {
     if (!this.#current(entry)) return;
     entry.launched = true;
-    const { id } = entry.settings;
-    const seqs = { take: () => this.#takeSeq(entry) };
-    void this.#supervisor.startChild({
-      id,
-      restart: "transient",
-      start: (exit) => {
-        entry.status = "running";
-        // The spec as of now: a restarted sensor keeps a rule changed while it ran.
-        const settings = entry.settings;
-        entry.sensor = new Sensor(settings, seqs, {
-          sink: this.#opts.sink,
-          now: this.#now,
-          timer: this.#timer,
-          onDropped: () => this.#dropped++,
-          onSilenced: () => this.#silenced++,
-          onEmit: (reading) => {
-            entry.lastReading = reading;
-            this.#lastSeq.set(settings.id, reading.seq);
-            this.#emitted++;
-          },
-        }, (e) => {
-          entry.status = e.type === "normal" ? "completed" : "failed";
-          exit(e);
-        });
-        for (const order of entry.pending.splice(0)) order(entry.sensor);
-        return entry.sensor;
-      },
-    }).catch((error) => {
+    if (this.#givingUp) {
       entry.status = "failed";
-      this.#log.error("sensor failed to start", { id, error });
-    });
+      return;
+    }
+    try {
+      this.#newSensor(entry);
+    } catch (error) {
+      entry.status = "failed";
+      this.#log.error("sensor failed to start", { id: entry.id, error: error as Error });
+    }
+  }
+
+  /** A new incarnation of the entry's sensor, under its spec as of now. */
+  #newSensor(entry: Entry): Sensor {
+    entry.status = "running";
+    // The spec as of now: a restarted sensor keeps a rule changed while it ran.
+    const sensor = new Sensor(entry.settings, entry, this.#deps);
+    entry.sensor = sensor;
+    const pending = entry.pending;
+    entry.pending = undefined;
+    if (pending) { for (const order of pending) order(sensor); }
+    return sensor;
   }
 }

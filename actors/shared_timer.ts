@@ -17,10 +17,14 @@ import { realTimers, type TimerId, type Timers } from "./timers.ts";
  */
 const MAX_FIRE_MS = 20;
 
-/** A scheduled callback, as returned by `schedule()` to cancel it. */
+/**
+ * A scheduled callback, as returned by `schedule()` to cancel it. An object
+ * that is its own entry (`add()`) saves a closure and an entry per actor; its
+ * `due` must not change while it is scheduled.
+ */
 export interface TimerEntry {
   readonly due: number;
-  readonly run: () => void;
+  run(): void;
 }
 
 export class SharedTimer implements Disposable {
@@ -50,8 +54,12 @@ export class SharedTimer implements Disposable {
 
   /** Runs `run` once `now() >= due`; returns the entry for `cancel()`. */
   schedule(due: number, run: () => void): TimerEntry {
-    const key = Math.ceil(due);
-    const entry: TimerEntry = { due: key, run };
+    return this.add({ due, run });
+  }
+
+  /** Calls `entry.run()` once `now() >= entry.due`; returns `entry` for `cancel()`. */
+  add<T extends TimerEntry>(entry: T): T {
+    const key = Math.ceil(entry.due);
     const bucket = this.#buckets.get(key);
     if (bucket) bucket.push(entry);
     else {
@@ -65,12 +73,13 @@ export class SharedTimer implements Disposable {
 
   /** Forgets a scheduled callback; the timer is released once nothing is scheduled. */
   cancel(entry: TimerEntry): void {
-    const bucket = this.#buckets.get(entry.due);
+    const key = Math.ceil(entry.due);
+    const bucket = this.#buckets.get(key);
     const i = bucket ? bucket.indexOf(entry) : -1;
     if (i < 0) return;
     bucket!.splice(i, 1);
     this.#size--;
-    if (bucket!.length === 0) this.#buckets.delete(entry.due);
+    if (bucket!.length === 0) this.#buckets.delete(key);
     if (this.#size === 0) this[Symbol.dispose]();
   }
 

@@ -66,6 +66,41 @@ export class SupervisorEscalationError extends Error {
   stopErrors: readonly unknown[] = [];
 }
 
+/**
+ * Restart-intensity accounting: the restarts within the last `withinMs`. A
+ * supervisor gives up when `record()` says more than `maxRestarts`.
+ */
+export class RestartWindow {
+  readonly #withinMs: number;
+  #recent: number[] = [];
+
+  constructor(intensity: RestartIntensity) {
+    this.#withinMs = intensity.withinMs;
+  }
+
+  /** Records a restart at `now`; returns the restarts in the window, this one included. */
+  record(now: number): number {
+    this.#recent = this.#recent.filter((at) => now - at < this.#withinMs);
+    this.#recent.push(now);
+    return this.#recent.length;
+  }
+}
+
+/** The error a supervisor named `name` escalates with after child `id` failed once too often. */
+export function escalationError(
+  name: string,
+  intensity: RestartIntensity,
+  id: string,
+  cause: unknown,
+): SupervisorEscalationError {
+  const { maxRestarts, withinMs } = intensity;
+  return new SupervisorEscalationError(
+    `Supervisor "${name}" gave up: more than ${maxRestarts} restarts within ` +
+      `${withinMs} ms, last by child "${id}"`,
+    { cause },
+  );
+}
+
 /** Bookkeeping for one child id; survives restarts so the child keeps its start position. */
 interface Child {
   readonly spec: ChildSpec;
@@ -83,7 +118,7 @@ export class Supervisor implements AsyncDisposable {
   readonly #intensity: RestartIntensity;
   readonly #options: SupervisorOptions;
   readonly #children = new Map<string, Child>();
-  #recent: number[] = [];
+  readonly #window: RestartWindow;
   #restarts = 0;
   #status: SupervisorStatus = "running";
   #shutdown: Promise<unknown[]> | undefined;
@@ -105,6 +140,7 @@ export class Supervisor implements AsyncDisposable {
     }
     this.#name = name;
     this.#intensity = intensity;
+    this.#window = new RestartWindow(intensity);
     this.#options = options;
   }
 
@@ -194,10 +230,24 @@ export class Supervisor implements AsyncDisposable {
       ended = true;
       this.#exited(child, run, e);
     };
-    const starting = (async () => {
-      const handle = await child.spec.start(exit);
+    let started: ChildHandle | Promise<ChildHandle>;
+    try {
+      started = child.spec.start(exit);
+    } catch (error) {
+      child.starting = undefined;
+      if (!restarting) return Promise.reject(error);
+      exit({ type: "failed", error });
+      return Promise.resolve();
+    }
+    if (!(started instanceof Promise)) {
+      // Started synchronously: no promise is kept per child (100 000 sensors keep none).
+      child.starting = undefined;
+      if (!ended && child.run === run) child.handle = started;
+      return Promise.resolve();
+    }
+    const starting = started.then((handle) => {
       if (!ended && child.run === run) child.handle = handle;
-    })();
+    });
     child.starting = starting;
     return restarting ? starting.catch((error) => exit({ type: "failed", error })) : starting;
   }
@@ -213,12 +263,11 @@ export class Supervisor implements AsyncDisposable {
     }
     const error = e.type === "failed" ? e.error : undefined;
     const now = (this.#options.now ?? Date.now)();
-    this.#recent = this.#recent.filter((at) => now - at < this.#intensity.withinMs);
-    this.#recent.push(now);
-    if (this.#recent.length > this.#intensity.maxRestarts) return this.#escalate(id, error);
+    const recent = this.#window.record(now);
+    if (recent > this.#intensity.maxRestarts) return this.#escalate(id, error);
     this.#restarts++;
     this.#options.onRestart?.(id, error);
-    const delay = this.#options.backoffMs?.(this.#recent.length) ?? 0;
+    const delay = this.#options.backoffMs?.(recent) ?? 0;
     const relaunch = () => {
       child.timer = undefined;
       const wanted = this.#children.get(id) === child && !child.stopped;
@@ -230,12 +279,7 @@ export class Supervisor implements AsyncDisposable {
 
   #escalate(id: string, cause: unknown): void {
     this.#status = "escalated";
-    const { maxRestarts, withinMs } = this.#intensity;
-    const error = new SupervisorEscalationError(
-      `Supervisor "${this.#name}" gave up: more than ${maxRestarts} restarts within ` +
-        `${withinMs} ms, last by child "${id}"`,
-      { cause },
-    );
+    const error = escalationError(this.#name, this.#intensity, id, cause);
     void this.#stopAll().then((stopErrors) => {
       error.stopErrors = stopErrors;
       if (this.#options.onEscalate) this.#options.onEscalate(error);

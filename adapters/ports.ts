@@ -34,6 +34,8 @@ export interface Store extends DeviceStore, StoreQueries, SeqLookup, WebhookStor
 /** The producer side of a transport, as the sensor fleet uses it. */
 export interface Producer extends ReadingSink {
   readonly stats: ProducerStats;
+  /** Set once the producer stopped working for good (every reading is then refused). */
+  readonly failure?: Error | undefined;
   close(): Promise<void>;
 }
 

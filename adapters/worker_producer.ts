@@ -102,6 +102,11 @@ export class WorkerReadingProducer implements Producer, AsyncDisposable {
     return this.#opened.promise;
   }
 
+  /** Why the worker stopped working (it threw, or could not connect); /health reports it. */
+  get failure(): ProducerWorkerError | undefined {
+    return this.#failure;
+  }
+
   get stats(): ProducerStats {
     const r = this.#remote;
     const inTransit = this.#posted - r.sent - r.dropped - r.buffered;

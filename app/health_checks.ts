@@ -1,7 +1,9 @@
 /**
  * What `/health` checks in this process: Kafka when it is the transport, the
- * store when the role uses one, and whether the pipeline is running (or why
- * it stopped).
+ * store when the role uses one, the sensors' producer when the role runs
+ * sensors (a producer worker that crashed refuses every reading, counted as
+ * dropped: the process is degraded, not merely slow), and whether the
+ * pipeline is running (or why it stopped).
  *
  * @module
  */
@@ -21,6 +23,8 @@ export interface HealthSources {
   /** The open store, once start-up opened it. */
   readonly store: () => Store | undefined;
   readonly pipeline: () => PipelineStatus;
+  /** The sensors' producer, once start-up opened it. */
+  readonly producer?: () => { readonly failure?: Error | undefined } | undefined;
 }
 
 export function healthChecks(config: Config, sources: HealthSources): HealthCheck[] {
@@ -45,6 +49,15 @@ export function healthChecks(config: Config, sources: HealthSources): HealthChec
         const store = sources.store();
         if (store) return store.ping();
         return mongoUrl ? probeMongo(mongoUrl, 2000) : Promise.reject(new Error("not open"));
+      },
+    });
+  }
+  if (config.role === "all" || config.role === "sensors") {
+    checks.push({
+      name: "producer",
+      probe: () => {
+        const failure = sources.producer?.()?.failure;
+        return failure ? Promise.reject(failure) : Promise.resolve();
       },
     });
   }

@@ -60,7 +60,11 @@ export function start(config: Config, options: StartOptions = {}): App {
   // One registry per app: tests run several apps in one process.
   const metrics = createMetrics(parts, { version: VERSION });
   const health = createHealth(
-    healthChecks(config, { store: () => parts().store, pipeline: () => status }),
+    healthChecks(config, {
+      store: () => parts().store,
+      pipeline: () => status,
+      producer: () => parts().producer,
+    }),
   );
   const runsSensors = config.role === "all" || config.role === "sensors";
   const sensorCount = runsSensors ? () => parts().fleet?.size ?? 0 : undefined;

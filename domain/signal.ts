@@ -215,7 +215,8 @@ const RADIANS = Math.PI / 180;
 export function initialSignal(options: SignalOptions): SignalState {
   const { profile, seed, location, intervalMs, band = DEFAULT_BAND } = options;
   validate(options, band);
-  const home: GeoPoint = { lat: location.lat, lon: location.lon };
+  // Shared, not copied: a GeoPoint is read-only, and a fleet keeps one per sensor already.
+  const home: GeoPoint = location;
   if (profile === "scripted") {
     return {
       profile,
@@ -243,7 +244,19 @@ export function initialSignal(options: SignalOptions): SignalState {
   const noise = NORMAL_SPREAD * Math.sqrt(1 - decay * decay);
   switch (profile) {
     case "normal":
-      return { profile, ...climate, home, decay, noise };
+      // Every field spelled out (no spread): V8 then keeps all nine inside the object, and so do
+      // the copies each step makes, instead of an extra property array per state.
+      return {
+        profile,
+        rng: climate.rng,
+        step: climate.step,
+        ambient: climate.ambient,
+        humidityBase: climate.humidityBase,
+        temperature: climate.temperature,
+        home,
+        decay,
+        noise,
+      };
     case "overheat": {
       const heatTau = nextRandom(rng);
       const coolTau = nextRandom(heatTau.state);

@@ -1,3 +1,4 @@
+import type { Reading } from "../schemas/reading.ts";
 import assert from "node:assert/strict";
 import { SensorFleet, type SensorFleetOptions } from "../actors/sensor_supervisor.ts";
 import { DEFAULT_RULE } from "../domain/hysteresis.ts";
@@ -573,4 +574,34 @@ Deno.test("SensorFleet.start() adopts a spec whose rule alone changed without re
   // A restart would have run the script again from its first temperature under new seqs.
   assert.deepEqual(f.sink.of("r").map((r) => r.temperature), [10, 20, 30, 40, 50, 60]);
   assert.deepEqual(f.sink.of("r").at(-1)?.thresholds, LOWERED);
+});
+
+/** Records like RecordingSink, but handing over `failing`'s reading number `failAt` throws. */
+class FailingOnceSink extends RecordingSink {
+  #seen = 0;
+  constructor(readonly failing: string, readonly failAt: number) {
+    super();
+  }
+  override publish(reading: Reading): boolean {
+    if (reading.deviceId === this.failing && ++this.#seen === this.failAt) {
+      throw new Error("Sink hiccup");
+    }
+    return super.publish(reading);
+  }
+}
+
+Deno.test("SensorFleet restarts a failed sensor alone; its seqs go on above the lost one", async () => {
+  await using f = fleet({ sink: new FailingOnceSink("a", 2) });
+  idsOf(f.add(one("a")));
+  idsOf(f.add(one("b")));
+  await after(f, 40, "a restarted and emitting again", () => f.sink.of("a").length >= 4);
+  assert.equal(f.stats.restarts, 1);
+  assert.equal(f.get("a")?.status, "running");
+  assert.equal(f.get("b")?.status, "running");
+  const seqs = f.sink.of("a").map((r) => r.seq);
+  assert.ok(seqs.every((seq, i) => i === 0 || seq > seqs[i - 1]!), `increasing: ${seqs}`);
+  assert.equal(seqs[1]! - seqs[0]!, 2, `the failed tick's seq is burned, not reused: ${seqs}`);
+  assert.equal(f.get("a")?.lastReading?.seq, seqs.at(-1));
+  const b = f.sink.of("b").map((r) => r.seq);
+  assert.deepEqual(b, b.map((_, i) => b[0]! + i), "b never noticed");
 });

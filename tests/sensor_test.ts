@@ -54,13 +54,16 @@ function start(
   const dropped: string[] = [];
   const emitted: Reading[] = [];
   const source = typeof seqs === "number" ? countFrom(seqs) : seqs;
-  const sensor = new Sensor(settings(overrides), source, {
+  const sensor = new Sensor(settings(overrides), {
+    take: () => source.take(),
+    exit: (e) => exits.push(e),
+  }, {
     sink,
     now: time.now,
     timer: new SharedTimer(time),
     onDropped: (id) => dropped.push(id),
     onEmit: (reading) => emitted.push(reading),
-  }, (e) => exits.push(e));
+  });
   return {
     sensor,
     sink: sink as RecordingSink,

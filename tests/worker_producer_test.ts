@@ -100,6 +100,7 @@ Deno.test(
   async () => {
     await using sink = producer("unreachable", { brokers: "127.0.0.1:1" });
     await assert.rejects(sink.connect(), ProducerWorkerError);
+    assert.ok(sink.failure instanceof ProducerWorkerError, "the failure stays visible to /health");
     assert.equal(sink.publish(reading("dev-a", 1)), false);
     assert.equal(sink.stats.dropped, 1);
   },
