@@ -315,6 +315,11 @@ export class KvStore
     return out;
   }
 
+  /** The stored states of several devices (the API's batched lookups). */
+  devices(ids: readonly string[]): Promise<Map<string, DeviceDoc>> {
+    return this.loadDevices(ids);
+  }
+
   async device(id: string): Promise<DeviceDoc | null> {
     return (await this.#kv.get<DeviceDoc>(["devices", id])).value;
   }
