@@ -32,8 +32,8 @@ function countingStore() {
     ),
   ];
   const store: BatchQueries = {
-    async device() {
-      throw new Error("device() is not called: lookups are batched");
+    device() {
+      return Promise.reject(new Error("device() is not called: lookups are batched"));
     },
     async devices(ids) {
       calls.devices.push([...ids]);
@@ -53,10 +53,10 @@ function countingStore() {
     readingsBetween() {
       return Promise.resolve([]);
     },
-    async acknowledge(id, ack) {
+    acknowledge(id, ack) {
       calls.acks++;
       alerts = alerts.map((a) => a._id === id ? { ...a, ...ack } : a);
-      return { alert: alerts[0]!, recorded: true };
+      return Promise.resolve({ alert: alerts[0]!, recorded: true });
     },
   };
   return {
