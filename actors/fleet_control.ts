@@ -22,7 +22,7 @@ import { TEMPERATURE_RANGE } from "../schemas/reading.ts";
 import { type FaultRequest, resolveFault } from "../schemas/fault_request.ts";
 import type { FaultKind } from "../domain/sensor_faults.ts";
 import { mergeRule, type RulePatch } from "../schemas/rule_request.ts";
-import { withRule } from "../schemas/sensor_spec.ts";
+import { type SensorSpec, withRule } from "../schemas/sensor_spec.ts";
 import type {
   AddSensorsResult,
   ClearFaultsResult,
@@ -188,7 +188,8 @@ export interface SharedFleetOptions {
  * sensors processes that own the record's partition start or stop the sensor.
  * Overheat travels as a command to whichever process runs the sensor.
  *
- * Writes of one process are serialized. Two processes that add the same new id
+ * Writes of one process are serialized, and adds waiting for a write go together in the next
+ * one. Two processes that add the same new id
  * at the same moment can both pass the check; the later record wins (one
  * sensor, the later spec) and both answer 201.
  */
@@ -197,6 +198,8 @@ export class SharedFleet implements SensorControl {
   readonly #registry: RegistryView;
   readonly #log: Logger;
   #writes: Promise<unknown> = Promise.resolve();
+  /** Adds waiting for the next registry write, in arrival order. */
+  #adds: { request: SensorRequest; waiter: PromiseWithResolvers<AddSensorsResult> }[] = [];
   #nextNumber = 1;
 
   constructor(options: SharedFleetOptions) {
@@ -232,26 +235,51 @@ export class SharedFleet implements SensorControl {
     });
   }
 
+  /**
+   * Adds that arrive while another write is in flight wait for it and then go together: one
+   * catch-up and one registry write for all of them (each a Kafka round trip), each checked
+   * against the registry and the adds before it, in arrival order.
+   */
   add(request: SensorRequest): Promise<AddSensorsResult> {
-    return this.#serialized(async () => {
+    const waiter = Promise.withResolvers<AddSensorsResult>();
+    this.#adds.push({ request, waiter });
+    if (this.#adds.length === 1) void this.#serialized(() => this.#addQueued()).catch(() => {});
+    return waiter.promise;
+  }
+
+  async #addQueued(): Promise<void> {
+    const adds = this.#adds.splice(0);
+    try {
       await this.#registry.catchUp();
-      const resolved = resolveSensorRequest(request, {
-        defaults: this.#opts.defaults,
-        taken: (id) => this.#registry.spec(id) !== undefined,
-        size: this.#registry.size,
-        cap: this.#opts.cap,
-        nextNumber: this.#nextNumber,
+      const added = new Set<string>();
+      const specs: SensorSpec[] = [];
+      const results = adds.map(({ request }): AddSensorsResult => {
+        const resolved = resolveSensorRequest(request, {
+          defaults: this.#opts.defaults,
+          taken: (id) => added.has(id) || this.#registry.spec(id) !== undefined,
+          size: this.#registry.size + added.size,
+          cap: this.#opts.cap,
+          nextNumber: this.#nextNumber,
+        });
+        if (!resolved.ok) return resolved;
+        this.#nextNumber = resolved.nextNumber;
+        for (const spec of resolved.specs) added.add(spec.id);
+        specs.push(...resolved.specs);
+        return { ok: true, ids: resolved.specs.map((s) => s.id) };
       });
-      if (!resolved.ok) return resolved;
-      this.#nextNumber = resolved.nextNumber;
-      await this.#registry.put(resolved.specs);
-      this.#log.info("sensors added", {
-        count: resolved.specs.length,
-        first: resolved.specs[0]!.id,
-        total: this.#registry.size,
-      });
-      return { ok: true, ids: resolved.specs.map((s) => s.id) } as const;
-    });
+      if (specs.length > 0) {
+        await this.#registry.put(specs);
+        this.#log.info("sensors added", {
+          count: specs.length,
+          first: specs[0]!.id,
+          requests: adds.length,
+          total: this.#registry.size,
+        });
+      }
+      adds.forEach(({ waiter }, i) => waiter.resolve(results[i]!));
+    } catch (err) {
+      for (const { waiter } of adds) waiter.reject(err);
+    }
   }
 
   remove(id: string): Promise<boolean> {

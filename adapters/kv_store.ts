@@ -6,6 +6,8 @@
  *   ["readings", deviceId, seq]              → ReadingDoc
  *   ["alerts", alertId]                      → AlertDoc
  *   ["alerts_by_time", raisedAtMs, alertId]  → alertId   (newest-first listing)
+ *   ["alerts_by_status", status, raisedAtMs, alertId] → alertId (the same, one status)
+ *   ["alerts_by_status_built"]               → true      (the status index covers every alert)
  *   ["alerts_by_device", deviceId, raisedSeq] → alertId   (overheat)
  *   ["alerts_by_device", deviceId, raisedSeq, "offline"] → alertId
  *   ["alert_acks", alertId]                  → AlertAck  (who acknowledged it, when)
@@ -29,7 +31,13 @@
  *
  * @module
  */
-import type { AlertAck, AlertDoc, DeviceDoc, ReadingDoc } from "../schemas/documents.ts";
+import type {
+  AlertAck,
+  AlertDoc,
+  AlertStatus,
+  DeviceDoc,
+  ReadingDoc,
+} from "../schemas/documents.ts";
 import {
   type DeviceStore,
   type Refusal,
@@ -66,6 +74,9 @@ const TOP_LOOKUPS_AT_ONCE = 64;
 /** How often one write may find another writer's readings in its way before it gives up. */
 const MAX_INSERT_ATTEMPTS = 10;
 const GET_MANY_LIMIT = 10;
+/** Set once every stored alert is in the status index (files written before it get it on open). */
+const STATUS_INDEX_BUILT: Deno.KvKey = ["alerts_by_status_built"];
+const ALERT_STATUSES: readonly AlertStatus[] = ["active", "cleared"];
 
 export class KvStore
   implements DeviceStore, StoreQueries, SeqLookup, WebhookStore, AsyncDisposable {
@@ -90,7 +101,28 @@ export class KvStore
       const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : ".";
       if (dir) await Deno.mkdir(dir, { recursive: true });
     }
-    return new KvStore(await Deno.openKv(path));
+    const store = new KvStore(await Deno.openKv(path));
+    try {
+      await store.#buildStatusIndex();
+    } catch (err) {
+      store.#kv.close();
+      throw err;
+    }
+    return store;
+  }
+
+  /**
+   * Indexes by status the alerts of a file written before the status index existed, once: from
+   * then on every alert write keeps its entry in the same commit.
+   */
+  async #buildStatusIndex() {
+    if ((await this.#kv.get(STATUS_INDEX_BUILT)).versionstamp !== null) return;
+    const entries: (readonly [Deno.KvKey, unknown])[] = [];
+    for await (const e of this.#kv.list<AlertDoc>({ prefix: ["alerts"] })) {
+      entries.push([byStatusKey(e.value), e.value._id]);
+    }
+    await this.#commit(entries);
+    await this.#kv.set(STATUS_INDEX_BUILT, true);
   }
 
   /** The open database, for the seq ledger kept in the same file (one SQLite connection). */
@@ -125,6 +157,10 @@ export class KvStore
       [["alerts", a._id], a] as const,
       [["alerts_by_time", a.raisedAt.getTime(), a._id], a._id] as const,
       [byDeviceKey(a), a._id] as const,
+      // Its entry under its status, and none under any other (a clear moves it).
+      ...ALERT_STATUSES.map((status) =>
+        [byStatusKey({ ...a, status }), status === a.status ? a._id : DELETE] as const
+      ),
       ...outboxEntries(fresh.filter((e) => e.alertId === a._id)),
     ]));
     await this.#commit(batch.devices.map((d) => [["devices", d._id], d] as const));
@@ -279,6 +315,11 @@ export class KvStore
     return out;
   }
 
+  /** The stored states of several devices (the API's batched lookups). */
+  devices(ids: readonly string[]): Promise<Map<string, DeviceDoc>> {
+    return this.loadDevices(ids);
+  }
+
   async device(id: string): Promise<DeviceDoc | null> {
     return (await this.#kv.get<DeviceDoc>(["devices", id])).value;
   }
@@ -306,9 +347,12 @@ export class KvStore
   async alerts(filter: AlertFilter): Promise<AlertDoc[]> {
     const from = filter.raisedFrom?.getTime();
     const to = filter.raisedTo?.getTime();
-    // By time the index is keyed by raisedAt, so a window is a key range; by device, filtered.
+    // By time (all, or one status) the index is keyed by raisedAt, so a window is a key range:
+    // the active episodes are read without the settled history. By device, filtered.
     const selector: Deno.KvListSelector = filter.deviceId
       ? { prefix: ["alerts_by_device", filter.deviceId] }
+      : filter.status
+      ? timeRange(["alerts_by_status", filter.status], from, to)
       : timeRange(["alerts_by_time"], from, to);
     const keep = (a: AlertDoc) =>
       (!filter.status || a.status === filter.status) &&
@@ -484,15 +528,22 @@ export class KvStore
     await this.#commit(entries);
   }
 
+  /** Sets each key to its value, or deletes it where the value is `DELETE`. */
   async #commit(entries: readonly (readonly [Deno.KvKey, unknown])[]) {
     for (let i = 0; i < entries.length; i += MUTATIONS_PER_COMMIT) {
       const op = this.#kv.atomic();
-      for (const [key, value] of entries.slice(i, i + MUTATIONS_PER_COMMIT)) op.set(key, value);
+      for (const [key, value] of entries.slice(i, i + MUTATIONS_PER_COMMIT)) {
+        if (value === DELETE) op.delete(key);
+        else op.set(key, value);
+      }
       const result = await op.commit();
       if (!result.ok) throw new Error("Deno KV refused a write");
     }
   }
 }
+
+/** In a list of entries to commit: delete the key instead of setting it. */
+const DELETE = Symbol("delete");
 
 function outboxEntries(events: readonly OutboxEvent[]): (readonly [Deno.KvKey, unknown])[] {
   return events.flatMap((e) => [
@@ -513,6 +564,11 @@ function timeRange(prefix: Deno.KvKey, from?: number, to?: number): Deno.KvListS
 
 function readingKey(r: ReadingDoc): Deno.KvKey {
   return ["readings", r.deviceId, r.seq];
+}
+
+/** An alert's key in the status index. */
+function byStatusKey(a: Pick<AlertDoc, "_id" | "status" | "raisedAt">): Deno.KvKey {
+  return ["alerts_by_status", a.status, a.raisedAt.getTime(), a._id];
 }
 
 /** An alert's key in the per-device index: an offline episode may share its raisedSeq. */

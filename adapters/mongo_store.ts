@@ -406,6 +406,23 @@ export class MongoStore
     return found.get(id) ?? null;
   }
 
+  /**
+   * The stored states of several devices, for the API's batched lookups: one read of the journal
+   * for all of them (FerretDB scans the journal once per read, whatever the number of ids).
+   */
+  async devices(ids: readonly string[]): Promise<Map<string, DeviceDoc>> {
+    const found = new Map<string, DeviceDoc>();
+    if (ids.length === 0) return found;
+    const [folded, journaled] = await Promise.all([
+      findByIds(this.#devices(), ids),
+      ids.length === 1
+        ? this.#newestJournaled(ids[0]!).then((doc) => doc ? [doc] : [])
+        : this.#journal().find({ deviceId: { $in: [...ids] } }).toArray(),
+    ]);
+    for (const doc of [...folded, ...journaled]) keepNewest(found, doc as DeviceDoc);
+    return found;
+  }
+
   /** Used only with the embedded transport (Kafka replays instead), so no index of its own. */
   readingsAfter(deviceId: string, afterSeq: number, limit: number): Promise<ReadingDoc[]> {
     return this.#readings().find({ deviceId, seq: { $gt: afterSeq } }).sort({ seq: 1 })

@@ -23,11 +23,11 @@ import type { DeviceStore, SeqLookup } from "../actors/device_store.ts";
 import type { Logger } from "../actors/logger.ts";
 import type { ProducerStats, ReadingSink } from "../actors/reading_sink.ts";
 import type { DeadLetterSink, ReadingSource } from "../actors/reading_source.ts";
-import type { StoreQueries } from "../actors/store_queries.ts";
 import type { WebhookStore } from "../actors/webhook_store.ts";
+import type { BatchQueries } from "./cached_queries.ts";
 
-/** Port: everything the pipeline needs of a store. */
-export interface Store extends DeviceStore, StoreQueries, SeqLookup, WebhookStore, AsyncDisposable {
+/** Port: everything the pipeline needs of a store (the API's reads include batched lookups). */
+export interface Store extends DeviceStore, BatchQueries, SeqLookup, WebhookStore, AsyncDisposable {
   ping(): Promise<void>;
 }
 

@@ -15,6 +15,7 @@ import { createLogger } from "../adapters/log.ts";
 import { createHealth } from "../adapters/health.ts";
 import { createMetrics } from "../adapters/metrics.ts";
 import { createApi } from "../adapters/http_api.ts";
+import { CachedQueries } from "../adapters/cached_queries.ts";
 import { dashboardRoutes } from "../adapters/dashboard_routes.ts";
 import { LiveView } from "../adapters/live_view.ts";
 import { storeSnapshot } from "../adapters/store_snapshot.ts";
@@ -78,14 +79,18 @@ export function start(config: Config, options: StartOptions = {}): App {
   };
 
   /** The API over what is connected; before that, its sensor and store routes answer 503. */
-  const api = (connected: Parts | undefined, signal: AbortSignal): Hono =>
-    createApi({
+  const api = (connected: Parts | undefined, signal: AbortSignal): Hono => {
+    // The API's store reads: shared, briefly reused and batched (adapters/cached_queries.ts).
+    const queries = connected?.store
+      ? new CachedQueries(connected.store, { ttlMs: config.apiReadCacheMs })
+      : undefined;
+    return createApi({
       health,
       info: { role: config.role, version: VERSION, mode },
       logger,
       metrics,
       ...(connected?.control ? { sensors: connected.control } : {}),
-      ...(connected?.store ? { queries: connected.store, webhooks: connected.store } : {}),
+      ...(connected?.store && queries ? { queries, webhooks: connected.store } : {}),
       ...(connected ? {} : {
         connecting: {
           sensors: runsSensors || config.kafkaBrokers !== undefined,
@@ -99,13 +104,14 @@ export function start(config: Config, options: StartOptions = {}): App {
       dashboard: dashboardRoutes({
         source: live ?? storeSnapshot({
           role: config.role,
-          ...(connected?.store ? { queries: connected.store } : {}),
+          ...(queries ? { queries } : {}),
           ...(sensorCount ? { sensors: sensorCount } : {}),
         }),
         assets: new URL("../dashboard/", import.meta.url),
         signal,
       }),
     });
+  };
 
   // The first line says what is in use and how to switch (the README promises it).
   logger.info(modeLine(config), mode);

@@ -19,7 +19,7 @@ import { openServices } from "./services.ts";
 import { brokerCeiling, storeCeiling } from "./ceilings.ts";
 import { sensorScale, sensorScaleSummary } from "./sensor_scale.ts";
 import { processorThroughput } from "./processor_throughput.ts";
-import { endToEnd } from "./end_to_end.ts";
+import { apiLoadSummary, endToEnd } from "./end_to_end.ts";
 import { fleetScenario } from "./fleet.ts";
 import { type BenchResults, machine, writeResults } from "./report.ts";
 import { handleSignals } from "./interrupt.ts";
@@ -230,6 +230,7 @@ async function runAll(o: Options): Promise<BenchResults> {
         `  → stored ${b.storedPerSec}/s, p50 ${b.storedLatencyMs.p50} p99 ${b.storedLatencyMs.p99} ms, ` +
           `backlog ${b.bounded ? "bounded" : "growing"}`,
       );
+      if (r.underApiLoad) log(`  → ${apiLoadSummary(r)}`);
       results.endToEnd[i]!.push(r);
     }
     if (has("fleet")) {

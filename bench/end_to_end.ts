@@ -5,8 +5,9 @@
  * warm-up it measures a window: stored readings/s, the backlog (acknowledged
  * by Kafka but not yet stored) over time, emit → stored latency and alert
  * latency. With `apiLoad`, a second window of the same length runs while
- * clients call `GET /sensors/:id` and `POST /sensors` at fixed rates, giving
- * their latency and the pipeline's latency change.
+ * clients call the control API at fixed rates (`API_LOAD`: the sensor, device
+ * and active-alert reads an operator's tools make, and `POST /sensors`), giving
+ * their latency and the pipeline's stored/s and latency with and without them.
  *
  * @module
  */
@@ -15,6 +16,7 @@ import { startPipeline } from "./pipeline.ts";
 import type { Services } from "./services.ts";
 import { cpuMs, Histogram, type LatencySummary, round } from "./stats.ts";
 import { sleep } from "./interrupt.ts";
+import { processCpuMs, storePid } from "./store_cpu.ts";
 
 /**
  * What the overheating 1 % of sensors report: one raise (two readings at or
@@ -32,6 +34,8 @@ export interface WindowResult {
   readonly sentPerSec: number;
   readonly storedPerSec: number;
   readonly cpuCores: number;
+  /** The store server's CPU over the window, in cores (NaN when it is not a local process). */
+  readonly storeCpuCores: number;
   readonly storedLatencyMs: LatencySummary;
   readonly alertLatencyMs: LatencySummary;
   /** [seconds into the window, readings acknowledged by Kafka but not yet stored]. */
@@ -40,17 +44,18 @@ export interface WindowResult {
   readonly bounded: boolean;
 }
 
+export interface RouteLoad {
+  readonly perSec: number;
+  readonly latencyMs: LatencySummary;
+  readonly errors: number;
+}
+
 export interface ApiLoadResult {
-  readonly get: {
-    readonly perSec: number;
-    readonly latencyMs: LatencySummary;
-    readonly errors: number;
-  };
-  readonly post: {
-    readonly perSec: number;
-    readonly latencyMs: LatencySummary;
-    readonly errors: number;
-  };
+  /** Every GET, whatever the route. */
+  readonly get: RouteLoad;
+  readonly post: RouteLoad;
+  /** Each GET route of the mix (`API_LOAD.gets`), by its name there. */
+  readonly routes?: Readonly<Record<string, RouteLoad>>;
 }
 
 export interface EndToEndResult {
@@ -95,17 +100,56 @@ export async function endToEnd(
     } s`,
   );
   await sleep(options.warmupMs);
-  const baseline = await measureWindow(run, rate, options.windowMs, `e2e ${rate}/s`, log);
+  const store = await storePid(services.mongoUrl);
+  const baseline = await measureWindow(
+    run,
+    { rate, store },
+    options.windowMs,
+    `e2e ${rate}/s`,
+    log,
+  );
   if (!options.apiLoad) return { rate, sensors, baseline };
-  const clients = startApiLoad(run.app.url, "hot-0001");
-  const loaded = await measureWindow(run, rate, options.windowMs, `e2e ${rate}/s + API`, log);
+  const ids = { hot, normal: sensors - hot };
+  const clients = startApiLoad(run.app.url, ids);
+  const loaded = await measureWindow(
+    run,
+    { rate, store },
+    options.windowMs,
+    `e2e ${rate}/s + API`,
+    log,
+  );
   const api = await clients.stop();
   return { rate, sensors, baseline, underApiLoad: { ...loaded, api } };
 }
 
+/**
+ * One line for the API scenario: the pipeline's stored/s and emit → stored p99 without and with
+ * the API load (the drop as a ratio of the same run's baseline), the store's CPU both ways and
+ * the API's own answer times.
+ */
+export function apiLoadSummary(r: EndToEndResult): string {
+  const b = r.baseline;
+  const l = r.underApiLoad;
+  if (!l) return "no API load measured";
+  const drop = 1 - l.storedPerSec / b.storedPerSec;
+  const p = (x: RouteLoad) => `p50 ${x.latencyMs.p50} / p99 ${x.latencyMs.p99} ms`;
+  const routes = Object.entries(l.api.routes ?? {}).map(([name, x]) => `${name} ${p(x)}`);
+  return [
+    `API load: stored ${b.storedPerSec}/s without → ${l.storedPerSec}/s with ` +
+    `(${(drop * 100).toFixed(0)} % drop, ×${(l.storedPerSec / b.storedPerSec).toFixed(2)})`,
+    `emit→stored p99 ${b.storedLatencyMs.p99} → ${l.storedLatencyMs.p99} ms ` +
+    `(×${(l.storedLatencyMs.p99 / b.storedLatencyMs.p99).toFixed(2)})`,
+    `store CPU ${b.storeCpuCores} → ${l.storeCpuCores} cores`,
+    `backlog ${b.bounded ? "bounded" : "growing"} → ${l.bounded ? "bounded" : "growing"}`,
+    `GET ${l.api.get.perSec}/s ${p(l.api.get)} (${routes.join("; ")})`,
+    `POST ${l.api.post.perSec}/s ${p(l.api.post)}`,
+    `errors ${l.api.get.errors + l.api.post.errors}`,
+  ].join(", ");
+}
+
 async function measureWindow(
   run: Awaited<ReturnType<typeof startPipeline>>,
-  rate: number,
+  { rate, store }: { rate: number; store: number | undefined },
   windowMs: number,
   label: string,
   log: (line: string) => void,
@@ -115,6 +159,7 @@ async function measureWindow(
   const sent0 = run.sentCount;
   const stored0 = run.storedCount;
   const cpu0 = cpuMs();
+  const storeCpu0 = await processCpuMs(store);
   const t0 = performance.now();
   const backlog: [number, number][] = [];
   let lastLog = t0;
@@ -134,6 +179,7 @@ async function measureWindow(
     }
   }
   const seconds = (performance.now() - t0) / 1000;
+  const storeCpuMs = await processCpuMs(store) - storeCpu0;
   const third = Math.max(1, Math.floor(backlog.length / 3));
   const maxOf = (xs: (readonly [number, number])[]) => Math.max(0, ...xs.map(([, b]) => b));
   return {
@@ -142,6 +188,7 @@ async function measureWindow(
     sentPerSec: Math.round((run.sentCount - sent0) / seconds),
     storedPerSec: Math.round((run.storedCount - stored0) / seconds),
     cpuCores: round((cpuMs() - cpu0) / 1000 / seconds),
+    storeCpuCores: round(storeCpuMs / 1000 / seconds),
     storedLatencyMs: run.stored.summary(),
     alertLatencyMs: run.alerts.summary(),
     backlog,
@@ -149,40 +196,84 @@ async function measureWindow(
   };
 }
 
-/** Offered API load: fixed rates, so it measures the API and not the load generator. */
-export const API_LOAD = { getPerSec: 200, postPerSec: 20, maxOutstanding: 256 } as const;
+/**
+ * Offered API load: fixed rates, so it measures the API and not the load generator. The GETs
+ * are what an operator's tools ask: a sensor's status (`GET /sensors/:id`), a device's stored
+ * state (`GET /devices/:id`, round-robin over the fleet) and the active episodes the dashboard
+ * polls (`GET /alerts?status=active`); `weight` is each route's share of `getPerSec`.
+ */
+export const API_LOAD = {
+  getPerSec: 200,
+  postPerSec: 20,
+  maxOutstanding: 256,
+  gets: [
+    { name: "GET /sensors/:id", weight: 0.5 },
+    { name: "GET /devices/:id", weight: 0.3 },
+    { name: "GET /alerts?status=active", weight: 0.2 },
+  ],
+} as const;
+
+type GetRoute = typeof API_LOAD.gets[number]["name"];
 
 /**
- * Open-loop clients at fixed rates (`API_LOAD`): `GET /sensors/:id` of a
- * running sensor, and `POST /sensors` adding a scripted sensor that emits one
- * reading and completes (so the adds barely change the offered load).
- * Requests are issued on schedule whether or not earlier ones were answered.
+ * Open-loop clients at fixed rates (`API_LOAD`), round-robin over the fleet's ids (`hot-0001`…,
+ * `e2e-0001`…), and `POST /sensors` adding a scripted sensor that emits one reading and
+ * completes (so the adds barely change the offered load). Requests are issued on schedule
+ * whether or not earlier ones were answered.
  */
-function startApiLoad(url: string, knownId: string) {
+function startApiLoad(url: string, fleet: { hot: number; normal: number }) {
   let running = true;
   const t0 = performance.now();
-  const get = { latency: new Histogram(), count: 0, errors: 0 };
-  const post = { latency: new Histogram(), count: 0, errors: 0 };
+  const stats = () => ({ latency: new Histogram(), count: 0, errors: 0 });
+  type Stats = ReturnType<typeof stats>;
+  const get = stats();
+  const post = stats();
+  const routes = new Map<GetRoute, Stats>(API_LOAD.gets.map((g) => [g.name, stats()]));
   let outstanding = 0;
   let added = 0;
-  const issue = async (stats: typeof get, request: () => Promise<Response>) => {
+  let nth = 0;
+  const deviceId = () => {
+    const i = nth++ % (fleet.hot + fleet.normal);
+    return i < fleet.hot
+      ? `hot-${String(i + 1).padStart(4, "0")}`
+      : `e2e-${String(i - fleet.hot + 1).padStart(4, "0")}`;
+  };
+  const path = (route: GetRoute): string => {
+    switch (route) {
+      case "GET /sensors/:id":
+        return `/sensors/${deviceId()}`;
+      case "GET /devices/:id":
+        return `/devices/${deviceId()}`;
+      case "GET /alerts?status=active":
+        return "/alerts?status=active&limit=100";
+      default:
+        return route satisfies never;
+    }
+  };
+  const issue = async (all: readonly Stats[], request: () => Promise<Response>) => {
     if (outstanding >= API_LOAD.maxOutstanding) {
-      stats.errors++;
+      for (const x of all) x.errors++;
       return;
     }
     outstanding++;
     const started = performance.now();
+    let failed = false;
     try {
       const res = await request();
       await res.body?.cancel();
-      if (!res.ok) stats.errors++;
+      // A device whose first state is not stored yet is a 404, which is an answer.
+      failed = !res.ok && res.status !== 404;
     } catch {
-      stats.errors++;
+      failed = true;
     } finally {
       outstanding--;
     }
-    stats.latency.add(performance.now() - started);
-    stats.count++;
+    const ms = performance.now() - started;
+    for (const x of all) {
+      if (failed) x.errors++;
+      x.latency.add(ms);
+      x.count++;
+    }
   };
   const inFlight = new Set<Promise<void>>();
   const track = (p: Promise<void>) => {
@@ -190,15 +281,20 @@ function startApiLoad(url: string, knownId: string) {
     void p.finally(() => inFlight.delete(p));
   };
   const pacer = (async () => {
-    let gets = 0;
+    const gets = new Map<GetRoute, number>(API_LOAD.gets.map((g) => [g.name, 0]));
     let posts = 0;
     while (running) {
       const elapsed = (performance.now() - t0) / 1000;
-      for (; gets < elapsed * API_LOAD.getPerSec; gets++) {
-        track(issue(get, () => fetch(`${url}/sensors/${knownId}`)));
+      for (const { name, weight } of API_LOAD.gets) {
+        let n = gets.get(name)!;
+        for (; n < elapsed * API_LOAD.getPerSec * weight; n++) {
+          const target = `${url}${path(name)}`;
+          track(issue([get, routes.get(name)!], () => fetch(target)));
+        }
+        gets.set(name, n);
       }
       for (; posts < elapsed * API_LOAD.postPerSec; posts++) {
-        track(issue(post, () =>
+        track(issue([post], () =>
           fetch(`${url}/sensors`, {
             method: "POST",
             headers: { "content-type": "application/json" },
@@ -219,12 +315,16 @@ function startApiLoad(url: string, knownId: string) {
       await pacer;
       await Promise.all(inFlight);
       const s = (performance.now() - t0) / 1000;
-      const result = (x: typeof get) => ({
+      const result = (x: Stats): RouteLoad => ({
         perSec: Math.round(x.count / s),
         latencyMs: x.latency.summary(),
         errors: x.errors,
       });
-      return { get: result(get), post: result(post) };
+      return {
+        get: result(get),
+        post: result(post),
+        routes: Object.fromEntries([...routes].map(([name, x]) => [name, result(x)])),
+      };
     },
   };
 }

@@ -258,27 +258,32 @@ export function markdown(r: BenchResults, file: string): string {
       }))
     );
     if (loaded.length) {
+      const mix = API_LOAD.gets.map((g) =>
+        `${Math.round(g.weight * API_LOAD.getPerSec)} \`${g.name}\``
+      )
+        .join(", ");
       out.push(
         "",
-        `**Control API under load** (open loop: ${API_LOAD.getPerSec} \`GET /sensors/:id\`/s and ${API_LOAD.postPerSec} \`POST /sensors\`/s offered from the same process)`,
+        `**Control API under load** (open loop, offered per second from the same process: ${mix} and ${API_LOAD.postPerSec} \`POST /sensors\`; the same run's window without API load first)`,
         "",
       );
       out.push(
-        "| Offered/s | GET/s | GET p50 / p99 | POST/s | POST p50 / p99 | Errors | Pipeline p99 without → with API load | Stored/s with API load |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| Offered/s | Stored/s without → with API load | With ÷ without | Emit→stored p99 without → with | Store CPU cores without → with | GET/s | GET p50 / p99 | POST/s | POST p50 / p99 | Errors |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
       );
       for (const x of loaded) {
         out.push(
-          `| ${n(x.rate)} | ${
+          `| ${n(x.rate)} | ${n(x.base.storedPerSec)} → ${n(x.l.storedPerSec)} | ${
+            (x.l.storedPerSec / x.base.storedPerSec).toFixed(2)
+          } | ${x.base.storedLatencyMs.p99} → ${x.l.storedLatencyMs.p99} ms | ${
+            x.base.storeCpuCores ?? "?"
+          } → ${x.l.storeCpuCores ?? "?"} | ${
             n(x.l.api.get.perSec)
           } | ${x.l.api.get.latencyMs.p50} / ${x.l.api.get.latencyMs.p99} ms | ` +
             `${
               n(x.l.api.post.perSec)
-            } | ${x.l.api.post.latencyMs.p50} / ${x.l.api.post.latencyMs.p99} ms | ` +
-            `${
+            } | ${x.l.api.post.latencyMs.p50} / ${x.l.api.post.latencyMs.p99} ms | ${
               x.l.api.get.errors + x.l.api.post.errors
-            } | ${x.base.storedLatencyMs.p99} → ${x.l.storedLatencyMs.p99} ms | ${
-              n(x.l.storedPerSec)
             } |`,
         );
       }

@@ -38,6 +38,8 @@ export interface Config {
   /** Mutating requests per minute per token (or client); 0: no limit. */
   readonly rateLimitPerMinute: number;
   readonly requestTimeoutMs: number;
+  /** How long the API reuses a store read's answer (0: only reads in flight are shared). */
+  readonly apiReadCacheMs: number;
   /** Unset: the embedded in-process transport. */
   readonly kafkaBrokers: readonly string[] | undefined;
   readonly kafkaTopic: string;
@@ -205,6 +207,15 @@ const TABLE = [
     kind: { type: "int", min: 100, max: 600_000 },
     default: "30000",
     help: "Time an HTTP request may take before it is answered 503 timeout",
+  },
+  {
+    key: "apiReadCacheMs",
+    flag: "api-read-cache-ms",
+    env: "API_READ_CACHE_MS",
+    kind: { type: "int", min: 0, max: 60_000 },
+    default: "1000",
+    help:
+      "How long the API reuses a store read (devices, readings, alerts) before asking the store again; 0 shares only reads in flight",
   },
   {
     key: "kafkaBrokers",

@@ -1,7 +1,8 @@
 /** The embedded Deno KV adapter, on a real KV file. */
 import assert from "node:assert/strict";
 import { KvStore } from "../adapters/kv_store.ts";
-import { type ReadingDoc, toReadingDoc } from "../schemas/documents.ts";
+import { type ReadingDoc, toAlertDoc, toReadingDoc } from "../schemas/documents.ts";
+import { DEFAULT_RULE } from "../domain/hysteresis.ts";
 import type { Reading } from "../schemas/reading.ts";
 import { testWith } from "./needs.ts";
 
@@ -183,4 +184,90 @@ Deno.test("KvStore.readingsAfter() lists a device's readings above a seq by asce
   assert.deepEqual(await seqs("d1", 12, 10), []);
   assert.deepEqual(await seqs("d2", 0, 10), []);
   assert.deepEqual(await store.readingsAfter("d1", 9, 1), [docs[3]], "the stored document");
+});
+
+/** Counts what the store reads from its KV: entries listed and keys fetched, by key prefix. */
+function countReads(kv: Deno.Kv): Map<string, number> {
+  const reads = new Map<string, number>();
+  const add = (key: Deno.KvKey) => reads.set(String(key[0]), (reads.get(String(key[0])) ?? 0) + 1);
+  const list = kv.list.bind(kv);
+  kv.list = <T>(selector: Deno.KvListSelector, options?: Deno.KvListOptions) => {
+    const iter = list<T>(selector, options);
+    const next = iter.next.bind(iter);
+    iter.next = async () => {
+      const step = await next();
+      if (!step.done) add(step.value.key);
+      return step;
+    };
+    return iter;
+  };
+  const getMany = kv.getMany.bind(kv);
+  kv.getMany = ((keys: Deno.KvKey[], options?: { consistency?: Deno.KvConsistencyLevel }) => {
+    for (const key of keys) add(key);
+    return getMany(keys, options);
+  }) as typeof kv.getMany;
+  return reads;
+}
+
+permitted.test("KvStore.alerts() reads the active episodes without the settled history", async () => {
+  await using tmp = await tempKv();
+  await using store = await KvStore.open(tmp.path);
+  const at = (s: number) => new Date(Date.UTC(2026, 10, 27, 13, 0, 0) + s * 1000).toISOString();
+  const episode = (s: number) => ({ raisedSeq: s, raisedAt: at(s), peakTemperature: 90 });
+  const settled = Array.from(
+    { length: 500 },
+    (_, i) => toAlertDoc(`d${i % 50}`, episode(i + 1), DEFAULT_RULE, { seq: i + 2, ts: at(i + 2) }),
+  );
+  // The three newest of the overheat history are active.
+  const active = [601, 602, 603].map((s) => toAlertDoc("hot", episode(s), DEFAULT_RULE));
+  await store.write({ readings: [], alerts: [...settled, ...active], devices: [] });
+  // Newer still: an episode raised, then cleared by a later write, which moves it out of "active".
+  const closed = toAlertDoc("again", episode(700), DEFAULT_RULE, { seq: 701, ts: at(701) });
+  await store.write({
+    readings: [],
+    alerts: [toAlertDoc("again", episode(700), DEFAULT_RULE)],
+    devices: [],
+  });
+  await store.write({ readings: [], alerts: [closed], devices: [] });
+  const reads = countReads(store.kv);
+  const found = await store.alerts({ status: "active", limit: 1000 });
+  assert.deepEqual(found.map((a) => a._id), [
+    "hot:overheat:603",
+    "hot:overheat:602",
+    "hot:overheat:601",
+  ]);
+  const alertReads = (reads.get("alerts") ?? 0) + (reads.get("alerts_by_status") ?? 0) +
+    (reads.get("alerts_by_time") ?? 0) + (reads.get("alert_acks") ?? 0);
+  assert.ok(alertReads <= 3 * 3, `read ${alertReads} alert entries for 3 active of 504`);
+  const cleared = await store.alerts({ status: "cleared", limit: 2 });
+  assert.deepEqual(cleared.map((a) => a._id), ["again:overheat:700", "d49:overheat:500"]);
+});
+
+permitted.test("KvStore.open() indexes by status the alerts of a file written before the index", async () => {
+  await using tmp = await tempKv();
+  const at = (s: number) => new Date(Date.UTC(2026, 10, 27, 13, 0, s)).toISOString();
+  const episode = (s: number) => ({ raisedSeq: s, raisedAt: at(s), peakTemperature: 90 });
+  {
+    await using store = await KvStore.open(tmp.path);
+    await store.write({
+      readings: [],
+      alerts: [
+        toAlertDoc("d1", episode(1), DEFAULT_RULE, { seq: 2, ts: at(2) }),
+        toAlertDoc("d2", episode(3), DEFAULT_RULE),
+      ],
+      devices: [],
+    });
+    // What an older version left: the alerts without their status index.
+    const kv = store.kv;
+    for await (const e of kv.list({ prefix: ["alerts_by_status"] })) await kv.delete(e.key);
+    await kv.delete(["alerts_by_status_built"]);
+    assert.deepEqual(await store.alerts({ status: "active", limit: 10 }), []);
+  }
+  await using store = await KvStore.open(tmp.path);
+  assert.deepEqual((await store.alerts({ status: "active", limit: 10 })).map((a) => a._id), [
+    "d2:overheat:3",
+  ]);
+  assert.deepEqual((await store.alerts({ status: "cleared", limit: 10 })).map((a) => a._id), [
+    "d1:overheat:1",
+  ]);
 });

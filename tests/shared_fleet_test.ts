@@ -91,6 +91,38 @@ Deno.test("SharedFleet.add() writes the specs after catching up and refuses a ta
   assert.equal(view.size, 1);
 });
 
+Deno.test("SharedFleet.add() of concurrent requests makes one registry write, checking each against those before it", async () => {
+  const { fleet, view } = shared(new Map(), 4);
+  let puts = 0;
+  const put = view.put.bind(view);
+  view.put = (specs, options) => {
+    puts++;
+    return put(specs, options);
+  };
+  const results = await Promise.all([
+    fleet.add({ kind: "one", id: "a1", template: {} }),
+    fleet.add({ kind: "one", id: "a2", template: {} }),
+    fleet.add({ kind: "one", id: "a1", template: {} }),
+    fleet.add({ kind: "batch", count: 3, idPrefix: "b", template: {} }),
+    fleet.add({ kind: "one", id: "a3", template: {} }),
+  ]);
+  assert.deepEqual(results.map((r) => r.ok ? r.ids : r.code), [
+    ["a1"],
+    ["a2"],
+    "conflict",
+    "cap",
+    ["a3"],
+  ]);
+  assert.equal(puts, 1, "one registry write for the five requests");
+  assert.equal(view.catchUps, 1);
+  assert.deepEqual(view.ids(), ["a1", "a2", "a3"]);
+  assert.deepEqual(await fleet.add({ kind: "one", id: "a4", template: {} }), {
+    ok: true,
+    ids: ["a4"],
+  });
+  assert.equal(puts, 2);
+});
+
 Deno.test("SharedFleet says who runs each sensor: the owner of its partition, else pending", async () => {
   const { fleet } = shared(new Map([[0, owner]]));
   await fleet.add({ kind: "one", id: "ab", template: {} }); // partition 0

@@ -7,14 +7,16 @@ import assert from "node:assert/strict";
 import { KvStore } from "../adapters/kv_store.ts";
 import { MongoStore } from "../adapters/mongo_store.ts";
 import { silentLogger } from "../adapters/log.ts";
-import { DEFAULT_RULE } from "../domain/hysteresis.ts";
-import { type AlertDoc, toAlertDoc, toReadingDoc } from "../schemas/documents.ts";
+import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
+import { type AlertDoc, toAlertDoc, toDeviceDoc, toReadingDoc } from "../schemas/documents.ts";
 import type { StoreQueries } from "../actors/store_queries.ts";
 import type { DeviceStore } from "../actors/device_store.ts";
 import { MONGO_URL, tempDb } from "./fixtures.ts";
 import { type TestRegistrar, testWith } from "./needs.ts";
 
-type Store = StoreQueries & DeviceStore & AsyncDisposable;
+type Store = StoreQueries & DeviceStore & AsyncDisposable & {
+  devices(ids: readonly string[]): Promise<ReadonlyMap<string, { lastSeq: number }>>;
+};
 
 const stores: Array<[string, TestRegistrar, () => Promise<Store & { cleanup(): Promise<void> }>]> =
   [
@@ -185,5 +187,19 @@ for (const [name, registrar, open] of stores) {
         store.readingsBetween({ ...window, signal: controller.signal }),
         /deadline/,
       );
+    }));
+
+  registrar.test(`${name}.devices() answers the newest stored state of each id in one call`, () =>
+    withStore(open, async (store) => {
+      const state = (deviceId: string, lastSeq: number) =>
+        toDeviceDoc(deviceId, { ...INITIAL_ALARM_STATE, lastSeq }, DEFAULT_RULE, new Date());
+      await store.write({ readings: [], alerts: [], devices: [state("d1", 1), state("d2", 4)] });
+      await store.write({ readings: [], alerts: [], devices: [state("d1", 2)] });
+      const found = await store.devices(["d1", "d2", "d3"]);
+      assert.deepEqual([...found].map(([id, d]) => [id, d.lastSeq]).sort(), [["d1", 2], ["d2", 4]]);
+      assert.deepEqual([...await store.devices(["d1"])].map(([id, d]) => [id, d.lastSeq]), [
+        ["d1", 2],
+      ]);
+      assert.equal((await store.devices([])).size, 0);
     }));
 }
