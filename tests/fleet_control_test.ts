@@ -6,6 +6,7 @@ import { silentLogger } from "../adapters/log.ts";
 import { DEFAULT_RULE } from "../domain/hysteresis.ts";
 import { RecordingSink } from "./recording_sink.ts";
 import { MemorySeqLedger } from "./memory_seq_ledger.ts";
+import { FakeTime } from "./fake_time.ts";
 
 const defaults = { intervalMs: 100, rule: DEFAULT_RULE, seed: 1 };
 
@@ -18,6 +19,9 @@ async function durable(cap = 10) {
     defaults,
     ledger: new MemorySeqLedger(),
     seqBlock: 100,
+    // Stopped time: no sensor ticks unless a test moves it, so what a test sees of seqs does not
+    // depend on how busy the machine is.
+    timers: new FakeTime(),
   });
   const control = new DurableFleet({ registry, fleet, defaults, cap, logger: silentLogger });
   return Object.assign(control, {
