@@ -34,7 +34,13 @@ import {
   type ReadingDoc,
 } from "../schemas/documents.ts";
 import type { Logger } from "../actors/logger.ts";
-import type { DeadLetter, DeliveryOutcome, WebhookStore } from "../actors/webhook_store.ts";
+import type {
+  DeadLetter,
+  DeliveryState,
+  Lease,
+  PendingEvent,
+  WebhookStore,
+} from "../actors/webhook_store.ts";
 import {
   ackEventOf,
   type OutboxEvent,
@@ -97,20 +103,28 @@ interface JournalEntry extends Omit<DeviceDoc, "_id"> {
 
 /** Subscriptions (`POST /webhooks`). */
 const WEBHOOKS = "webhooks";
-/** Outbox events (`OutboxEvent` and `pending`), `_id` `<alertId>:<event>`. */
+/**
+ * Outbox events (`StoredEvent`), `_id` `<alertId>:<event>`, each with where its deliveries stand
+ * (`deliveries.<subscriptionId>`: attempts, next attempt, last error, outcome) and the fencing
+ * token of the last dispatcher that wrote it.
+ */
 const OUTBOX = "webhook_outbox";
-/** One outcome per event and subscription, `_id` `<subscriptionId>|<eventId>`. */
-const DELIVERIES = "webhook_deliveries";
+/** The dispatcher lease: one document, `_id` {@linkcode LEASE_ID}. */
+const LEASES = "webhook_lease";
+const LEASE_ID = "dispatcher";
 
 interface StoredEvent extends OutboxEvent {
   readonly pending: boolean;
+  /** The highest lease token that wrote this event (0: none yet). */
+  readonly fence: number;
+  readonly deliveries?: Record<string, DeliveryState>;
+  /** The subscriptions whose delivery is dead-lettered (indexed: `deadLetters()`). */
+  readonly dead?: string[];
+  readonly settledAt?: Date;
 }
 
-interface StoredOutcome {
+interface StoredLease extends Lease {
   readonly _id: string;
-  readonly subscriptionId: string;
-  readonly eventId: string;
-  readonly outcome: DeliveryOutcome;
 }
 
 export class MongoStore
@@ -175,6 +189,12 @@ export class MongoStore
       this.#alerts().createIndex({ status: 1, raisedAt: -1 }, { name: "status_raisedAt" }),
       this.#journal().createIndex({ deviceId: 1, lastSeq: -1 }, { name: "deviceId_lastSeq" }),
       this.#journal().createIndex({ writer: 1, n: 1 }, { name: "writer_n" }),
+      // The dispatcher's poll, retention's prune and the dead-letter listing.
+      this.#outbox().createIndex({ pending: 1, occurredAt: 1, _id: 1 }, {
+        name: "pending_occurredAt",
+      }),
+      this.#outbox().createIndex({ pending: 1, settledAt: 1 }, { name: "pending_settledAt" }),
+      this.#outbox().createIndex({ dead: 1 }, { name: "dead" }),
     ]);
   }
 
@@ -491,12 +511,12 @@ export class MongoStore
   #outbox() {
     return this.#db.collection<StoredEvent>(OUTBOX);
   }
-  #deliveries() {
-    return this.#db.collection<StoredOutcome>(DELIVERIES);
+  #leases() {
+    return this.#db.collection<StoredLease>(LEASES);
   }
 
   async #writeOutbox(events: readonly OutboxEvent[]): Promise<void> {
-    await insertNew(this.#outbox(), events.map((e) => ({ ...e, pending: true })));
+    await insertNew(this.#outbox(), events.map((e) => ({ ...e, pending: true, fence: 0 })));
   }
 
   async addWebhook(doc: WebhookDoc): Promise<void> {
@@ -511,47 +531,120 @@ export class MongoStore
     return (await this.#webhooks().deleteOne({ _id: id })).deletedCount === 1;
   }
 
-  async pendingEvents(limit: number): Promise<OutboxEvent[]> {
+  /**
+   * Compare-and-set on the stored owner and token (one conditional update, which MongoDB and
+   * FerretDB apply to one document atomically): of two dispatchers taking an expired lease at
+   * once, one wins. The new owner then stamps the pending events with its token, so the writes
+   * of the one before it are refused from then on.
+   */
+  async acquireLease(owner: string, now: Date, ttlMs: number): Promise<Lease> {
+    const expiresAt = new Date(now.getTime() + ttlMs);
+    const leases = this.#leases();
+    const current = await leases.findOne({ _id: LEASE_ID });
+    if (!current) {
+      const fresh: StoredLease = { _id: LEASE_ID, owner, token: 1, expiresAt };
+      if ((await insertNew(leases, [fresh])).length === 0) {
+        await this.#stamp(fresh.token);
+        return leaseOf(fresh);
+      }
+      return leaseOf((await leases.findOne({ _id: LEASE_ID }))!);
+    }
+    const mine = current.owner === owner;
+    if (!mine && current.expiresAt.getTime() > now.getTime()) return leaseOf(current);
+    const next: StoredLease = {
+      ...current,
+      owner,
+      expiresAt,
+      token: current.token + (mine ? 0 : 1),
+    };
+    const swapped = await leases.updateOne(
+      { _id: LEASE_ID, owner: current.owner, token: current.token },
+      { $set: { owner, expiresAt, token: next.token } },
+    );
+    if (swapped.matchedCount === 0) return leaseOf((await leases.findOne({ _id: LEASE_ID }))!);
+    if (!mine) await this.#stamp(next.token);
+    return leaseOf(next);
+  }
+
+  async releaseLease(owner: string, token: number): Promise<void> {
+    // The token stays: it only ever grows.
+    await this.#leases().updateOne({ _id: LEASE_ID, owner, token }, {
+      $set: { expiresAt: new Date(0) },
+    });
+  }
+
+  async #stamp(token: number): Promise<void> {
+    await this.#outbox().updateMany({ pending: true, fence: { $lt: token } }, {
+      $set: { fence: token },
+    });
+  }
+
+  async pendingEvents(limit: number): Promise<PendingEvent[]> {
     const found = await this.#outbox().find({ pending: true }).sort({ occurredAt: 1, _id: 1 })
       .limit(limit).toArray();
-    return found.map(({ pending: _pending, ...event }) => event);
+    return found.map(pendingOf);
   }
 
-  async outcomes(eventId: string): Promise<Map<string, DeliveryOutcome>> {
-    const found = await this.#deliveries().find({ eventId }).toArray();
-    return new Map(found.map((d) => [d.subscriptionId, d.outcome]));
-  }
-
-  async recordOutcome(
+  async recordDelivery(
     eventId: string,
     subscriptionId: string,
-    outcome: DeliveryOutcome,
-  ): Promise<void> {
-    await insertNew(this.#deliveries(), [{
-      _id: `${subscriptionId}|${eventId}`,
-      subscriptionId,
-      eventId,
-      outcome,
-    }]);
+    state: DeliveryState,
+    fence: number,
+  ): Promise<boolean> {
+    const field = `deliveries.${subscriptionId}`;
+    const result = await this.#outbox().updateOne(
+      {
+        _id: eventId,
+        fence: { $lte: fence },
+        [`${field}.status`]: { $nin: ["delivered", "dead"] },
+      },
+      {
+        $set: { [field]: state, fence },
+        ...(state.status === "dead" ? { $addToSet: { dead: subscriptionId } } : {}),
+      },
+    );
+    return result.matchedCount === 1;
   }
 
-  async settle(eventId: string): Promise<void> {
-    await this.#outbox().updateOne({ _id: eventId }, { $set: { pending: false } });
+  async settle(eventId: string, at: Date, fence: number): Promise<boolean> {
+    const result = await this.#outbox().updateOne(
+      { _id: eventId, fence: { $lte: fence } },
+      { $set: { pending: false, settledAt: at, fence } },
+    );
+    return result.matchedCount === 1;
+  }
+
+  async prune(before: Date, limit: number): Promise<number> {
+    const settled = await this.#outbox()
+      .find({ pending: false, settledAt: { $lt: before } }, { projection: { _id: 1 } })
+      .limit(limit).toArray();
+    if (settled.length === 0) return 0;
+    const ids = settled.map((d) => d._id);
+    const { deletedCount } = await this.#outbox().deleteMany({ _id: { $in: ids } });
+    return deletedCount;
   }
 
   async deadLetters(subscriptionId: string, limit: number): Promise<DeadLetter[]> {
-    const found = await this.#deliveries()
-      .find({ subscriptionId, "outcome.status": "dead" }).limit(limit).toArray();
-    return found.map(({ subscriptionId, eventId, outcome }) => ({
-      subscriptionId,
-      eventId,
-      outcome,
-    }));
+    const found = await this.#outbox().find({ dead: subscriptionId })
+      .sort({ occurredAt: 1, _id: 1 }).limit(limit).toArray();
+    return found.flatMap((doc) => {
+      const outcome = doc.deliveries?.[subscriptionId];
+      return outcome?.status === "dead" ? [{ subscriptionId, eventId: doc._id, outcome }] : [];
+    });
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.#client.close();
   }
+}
+
+function leaseOf({ owner, token, expiresAt }: Lease): Lease {
+  return { owner, token, expiresAt };
+}
+
+function pendingOf(doc: StoredEvent): PendingEvent {
+  const { _id, event, alertId, occurredAt, alert, deliveries = {} } = doc;
+  return { event: { _id, event, alertId, occurredAt, alert }, deliveries };
 }
 
 /**

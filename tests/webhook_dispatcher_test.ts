@@ -80,6 +80,8 @@ function dispatcher(store: WebhookStore, time: FakeTime, maxAttempts = 100) {
     maxAttempts,
     backoff: { baseMs: 1000, capMs: 8000 },
     timeoutMs: 5000,
+    leaseMs: 15_000,
+    retentionMs: 7 * 86_400_000,
     random: () => (seed = (seed * 16807) % 2147483647) / 2147483647,
   });
 }
@@ -162,7 +164,7 @@ async function downThenUp(open: () => Promise<{ store: TestStore } & AsyncDispos
     "d2:overheat:5:raise",
     "d2:overheat:5:ack",
   ].sort();
-  assert.deepEqual((await store.pendingEvents(100)).map((e) => e._id).sort(), expected);
+  assert.deepEqual((await store.pendingEvents(100)).map((e) => e.event._id).sort(), expected);
 
   const time = new FakeTime();
   await using d = dispatcher(store, time);
