@@ -104,11 +104,16 @@ interface JournalEntry extends Omit<DeviceDoc, "_id"> {
 /** Subscriptions (`POST /webhooks`). */
 const WEBHOOKS = "webhooks";
 /**
- * Outbox events (`StoredEvent`), `_id` `<alertId>:<event>`, each with where its deliveries stand
- * (`deliveries.<subscriptionId>`: attempts, next attempt, last error, outcome) and the fencing
- * token of the last dispatcher that wrote it.
+ * Pending outbox events (`StoredEvent`), `_id` `<alertId>:<event>`, each with where its
+ * deliveries stand (`deliveries.<subscriptionId>`: attempts, next attempt, last error, outcome)
+ * and the fencing token of the last dispatcher that wrote it. Only events not settled yet: on
+ * FerretDB every filtered read and update scans its collection (no index is used: explain says
+ * `SCAN`, `filterPushdown: false`), so the dispatcher's poll and writes cost what is pending, not
+ * what was ever sent.
  */
 const OUTBOX = "webhook_outbox";
+/** Settled events, moved out of the outbox with `settledAt`, kept for the retention. */
+const SETTLED = "webhook_settled";
 /** The dispatcher lease: one document, `_id` {@linkcode LEASE_ID}. */
 const LEASES = "webhook_lease";
 const LEASE_ID = "dispatcher";
@@ -193,8 +198,9 @@ export class MongoStore
       this.#outbox().createIndex({ pending: 1, occurredAt: 1, _id: 1 }, {
         name: "pending_occurredAt",
       }),
-      this.#outbox().createIndex({ pending: 1, settledAt: 1 }, { name: "pending_settledAt" }),
+      this.#settled().createIndex({ settledAt: 1 }, { name: "settledAt" }),
       this.#outbox().createIndex({ dead: 1 }, { name: "dead" }),
+      this.#settled().createIndex({ dead: 1 }, { name: "dead" }),
     ]);
   }
 
@@ -511,6 +517,9 @@ export class MongoStore
   #outbox() {
     return this.#db.collection<StoredEvent>(OUTBOX);
   }
+  #settled() {
+    return this.#db.collection<StoredEvent>(SETTLED);
+  }
   #leases() {
     return this.#db.collection<StoredLease>(LEASES);
   }
@@ -579,10 +588,26 @@ export class MongoStore
     });
   }
 
+  /**
+   * An event not attempted yet may be the replay of one settled already (a crash replays the
+   * readings since the last checkpoint): one read of the settled collection per poll that meets
+   * such events finds them, and they leave the outbox without being delivered again.
+   */
   async pendingEvents(limit: number): Promise<PendingEvent[]> {
     const found = await this.#outbox().find({ pending: true }).sort({ occurredAt: 1, _id: 1 })
       .limit(limit).toArray();
-    return found.map(pendingOf);
+    const fresh = found.filter((d) => d.deliveries === undefined).map((d) => d._id);
+    if (fresh.length === 0) return found.map(pendingOf);
+    const replayed = new Set(
+      (await findByIds(this.#settled(), fresh, { _id: 1 })).map((d) => d._id),
+    );
+    if (replayed.size > 0) {
+      await this.#outbox().deleteMany({
+        _id: { $in: [...replayed] },
+        deliveries: { $exists: false },
+      });
+    }
+    return found.filter((d) => !replayed.has(d._id)).map(pendingOf);
   }
 
   async recordDelivery(
@@ -606,31 +631,41 @@ export class MongoStore
     return result.matchedCount === 1;
   }
 
+  /** Moves the event to the settled collection: copied first, so a crash in between loses none. */
   async settle(eventId: string, at: Date, fence: number): Promise<boolean> {
-    const result = await this.#outbox().updateOne(
-      { _id: eventId, fence: { $lte: fence } },
-      { $set: { pending: false, settledAt: at, fence } },
-    );
-    return result.matchedCount === 1;
+    const doc = await this.#outbox().findOne({ _id: eventId });
+    if (!doc || doc.fence > fence) return false;
+    await insertNew(this.#settled(), [{ ...doc, pending: false, settledAt: at, fence }]);
+    const { deletedCount } = await this.#outbox().deleteOne({
+      _id: eventId,
+      fence: { $lte: fence },
+    });
+    return deletedCount === 1;
   }
 
   async prune(before: Date, limit: number): Promise<number> {
-    const settled = await this.#outbox()
-      .find({ pending: false, settledAt: { $lt: before } }, { projection: { _id: 1 } })
+    const settled = await this.#settled()
+      .find({ settledAt: { $lt: before } }, { projection: { _id: 1 } })
       .limit(limit).toArray();
     if (settled.length === 0) return 0;
     const ids = settled.map((d) => d._id);
-    const { deletedCount } = await this.#outbox().deleteMany({ _id: { $in: ids } });
+    const { deletedCount } = await this.#settled().deleteMany({ _id: { $in: ids } });
     return deletedCount;
   }
 
+  /** Settled events' dead letters first (oldest first), then those of events still pending. */
   async deadLetters(subscriptionId: string, limit: number): Promise<DeadLetter[]> {
-    const found = await this.#outbox().find({ dead: subscriptionId })
-      .sort({ occurredAt: 1, _id: 1 }).limit(limit).toArray();
-    return found.flatMap((doc) => {
-      const outcome = doc.deliveries?.[subscriptionId];
-      return outcome?.status === "dead" ? [{ subscriptionId, eventId: doc._id, outcome }] : [];
-    });
+    const out: DeadLetter[] = [];
+    for (const collection of [this.#settled(), this.#outbox()]) {
+      if (out.length >= limit) break;
+      const found = await collection.find({ dead: subscriptionId })
+        .sort({ occurredAt: 1, _id: 1 }).limit(limit - out.length).toArray();
+      for (const doc of found) {
+        const outcome = doc.deliveries?.[subscriptionId];
+        if (outcome?.status === "dead") out.push({ subscriptionId, eventId: doc._id, outcome });
+      }
+    }
+    return out;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
