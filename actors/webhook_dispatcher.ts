@@ -19,7 +19,7 @@
 import { Actor } from "./actor.ts";
 import type { TimerId, Timers } from "./timers.ts";
 import type { Logger } from "./logger.ts";
-import type { DeliveryState, WebhookStore } from "./webhook_store.ts";
+import type { DeliveryState, PendingEvent, WebhookStore } from "./webhook_store.ts";
 import { backoffDelayMs, type BackoffOptions, signatureOf } from "../domain/webhook_delivery.ts";
 import { deliveryBody, type OutboxEvent, type WebhookDoc } from "../schemas/webhook.ts";
 
@@ -214,13 +214,15 @@ export class WebhookDispatcher implements AsyncDisposable {
       store.webhooks(),
     ]);
     this.#pending = events.length;
-    for (const { event, deliveries } of events) {
+    const settled: PendingEvent[] = [];
+    for (const pending of events) {
+      const { event, deliveries } = pending;
       const open = subscriptions.filter((s) =>
         s.events.includes(event.event) &&
         (deliveries[s._id] === undefined || deliveries[s._id]!.status === "retrying")
       );
       if (open.length === 0) {
-        await store.settle(event._id, new Date(now), fence);
+        settled.push(pending);
         continue;
       }
       for (const subscription of open) {
@@ -232,6 +234,8 @@ export class WebhookDispatcher implements AsyncDisposable {
         void this.#attempt(event, subscription, state?.attempts ?? 0, fence);
       }
     }
+    // All at once: on FerretDB each write scans the outbox, so one per poll, not one per event.
+    if (settled.length > 0) await store.settle(settled, new Date(now), fence);
   }
 
   /** One POST; its outcome comes back as a message, so a slow receiver holds up no other. */
@@ -273,6 +277,8 @@ export class WebhookDispatcher implements AsyncDisposable {
   async #attempted(msg: Extract<WebhookDispatcherMsg, { type: "attempted" }>) {
     const { store, timers, maxAttempts, backoff, random, logger } = this.#options;
     const now = timers.now();
+    // Outcomes queue up behind slow store writes: renew here too, not only when a poll gets through.
+    if (this.#lease && now >= this.#lease.renewAt) await this.#leaseToken(now);
     const at = new Date(now);
     const attempts = msg.before + 1;
     let state: DeliveryState;

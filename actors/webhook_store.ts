@@ -88,8 +88,11 @@ export interface WebhookStore {
     state: DeliveryState,
     fence: number,
   ): Promise<boolean>;
-  /** Marks `eventId` settled at `at`: every subscription it matched has an outcome. */
-  settle(eventId: string, at: Date, fence: number): Promise<boolean>;
+  /**
+   * Marks these events settled at `at` (every subscription each matched has an outcome, as read
+   * by `pendingEvents`); answers how many were, the others being refused by the fence.
+   */
+  settle(events: readonly PendingEvent[], at: Date, fence: number): Promise<number>;
   /**
    * Deletes events settled before `before`, with their outcomes and dead letters, at most `limit`
    * events; answers how many went.

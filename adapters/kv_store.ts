@@ -525,13 +525,18 @@ export class KvStore
     });
   }
 
-  settle(eventId: string, at: Date, fence: number): Promise<boolean> {
-    return this.#fenced(eventId, fence, (stored, op) => {
-      op.delete(["outbox_pending", stored.occurredAt.getTime(), eventId])
-        .set(["outbox", eventId], { ...stored, settledAt: at, fence })
-        .set(["outbox_settled", at.getTime(), eventId], eventId);
-      return true;
-    });
+  async settle(events: readonly PendingEvent[], at: Date, fence: number): Promise<number> {
+    let settled = 0;
+    for (const { event } of events) {
+      const done = await this.#fenced(event._id, fence, (stored, op) => {
+        op.delete(["outbox_pending", stored.occurredAt.getTime(), event._id])
+          .set(["outbox", event._id], { ...stored, settledAt: at, fence })
+          .set(["outbox_settled", at.getTime(), event._id], event._id);
+        return true;
+      });
+      if (done) settled++;
+    }
+    return settled;
   }
 
   async prune(before: Date, limit: number): Promise<number> {

@@ -631,16 +631,33 @@ export class MongoStore
     return result.matchedCount === 1;
   }
 
-  /** Moves the event to the settled collection: copied first, so a crash in between loses none. */
-  async settle(eventId: string, at: Date, fence: number): Promise<boolean> {
-    const doc = await this.#outbox().findOne({ _id: eventId });
-    if (!doc || doc.fence > fence) return false;
-    await insertNew(this.#settled(), [{ ...doc, pending: false, settledAt: at, fence }]);
-    const { deletedCount } = await this.#outbox().deleteOne({
-      _id: eventId,
+  /**
+   * Moves the events to the settled collection in two statements whatever their number: copied
+   * first (one insert), so a crash in between loses none, then deleted from the outbox where no
+   * later lease holder stamped them (one delete). A stale holder may leave a copy (outcomes are
+   * final, so it is the same) but cannot remove a pending event.
+   */
+  async settle(events: readonly PendingEvent[], at: Date, fence: number): Promise<number> {
+    if (events.length === 0) return 0;
+    await insertNew(
+      this.#settled(),
+      events.map(({ event, deliveries }) => {
+        const dead = Object.keys(deliveries).filter((id) => deliveries[id]!.status === "dead");
+        return {
+          ...event,
+          deliveries: { ...deliveries },
+          ...(dead.length > 0 ? { dead } : {}),
+          pending: false,
+          settledAt: at,
+          fence,
+        };
+      }),
+    );
+    const { deletedCount } = await this.#outbox().deleteMany({
+      _id: { $in: events.map((e) => e.event._id) },
       fence: { $lte: fence },
     });
-    return deletedCount === 1;
+    return deletedCount;
   }
 
   async prune(before: Date, limit: number): Promise<number> {

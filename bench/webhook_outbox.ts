@@ -57,14 +57,14 @@ export async function webhookOutbox(
 ): Promise<WebhookOutboxResult> {
   const { readings, devices, pollMs, log } = options;
   const partitions = 6;
-  const topic = runName("outbox");
   const load0 = Deno.loadavg()[0]!;
   const events = 2 * devices * Math.floor(readings / devices / CYCLE);
-  try {
-    await prefill(services, topic, { readings, devices, partitions });
-    log(`  prefilled ${readings} readings, ${events} alert events`);
-    const drain = (subscribed: boolean) =>
-      drainOnce(services, {
+  // One topic per drain, filled alike: a drain's pipeline deletes its topic when it stops.
+  const drain = async (subscribed: boolean) => {
+    const topic = runName("outbox");
+    try {
+      await prefill(services, topic, { readings, devices, partitions });
+      return await drainOnce(services, {
         topic,
         partitions,
         readings,
@@ -72,27 +72,30 @@ export async function webhookOutbox(
         pollMs,
         subscribed,
         timeoutMs: options.timeoutMs,
+        log,
       });
-    const without = await drain(false);
-    log(`  without a subscription: ${without.readingsPerSec}/s, ${without.drainS} s`);
-    const withHook = await drain(true);
-    log(
-      `  with a subscription: ${withHook.readingsPerSec}/s, ${withHook.drainS} s, ` +
-        `${withHook.delivered}/${events} delivered after ${withHook.deliveredS ?? "—"} s`,
-    );
-    return {
-      readings,
-      devices,
-      events,
-      pollMs,
-      without,
-      with: withHook,
-      ratio: round(withHook.readingsPerSec / Math.max(1, without.readingsPerSec), 2),
-      load: [load0, Deno.loadavg()[0]!],
-    };
-  } finally {
-    await removeResources({ topics: [topic] }, services);
-  }
+    } finally {
+      await removeResources({ topics: [topic] }, services);
+    }
+  };
+  log(`  ${readings} readings per drain, ${events} alert events`);
+  const without = await drain(false);
+  log(`  without a subscription: ${without.readingsPerSec}/s, ${without.drainS} s`);
+  const withHook = await drain(true);
+  log(
+    `  with a subscription: ${withHook.readingsPerSec}/s, ${withHook.drainS} s, ` +
+      `${withHook.delivered}/${events} delivered after ${withHook.deliveredS ?? "—"} s`,
+  );
+  return {
+    readings,
+    devices,
+    events,
+    pollMs,
+    without,
+    with: withHook,
+    ratio: round(withHook.readingsPerSec / Math.max(1, without.readingsPerSec), 2),
+    load: [load0, Deno.loadavg()[0]!],
+  };
 }
 
 async function drainOnce(
@@ -105,6 +108,7 @@ async function drainOnce(
     pollMs: number;
     subscribed: boolean;
     timeoutMs: number;
+    log: (line: string) => void;
   },
 ): Promise<OutboxDrain> {
   const db = runName("outbox-db").replaceAll("-", "_").slice(0, 60);
@@ -144,9 +148,17 @@ async function drainOnce(
     let first = 0;
     let last = 0;
     let deliveredAt = 0;
+    let lastLog = t0;
     while (performance.now() - t0 < o.timeoutMs) {
       const stored = run.storedCount;
       const now = performance.now();
+      if (now - lastLog >= 10_000) {
+        lastLog = now;
+        o.log(
+          `  t=${round((now - t0) / 1000, 1)}s stored ${stored}/${o.readings}, ` +
+            `delivered ${keys.size}/${o.subscribed ? o.events : 0}`,
+        );
+      }
       if (stored > 0 && first === 0) first = now;
       if (stored >= o.readings && last === 0) last = now;
       if (keys.size >= o.events && deliveredAt === 0) deliveredAt = now;
