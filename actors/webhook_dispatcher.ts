@@ -267,10 +267,14 @@ export class WebhookDispatcher implements AsyncDisposable {
       error = `No answer from the receiver: ${err instanceof Error ? err.message : String(err)}`;
     }
     if (this.#abort.signal.aborted) return;
-    const attempted = { type: "attempted", event, subscriptionId: subscription._id, before, fence };
-    const msg: WebhookDispatcherMsg = error === undefined
-      ? { ...attempted, type: "attempted" }
-      : { ...attempted, type: "attempted", error };
+    const msg: WebhookDispatcherMsg = {
+      type: "attempted",
+      event,
+      subscriptionId: subscription._id,
+      before,
+      fence,
+      ...(error === undefined ? {} : { error }),
+    };
     await this.#actor.send(msg).catch(() => {}); // Stopped: the store still has it pending.
   }
 
