@@ -36,6 +36,7 @@ import { realTimers, type TimerId, type Timers } from "../actors/timers.ts";
 import type { SensorControl } from "../actors/sensor_control.ts";
 import type { StoreQueries } from "../actors/store_queries.ts";
 import type { WebhookStore } from "../actors/webhook_store.ts";
+import type { WebhookTargetCheck } from "../actors/webhook_dispatcher.ts";
 import { parseWebhookRequest, webhookView } from "../schemas/webhook.ts";
 
 export interface ApiDeps {
@@ -48,6 +49,8 @@ export interface ApiDeps {
   readonly queries?: StoreQueries;
   /** Absent when this process has no store: webhook routes answer 503. */
   readonly webhooks?: WebhookStore;
+  /** Refuses webhook URLs a subscription must not name (SSRF guard); absent: none refused. */
+  readonly checkWebhookUrl?: WebhookTargetCheck;
   /**
    * Ports this process will serve once start-up has connected them: until then their routes
    * answer 503 "not connected yet" instead of "this process does not run it".
@@ -179,7 +182,12 @@ export function createApi(deps: ApiDeps): Hono {
   app.route("/rules", ruleRoutes(deps.queries, storeConnecting, deps.backtest ?? BACKTEST_BOUNDS));
   app.route(
     "/webhooks",
-    webhookRoutes(deps.webhooks, storeConnecting, deps.now ?? (() => new Date())),
+    webhookRoutes(
+      deps.webhooks,
+      storeConnecting,
+      deps.now ?? (() => new Date()),
+      deps.checkWebhookUrl,
+    ),
   );
   if (deps.dashboard) app.route("/", deps.dashboard);
 
@@ -474,7 +482,12 @@ function alertRoutes(
 }
 
 /** Webhook subscriptions (docs/webhooks.md): their secrets are never answered. */
-function webhookRoutes(port: WebhookStore | undefined, connecting: boolean, now: () => Date): Hono {
+function webhookRoutes(
+  port: WebhookStore | undefined,
+  connecting: boolean,
+  now: () => Date,
+  checkUrl: WebhookTargetCheck = () => Promise.resolve(undefined),
+): Hono {
   const webhooks = () => available(port, "store", connecting);
   return new Hono()
     .get("/", async (c) => {
@@ -488,6 +501,8 @@ function webhookRoutes(port: WebhookStore | undefined, connecting: boolean, now:
         const store = webhooks();
         const parsed = parseWebhookRequest(await jsonBody(c));
         if (!parsed.ok) throw new ApiError(400, "bad_request", parsed.message);
+        const refused = await checkUrl(parsed.request.url);
+        if (refused !== undefined) throw new ApiError(400, "bad_request", refused);
         const doc = { _id: crypto.randomUUID(), ...parsed.request, createdAt: now() };
         await store.addWebhook(doc);
         return c.json(webhookView(doc), 201, { location: `/webhooks/${doc._id}` });

@@ -13,10 +13,13 @@
  *   ["alert_acks", alertId]                  → AlertAck  (who acknowledged it, when)
  *   ["devices", deviceId]                    → DeviceDoc
  *   ["webhooks", id]                         → WebhookDoc
- *   ["outbox", eventId]                      → OutboxEvent (set in the commit of its alert)
+ *   ["outbox", eventId]                      → OutboxEvent (set in the commit of its alert), then
+ *                                              with `deliveries` (where each subscription's
+ *                                              delivery stands) and `fence` (lease token)
  *   ["outbox_pending", occurredAtMs, eventId] → eventId   (until settled)
- *   ["webhook_deliveries", eventId, subscriptionId] → DeliveryOutcome
- *   ["webhook_dead", subscriptionId, eventId] → DeliveryOutcome (dead letters)
+ *   ["outbox_settled", settledAtMs, eventId] → eventId   (from settled until pruned)
+ *   ["webhook_dead", subscriptionId, eventId] → DeliveryOutcome (dead letters, until pruned)
+ *   ["webhook_lease"]                        → Lease     (the webhook dispatcher's)
  *   ["readings_guard"]                       → bumped by every commit of readings
  *
  * Readings are insert-once: a stored reading is never replaced, not even by
@@ -52,7 +55,14 @@ import type {
   ReadingWindow,
   StoreQueries,
 } from "../actors/store_queries.ts";
-import type { DeadLetter, DeliveryOutcome, WebhookStore } from "../actors/webhook_store.ts";
+import type {
+  DeadLetter,
+  DeliveryOutcome,
+  DeliveryState,
+  Lease,
+  PendingEvent,
+  WebhookStore,
+} from "../actors/webhook_store.ts";
 import {
   ackEventOf,
   type OutboxEvent,
@@ -77,6 +87,16 @@ const GET_MANY_LIMIT = 10;
 /** Set once every stored alert is in the status index (files written before it get it on open). */
 const STATUS_INDEX_BUILT: Deno.KvKey = ["alerts_by_status_built"];
 const ALERT_STATUSES: readonly AlertStatus[] = ["active", "cleared"];
+const LEASE: Deno.KvKey = ["webhook_lease"];
+/** Rounds of a fenced read-check-commit before giving up (another writer kept winning). */
+const FENCED_ROUNDS = 10;
+
+/** An outbox entry as stored: the event, where its deliveries stand, the last writer's token. */
+interface StoredEvent extends OutboxEvent {
+  readonly deliveries?: Record<string, DeliveryState>;
+  readonly fence?: number;
+  readonly settledAt?: Date;
+}
 
 export class KvStore
   implements DeviceStore, StoreQueries, SeqLookup, WebhookStore, AsyncDisposable {
@@ -468,40 +488,117 @@ export class KvStore
     return true;
   }
 
-  async pendingEvents(limit: number): Promise<OutboxEvent[]> {
+  /** A check of the lease key's versionstamp makes the first of two takers win. */
+  async acquireLease(owner: string, now: Date, ttlMs: number): Promise<Lease> {
+    const expiresAt = new Date(now.getTime() + ttlMs);
+    for (let round = 0; round < FENCED_ROUNDS; round++) {
+      const current = await this.#kv.get<Lease>(LEASE);
+      const lease = current.value;
+      let next: Lease;
+      if (!lease) next = { owner, token: 1, expiresAt };
+      else if (lease.owner === owner) next = { ...lease, expiresAt };
+      else if (lease.expiresAt.getTime() <= now.getTime()) {
+        next = { owner, token: lease.token + 1, expiresAt };
+      } else return lease;
+      if ((await this.#kv.atomic().check(current).set(LEASE, next).commit()).ok) return next;
+    }
+    throw new Error("Deno KV lease kept changing while being taken");
+  }
+
+  async releaseLease(owner: string, token: number): Promise<void> {
+    const current = await this.#kv.get<Lease>(LEASE);
+    if (current.value?.owner !== owner || current.value.token !== token) return;
+    // The token stays: it only ever grows.
+    await this.#kv.atomic().check(current).set(LEASE, { ...current.value, expiresAt: new Date(0) })
+      .commit();
+  }
+
+  async pendingEvents(limit: number): Promise<PendingEvent[]> {
     const ids: string[] = [];
     for await (const e of this.#kv.list<string>({ prefix: ["outbox_pending"] }, { limit })) {
       ids.push(e.value);
     }
-    const out: OutboxEvent[] = [];
+    const out: PendingEvent[] = [];
     for (let i = 0; i < ids.length; i += GET_MANY_LIMIT) {
       const keys = ids.slice(i, i + GET_MANY_LIMIT).map((id) => ["outbox", id]);
-      for (const e of await this.#kv.getMany<OutboxEvent[]>(keys)) if (e.value) out.push(e.value);
+      for (const e of await this.#kv.getMany<StoredEvent[]>(keys)) {
+        if (!e.value) continue;
+        const { _id, event, alertId, occurredAt, alert, deliveries = {} } = e.value;
+        out.push({ event: { _id, event, alertId, occurredAt, alert }, deliveries });
+      }
     }
     return out;
   }
 
-  async outcomes(eventId: string): Promise<Map<string, DeliveryOutcome>> {
-    const out = new Map<string, DeliveryOutcome>();
-    const iter = this.#kv.list<DeliveryOutcome>({ prefix: ["webhook_deliveries", eventId] });
-    for await (const e of iter) out.set(e.key[2] as string, e.value);
-    return out;
+  /**
+   * Reads the event and the lease, and commits only if neither changed since: a write by a
+   * dispatcher whose token is below the lease's is refused in the same commit that makes it.
+   */
+  async #fenced(
+    eventId: string,
+    fence: number,
+    change: (stored: StoredEvent, op: Deno.AtomicOperation) => boolean,
+  ): Promise<boolean> {
+    for (let round = 0; round < FENCED_ROUNDS; round++) {
+      const [entry, lease] = await this.#kv.getMany<[StoredEvent, Lease]>([
+        ["outbox", eventId],
+        LEASE,
+      ]);
+      if (!entry.value || (entry.value.fence ?? 0) > fence) return false;
+      if (lease.value && lease.value.token > fence) return false;
+      const op = this.#kv.atomic().check(entry).check(lease);
+      if (!change(entry.value, op)) return false;
+      if ((await op.commit()).ok) return true;
+    }
+    throw new Error(`Deno KV outbox event kept changing while being written: "${eventId}"`);
   }
 
-  async recordOutcome(
+  recordDelivery(
     eventId: string,
     subscriptionId: string,
-    outcome: DeliveryOutcome,
-  ): Promise<void> {
-    const key: Deno.KvKey = ["webhook_deliveries", eventId, subscriptionId];
-    const op = this.#kv.atomic().check({ key, versionstamp: null }).set(key, outcome);
-    if (outcome.status === "dead") op.set(["webhook_dead", subscriptionId, eventId], outcome);
-    await op.commit(); // Not ok: recorded already, and the first record wins.
+    state: DeliveryState,
+    fence: number,
+  ): Promise<boolean> {
+    return this.#fenced(eventId, fence, (stored, op) => {
+      const before = stored.deliveries?.[subscriptionId];
+      if (before && before.status !== "retrying") return false; // The first outcome wins.
+      const deliveries = { ...stored.deliveries, [subscriptionId]: state };
+      op.set(["outbox", eventId], { ...stored, deliveries, fence });
+      if (state.status === "dead") op.set(["webhook_dead", subscriptionId, eventId], state);
+      return true;
+    });
   }
 
-  async settle(eventId: string): Promise<void> {
-    const event = (await this.#kv.get<OutboxEvent>(["outbox", eventId])).value;
-    if (event) await this.#kv.delete(["outbox_pending", event.occurredAt.getTime(), eventId]);
+  async settle(events: readonly PendingEvent[], at: Date, fence: number): Promise<number> {
+    let settled = 0;
+    for (const { event } of events) {
+      const done = await this.#fenced(event._id, fence, (stored, op) => {
+        op.delete(["outbox_pending", stored.occurredAt.getTime(), event._id])
+          .set(["outbox", event._id], { ...stored, settledAt: at, fence })
+          .set(["outbox_settled", at.getTime(), event._id], event._id);
+        return true;
+      });
+      if (done) settled++;
+    }
+    return settled;
+  }
+
+  async prune(before: Date, limit: number): Promise<number> {
+    const settled = this.#kv.list<string>({
+      start: ["outbox_settled"],
+      end: ["outbox_settled", before.getTime()],
+    }, { limit });
+    let pruned = 0;
+    for await (const { key, value: eventId } of settled) {
+      const stored = (await this.#kv.get<StoredEvent>(["outbox", eventId])).value;
+      const op = this.#kv.atomic().delete(key).delete(["outbox", eventId]);
+      for (const [subscriptionId, state] of Object.entries(stored?.deliveries ?? {})) {
+        if (state.status === "dead") op.delete(["webhook_dead", subscriptionId, eventId]);
+      }
+      await op.commit();
+      pruned++;
+    }
+    return pruned;
   }
 
   async deadLetters(subscriptionId: string, limit: number): Promise<DeadLetter[]> {

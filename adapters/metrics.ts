@@ -289,6 +289,16 @@ export function createMetrics(
     (s) => s.webhooks?.stats.deadLettered,
   );
   level(
+    "iot_webhook_dispatcher_leader",
+    "1 while this process's webhook dispatcher holds the store's lease (the one that delivers).",
+    (s) => s.webhooks === undefined ? undefined : Number(s.webhooks.stats.leader),
+  );
+  total(
+    "iot_webhook_events_pruned_total",
+    "Settled webhook outbox events deleted after WEBHOOK_RETENTION_MS.",
+    (s) => s.webhooks?.stats.pruned,
+  );
+  level(
     "iot_devices_offline",
     "Devices of this member's partitions with an open offline alert raised here.",
     (s) => s.offline?.stats.devicesOffline,

@@ -34,7 +34,13 @@ import {
   type ReadingDoc,
 } from "../schemas/documents.ts";
 import type { Logger } from "../actors/logger.ts";
-import type { DeadLetter, DeliveryOutcome, WebhookStore } from "../actors/webhook_store.ts";
+import type {
+  DeadLetter,
+  DeliveryState,
+  Lease,
+  PendingEvent,
+  WebhookStore,
+} from "../actors/webhook_store.ts";
 import {
   ackEventOf,
   type OutboxEvent,
@@ -97,20 +103,33 @@ interface JournalEntry extends Omit<DeviceDoc, "_id"> {
 
 /** Subscriptions (`POST /webhooks`). */
 const WEBHOOKS = "webhooks";
-/** Outbox events (`OutboxEvent` and `pending`), `_id` `<alertId>:<event>`. */
+/**
+ * Pending outbox events (`StoredEvent`), `_id` `<alertId>:<event>`, each with where its
+ * deliveries stand (`deliveries.<subscriptionId>`: attempts, next attempt, last error, outcome)
+ * and the fencing token of the last dispatcher that wrote it. Only events not settled yet: on
+ * FerretDB every filtered read and update scans its collection (no index is used: explain says
+ * `SCAN`, `filterPushdown: false`), so the dispatcher's poll and writes cost what is pending, not
+ * what was ever sent.
+ */
 const OUTBOX = "webhook_outbox";
-/** One outcome per event and subscription, `_id` `<subscriptionId>|<eventId>`. */
-const DELIVERIES = "webhook_deliveries";
+/** Settled events, moved out of the outbox with `settledAt`, kept for the retention. */
+const SETTLED = "webhook_settled";
+/** The dispatcher lease: one document, `_id` {@linkcode LEASE_ID}. */
+const LEASES = "webhook_lease";
+const LEASE_ID = "dispatcher";
 
 interface StoredEvent extends OutboxEvent {
   readonly pending: boolean;
+  /** The highest lease token that wrote this event (0: none yet). */
+  readonly fence: number;
+  readonly deliveries?: Record<string, DeliveryState>;
+  /** The subscriptions whose delivery is dead-lettered (indexed: `deadLetters()`). */
+  readonly dead?: string[];
+  readonly settledAt?: Date;
 }
 
-interface StoredOutcome {
+interface StoredLease extends Lease {
   readonly _id: string;
-  readonly subscriptionId: string;
-  readonly eventId: string;
-  readonly outcome: DeliveryOutcome;
 }
 
 export class MongoStore
@@ -175,6 +194,13 @@ export class MongoStore
       this.#alerts().createIndex({ status: 1, raisedAt: -1 }, { name: "status_raisedAt" }),
       this.#journal().createIndex({ deviceId: 1, lastSeq: -1 }, { name: "deviceId_lastSeq" }),
       this.#journal().createIndex({ writer: 1, n: 1 }, { name: "writer_n" }),
+      // The dispatcher's poll, retention's prune and the dead-letter listing.
+      this.#outbox().createIndex({ pending: 1, occurredAt: 1, _id: 1 }, {
+        name: "pending_occurredAt",
+      }),
+      this.#settled().createIndex({ settledAt: 1 }, { name: "settledAt" }),
+      this.#outbox().createIndex({ dead: 1 }, { name: "dead" }),
+      this.#settled().createIndex({ dead: 1 }, { name: "dead" }),
     ]);
   }
 
@@ -508,12 +534,15 @@ export class MongoStore
   #outbox() {
     return this.#db.collection<StoredEvent>(OUTBOX);
   }
-  #deliveries() {
-    return this.#db.collection<StoredOutcome>(DELIVERIES);
+  #settled() {
+    return this.#db.collection<StoredEvent>(SETTLED);
+  }
+  #leases() {
+    return this.#db.collection<StoredLease>(LEASES);
   }
 
   async #writeOutbox(events: readonly OutboxEvent[]): Promise<void> {
-    await insertNew(this.#outbox(), events.map((e) => ({ ...e, pending: true })));
+    await insertNew(this.#outbox(), events.map((e) => ({ ...e, pending: true, fence: 0 })));
   }
 
   async addWebhook(doc: WebhookDoc): Promise<void> {
@@ -528,47 +557,163 @@ export class MongoStore
     return (await this.#webhooks().deleteOne({ _id: id })).deletedCount === 1;
   }
 
-  async pendingEvents(limit: number): Promise<OutboxEvent[]> {
+  /**
+   * Compare-and-set on the stored owner and token (one conditional update, which MongoDB and
+   * FerretDB apply to one document atomically): of two dispatchers taking an expired lease at
+   * once, one wins. The new owner then stamps the pending events with its token, so the writes
+   * of the one before it are refused from then on.
+   */
+  async acquireLease(owner: string, now: Date, ttlMs: number): Promise<Lease> {
+    const expiresAt = new Date(now.getTime() + ttlMs);
+    const leases = this.#leases();
+    const current = await leases.findOne({ _id: LEASE_ID });
+    if (!current) {
+      const fresh: StoredLease = { _id: LEASE_ID, owner, token: 1, expiresAt };
+      if ((await insertNew(leases, [fresh])).length === 0) {
+        await this.#stamp(fresh.token);
+        return leaseOf(fresh);
+      }
+      return leaseOf((await leases.findOne({ _id: LEASE_ID }))!);
+    }
+    const mine = current.owner === owner;
+    if (!mine && current.expiresAt.getTime() > now.getTime()) return leaseOf(current);
+    const next: StoredLease = {
+      ...current,
+      owner,
+      expiresAt,
+      token: current.token + (mine ? 0 : 1),
+    };
+    const swapped = await leases.updateOne(
+      { _id: LEASE_ID, owner: current.owner, token: current.token },
+      { $set: { owner, expiresAt, token: next.token } },
+    );
+    if (swapped.matchedCount === 0) return leaseOf((await leases.findOne({ _id: LEASE_ID }))!);
+    if (!mine) await this.#stamp(next.token);
+    return leaseOf(next);
+  }
+
+  async releaseLease(owner: string, token: number): Promise<void> {
+    // The token stays: it only ever grows.
+    await this.#leases().updateOne({ _id: LEASE_ID, owner, token }, {
+      $set: { expiresAt: new Date(0) },
+    });
+  }
+
+  async #stamp(token: number): Promise<void> {
+    await this.#outbox().updateMany({ pending: true, fence: { $lt: token } }, {
+      $set: { fence: token },
+    });
+  }
+
+  /**
+   * An event not attempted yet may be the replay of one settled already (a crash replays the
+   * readings since the last checkpoint): one read of the settled collection per poll that meets
+   * such events finds them, and they leave the outbox without being delivered again.
+   */
+  async pendingEvents(limit: number): Promise<PendingEvent[]> {
     const found = await this.#outbox().find({ pending: true }).sort({ occurredAt: 1, _id: 1 })
       .limit(limit).toArray();
-    return found.map(({ pending: _pending, ...event }) => event);
+    const fresh = found.filter((d) => d.deliveries === undefined).map((d) => d._id);
+    if (fresh.length === 0) return found.map(pendingOf);
+    const replayed = new Set(
+      (await findByIds(this.#settled(), fresh, { _id: 1 })).map((d) => d._id),
+    );
+    if (replayed.size > 0) {
+      await this.#outbox().deleteMany({
+        _id: { $in: [...replayed] },
+        deliveries: { $exists: false },
+      });
+    }
+    return found.filter((d) => !replayed.has(d._id)).map(pendingOf);
   }
 
-  async outcomes(eventId: string): Promise<Map<string, DeliveryOutcome>> {
-    const found = await this.#deliveries().find({ eventId }).toArray();
-    return new Map(found.map((d) => [d.subscriptionId, d.outcome]));
-  }
-
-  async recordOutcome(
+  async recordDelivery(
     eventId: string,
     subscriptionId: string,
-    outcome: DeliveryOutcome,
-  ): Promise<void> {
-    await insertNew(this.#deliveries(), [{
-      _id: `${subscriptionId}|${eventId}`,
-      subscriptionId,
-      eventId,
-      outcome,
-    }]);
+    state: DeliveryState,
+    fence: number,
+  ): Promise<boolean> {
+    const field = `deliveries.${subscriptionId}`;
+    const result = await this.#outbox().updateOne(
+      {
+        _id: eventId,
+        fence: { $lte: fence },
+        [`${field}.status`]: { $nin: ["delivered", "dead"] },
+      },
+      {
+        $set: { [field]: state, fence },
+        ...(state.status === "dead" ? { $addToSet: { dead: subscriptionId } } : {}),
+      },
+    );
+    return result.matchedCount === 1;
   }
 
-  async settle(eventId: string): Promise<void> {
-    await this.#outbox().updateOne({ _id: eventId }, { $set: { pending: false } });
+  /**
+   * Moves the events to the settled collection in two statements whatever their number: copied
+   * first (one insert), so a crash in between loses none, then deleted from the outbox where no
+   * later lease holder stamped them (one delete). A stale holder may leave a copy (outcomes are
+   * final, so it is the same) but cannot remove a pending event.
+   */
+  async settle(events: readonly PendingEvent[], at: Date, fence: number): Promise<number> {
+    if (events.length === 0) return 0;
+    await insertNew(
+      this.#settled(),
+      events.map(({ event, deliveries }) => {
+        const dead = Object.keys(deliveries).filter((id) => deliveries[id]!.status === "dead");
+        return {
+          ...event,
+          deliveries: { ...deliveries },
+          ...(dead.length > 0 ? { dead } : {}),
+          pending: false,
+          settledAt: at,
+          fence,
+        };
+      }),
+    );
+    const { deletedCount } = await this.#outbox().deleteMany({
+      _id: { $in: events.map((e) => e.event._id) },
+      fence: { $lte: fence },
+    });
+    return deletedCount;
   }
 
+  async prune(before: Date, limit: number): Promise<number> {
+    const settled = await this.#settled()
+      .find({ settledAt: { $lt: before } }, { projection: { _id: 1 } })
+      .limit(limit).toArray();
+    if (settled.length === 0) return 0;
+    const ids = settled.map((d) => d._id);
+    const { deletedCount } = await this.#settled().deleteMany({ _id: { $in: ids } });
+    return deletedCount;
+  }
+
+  /** Settled events' dead letters first (oldest first), then those of events still pending. */
   async deadLetters(subscriptionId: string, limit: number): Promise<DeadLetter[]> {
-    const found = await this.#deliveries()
-      .find({ subscriptionId, "outcome.status": "dead" }).limit(limit).toArray();
-    return found.map(({ subscriptionId, eventId, outcome }) => ({
-      subscriptionId,
-      eventId,
-      outcome,
-    }));
+    const out: DeadLetter[] = [];
+    for (const collection of [this.#settled(), this.#outbox()]) {
+      if (out.length >= limit) break;
+      const found = await collection.find({ dead: subscriptionId })
+        .sort({ occurredAt: 1, _id: 1 }).limit(limit - out.length).toArray();
+      for (const doc of found) {
+        const outcome = doc.deliveries?.[subscriptionId];
+        if (outcome?.status === "dead") out.push({ subscriptionId, eventId: doc._id, outcome });
+      }
+    }
+    return out;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.#client.close();
   }
+}
+
+function leaseOf({ owner, token, expiresAt }: Lease): Lease {
+  return { owner, token, expiresAt };
+}
+
+function pendingOf(doc: StoredEvent): PendingEvent {
+  const { _id, event, alertId, occurredAt, alert, deliveries = {} } = doc;
+  return { event: { _id, event, alertId, occurredAt, alert }, deliveries };
 }
 
 /**

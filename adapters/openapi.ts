@@ -230,7 +230,10 @@ export const OPERATIONS: Readonly<Record<RouteKey, Operation>> = {
     tag: "webhooks",
     body: { schema: WebhookRequestSchema, required: true },
     ok: { 201: { description: "The subscription, without its secret", json: anObject } },
-    errors: { 400: "Malformed body, non-http(s) URL or unknown event", 413: "Body over 16 KiB" },
+    errors: {
+      400: "Malformed body, non-http(s) URL, unknown event, or a non-public host (SSRF guard)",
+      413: "Body over 16 KiB",
+    },
   },
   "GET /webhooks/:id/dead-letters": {
     summary: "The deliveries to one subscription given up after the last attempt",

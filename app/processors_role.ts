@@ -24,6 +24,7 @@ import type { Store, Transport } from "../adapters/ports.ts";
 import type { Config } from "../schemas/config.ts";
 import { WebhookDispatcher } from "../actors/webhook_dispatcher.ts";
 import { httpWebhookTransport } from "../adapters/webhook_http.ts";
+import { configuredTargetCheck } from "../adapters/webhook_target.ts";
 import { realTimers, type Timers } from "../actors/timers.ts";
 
 export interface ProcessorsRole extends AsyncDisposable {
@@ -47,6 +48,9 @@ export interface ProcessorsRoleOptions {
     | "webhookBackoffCapMs"
     | "webhookPollMs"
     | "webhookTimeoutMs"
+    | "webhookLeaseMs"
+    | "webhookRetentionMs"
+    | "webhookAllowNetworks"
   >;
   /** The webhook dispatcher's clock (default: the real one). */
   readonly timers?: Timers;
@@ -134,6 +138,9 @@ export async function startProcessors(
       maxAttempts: config.webhookMaxAttempts,
       backoff: { baseMs: config.webhookBackoffBaseMs, capMs: config.webhookBackoffCapMs },
       timeoutMs: config.webhookTimeoutMs,
+      leaseMs: config.webhookLeaseMs,
+      retentionMs: config.webhookRetentionMs,
+      checkTarget: configuredTargetCheck(config.webhookAllowNetworks),
     }),
   );
   const started = stack.move();

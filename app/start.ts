@@ -25,6 +25,7 @@ import { healthChecks, type PipelineStatus } from "./health_checks.ts";
 import { serveHttp } from "./http_server.ts";
 import { createRetry, StartCancelledError, StartFailedError } from "./retry.ts";
 import { connect, type Parts, type Pipeline } from "./pipeline.ts";
+import { configuredTargetCheck } from "../adapters/webhook_target.ts";
 
 /** The program's name and version: `--version`, `/health` and the `iot_build_info` metric. */
 export const NAME = "iot-pipeline";
@@ -91,6 +92,7 @@ export function start(config: Config, options: StartOptions = {}): App {
       metrics,
       ...(connected?.control ? { sensors: connected.control } : {}),
       ...(connected?.store && queries ? { queries, webhooks: connected.store } : {}),
+      checkWebhookUrl: configuredTargetCheck(config.webhookAllowNetworks),
       ...(connected ? {} : {
         connecting: {
           sensors: runsSensors || config.kafkaBrokers !== undefined,

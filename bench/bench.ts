@@ -20,11 +20,12 @@ import { brokerCeiling, storeCeiling } from "./ceilings.ts";
 import { sensorScale, sensorScaleSummary } from "./sensor_scale.ts";
 import { processorThroughput } from "./processor_throughput.ts";
 import { apiLoadSummary, endToEnd } from "./end_to_end.ts";
+import { webhookOutbox } from "./webhook_outbox.ts";
 import { fleetScenario } from "./fleet.ts";
 import { type BenchResults, machine, writeResults } from "./report.ts";
 import { handleSignals } from "./interrupt.ts";
 
-const SCENARIOS = ["ceilings", "sensors", "processor", "e2e", "api", "fleet"] as const;
+const SCENARIOS = ["ceilings", "sensors", "processor", "e2e", "api", "fleet", "outbox"] as const;
 type Scenario = typeof SCENARIOS[number];
 
 const HELP = `Usage: deno task bench [options]
@@ -43,6 +44,10 @@ const HELP = `Usage: deno task bench [options]
   --fleet-sensors N      fleet scenario: sensors added through the api process (default 2000)
   --fleet-interval MS    fleet scenario: their interval (default 1000)
   --session-timeout MS   fleet scenario: KAFKA_SENSORS_SESSION_TIMEOUT_MS (default 10000)
+  --outbox-readings N    outbox scenario: readings pre-filled, an overheat raised and cleared
+                         every 6 readings of each device (default 12000)
+  --outbox-devices N     outbox scenario: devices (default 100)
+  --outbox-poll-ms MS    outbox scenario: WEBHOOK_POLL_MS (default 1000)
   --ceiling-records N    messages for Kafka's perf tools (default 500000)
   --store-seconds S      raw insertMany loop duration (default 10)
   --smoke                tiny sizes for CI; writes the JSON only
@@ -66,6 +71,9 @@ function parseOptions(args: string[]) {
       "fleet-sensors": { type: "string", default: "2000" },
       "fleet-interval": { type: "string", default: "1000" },
       "session-timeout": { type: "string", default: "10000" },
+      "outbox-readings": { type: "string", default: "12000" },
+      "outbox-devices": { type: "string", default: "100" },
+      "outbox-poll-ms": { type: "string", default: "1000" },
       "ceiling-records": { type: "string", default: "500000" },
       "store-seconds": { type: "string", default: "10" },
       smoke: { type: "boolean", default: false },
@@ -105,6 +113,9 @@ function parseOptions(args: string[]) {
     fleetSensors: smoke ? 50 : int("fleet-sensors", values["fleet-sensors"]),
     fleetIntervalMs: smoke ? 1000 : int("fleet-interval", values["fleet-interval"], 100),
     sessionTimeoutMs: smoke ? 6000 : int("session-timeout", values["session-timeout"], 6000),
+    outboxReadings: smoke ? 1200 : int("outbox-readings", values["outbox-readings"]),
+    outboxDevices: smoke ? 20 : int("outbox-devices", values["outbox-devices"]),
+    outboxPollMs: smoke ? 200 : int("outbox-poll-ms", values["outbox-poll-ms"], 10),
     ceilingRecords: smoke ? 50_000 : int("ceiling-records", values["ceiling-records"]),
     storeMs: (smoke ? 3 : int("store-seconds", values["store-seconds"])) * 1000,
     smoke,
@@ -146,6 +157,9 @@ async function runAll(o: Options): Promise<BenchResults> {
       fleetSensors: o.fleetSensors,
       fleetIntervalMs: o.fleetIntervalMs,
       sessionTimeoutMs: o.sessionTimeoutMs,
+      outboxReadings: o.outboxReadings,
+      outboxDevices: o.outboxDevices,
+      outboxPollMs: o.outboxPollMs,
       partitions: 6,
       intervalMs: 3000,
     },
@@ -155,6 +169,7 @@ async function runAll(o: Options): Promise<BenchResults> {
     processorThroughput: [],
     endToEnd: [],
     fleet: [],
+    webhookOutbox: [],
   };
   const has = (s: Scenario) => o.scenarios.has(s);
   for (let run = 1; run <= o.runs; run++) {
@@ -249,6 +264,21 @@ async function runAll(o: Options): Promise<BenchResults> {
         );
       }
     }
+    if (has("outbox")) {
+      log(
+        `webhook outbox: ${o.outboxReadings} readings from ${o.outboxDevices} devices, ` +
+          `without and with a subscription${tag}`,
+      );
+      const r = await webhookOutbox(services, {
+        readings: o.outboxReadings,
+        devices: o.outboxDevices,
+        pollMs: o.outboxPollMs,
+        timeoutMs: Math.max(120_000, o.windowMs * 4),
+        log,
+      });
+      log(`  → with ÷ without ${r.ratio}, load ${r.load.join(" → ")}`);
+      results.webhookOutbox!.push(r);
+    }
   }
   return { ...results, finishedAt: new Date().toISOString() };
 }
@@ -278,6 +308,9 @@ function brokenScenarios(r: BenchResults): string[] {
         broken.push(`fleet ${x.processes}: the killed process's sensors did not emit again`);
       }
     }
+  }
+  for (const x of r.webhookOutbox ?? []) {
+    if (!x.without.completed || !x.with.completed) broken.push("outbox: not drained or delivered");
   }
   for (const c of r.ceilings.broker) {
     if (!(c.producePerSec > 0)) broken.push("ceiling: ProducerPerformance gave no figure");

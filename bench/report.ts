@@ -12,6 +12,7 @@ import type { SensorScaleResult } from "./sensor_scale.ts";
 import type { ProcessorThroughputResult } from "./processor_throughput.ts";
 import { API_LOAD, type EndToEndResult } from "./end_to_end.ts";
 import type { FleetResult } from "./fleet.ts";
+import type { WebhookOutboxResult } from "./webhook_outbox.ts";
 import { formatNumber, formatSpread, spread } from "./stats.ts";
 
 const BENCH_DIR = fileURLToPath(new URL("./", import.meta.url));
@@ -44,6 +45,8 @@ export interface BenchResults {
   readonly processorThroughput: ProcessorThroughputResult[];
   readonly endToEnd: EndToEndResult[][];
   readonly fleet: FleetResult[][];
+  /** Absent in results from before the scenario existed. */
+  readonly webhookOutbox?: WebhookOutboxResult[];
 }
 
 export async function machine(versions: { kafka: string; store: string }): Promise<Machine> {
@@ -290,6 +293,7 @@ export function markdown(r: BenchResults, file: string): string {
     }
   }
   if (r.fleet.length) out.push("", ...fleetTable(r.fleet));
+  if (r.webhookOutbox?.length) out.push("", ...outboxTable(r.webhookOutbox));
   out.push("", `Settings: \`${JSON.stringify(r.settings)}\``);
   return out.join("\n");
 }
@@ -351,4 +355,23 @@ function lagLine(lag: readonly (readonly [number, number])[]): string {
   const step = Math.max(1, Math.floor(lag.length / 6));
   return lag.filter((_, i) => i % step === 0 || i === lag.length - 1)
     .map(([t, l]) => `${Math.round(t)}: ${n(l)}`).join(", ");
+}
+
+/** The outbox scenario: the same drain without and with a webhook subscription, as a ratio. */
+function outboxTable(runs: readonly WebhookOutboxResult[]): string[] {
+  const x = runs[0]!;
+  return [
+    `**Webhook outbox** (${n(x.readings)} readings from ${n(x.devices)} devices raising and ` +
+    `clearing an overheat every 6 readings: ${n(x.events)} events; \`processors\` role drained ` +
+    `into fresh databases, first without a webhook subscription, then with one to a local ` +
+    `receiver; \`WEBHOOK_POLL_MS\` ${x.pollMs})`,
+    "",
+    "| Readings/s without | Readings/s with | With ÷ without | Every event delivered after (s) | Load average (1 min) |",
+    "| --- | --- | --- | --- | --- |",
+    `| ${s(runs.map((r) => r.without.readingsPerSec))} | ${
+      s(runs.map((r) => r.with.readingsPerSec))
+    } | ${s(runs.map((r) => r.ratio), 2)} | ${s(runs.map((r) => r.with.deliveredS ?? NaN), 1)} | ${
+      runs.map((r) => r.load.join(" → ")).join("; ")
+    } |`,
+  ];
 }

@@ -12,6 +12,7 @@ import { RANDOM_PROFILES } from "../domain/signal.ts";
 import { RULE_COUNT_RANGE } from "../domain/hysteresis.ts";
 import { OFFLINE_AFTER_RANGE } from "../domain/offline.ts";
 import { TEMPERATURE_RANGE } from "./reading.ts";
+import { parseCidr } from "../domain/network_address.ts";
 
 export type Role = "all" | "sensors" | "processors" | "api";
 export const ROLES: readonly Role[] = ["all", "sensors", "processors", "api"];
@@ -99,6 +100,12 @@ export interface Config {
   readonly webhookPollMs: number;
   /** How long one delivery attempt waits for an answer. */
   readonly webhookTimeoutMs: number;
+  /** How long the webhook dispatcher's lease lasts unless renewed (one dispatcher per store). */
+  readonly webhookLeaseMs: number;
+  /** How long settled outbox events (and dead letters) are kept. */
+  readonly webhookRetentionMs: number;
+  /** Non-public networks (CIDRs) webhooks may reach anyway; unset: public addresses only. */
+  readonly webhookAllowNetworks: readonly string[] | undefined;
   readonly logFormat: (typeof LOG_FORMATS)[number];
   readonly logLevel: (typeof LOG_LEVELS)[number];
 }
@@ -114,7 +121,8 @@ type Kind =
   | { readonly type: "number"; readonly min: number; readonly max: number }
   | { readonly type: "enum"; readonly values: readonly string[] }
   | { readonly type: "bool" }
-  | { readonly type: "list" };
+  /** Comma-separated `host:port` items, or CIDR networks with `items: "cidr"`. */
+  | { readonly type: "list"; readonly items?: "cidr" };
 
 /**
  * The kinds a setting may have for a field of type `T`: a table entry whose
@@ -546,6 +554,32 @@ const TABLE = [
     help: "How long one webhook attempt waits for an answer",
   },
   {
+    key: "webhookLeaseMs",
+    flag: "webhook-lease-ms",
+    env: "WEBHOOK_LEASE_MS",
+    kind: { type: "int", min: 1000, max: 600_000 },
+    default: "15000",
+    help: "How long the webhook dispatcher's lease lasts unless renewed; another processors " +
+      "process takes over this long after the holder died (docs/webhooks.md)",
+  },
+  {
+    key: "webhookRetentionMs",
+    flag: "webhook-retention-ms",
+    env: "WEBHOOK_RETENTION_MS",
+    kind: { type: "int", min: 60_000, max: 31_536_000_000 },
+    default: "604800000",
+    help: "How long delivered and dead-lettered webhook events are kept before they are deleted",
+  },
+  {
+    key: "webhookAllowNetworks",
+    flag: "webhook-allow-networks",
+    env: "WEBHOOK_ALLOW_NETWORKS",
+    kind: { type: "list", items: "cidr" },
+    default: undefined,
+    help: "Loopback, private or link-local networks webhooks may reach anyway, e.g. " +
+      "10.0.5.0/24,127.0.0.1 (unset: public addresses only)",
+  },
+  {
     key: "logFormat",
     flag: "log-format",
     env: "LOG_FORMAT",
@@ -732,9 +766,12 @@ function parseValue(kind: Kind, raw: string): unknown {
       return { problem: "must be true or false" };
     case "list": {
       const items = raw.split(",").map((x) => x.trim()).filter((x) => x !== "");
-      if (items.length === 0) return { problem: "must list at least one host:port" };
+      const what = kind.items === "cidr" ? "network" : "host:port";
+      if (items.length === 0) return { problem: `must list at least one ${what}` };
       for (const item of items) {
-        const problem = hostPortProblem(item);
+        const problem = kind.items === "cidr"
+          ? (parseCidr(item) ? undefined : "expected an IP address or CIDR network")
+          : hostPortProblem(item);
         if (problem) return { problem: `has "${item}": ${problem}` };
       }
       return items;
@@ -777,7 +814,9 @@ export function acceptedValues(kind: Kind): string | undefined {
     case "bool":
       return undefined;
     case "list":
-      return "host:port, comma-separated, each port from 1 to 65535";
+      return kind.items === "cidr"
+        ? "IP addresses or CIDR networks, comma-separated"
+        : "host:port, comma-separated, each port from 1 to 65535";
     default:
       return kind satisfies never;
   }
@@ -815,7 +854,7 @@ function placeholder(kind: Kind): string {
     case "number":
       return "number";
     case "list":
-      return "host:port,…";
+      return kind.items === "cidr" ? "cidr,…" : "host:port,…";
     default:
       return "value";
   }

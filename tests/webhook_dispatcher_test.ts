@@ -10,11 +10,12 @@ import { KvStore } from "../adapters/kv_store.ts";
 import { MongoStore } from "../adapters/mongo_store.ts";
 import { silentLogger } from "../adapters/log.ts";
 import { httpWebhookTransport } from "../adapters/webhook_http.ts";
-import { WebhookDispatcher } from "../actors/webhook_dispatcher.ts";
+import { WebhookDispatcher, type WebhookDispatcherOptions } from "../actors/webhook_dispatcher.ts";
 import type { WebhookStore } from "../actors/webhook_store.ts";
 import type { DeviceStore } from "../actors/device_store.ts";
 import type { StoreQueries } from "../actors/store_queries.ts";
 import { type AlertDoc, toAlertDoc } from "../schemas/documents.ts";
+import type { WebhookEventType } from "../schemas/webhook.ts";
 import { DEFAULT_RULE } from "../domain/hysteresis.ts";
 import { FakeTime } from "./fake_time.ts";
 import { MONGO_URL, tempDb } from "./fixtures.ts";
@@ -54,6 +55,9 @@ function receiver() {
   return {
     state,
     url: `http://127.0.0.1:${server.addr.port}/hook`,
+    /** Every delivered key, repeats included. */
+    received: () => state.received.map((r) => r.key),
+    keys: () => [...new Set(state.received.map((r) => r.key))].sort(),
     [Symbol.asyncDispose]: () => server.shutdown(),
   };
 }
@@ -69,7 +73,12 @@ function overheat(deviceId: string, raisedSeq: number, clearedSeq?: number): Ale
   );
 }
 
-function dispatcher(store: WebhookStore, time: FakeTime, maxAttempts = 100) {
+function dispatcher(
+  store: WebhookStore,
+  time: FakeTime,
+  maxAttempts = 100,
+  extra: Partial<WebhookDispatcherOptions> = {},
+) {
   let seed = 42;
   return new WebhookDispatcher({
     store,
@@ -80,7 +89,10 @@ function dispatcher(store: WebhookStore, time: FakeTime, maxAttempts = 100) {
     maxAttempts,
     backoff: { baseMs: 1000, capMs: 8000 },
     timeoutMs: 5000,
+    leaseMs: 15_000,
+    retentionMs: 7 * 86_400_000,
     random: () => (seed = (seed * 16807) % 2147483647) / 2147483647,
+    ...extra,
   });
 }
 
@@ -162,7 +174,7 @@ async function downThenUp(open: () => Promise<{ store: TestStore } & AsyncDispos
     "d2:overheat:5:raise",
     "d2:overheat:5:ack",
   ].sort();
-  assert.deepEqual((await store.pendingEvents(100)).map((e) => e._id).sort(), expected);
+  assert.deepEqual((await store.pendingEvents(100)).map((e) => e.event._id).sort(), expected);
 
   const time = new FakeTime();
   await using d = dispatcher(store, time);
@@ -257,3 +269,274 @@ permitted.test("WebhookDispatcher stopped without draining leaves its events to 
   }
   await Deno.remove(dir, { recursive: true });
 });
+
+/** Where a store lives, so a test can open it twice (a restart, or two processes). */
+interface StoreSite extends AsyncDisposable {
+  readonly name: string;
+  open(): Promise<TestStore>;
+}
+
+async function kvSite(): Promise<StoreSite> {
+  const dir = await Deno.makeTempDir({ prefix: "iot-webhook-test-" });
+  return {
+    name: "Deno KV",
+    open: () => KvStore.open(`${dir}/iot.kv`),
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }).catch(() => {}),
+  };
+}
+
+async function mongoSite(): Promise<StoreSite> {
+  const tmp = await tempDb("webhooks");
+  return {
+    name: "MongoDB",
+    open: () => MongoStore.open(MONGO_URL, tmp.name, silentLogger),
+    [Symbol.asyncDispose]: () => tmp[Symbol.asyncDispose](),
+  };
+}
+
+const SITES = [{ site: kvSite, with: permitted }, { site: mongoSite, with: mongo }];
+
+async function subscribe(
+  store: WebhookStore,
+  url: string,
+  events: WebhookEventType[] = ["raise"],
+) {
+  const id = crypto.randomUUID();
+  await store.addWebhook({ _id: id, url, events, secret: SECRET, createdAt: new Date() });
+  return id;
+}
+
+/** Moves the clock one poll at a time with every dispatcher finishing its poll and attempts. */
+async function advanceAll(
+  time: FakeTime,
+  ds: readonly WebhookDispatcher[],
+  ms: number,
+  done?: () => boolean,
+) {
+  for (let t = 0; t < ms; t += 1000) {
+    time.tick(1000);
+    await until("the dispatchers to finish their polls", () => ds.every((d) => !d.busy));
+    if (done?.()) return;
+  }
+}
+
+/**
+ * A store and transport that stop answering at `kill()`, like a process killed with SIGKILL: the
+ * dispatcher using them neither writes nor POSTs again, and does not hand its lease back.
+ */
+function killable(store: WebhookStore) {
+  let dead = false;
+  const guard = <A extends unknown[], R>(f: (...args: A) => Promise<R>) => (...args: A) =>
+    dead ? Promise.reject(new Error("killed")) : f(...args);
+  const wrapped: WebhookStore = {
+    addWebhook: guard((doc) => store.addWebhook(doc)),
+    webhooks: guard(() => store.webhooks()),
+    removeWebhook: guard((id) => store.removeWebhook(id)),
+    acquireLease: guard((owner, now, ttl) => store.acquireLease(owner, now, ttl)),
+    releaseLease: guard((owner, token) => store.releaseLease(owner, token)),
+    pendingEvents: guard((limit) => store.pendingEvents(limit)),
+    recordDelivery: guard((e, s, state, fence) => store.recordDelivery(e, s, state, fence)),
+    settle: guard((events, at, fence) => store.settle(events, at, fence)),
+    prune: guard((before, limit) => store.prune(before, limit)),
+    deadLetters: guard((id, limit) => store.deadLetters(id, limit)),
+  };
+  return {
+    store: wrapped,
+    transport: guard(httpWebhookTransport),
+    kill: () => void (dead = true),
+  };
+}
+
+for (const { site, with: t } of SITES) {
+  t.test(`WebhookDispatcher dead-letters after exactly maxAttempts attempts across a restart (${t === mongo ? "MongoDB" : "Deno KV"})`, async () => {
+    await using where = await site();
+    await using hook = receiver(); // Down throughout: every attempt is refused and counted.
+    const time = new FakeTime();
+    // The wait after a failure is close to its ceiling: the restart must honour the stored one.
+    const slow = { random: () => 0.99, backoff: { baseMs: 4000, capMs: 60_000 } };
+    let id: string;
+    {
+      await using store = await where.open();
+      id = await subscribe(store, hook.url);
+      await store.write({ readings: [], alerts: [overheat("d1", 3)], devices: [] });
+      await using d = dispatcher(store, time, 5, slow);
+      await advance(time, d, 300_000, () => hook.state.refused === 3);
+      assert.equal(hook.state.refused, 3);
+      assert.equal(d.stats.failedAttempts, 3);
+    }
+    {
+      await using store = await where.open();
+      const [pending] = await store.pendingEvents(10);
+      const stored = pending!.deliveries[id]!;
+      assert.equal(stored.status, "retrying");
+      assert.equal(stored.attempts, 3);
+      assert.match(stored.status === "retrying" ? stored.error : "", /status 503/);
+      await using d = dispatcher(store, time, 5, slow);
+      await advance(time, d, 2000);
+      assert.equal(hook.state.refused, 3, "the stored backoff (about 16 s) is waited out");
+      await advance(time, d, 600_000, () => d.stats.deadLettered === 1);
+      await advance(time, d, 120_000); // Nothing more is attempted once dead-lettered.
+      assert.equal(hook.state.refused, 5, "exactly maxAttempts attempts reached the receiver");
+      assert.equal(d.stats.failedAttempts, 2);
+      const dead = await store.deadLetters(id, 10);
+      assert.deepEqual(dead.map((l) => [l.eventId, l.outcome.status, l.outcome.attempts]), [
+        ["d1:overheat:3:raise", "dead", 5],
+      ]);
+      assert.deepEqual(await store.pendingEvents(10), []);
+    }
+  });
+
+  t.test(`WebhookDispatcher: of two on one store one delivers; the other takes over within the lease when it dies (${t === mongo ? "MongoDB" : "Deno KV"})`, async () => {
+    await using where = await site();
+    await using hook = receiver();
+    hook.state.down = false;
+    const time = new FakeTime();
+    await using storeA = await where.open();
+    await using storeB = await where.open();
+    await subscribe(storeA, hook.url, ["raise", "clear"]);
+    const leaseMs = 10_000;
+    const a = killable(storeA);
+    await using dA = dispatcher(a.store, time, 100, {
+      owner: "a",
+      leaseMs,
+      transport: a.transport,
+    });
+    await advanceAll(time, [dA], 1000); // A starts first and takes the lease.
+    await using dB = dispatcher(storeB, time, 100, { owner: "b", leaseMs });
+    await storeA.write({
+      readings: [],
+      alerts: [overheat("d1", 3, 6), overheat("d2", 4), overheat("d3", 5, 9)],
+      devices: [],
+    });
+    const first = [
+      "d1:overheat:3:clear",
+      "d1:overheat:3:raise",
+      "d2:overheat:4:raise",
+      "d3:overheat:5:clear",
+      "d3:overheat:5:raise",
+    ];
+    await advanceAll(time, [dA, dB], 30_000, () => hook.keys().length === first.length);
+    await advanceAll(time, [dA, dB], 20_000); // Renewals and polls: still nothing twice.
+    assert.deepEqual(hook.received().sort(), first, "each event delivered once");
+    assert.deepEqual([dA.stats.leader, dB.stats.leader], [true, false]);
+    assert.deepEqual([dA.stats.delivered, dB.stats.delivered], [5, 0]);
+    assert.deepEqual(await storeB.pendingEvents(10), []);
+
+    a.kill(); // A neither writes, POSTs nor hands its lease back from now on.
+    const killedAt = time.now();
+    await storeB.write({ readings: [], alerts: [overheat("d4", 7, 8)], devices: [] });
+    let tookOverAt: number | undefined;
+    await advanceAll(time, [dA, dB], 60_000, () => {
+      if (dB.stats.leader) tookOverAt ??= time.now();
+      return hook.keys().length === first.length + 2;
+    });
+    assert.ok(tookOverAt !== undefined, "B took the lease");
+    assert.ok(
+      tookOverAt - killedAt <= leaseMs + 1000,
+      `B took over ${tookOverAt - killedAt} ms after the kill (lease ${leaseMs} ms, poll 1000 ms)`,
+    );
+    await advanceAll(time, [dA, dB], 5000);
+    assert.deepEqual(
+      hook.received().sort(),
+      [...first, "d4:overheat:7:clear", "d4:overheat:7:raise"].sort(),
+      "nothing lost, nothing twice",
+    );
+    assert.deepEqual(await storeB.pendingEvents(10), []);
+  });
+
+  t.test(`The webhook store refuses the writes of a lease holder that was taken over (${t === mongo ? "MongoDB" : "Deno KV"})`, async () => {
+    await using where = await site();
+    await using store = await where.open();
+    const sub = await subscribe(store, "http://127.0.0.1:9/hook");
+    await store.write({ readings: [], alerts: [overheat("d1", 3)], devices: [] });
+    const event = "d1:overheat:3:raise";
+    const t0 = Date.UTC(2030, 0, 1);
+    const at = (ms: number) => new Date(t0 + ms);
+    assert.deepEqual(await store.acquireLease("a", at(0), 10_000), {
+      owner: "a",
+      token: 1,
+      expiresAt: at(10_000),
+    });
+    assert.equal((await store.acquireLease("b", at(9_999), 10_000)).owner, "a");
+    assert.equal(
+      (await store.acquireLease("a", at(5_000), 10_000)).expiresAt.getTime(),
+      t0 + 15_000,
+    );
+    const taken = await store.acquireLease("b", at(15_000), 10_000);
+    assert.deepEqual([taken.owner, taken.token], ["b", 2]);
+    const retrying = { status: "retrying", attempts: 1, nextAt: at(20_000), error: "x" } as const;
+    assert.equal(await store.recordDelivery(event, sub, retrying, 1), false, "stale token");
+    const pending = await store.pendingEvents(10);
+    assert.equal(await store.settle(pending, at(16_000), 1), 0, "stale token");
+    assert.equal(await store.recordDelivery(event, sub, retrying, 2), true);
+    const delivered = { status: "delivered", attempts: 2, at: at(21_000) } as const;
+    assert.equal(await store.recordDelivery(event, sub, delivered, 2), true);
+    const dead = { status: "dead", attempts: 3, at: at(22_000), error: "x" } as const;
+    assert.equal(await store.recordDelivery(event, sub, dead, 2), false, "the first outcome wins");
+    assert.deepEqual((await store.pendingEvents(10))[0]!.deliveries, { [sub]: delivered });
+    assert.equal(await store.settle(await store.pendingEvents(10), at(23_000), 2), 1);
+    assert.deepEqual(await store.pendingEvents(10), []);
+    // A replay of the transition (a crash before the checkpoint) adds no event to deliver again.
+    await store.write({ readings: [], alerts: [overheat("d1", 3)], devices: [] });
+    assert.deepEqual(await store.pendingEvents(10), []);
+    // The old holder cannot renew; a release by it changes nothing; the holder's release frees it.
+    assert.equal((await store.acquireLease("a", at(16_000), 10_000)).owner, "b");
+    await store.releaseLease("a", 1);
+    assert.equal((await store.acquireLease("a", at(17_000), 10_000)).owner, "b");
+    await store.releaseLease("b", 2);
+    assert.deepEqual(await store.acquireLease("a", at(17_000), 10_000), {
+      owner: "a",
+      token: 3,
+      expiresAt: at(27_000),
+    });
+  });
+
+  t.test(`WebhookDispatcher keeps dead letters readable until the retention, then prunes settled events (${t === mongo ? "MongoDB" : "Deno KV"})`, async () => {
+    await using where = await site();
+    await using store = await where.open();
+    await using hook = receiver();
+    hook.state.down = false;
+    const closed = Deno.listen({ port: 0, hostname: "127.0.0.1" });
+    const port = (closed.addr as Deno.NetAddr).port;
+    closed.close();
+    const deadSub = await subscribe(store, `http://127.0.0.1:${port}/hook`);
+    await subscribe(store, hook.url);
+    await store.write({ readings: [], alerts: [overheat("d1", 3)], devices: [] });
+    const time = new FakeTime();
+    const retentionMs = 120_000;
+    await using d = dispatcher(store, time, 2, { retentionMs, pruneEveryMs: 10_000 });
+    await advance(time, d, 60_000, () => d.stats.deadLettered === 1 && d.stats.delivered === 1);
+    await advance(time, d, 2000); // Settled.
+    assert.deepEqual(await store.pendingEvents(10), []);
+    await advance(time, d, retentionMs - 20_000);
+    assert.equal((await store.deadLetters(deadSub, 10)).length, 1, "readable until the retention");
+    assert.equal(d.stats.pruned, 0);
+    await advance(time, d, 40_000, () => d.stats.pruned === 1);
+    assert.equal(d.stats.pruned, 1);
+    assert.deepEqual(await store.deadLetters(deadSub, 10), []);
+    assert.equal(hook.state.received.length, 1);
+  });
+
+  t.test(`WebhookDispatcher re-checks the target before every attempt and counts a refusal as a failed attempt (${t === mongo ? "MongoDB" : "Deno KV"})`, async () => {
+    await using where = await site();
+    await using store = await where.open();
+    await using hook = receiver();
+    const id = await subscribe(store, hook.url);
+    await store.write({ readings: [], alerts: [overheat("d1", 3)], devices: [] });
+    const time = new FakeTime();
+    let rebound = false;
+    const checkTarget = (url: string) =>
+      Promise.resolve(
+        rebound ? `Webhook host "${new URL(url).hostname}" is a private address` : undefined,
+      );
+    await using d = dispatcher(store, time, 3, { checkTarget });
+    await advance(time, d, 30_000, () => hook.state.refused === 1);
+    rebound = true; // The name now resolves to a private address.
+    hook.state.down = false;
+    await advance(time, d, 120_000, () => d.stats.deadLettered === 1);
+    assert.equal(hook.state.received.length, 0, "nothing sent to the refused address");
+    assert.equal(d.stats.failedAttempts, 3);
+    const [letter] = await store.deadLetters(id, 10);
+    assert.match(letter?.outcome.status === "dead" ? letter.outcome.error : "", /private address/);
+  });
+}

@@ -56,6 +56,9 @@ function startApp(dir: string, kvPath: string) {
       WEBHOOK_POLL_MS: "100",
       WEBHOOK_BACKOFF_BASE_MS: "100",
       WEBHOOK_BACKOFF_CAP_MS: "300",
+      WEBHOOK_ALLOW_NETWORKS: "127.0.0.1",
+      // The killed process keeps its lease until it expires: the restarted one waits that long.
+      WEBHOOK_LEASE_MS: "3000",
     },
     stdin: "null",
     stdout: "null",

@@ -23,6 +23,8 @@ const FAST = {
   WEBHOOK_POLL_MS: "50",
   WEBHOOK_BACKOFF_BASE_MS: "50",
   WEBHOOK_BACKOFF_CAP_MS: "200",
+  // The receivers here listen on loopback, which webhooks may not call unless allowed.
+  WEBHOOK_ALLOW_NETWORKS: "127.0.0.1",
 };
 
 function reading(seq: number, temperature: number): Reading {
@@ -144,12 +146,30 @@ embedded.test("POST /webhooks needs the token and refuses bad input", async () =
       { ...good, events: [] },
       { ...good, secret: "short" },
       { url: good.url, events: good.events },
+      // Not public, and not in WEBHOOK_ALLOW_NETWORKS (127.0.0.1 only).
+      { ...good, url: "http://169.254.169.254/latest/meta-data" },
+      { ...good, url: "http://0xa9fea9fe/latest/meta-data" },
+      { ...good, url: "http://10.0.0.1/hook" },
+      { ...good, url: "http://127.0.0.2/hook" },
+      { ...good, url: "http://[::1]:8080/hook" },
+      { ...good, url: "http://[::ffff:a9fe:a9fe]/hook" },
+      { ...good, url: "http://[fd00::1]/hook" },
+      { ...good, url: "http://localhost:8080/hook" },
     ]
   ) {
     const res = await post(bad);
     assert.equal(res.status, 400, JSON.stringify(bad));
     await res.body?.cancel();
   }
+  const metadata = await post({ ...good, url: "http://169.254.169.254/latest/meta-data" });
+  assert.deepEqual((await metadata.json()).error, {
+    code: "bad_request",
+    message: 'Webhook host "169.254.169.254" is a link-local address (169.254.169.254); ' +
+      "allow its network with WEBHOOK_ALLOW_NETWORKS to call it",
+  });
+  const allowed = await post({ ...good, url: "http://127.0.0.1:9/hook" });
+  assert.equal(allowed.status, 201, "an allowed network is accepted");
+  await allowed.body?.cancel();
   const missing = await fetch(`${app.url}/webhooks/${crypto.randomUUID()}`, {
     method: "DELETE",
     headers: AUTH,
