@@ -230,8 +230,8 @@ export function markdown(r: BenchResults, file: string): string {
       "",
     );
     out.push(
-      "| Offered/s | Stored/s | ÷ min(ceilings) | Backlog bounded | Max backlog | Emit→stored p50 / p95 / p99 | Alert latency p99 | CPU cores |",
-      "| --- | --- | --- | --- | --- | --- | --- | --- |",
+      "| Offered/s | Stored/s | ÷ min(ceilings) | Backlog bounded | Max backlog | Emit→stored p50 / p95 / p99 | Alert detection p50 / p99 | Kafka EndToEndLatency p50 / p99, same run | CPU cores |",
+      "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     );
     for (const runs of r.endToEnd) {
       const b = runs.map((x) => x.baseline);
@@ -245,9 +245,11 @@ export function markdown(r: BenchResults, file: string): string {
           `${s(b.map((x) => x.storedLatencyMs.p50))} / ${
             s(b.map((x) => x.storedLatencyMs.p95))
           } / ${s(b.map((x) => x.storedLatencyMs.p99))} ms | ` +
-          `${s(b.map((x) => x.alertLatencyMs.p99))} ms (${
-            n(b[0]!.alertLatencyMs.count)
-          } alerts) | ${s(b.map((x) => x.cpuCores), 2)} |`,
+          `${s(b.map((x) => x.alertLatencyMs.p50))} / ${
+            s(b.map((x) => x.alertLatencyMs.p99))
+          } ms (${n(b[0]!.alertLatencyMs.count)} alerts) | ${kafkaLatency(runs)} | ${
+            s(b.map((x) => x.cpuCores), 2)
+          } |`,
       );
     }
     const loaded = r.endToEnd.flatMap((runs) =>
@@ -351,4 +353,11 @@ function lagLine(lag: readonly (readonly [number, number])[]): string {
   const step = Math.max(1, Math.floor(lag.length / 6));
   return lag.filter((_, i) => i % step === 0 || i === lag.length - 1)
     .map(([t, l]) => `${Math.round(t)}: ${n(l)}`).join(", ");
+}
+
+/** Kafka's EndToEndLatency measured with these runs, or "—" for results from before it was. */
+function kafkaLatency(runs: readonly EndToEndResult[]): string {
+  const k = runs.flatMap((x) => x.kafkaEndToEndMs ? [x.kafkaEndToEndMs] : []);
+  if (k.length === 0) return "—";
+  return `${s(k.map((x) => x.p50))} / ${s(k.map((x) => x.p99))} ms`;
 }
