@@ -12,7 +12,10 @@
  * A batch of alerts alone goes to the alerts' lane; any other batch (readings,
  * with or without alerts or device states) to the readings' lane, whole. The
  * processors hand a batch's readings and its alerts over separately and decide
- * their order (actors/processor_supervisor.ts, docs/reliability.md#write-lanes).
+ * their order (actors/processor_supervisor.ts, docs/reliability.md#write-lanes);
+ * they and the offline watch write every alert snapshot through the alerts'
+ * lane, one write at a time, which the Deno KV store's read-then-write of
+ * alerts relies on.
  *
  * @module
  */
