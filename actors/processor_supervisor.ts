@@ -2,9 +2,9 @@
  * The processors' side of the readings consumer group. For each partition
  * batch it validates the records (invalid ones go to the dead-letter sink with
  * their reason), hands each device's readings — in partition order — to that
- * device's processor (`DeviceRegistry`), and hands the readings and alerts to
- * the store writer. The batch handler resolves only when the dead letters and
- * those writes are durable; the device states they produced then wait for the
+ * device's processor (`DeviceRegistry`), and hands the readings and the alerts
+ * to the store writer's two lanes (`#write`). The batch handler resolves only
+ * when the dead letters and both writes are durable; the device states they produced then wait for the
  * next checkpoint (`Checkpointer`).
  *
  * Stored readings are never replaced. A reading the store refuses — its
@@ -212,9 +212,16 @@ export class ProcessorSupervisor implements AsyncDisposable {
         return;
       }
       const { writes, origins } = toWrite(outputs, processedAt, recordOf, rolledTo);
+      let alertsStoredAt: number | undefined;
       const [, { refused }] = await keepingMembership(
         ctx,
-        Promise.all([this.#opts.deadLetters.send(letters), this.#opts.writer.write(writes)]),
+        Promise.all([
+          this.#opts.deadLetters.send(letters),
+          this.#write(writes).then(({ refused, alertsStoredAt: at }) => {
+            alertsStoredAt = at;
+            return { refused };
+          }),
+        ]),
       );
       if (ctx.isStale() || !this.#owns(batch.partition)) {
         // The partition moved during the write: its new owner resumes from the checkpoint.
@@ -234,6 +241,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
         letters,
         refused.map((r) => ({ type: r.type, skipped: origins.get(r.reading)!.skipped })),
         rolledTo,
+        alertsStoredAt,
       );
       this.#opts.onProcessed?.(outputs, batch.partition);
     } catch (error) {
@@ -308,6 +316,51 @@ export class ProcessorSupervisor implements AsyncDisposable {
     await this.#devices.discard(ids);
   }
 
+  /**
+   * Stores what a batch produced: its readings in the writer's readings lane, its alerts (and
+   * with them their webhook outbox events) in the alerts' lane, so an alert does not queue
+   * behind other batches' bulk reading writes. Resolves once both are durable, with when the
+   * alerts were.
+   *
+   * Why an alert may be stored before its readings when the source replays (Kafka): this
+   * batch counts as handled, its device states become checkpointable (`#stored`) and its
+   * offsets committable only after both writes are acknowledged. If either fails, or the
+   * process dies first, the batch is replayed from the last committed offsets over device
+   * states that do not cover it, which recomputes the same alert snapshot (deterministic `_id`,
+   * never replacing a newer `asOfSeq`) and outbox events (inserted once), and inserts the
+   * readings: the store ends with the same documents, and no checkpoint ever covers an alert
+   * whose readings are not stored. The embedded queue cannot replay (`rollForward`): there a
+   * crash between the two would leave an alert whose readings are lost, so its alerts are
+   * written only once its readings are durable (docs/reliability.md#write-lanes).
+   */
+  async #write(
+    batch: WriteBatch,
+  ): Promise<{ refused: readonly Refusal[]; alertsStoredAt?: number }> {
+    const { writer } = this.#opts;
+    if (batch.alerts.length === 0) return await writer.write(batch);
+    const readings = { ...batch, alerts: [] };
+    const alerts: WriteBatch = { readings: [], alerts: batch.alerts, devices: [] };
+    const hasReadings = batch.readings.length > 0 || (batch.skipped?.length ?? 0) > 0;
+    if (!hasReadings) {
+      await writer.write(alerts);
+      return { refused: [], alertsStoredAt: this.#now() };
+    }
+    if (this.#opts.rollForward) {
+      const { refused } = await writer.write(readings);
+      await writer.write(alerts);
+      return { refused, alertsStoredAt: this.#now() };
+    }
+    let alertsStoredAt = 0;
+    // Both settle before a failure is passed on: the retry must not race a write of this batch.
+    const [stored, alertsStored] = await Promise.allSettled([
+      writer.write(readings),
+      writer.write(alerts).then(() => void (alertsStoredAt = this.#now())),
+    ]);
+    if (stored.status === "rejected") throw stored.reason;
+    if (alertsStored.status === "rejected") throw alertsStored.reason;
+    return { refused: stored.value.refused, alertsStoredAt };
+  }
+
   #stored(output: DeviceOutput, partition: number) {
     const { device } = output;
     this.#checkpoints.add(device, partition, output.readings.length);
@@ -321,8 +374,9 @@ export class ProcessorSupervisor implements AsyncDisposable {
     letters: readonly DeadLetter[],
     refused: readonly { readonly type: Refusal["type"]; readonly skipped: boolean }[],
     rolledTo: ReadonlyMap<string, number>,
+    alertsStoredAt: number | undefined,
   ) {
-    const storedAt = this.#now();
+    const storedAt = alertsStoredAt ?? this.#now();
     this.#stats.batches++;
     this.#stats.records += batch.records.length;
     this.#stats.deadLettered += letters.length;

@@ -1,9 +1,21 @@
 /**
- * Group commit in front of the store: while one write is in flight, batches
- * from other partitions queue up and go out together in the next write. Each
- * caller's promise resolves only when the write that contains its batch is
- * acknowledged — with the readings of its own batch the store refused — and
- * rejects if that write failed.
+ * Group commit in front of the store, in two lanes: one for alerts (with the
+ * webhook outbox events the store writes beside them), one for everything
+ * else (readings). In each lane, while one write is in flight, batches from
+ * other partitions queue up and go out together in the next write; the two
+ * lanes write independently, so an alert never queues behind a bulk write of
+ * readings, nor readings behind alert snapshots. Each caller's promise
+ * resolves only when the write that contains its batch is acknowledged — with
+ * the readings of its own batch the store refused — and rejects if that write
+ * failed.
+ *
+ * A batch of alerts alone goes to the alerts' lane; any other batch (readings,
+ * with or without alerts or device states) to the readings' lane, whole. The
+ * processors hand a batch's readings and its alerts over separately and decide
+ * their order (actors/processor_supervisor.ts, docs/reliability.md#write-lanes);
+ * they and the offline watch write every alert snapshot through the alerts'
+ * lane, one write at a time, which the Deno KV store's read-then-write of
+ * alerts relies on.
  *
  * @module
  */
@@ -17,12 +29,13 @@ interface Pending {
 }
 
 export interface StoreWriterStats {
+  /** Store writes, both lanes. */
   readonly writes: number;
   /** Readings stored (identical replays included, refused conflicts not). */
   readonly readings: number;
   readonly alerts: number;
   readonly failures: number;
-  /** Batches waiting for the next write. */
+  /** Batches waiting for the next write of their lane. */
   readonly queued: number;
 }
 
@@ -33,31 +46,57 @@ export interface StoreWriterOptions {
 }
 
 export class StoreWriter {
-  readonly #store: Pick<DeviceStore, "write">;
-  readonly #options: StoreWriterOptions;
-  #queue: Pending[] = [];
-  #running = false;
-  #writes = 0;
-  #readings = 0;
-  #alerts = 0;
-  #failures = 0;
+  readonly #readings: Lane;
+  readonly #alerts: Lane;
+  #counts = { writes: 0, readings: 0, alerts: 0, failures: 0 };
 
   constructor(store: Pick<DeviceStore, "write">, options: StoreWriterOptions = {}) {
-    this.#store = store;
-    this.#options = options;
+    const now = options.now ?? Date.now;
+    const stored = (merged: WriteBatch, refused: readonly Refusal[]) => {
+      this.#counts.writes++;
+      this.#counts.readings += merged.readings.length - refusedOf(merged.readings, refused);
+      this.#counts.alerts += merged.alerts.length;
+      options.onStored?.(merged, now());
+    };
+    const failed = () => void this.#counts.failures++;
+    this.#readings = new Lane(store, stored, failed);
+    this.#alerts = new Lane(store, stored, failed);
   }
 
   get stats(): StoreWriterStats {
-    return {
-      writes: this.#writes,
-      readings: this.#readings,
-      alerts: this.#alerts,
-      failures: this.#failures,
-      queued: this.#queue.length,
-    };
+    return { ...this.#counts, queued: this.#readings.queued + this.#alerts.queued };
   }
 
   /** Resolves once `batch` is durable, with the readings of `batch` the store refused. */
+  write(batch: WriteBatch): Promise<WriteResult> {
+    const alertsOnly = batch.readings.length === 0 && (batch.skipped?.length ?? 0) === 0 &&
+      batch.devices.length === 0 && batch.alerts.length > 0;
+    return (alertsOnly ? this.#alerts : this.#readings).write(batch);
+  }
+}
+
+/** One lane's group commit: one store write at a time, the batches queued meanwhile merged. */
+class Lane {
+  readonly #store: Pick<DeviceStore, "write">;
+  readonly #stored: (merged: WriteBatch, refused: readonly Refusal[]) => void;
+  readonly #failed: () => void;
+  #queue: Pending[] = [];
+  #running = false;
+
+  constructor(
+    store: Pick<DeviceStore, "write">,
+    stored: (merged: WriteBatch, refused: readonly Refusal[]) => void,
+    failed: () => void,
+  ) {
+    this.#store = store;
+    this.#stored = stored;
+    this.#failed = failed;
+  }
+
+  get queued(): number {
+    return this.#queue.length;
+  }
+
   write(batch: WriteBatch): Promise<WriteResult> {
     const { promise, resolve, reject } = Promise.withResolvers<WriteResult>();
     this.#queue.push({ batch, resolve, reject });
@@ -74,14 +113,11 @@ export class StoreWriter {
         const merged = merge(group.map((p) => p.batch));
         try {
           const { refused } = await this.#store.write(merged);
-          this.#writes++;
-          this.#readings += merged.readings.length - refusedOf(merged.readings, refused);
-          this.#alerts += merged.alerts.length;
-          this.#options.onStored?.(merged, (this.#options.now ?? Date.now)());
+          this.#stored(merged, refused);
           if (group.length === 1) group[0]!.resolve({ refused });
           else for (const p of group) p.resolve({ refused: ownRefusals(p.batch, refused) });
         } catch (error) {
-          this.#failures++;
+          this.#failed();
           for (const p of group) p.reject(error);
         }
       }

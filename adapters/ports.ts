@@ -177,6 +177,9 @@ function kafkaTransport(kafka: Kafka, config: Config, logger: Logger): Transport
         topic: config.kafkaTopic,
         groupId: config.kafkaGroup,
         giveUpMs: config.kafkaGiveUpMs,
+        // Every owned partition's batch of a fetch at once: kafkajs fetches again only when all
+        // of them are handled, so with fewer, a fetch cost two rounds of store writes.
+        concurrency: config.kafkaPartitions,
         logger,
       });
       return { source, deadLetters };

@@ -16,7 +16,7 @@
  */
 import { parseArgs } from "node:util";
 import { openServices } from "./services.ts";
-import { brokerCeiling, storeCeiling } from "./ceilings.ts";
+import { brokerCeiling, kafkaLatencyCeiling, storeCeiling } from "./ceilings.ts";
 import { sensorScale, sensorScaleSummary } from "./sensor_scale.ts";
 import { processorThroughput } from "./processor_throughput.ts";
 import { apiLoadSummary, endToEnd } from "./end_to_end.ts";
@@ -232,18 +232,29 @@ async function runAll(o: Options): Promise<BenchResults> {
     if (has("api") && !rates.includes(o.apiRate)) rates.push(o.apiRate);
     rates.forEach((_, i) => results.endToEnd[i] ??= []);
     for (const [i, rate] of rates.entries()) {
+      // The floor under the latencies below, from the same run: this run's full ceilings, else
+      // Kafka's EndToEndLatency alone (2 000 round trips, a few seconds).
+      const kafkaEndToEndMs = has("ceilings")
+        ? results.ceilings.broker.at(-1)!.endToEndMs
+        : await kafkaLatencyCeiling(services, { partitions: 6, log });
       log(`end to end: ${rate} readings/s${tag}`);
-      const r = await endToEnd(services, {
-        rate,
-        warmupMs: o.warmupMs,
-        windowMs: o.windowMs,
-        apiLoad: has("api") && rate === o.apiRate,
-        log,
-      });
+      const r = {
+        ...await endToEnd(services, {
+          rate,
+          warmupMs: o.warmupMs,
+          windowMs: o.windowMs,
+          apiLoad: has("api") && rate === o.apiRate,
+          log,
+        }),
+        kafkaEndToEndMs,
+      };
       const b = r.baseline;
       log(
-        `  → stored ${b.storedPerSec}/s, p50 ${b.storedLatencyMs.p50} p99 ${b.storedLatencyMs.p99} ms, ` +
-          `backlog ${b.bounded ? "bounded" : "growing"}`,
+        `  → stored ${b.storedPerSec}/s, backlog ${b.bounded ? "bounded" : "growing"}; ` +
+          `emit→stored p50 ${b.storedLatencyMs.p50} p99 ${b.storedLatencyMs.p99} ms, ` +
+          `alert detection p50 ${b.alertLatencyMs.p50} p99 ${b.alertLatencyMs.p99} ms ` +
+          `(${b.alertLatencyMs.count} alerts); Kafka EndToEndLatency p50 ${kafkaEndToEndMs.p50} ` +
+          `p99 ${kafkaEndToEndMs.p99} ms (same run)`,
       );
       if (r.underApiLoad) log(`  → ${apiLoadSummary(r)}`);
       results.endToEnd[i]!.push(r);

@@ -119,25 +119,59 @@ export async function brokerCeiling(
     ]);
     // CSV: start, end, MB, MB/s, nMsg, nMsg/s, rebalance ms, fetch ms, fetch MB/s, fetch nMsg/s
     const consumePerSec = number(lastLine(consumed).split(",")[5]);
-    options.log(`ceiling: Kafka EndToEndLatency, 2000 messages`);
-    const e2e = await java(cp, "org.apache.kafka.tools.EndToEndLatency", [
-      services.brokers,
-      topic,
-      "2000",
-      "all",
-      String(size),
-    ]);
-    const p = /50th = ([\d.]+), 99th = ([\d.]+)/.exec(e2e);
     return {
       messageBytes: size,
       records: options.records,
       producePerSec,
       consumePerSec,
-      endToEndMs: { p50: number(p?.[1]), p99: number(p?.[2]) },
+      endToEndMs: await endToEndLatency(cp, services, topic, options.log),
     };
   } finally {
     await removeResources({ topics: [topic] }, services);
   }
+}
+
+/**
+ * Kafka's own EndToEndLatency alone (produce → consume round trip, acks=all, one message at a
+ * time, on a fresh topic): the floor under the pipeline's emit → stored and alert latency,
+ * measured in the same run as them.
+ */
+export async function kafkaLatencyCeiling(
+  services: Services,
+  options: { partitions: number; log: (line: string) => void },
+): Promise<BrokerCeiling["endToEndMs"]> {
+  const cp = await toolsClasspath(options.log);
+  const topic = runName("latency");
+  const admin = testKafka("iot-bench", services).admin();
+  await admin.connect();
+  await admin.createTopics({
+    topics: [{ topic, numPartitions: options.partitions }],
+    waitForLeaders: true,
+  });
+  await admin.disconnect();
+  try {
+    return await endToEndLatency(cp, services, topic, options.log);
+  } finally {
+    await removeResources({ topics: [topic] }, services);
+  }
+}
+
+async function endToEndLatency(
+  cp: string,
+  services: Services,
+  topic: string,
+  log: (line: string) => void,
+): Promise<BrokerCeiling["endToEndMs"]> {
+  log(`ceiling: Kafka EndToEndLatency, 2000 messages`);
+  const e2e = await java(cp, "org.apache.kafka.tools.EndToEndLatency", [
+    services.brokers,
+    topic,
+    "2000",
+    "all",
+    String(messageBytes()),
+  ]);
+  const p = /50th = ([\d.]+), 99th = ([\d.]+)/.exec(e2e);
+  return { p50: number(p?.[1]), p99: number(p?.[2]) };
 }
 
 export async function storeCeiling(

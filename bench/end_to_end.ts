@@ -61,6 +61,8 @@ export interface ApiLoadResult {
 export interface EndToEndResult {
   readonly rate: number;
   readonly sensors: number;
+  /** Kafka's own EndToEndLatency, measured in the same run right before (absent in old results). */
+  readonly kafkaEndToEndMs?: { readonly p50: number; readonly p99: number };
   readonly baseline: WindowResult;
   readonly underApiLoad?: WindowResult & { readonly api: ApiLoadResult };
 }

@@ -233,8 +233,8 @@ export function markdown(r: BenchResults, file: string): string {
       "",
     );
     out.push(
-      "| Offered/s | Stored/s | ÷ min(ceilings) | Backlog bounded | Max backlog | Emit→stored p50 / p95 / p99 | Alert latency p99 | CPU cores |",
-      "| --- | --- | --- | --- | --- | --- | --- | --- |",
+      "| Offered/s | Stored/s | ÷ min(ceilings) | Backlog bounded | Max backlog | Emit→stored p50 / p95 / p99 | Alert detection p50 / p99 | Kafka EndToEndLatency p50 / p99, same run | CPU cores |",
+      "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     );
     for (const runs of r.endToEnd) {
       const b = runs.map((x) => x.baseline);
@@ -248,9 +248,11 @@ export function markdown(r: BenchResults, file: string): string {
           `${s(b.map((x) => x.storedLatencyMs.p50))} / ${
             s(b.map((x) => x.storedLatencyMs.p95))
           } / ${s(b.map((x) => x.storedLatencyMs.p99))} ms | ` +
-          `${s(b.map((x) => x.alertLatencyMs.p99))} ms (${
-            n(b[0]!.alertLatencyMs.count)
-          } alerts) | ${s(b.map((x) => x.cpuCores), 2)} |`,
+          `${s(b.map((x) => x.alertLatencyMs.p50))} / ${
+            s(b.map((x) => x.alertLatencyMs.p99))
+          } ms (${n(b[0]!.alertLatencyMs.count)} alerts) | ${kafkaLatency(runs)} | ${
+            s(b.map((x) => x.cpuCores), 2)
+          } |`,
       );
     }
     const loaded = r.endToEnd.flatMap((runs) =>
@@ -374,4 +376,11 @@ function outboxTable(runs: readonly WebhookOutboxResult[]): string[] {
       runs.map((r) => r.load.join(" → ")).join("; ")
     } |`,
   ];
+}
+
+/** Kafka's EndToEndLatency measured with these runs, or "—" for results from before it was. */
+function kafkaLatency(runs: readonly EndToEndResult[]): string {
+  const k = runs.flatMap((x) => x.kafkaEndToEndMs ? [x.kafkaEndToEndMs] : []);
+  if (k.length === 0) return "—";
+  return `${s(k.map((x) => x.p50))} / ${s(k.map((x) => x.p99))} ms`;
 }

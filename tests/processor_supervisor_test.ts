@@ -72,6 +72,8 @@ class MemoryStore implements DeviceStore {
   failWrites: Error | undefined;
   /** Write calls carrying device states reject with this error while it is set. */
   failDeviceWrites: Error | undefined;
+  /** Write calls carrying readings reject with this error while it is set. */
+  failReadingWrites: Error | undefined;
   failLoads: Error | undefined;
 
   loadDevices(ids: readonly string[]): Promise<Map<string, DeviceDoc>> {
@@ -91,6 +93,7 @@ class MemoryStore implements DeviceStore {
     if (gate) await gate;
     if (this.failWrites) throw this.failWrites;
     if (this.failDeviceWrites && batch.devices.length > 0) throw this.failDeviceWrites;
+    if (this.failReadingWrites && batch.readings.length > 0) throw this.failReadingWrites;
     const refused: Refusal[] = [];
     for (const doc of batch.readings) {
       const stored = this.readings.get(doc._id);
@@ -110,6 +113,13 @@ class MemoryStore implements DeviceStore {
     }
     if (batch.devices.length > 0) this.events.push(`stored ${statesOf(batch).join(" ")}`);
     return { refused };
+  }
+
+  readingsAfter(deviceId: string, afterSeq: number, limit: number): Promise<ReadingDoc[]> {
+    const after = [...this.readings.values()].filter((r) =>
+      r.deviceId === deviceId && r.seq > afterSeq
+    );
+    return Promise.resolve(after.sort((a, b) => a.seq - b.seq).slice(0, limit));
   }
 
   /** Stores readings as an earlier run would have (to restore a device past them). */
@@ -219,6 +229,7 @@ function harness(
     attach?: boolean;
     onRaiseStored?: (readingTs: string, storedAtMs: number) => void;
     onProcessed?: (outputs: readonly DeviceOutput[]) => void;
+    rollForward?: boolean;
   } = {},
 ): Harness {
   const {
@@ -245,6 +256,7 @@ function harness(
     timers,
     ...(onRaiseStored ? { onRaiseStored } : {}),
     ...(options.onProcessed ? { onProcessed: options.onProcessed } : {}),
+    ...(options.rollForward ? { rollForward: true } : {}),
   });
   if (attach) supervisor.attach(source);
   return {
@@ -791,7 +803,8 @@ Deno.test("ProcessorSupervisor stores device states only at a checkpoint", async
   await using h = harness();
   const first = readingsBatch(series("a", [81, 82]));
   await h.deliver(first);
-  assert.deepEqual(h.store.batches.map((b) => b.devices), [[]], "the batch wrote no state");
+  // Two writes since the alerts' lane (its readings; its alert, critical from seq 2): no state.
+  assert.deepEqual(h.store.batches.map((b) => b.devices), [[], []], "the batch wrote no state");
   assert.deepEqual([...h.store.readings.keys()].sort(), ["a:1", "a:2"]);
   assert.equal(h.store.devices.size, 0);
   assert.equal(h.supervisor.stats.pendingStates, 1);
@@ -856,6 +869,78 @@ Deno.test("ProcessorSupervisor.checkpoint() commits the offsets processed before
   assert.deepEqual(h.store.events.slice(2), ["stored a@3", `commit 0:${offsetAfter(later)}`]);
 });
 
+Deno.test("ProcessorSupervisor stores an alert beside a readings write in flight, and checkpoints its batch only once both are stored", async () => {
+  await using h = harness();
+  const hot = readingsBatch(series("a", WORKED_EXAMPLE.slice(0, 3)), 0);
+  const readingsWritten = Promise.withResolvers<void>();
+  h.store.gates.push(readingsWritten.promise);
+  const delivering = h.deliver(hot);
+  await until("the raise is stored", () => h.store.alerts.size === 1);
+  assert.equal(h.store.readings.size, 0, "the alert did not wait for the readings' write");
+  assert.deepEqual(h.store.batches.map((b) => [b.readings.length, b.alerts.length]), [[3, 0], [
+    0,
+    1,
+  ]]);
+
+  // The alert is stored, its readings are not: a checkpoint now must cover neither.
+  await h.supervisor.checkpoint();
+  assert.equal(h.supervisor.stats.pendingStates, 0);
+  assert.deepEqual(h.store.events, [], "no state stored and no offset committed");
+
+  readingsWritten.resolve();
+  await delivering;
+  await h.supervisor.checkpoint();
+  assert.deepEqual(h.store.events, ["stored a@3", `commit 0:${offsetAfter(hot)}`]);
+});
+
+Deno.test("ProcessorSupervisor fails a batch whose readings were not stored though its alert was, and the retry stores what an uninterrupted run does", async () => {
+  const all = series("a", WORKED_EXAMPLE);
+  const first = readingsBatch(all.slice(0, 2));
+  const raising = readingsBatch(all.slice(2, 5)); // raises at seq 3
+
+  await using clean = harness();
+  await clean.deliver(first);
+  await clean.deliver(raising);
+  await clean.supervisor.checkpoint();
+
+  await using flaky = harness();
+  await flaky.deliver(first);
+  await flaky.supervisor.checkpoint();
+  const outage = new Error("Store write failed: not primary");
+  flaky.store.failReadingWrites = outage;
+  await assert.rejects(flaky.deliver(raising), outage);
+  assert.equal(flaky.store.alerts.size, 1, "the alert's lane stored it");
+  assert.ok(!flaky.store.readings.has("a:3"), "its readings were not stored");
+  // A checkpoint (or a crash and a restart from it) must not skip the unstored readings.
+  await flaky.supervisor.checkpoint();
+  assert.equal(flaky.store.devices.get("a")?.lastSeq, 2);
+  assert.deepEqual(flaky.source.commits, [new Map([[0, offsetAfter(first)]])]);
+
+  flaky.store.failReadingWrites = undefined;
+  await flaky.deliver(raising);
+  await flaky.supervisor.checkpoint();
+  assert.deepEqual(flaky.store.snapshot(), clean.store.snapshot());
+  assert.deepEqual(flaky.source.commits.at(-1), new Map([[0, offsetAfter(raising)]]));
+});
+
+Deno.test("ProcessorSupervisor with rollForward stores a batch's alerts only once its readings are stored", async () => {
+  await using h = harness({ rollForward: true });
+  const readingsWritten = Promise.withResolvers<void>();
+  h.store.gates.push(readingsWritten.promise);
+  const delivering = h.deliver(readingsBatch(series("a", WORKED_EXAMPLE.slice(0, 3))));
+  await until("the readings' write", () => h.store.batches.length === 1);
+  await settle();
+  assert.equal(h.store.batches.length, 1, "the alerts wait for the readings");
+  assert.equal(h.store.alerts.size, 0);
+  readingsWritten.resolve();
+  await delivering;
+  assert.deepEqual(h.store.batches.map((b) => [b.readings.length, b.alerts.length]), [[3, 0], [
+    0,
+    1,
+  ]]);
+  assert.equal(h.store.alerts.size, 1);
+});
+
 Deno.test("ProcessorSupervisor.checkpoint() called during another one waits for it and takes a fresh snapshot", async () => {
   await using h = harness();
   const batch = readingsBatch(series("a", [20]));
@@ -913,10 +998,11 @@ Deno.test("ProcessorSupervisor.checkpoint() that fails keeps a state that became
   // checkpoint's write fails.
   const batchWritten = Promise.withResolvers<void>();
   const checkpointWritten = Promise.withResolvers<void>();
-  h.store.gates.push(batchWritten.promise, checkpointWritten.promise);
+  // The newer batch writes its readings and its alert (one gate each), then the checkpoint.
+  h.store.gates.push(batchWritten.promise, batchWritten.promise, checkpointWritten.promise);
   const newer = readingsBatch(series("a", [83, 84], 3));
   const delivering = h.deliver(newer);
-  await until("the newer batch's write", () => h.store.batches.length === 2);
+  await until("the newer batch's writes", () => h.store.batches.length === 4);
   const outage = new Error("Store write failed: not primary");
   h.store.failDeviceWrites = outage;
   const failing = assert.rejects(h.supervisor.checkpoint(), outage);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { settle } from "./wait.ts";
 import { StoreWriter } from "../actors/store_writer.ts";
 import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
-import { toDeviceDoc, toReadingDoc } from "../schemas/documents.ts";
+import { toAlertDoc, toDeviceDoc, toReadingDoc } from "../schemas/documents.ts";
 import type { Refusal, WriteBatch, WriteResult } from "../actors/device_store.ts";
 
 const AT = new Date("2026-11-27T13:00:00.000Z");
@@ -27,6 +27,15 @@ function batchFor(deviceId: string, seq = 1): WriteBatch {
     alerts: [],
     devices: [toDeviceDoc(deviceId, { ...INITIAL_ALARM_STATE, lastSeq: seq }, DEFAULT_RULE, AT)],
   };
+}
+
+/** An overheat alert of `deviceId` raised at seq 1. */
+function alertFor(deviceId: string) {
+  return toAlertDoc(deviceId, {
+    raisedSeq: 1,
+    raisedAt: AT.toISOString(),
+    peakTemperature: 85,
+  }, DEFAULT_RULE);
 }
 
 /** A store whose writes wait until the test settles them, one gate per call. */
@@ -195,4 +204,30 @@ Deno.test("StoreWriter reports each acknowledged write, not a failed one, with i
   await second.done;
   assert.deepEqual(stored.map((s) => [s.batch.readings[0]!.deviceId, s.at]), [["b", 2500]]);
   assert.equal(writer.stats.queued, 0);
+});
+
+Deno.test("StoreWriter writes a batch of alerts alone beside a readings write in flight, and merges alerts queued behind one", async () => {
+  const store = new GatedStore();
+  const writer = new StoreWriter(store);
+  const readings = track(writer.write(batchFor("a")));
+  const alert = (seq: number): WriteBatch => ({
+    readings: [],
+    alerts: [{ ...alertFor("a"), asOfSeq: seq }],
+    devices: [],
+  });
+  const first = track(writer.write(alert(1)));
+  assert.equal(store.calls.length, 2, "the alert did not queue behind the readings");
+  assert.equal(store.calls[1]!.alerts.length, 1);
+  const second = track(writer.write(alert(2)));
+  const third = track(writer.write(alert(3)));
+  store.succeed(1);
+  await first.done;
+  await settle();
+  assert.equal(store.calls.length, 3);
+  assert.deepEqual(store.calls[2]!.alerts.map((a) => a.asOfSeq), [3], "the latest snapshot");
+  assert.equal(readings.state.settled, false);
+  store.succeed(2);
+  store.succeed(0);
+  await Promise.all([readings.done, second.done, third.done]);
+  assert.deepEqual(writer.stats, { writes: 3, readings: 1, alerts: 2, failures: 0, queued: 0 });
 });
