@@ -126,6 +126,11 @@ export class MongoStore
   #sinceFold = 0;
   /** Devices after the last fold. */
   #folded = 0;
+  /**
+   * Whether device states without a partition (written before states recorded it) may be
+   * stored: `devicesIn()` then also reads those. Found at open, set by any such write.
+   */
+  #unpartitioned = true;
 
   private constructor(client: MongoClient, db: Db, logger: Logger, foldAfter: number) {
     this.#client = client;
@@ -161,6 +166,7 @@ export class MongoStore
       const recovered = await store.#recover();
       if (recovered > 0) logger.warn("finished interrupted device-state writes", { recovered });
       await store.#fold();
+      store.#unpartitioned = await store.#anyUnpartitioned();
     } catch (err) {
       await client.close();
       throw err;
@@ -175,6 +181,8 @@ export class MongoStore
       this.#alerts().createIndex({ status: 1, raisedAt: -1 }, { name: "status_raisedAt" }),
       this.#journal().createIndex({ deviceId: 1, lastSeq: -1 }, { name: "deviceId_lastSeq" }),
       this.#journal().createIndex({ writer: 1, n: 1 }, { name: "writer_n" }),
+      this.#devices().createIndex({ partition: 1 }, { name: "partition" }),
+      this.#journal().createIndex({ partition: 1 }, { name: "partition" }),
     ]);
   }
 
@@ -214,8 +222,8 @@ export class MongoStore
   }
 
   /**
-   * Every stored device state, in one read of each collection: what a member
-   * prefetches when it is assigned partitions, instead of a lookup per new device.
+   * Every stored device state, in one read of each collection (what members prefetched on an
+   * assignment before states recorded their partition; kept for comparison: bench/).
    */
   async allDevices(): Promise<Map<string, DeviceDoc>> {
     const found = new Map<string, DeviceDoc>();
@@ -225,6 +233,37 @@ export class MongoStore
     ]);
     for (const doc of [...folded, ...journaled]) keepNewest(found, doc as DeviceDoc);
     return found;
+  }
+
+  /**
+   * The stored states recorded on `partitions` (and those recorded on none), newest of both
+   * collections: one equality query per partition and collection, which FerretDB filters in
+   * its backend (a `$in` it filters itself, after decoding every document) and MongoDB answers
+   * from the `partition` index. Documents without a partition are read only while some may be
+   * stored (see `#unpartitioned`).
+   */
+  async devicesIn(partitions: readonly number[]): Promise<Map<string, DeviceDoc>> {
+    const filters: Filter<DeviceDoc>[] = [...new Set(partitions)].map((partition) => ({
+      partition,
+    }));
+    if (this.#unpartitioned) filters.push({ partition: { $exists: false } });
+    const found = new Map<string, DeviceDoc>();
+    const reads = await Promise.all(filters.flatMap((filter) => [
+      this.#devices().find(filter).toArray(),
+      this.#journal().find(filter as Filter<JournalEntry>).toArray(),
+    ]));
+    for (const docs of reads) for (const doc of docs) keepNewest(found, doc as DeviceDoc);
+    return found;
+  }
+
+  /** Whether any stored device state lacks its partition. */
+  async #anyUnpartitioned(): Promise<boolean> {
+    const filter = { partition: { $exists: false } };
+    const [folded, journaled] = await Promise.all([
+      this.#devices().findOne(filter, { projection: { _id: 1 } }),
+      this.#journal().findOne(filter, { projection: { _id: 1 } }),
+    ]);
+    return folded !== null || journaled !== null;
   }
 
   #newestJournaled(deviceId: string): Promise<JournalEntry | null> {
@@ -310,6 +349,7 @@ export class MongoStore
    */
   async #writeDevices(devices: readonly DeviceDoc[]) {
     if (devices.length === 0) return;
+    if (devices.some((d) => d.partition === undefined)) this.#unpartitioned = true;
     await this.#append(this.#writer, devices);
     this.#sinceFold += devices.length;
     const foldAt = Math.max(this.#foldAfter, FOLD_AFTER_DEVICES * this.#folded);
