@@ -7,7 +7,9 @@
  *
  * The watermark follows the readings consumed (minus `graceMs`), so a lagging
  * or replaying consumer never sees a device as silent just because its
- * readings are still queued.
+ * readings are still queued. Only when the source says a partition is caught
+ * up does the clock stand in for readings that do not come — which is what
+ * lets a device, or a whole partition, that really went quiet be noticed.
  *
  * At each assignment it resumes the owned partitions from the stored device
  * states recorded on them (read once by the processors' prefetch): a device
@@ -15,9 +17,7 @@
  * before a restart or a rebalance, is watched from that reading and raised
  * with the same episode as without the restart. Before one is raised, its
  * newest stored state is looked up: a device that reported since (on another
- * partition after a partition count change, or to another member) is dropped. Only when the source says a partition is caught
- * up does the clock stand in for readings that do not come — which is what
- * lets a device, or a whole partition, that really went quiet be noticed.
+ * partition after a partition count change, or to another member) is dropped.
  *
  * What an episode contains depends on the readings alone: the processor
  * closes it (actors/processor.ts) from the gap between two readings, noticed
@@ -41,10 +41,10 @@ import {
 import {
   type AlertDoc,
   alertId,
+  type DeviceDoc,
   type OfflineAlertDoc,
   toOfflineAlertDoc,
 } from "../schemas/documents.ts";
-import type { DeviceDoc } from "../schemas/documents.ts";
 import type { DeviceOutput } from "./processor.ts";
 import type { WriteBatch, WriteResult } from "./device_store.ts";
 import type { ReadingSource } from "./reading_source.ts";
