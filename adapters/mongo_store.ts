@@ -237,22 +237,23 @@ export class MongoStore
 
   /**
    * The stored states recorded on `partitions` (and those recorded on none), newest of both
-   * collections: one equality query per partition and collection, which FerretDB filters in
-   * its backend (a `$in` it filters itself, after decoding every document) and MongoDB answers
-   * from the `partition` index. Documents without a partition are read only while some may be
-   * stored (see `#unpartitioned`).
+   * collections, in one query per collection: MongoDB answers it from the `partition` index.
+   * FerretDB 1.24 (SQLite) filters only `_id` in its backend (explain: `filterPushdown: false`),
+   * so it still reads every state, but only these are sent and decoded here — one query, not one
+   * per partition, so it reads them once. Documents without a partition are asked for only while
+   * some may be stored (see `#unpartitioned`).
    */
   async devicesIn(partitions: readonly number[]): Promise<Map<string, DeviceDoc>> {
-    const filters: Filter<DeviceDoc>[] = [...new Set(partitions)].map((partition) => ({
-      partition,
-    }));
-    if (this.#unpartitioned) filters.push({ partition: { $exists: false } });
+    const assigned = { partition: { $in: [...new Set(partitions)] } };
+    const filter: Filter<DeviceDoc> = this.#unpartitioned
+      ? { $or: [assigned, { partition: { $exists: false } }] }
+      : assigned;
     const found = new Map<string, DeviceDoc>();
-    const reads = await Promise.all(filters.flatMap((filter) => [
+    const [folded, journaled] = await Promise.all([
       this.#devices().find(filter).toArray(),
       this.#journal().find(filter as Filter<JournalEntry>).toArray(),
-    ]));
-    for (const docs of reads) for (const doc of docs) keepNewest(found, doc as DeviceDoc);
+    ]);
+    for (const doc of [...folded, ...journaled]) keepNewest(found, doc as DeviceDoc);
     return found;
   }
 
