@@ -8,11 +8,12 @@
  * A processor that fails is forgotten, not restarted: its next batch spawns
  * it again from its last safe state, which is what a restart would do.
  *
- * On a partition assignment every stored state is read once (`prefetch()`),
- * if the store can: a batch meeting a device seen for the first time then
- * spawns it from that snapshot instead of waiting for a lookup. The snapshot
- * serves a device only once, and never a device this member held or had
- * unsaved states of when it was taken: after that, only the store (or the
+ * On a partition assignment the stored states of the assigned partitions are
+ * read once (`prefetch()`), if the store can: a batch meeting a device seen
+ * for the first time then spawns it from that snapshot instead of waiting for
+ * a lookup. The snapshot serves a device only once, only for the partition it
+ * was recorded on (or an unknown one), and never a device this member held or
+ * had unsaved states of when it was taken: after that, only the store (or the
  * unsaved state) is at least as new as what this member committed.
  *
  * With `rollForward` (a source that cannot replay: the embedded queue), a
@@ -36,7 +37,7 @@ import { realTimers, type TimerId, type Timers } from "./timers.ts";
 const ROLL_FORWARD_PAGE = 500;
 
 export interface DeviceRegistryOptions {
-  readonly store: Pick<DeviceStore, "loadDevices" | "readingsAfter" | "allDevices">;
+  readonly store: Pick<DeviceStore, "loadDevices" | "readingsAfter" | "devicesIn">;
   /** The rule of a device without its own. */
   readonly rule: AlarmRule;
   /** A device's state not yet stored, preferred over the stored one. */
@@ -119,7 +120,7 @@ export class DeviceRegistry {
     if (missing.length === 0) return unseen;
     await Promise.all(missing.map((id) => this.#stopping.get(id)));
     const { unsaved } = this.#opts;
-    const stored = await this.#load(missing.filter((id) => !unsaved(id)));
+    const stored = await this.#load(missing.filter((id) => !unsaved(id)), partition);
     for (const id of missing) {
       const doc = unsaved(id);
       if (doc) stored.set(id, doc);
@@ -136,6 +137,7 @@ export class DeviceRegistry {
         ruleSeq: storedRule.success && Number.isSafeInteger(doc?.ruleSeq)
           ? doc?.ruleSeq
           : undefined,
+        offlineAfterMs: doc?.offlineAfterMs,
       };
     });
     if (this.#opts.rollForward) {
@@ -145,8 +147,9 @@ export class DeviceRegistry {
         if (readings.length > 0) unseen.set(id, readings);
       }));
     }
-    for (const { id, state, ownRule, ruleSeq } of restored) {
-      this.#spawn(id, state, { rule: ownRule ?? this.#opts.rule, since: ruleSeq }, partition);
+    for (const { id, state, ownRule, ruleSeq, offlineAfterMs } of restored) {
+      const rule = { rule: ownRule ?? this.#opts.rule, since: ruleSeq, offlineAfterMs };
+      this.#spawn(id, state, rule, partition);
     }
     if (unseen.size > 0) {
       let readings = 0;
@@ -160,18 +163,24 @@ export class DeviceRegistry {
   }
 
   /**
-   * Starts reading every stored state (when the store can and devices are not
-   * rolled forward), for the devices spawned from now on; `pending` are the
-   * devices with unsaved states, which the snapshot must not serve.
+   * Starts reading the stored states of `partitions` (when the store can), for the devices
+   * spawned from now on (unless devices are rolled forward); `pending` are the devices with
+   * unsaved states, which the snapshot must not serve. Answers the read, for the offline watch
+   * (undefined when the store cannot).
    */
-  prefetch(pending: Iterable<string>): void {
+  prefetch(
+    partitions: readonly number[],
+    pending: Iterable<string>,
+  ): Promise<Map<string, DeviceDoc>> | undefined {
     const { store } = this.#opts;
-    if (!store.allDevices || this.#opts.rollForward) return;
-    const used = new Set([...this.#devices.keys(), ...pending]);
-    const docs = store.allDevices();
+    if (!store.devicesIn) return undefined;
+    const docs = store.devicesIn(partitions);
     // Observed by the batches that wait for it; a failed read falls back to lookups.
     docs.catch((error) => this.#log.warn("device-state prefetch failed", { error }));
+    if (this.#opts.rollForward) return docs;
+    const used = new Set([...this.#devices.keys(), ...pending]);
     this.#snapshot = { docs, used };
+    return docs;
   }
 
   /**
@@ -248,8 +257,11 @@ export class DeviceRegistry {
     }, every);
   }
 
-  /** The stored states of `ids`: from the snapshot where it may serve them, else looked up. */
-  async #load(ids: readonly string[]): Promise<Map<string, DeviceDoc>> {
+  /**
+   * The stored states of `ids`, met on `partition`: from the snapshot where it may serve them,
+   * else looked up.
+   */
+  async #load(ids: readonly string[], partition: number): Promise<Map<string, DeviceDoc>> {
     const snapshot = this.#snapshot;
     const docs = snapshot && await snapshot.docs.catch(() => undefined);
     if (!snapshot || !docs) return await this.#opts.store.loadDevices(ids);
@@ -262,7 +274,9 @@ export class DeviceRegistry {
       }
       snapshot.used.add(id);
       const doc = docs.get(id);
-      if (doc) found.set(id, doc);
+      // Recorded on another partition: it moved, and its newest state may be that partition's.
+      if (doc && doc.partition !== undefined && doc.partition !== partition) rest.push(id);
+      else if (doc) found.set(id, doc);
     }
     if (rest.length > 0) {
       for (const [id, doc] of await this.#opts.store.loadDevices(rest)) found.set(id, doc);
@@ -296,10 +310,19 @@ export class DeviceRegistry {
   #spawn(
     id: string,
     initial: AlarmState,
-    rule: { readonly rule: AlarmRule; readonly since: number | undefined },
+    rule: {
+      readonly rule: AlarmRule;
+      readonly since: number | undefined;
+      readonly offlineAfterMs: number | undefined;
+    },
     partition: number,
   ) {
-    const rules = { default: this.#opts.rule, current: rule.rule, since: rule.since };
+    const rules = {
+      default: this.#opts.rule,
+      current: rule.rule,
+      since: rule.since,
+      offlineAfterMs: rule.offlineAfterMs,
+    };
     const actor = createProcessor(id, initial, rules, () => {
       this.#failures++;
       // Only the current incarnation is forgotten: a discarded one may fail while stopping.

@@ -45,11 +45,16 @@ export interface DeviceStore {
   /** Stored device documents for these ids (missing ids are absent from the map). */
   loadDevices(ids: readonly string[]): Promise<Map<string, DeviceDoc>>;
   /**
-   * Every stored device state, in one read: prefetched when a member is
-   * assigned partitions, so a batch that meets a new device need not wait for
-   * a lookup (optional: without it each new device is looked up).
+   * The stored states of the devices whose readings arrive on `partitions`, in one read, plus
+   * those stored before states recorded their partition (`partition` absent: they may be any
+   * partition's). Prefetched when a member is assigned partitions, so a batch that meets a new
+   * device need not wait for a lookup, and the offline watch resumes the partitions' silent
+   * devices (optional: without it each new device is looked up and nothing is resumed).
+   *
+   * A device that moved partition may be answered with an older state, recorded with its old
+   * partition: callers check `partition` and, where it matters, look the device up.
    */
-  allDevices?(): Promise<Map<string, DeviceDoc>>;
+  devicesIn?(partitions: readonly number[]): Promise<Map<string, DeviceDoc>>;
   /** Makes a batch durable; rejects if any part could not be written. */
   write(batch: WriteBatch): Promise<WriteResult>;
   /**

@@ -11,6 +11,14 @@
  * up does the clock stand in for readings that do not come — which is what
  * lets a device, or a whole partition, that really went quiet be noticed.
  *
+ * At each assignment it resumes the owned partitions from the stored device
+ * states recorded on them (read once by the processors' prefetch): a device
+ * whose last reading came before the committed offset, and that went silent
+ * before a restart or a rebalance, is watched from that reading and raised
+ * with the same episode as without the restart. Before one is raised, its
+ * newest stored state is looked up: a device that reported since (on another
+ * partition after a partition count change, or to another member) is dropped.
+ *
  * What an episode contains depends on the readings alone: the processor
  * closes it (actors/processor.ts) from the gap between two readings, noticed
  * or not. If the next reading shows there was no such gap in event time (its
@@ -24,6 +32,7 @@ import {
   INITIAL_PARTITION_CLOCK,
   observeCaughtUp,
   observeEvent,
+  observeResumed,
   openEpisode,
   type PartitionClock,
   type Seen,
@@ -32,6 +41,7 @@ import {
 import {
   type AlertDoc,
   alertId,
+  type DeviceDoc,
   type OfflineAlertDoc,
   toOfflineAlertDoc,
 } from "../schemas/documents.ts";
@@ -58,6 +68,16 @@ export interface OfflineWatchOptions {
    * its device's next reading shows it never happened.
    */
   readonly activeAlerts?: () => Promise<readonly AlertDoc[]>;
+  /**
+   * The newest stored states of these devices (`DeviceStore.loadDevices`), asked before a device
+   * resumed from the store is raised; without it resumed devices are raised as stored.
+   */
+  readonly currentStates?: (ids: readonly string[]) => Promise<ReadonlyMap<string, DeviceDoc>>;
+  /**
+   * The stored states of these partitions (`DeviceStore.devicesIn`): read again when the read
+   * handed to {@linkcode OfflineWatch.onAssignment} failed.
+   */
+  readonly statesIn?: (partitions: readonly number[]) => Promise<ReadonlyMap<string, DeviceDoc>>;
   /** Sees each offline alert written or closed (metrics). */
   readonly onEpisode?: (event: OfflineEvent, doc: AlertDoc) => void;
 }
@@ -70,16 +90,25 @@ interface Tracked {
   readonly offlineAfterMs: number;
   /** The open episode of `last` was raised (or is being written). */
   raised: boolean;
+  /** Resumed from its stored state, not seen here: looked up again before it is raised. */
+  readonly resumed?: true;
 }
 
 interface Watched {
   clock: PartitionClock;
   readonly devices: Map<string, Tracked>;
+  /** Latest `ts` (epoch ms) of the devices resumed here: the clock once caught up. */
+  resumedMs: number;
 }
 
 export interface OfflineWatchStats {
-  /** Devices of the owned partitions with an open offline episode noticed here. */
+  /**
+   * Devices of the owned partitions with an open offline episode: raised here, or raised before
+   * (by this member before a restart, or by the partition's previous owner) and resumed.
+   */
   readonly devicesOffline: number;
+  /** Devices resumed from their stored state at the assignments so far. */
+  readonly devicesResumed: number;
   readonly offlineRaised: number;
   readonly offlineCleared: number;
   readonly offlineWithdrawn: number;
@@ -93,6 +122,15 @@ export class OfflineWatch implements AsyncDisposable {
   readonly #timers: Timers;
   readonly #now: () => number;
   readonly #partitions = new Map<number, Watched>();
+  /** The partition each watched device is tracked in (one only: its newest reading's). */
+  readonly #where = new Map<string, number>();
+  /** The stored states to resume the assigned partitions from, at the next check. */
+  #resume:
+    | {
+      readonly partitions: readonly number[];
+      states: Promise<ReadonlyMap<string, DeviceDoc>> | undefined;
+    }
+    | undefined;
   #source: Pick<ReadingSource, "caughtUp"> | undefined;
   /** Open episodes stored before this member watched their device, by device. */
   #stored = new Map<string, Tracked>();
@@ -108,6 +146,7 @@ export class OfflineWatch implements AsyncDisposable {
     offlineWithdrawn: 0,
     offlineChecks: 0,
     failedOfflineChecks: 0,
+    devicesResumed: 0,
   };
 
   constructor(options: OfflineWatchOptions) {
@@ -146,7 +185,7 @@ export class OfflineWatch implements AsyncDisposable {
       for (const r of out.applied) {
         watched.clock = observeEvent(watched.clock, Date.parse(r.ts), seenAt);
       }
-      const prev = watched.devices.get(deviceId) ?? this.#stored.get(deviceId);
+      const prev = this.#tracked(deviceId) ?? this.#stored.get(deviceId);
       this.#stored.delete(deviceId);
       if (prev?.raised) {
         const next = out.applied.find((r) => r.seq > prev.last.seq);
@@ -162,9 +201,9 @@ export class OfflineWatch implements AsyncDisposable {
         }
       }
       const last = out.applied[out.applied.length - 1]!;
-      if (last.offlineAfterMs === undefined) watched.devices.delete(deviceId);
+      if (last.offlineAfterMs === undefined) this.#untrack(deviceId);
       else {
-        watched.devices.set(deviceId, {
+        this.#track(deviceId, partition, {
           last: { seq: last.seq, ts: last.ts },
           offlineAfterMs: last.offlineAfterMs,
           raised: false,
@@ -173,12 +212,26 @@ export class OfflineWatch implements AsyncDisposable {
     }
   }
 
-  /** Forgets the devices of partitions no longer owned; their new owner watches them. */
-  onAssignment(partitions: readonly number[]): void {
+  /**
+   * Forgets the devices of partitions no longer owned (their new owner watches them) and, at
+   * the next check, resumes the owned ones from `states`: the stored states of `partitions`
+   * (`DeviceStore.devicesIn`; undefined: `statesIn`, if given).
+   */
+  onAssignment(
+    partitions: readonly number[],
+    states?: Promise<ReadonlyMap<string, DeviceDoc>>,
+  ): void {
     const kept = new Set(partitions);
-    for (const p of this.#partitions.keys()) if (!kept.has(p)) this.#partitions.delete(p);
+    for (const [p, watched] of this.#partitions) {
+      if (kept.has(p)) continue;
+      for (const id of watched.devices.keys()) this.#where.delete(id);
+      this.#partitions.delete(p);
+    }
     for (const p of partitions) this.#watched(p);
     this.#reload = this.#opts.activeAlerts !== undefined;
+    // Observed at the next check; a failed read is read again there.
+    states?.catch(() => {});
+    this.#resume = states || this.#opts.statesIn ? { partitions, states } : undefined;
   }
 
   /** Starts the periodic checks, asking `source` which partitions are caught up. */
@@ -218,10 +271,110 @@ export class OfflineWatch implements AsyncDisposable {
   #watched(partition: number): Watched {
     let watched = this.#partitions.get(partition);
     if (!watched) {
-      watched = { clock: INITIAL_PARTITION_CLOCK, devices: new Map() };
+      watched = { clock: INITIAL_PARTITION_CLOCK, devices: new Map(), resumedMs: -Infinity };
       this.#partitions.set(partition, watched);
     }
     return watched;
+  }
+
+  /** The device's tracked last reading, in whichever owned partition it is tracked. */
+  #tracked(deviceId: string): Tracked | undefined {
+    const p = this.#where.get(deviceId);
+    return p === undefined ? undefined : this.#partitions.get(p)?.devices.get(deviceId);
+  }
+
+  /** Tracks the device in `partition` only: a device that moved partition is raised once. */
+  #track(deviceId: string, partition: number, device: Tracked): void {
+    const before = this.#where.get(deviceId);
+    if (before !== undefined && before !== partition) {
+      this.#partitions.get(before)?.devices.delete(deviceId);
+    }
+    this.#watched(partition).devices.set(deviceId, device);
+    this.#where.set(deviceId, partition);
+  }
+
+  #untrack(deviceId: string): void {
+    const p = this.#where.get(deviceId);
+    if (p !== undefined) this.#partitions.get(p)?.devices.delete(deviceId);
+    this.#where.delete(deviceId);
+  }
+
+  /**
+   * Tracks the devices whose stored state was recorded on an owned partition and is newer than
+   * what is tracked of them: from their last reading, raised already if an open episode of that
+   * reading is stored. States without a partition, or without an offline limit (written before
+   * states kept them), are left to be noticed when their device reports again.
+   */
+  async #resumeStates(): Promise<void> {
+    const resume = this.#resume!;
+    let states: ReadonlyMap<string, DeviceDoc>;
+    try {
+      states = await (resume.states ?? this.#opts.statesIn!(resume.partitions));
+    } catch (error) {
+      resume.states = undefined;
+      if (!this.#opts.statesIn) this.#resume = undefined;
+      this.#stats.failedOfflineChecks++;
+      this.#log.warn(
+        "stored device states not read; devices silent before the assignment " +
+          "are noticed when they report again",
+        { error: error as Error },
+      );
+      return;
+    }
+    if (this.#resume !== resume) return;
+    this.#resume = undefined;
+    let resumed = 0;
+    for (const doc of states.values()) {
+      const { partition, offlineAfterMs, lastTs, lastSeq } = doc;
+      if (partition === undefined || offlineAfterMs === undefined || lastTs === null) continue;
+      const watched = this.#partitions.get(partition);
+      if (!watched || lastSeq < 1) continue;
+      const deviceId = doc.deviceId;
+      if ((this.#tracked(deviceId)?.last.seq ?? -1) >= lastSeq) continue;
+      const last = { seq: lastSeq, ts: new Date(lastTs).toISOString() };
+      const raised = this.#stored.get(deviceId)?.last.seq === lastSeq;
+      if (raised) this.#stored.delete(deviceId);
+      this.#track(deviceId, partition, { last, offlineAfterMs, raised, resumed: true });
+      watched.resumedMs = Math.max(watched.resumedMs, Date.parse(last.ts));
+      resumed++;
+    }
+    this.#stats.devicesResumed += resumed;
+    if (resumed > 0) this.#log.info("devices resumed from their stored state", { resumed });
+  }
+
+  /**
+   * The due resumed devices that still are as stored: a newer state, or one recorded on another
+   * partition, means the device reported since (elsewhere) and is no longer watched here. None
+   * when the store cannot tell (they are tried again at the next check).
+   */
+  async #stillSilent(
+    due: readonly { deviceId: string; partition: number; device: Tracked }[],
+  ): Promise<Set<Tracked>> {
+    const ok = new Set<Tracked>();
+    if (due.length === 0) return ok;
+    if (!this.#opts.currentStates) {
+      for (const d of due) ok.add(d.device);
+      return ok;
+    }
+    let current: ReadonlyMap<string, DeviceDoc>;
+    try {
+      current = await this.#opts.currentStates(due.map((d) => d.deviceId));
+    } catch (error) {
+      this.#stats.failedOfflineChecks++;
+      this.#log.warn("stored device states not looked up; will retry", { error: error as Error });
+      return ok;
+    }
+    for (const { deviceId, partition, device } of due) {
+      const doc = current.get(deviceId);
+      const moved = doc !== undefined &&
+        (doc.lastSeq > device.last.seq ||
+          (doc.partition !== undefined && doc.partition !== partition));
+      if (!moved) ok.add(device);
+      else if (this.#partitions.get(partition)?.devices.get(deviceId) === device) {
+        this.#untrack(deviceId);
+      }
+    }
+    return ok;
   }
 
   async #loadStored(): Promise<void> {
@@ -234,11 +387,15 @@ export class OfflineWatch implements AsyncDisposable {
       return;
     }
     this.#reload = false;
-    const watched = new Set<string>();
-    for (const w of this.#partitions.values()) for (const id of w.devices.keys()) watched.add(id);
     this.#stored = new Map();
     for (const a of alerts) {
-      if (a.type !== "offline" || a.status !== "active" || watched.has(a.deviceId)) continue;
+      if (a.type !== "offline" || a.status !== "active") continue;
+      const tracked = this.#tracked(a.deviceId);
+      if (tracked) {
+        // Resumed from the reading the stored episode was raised at: it is open already.
+        if (tracked.resumed && tracked.last.seq === a.raisedSeq) tracked.raised = true;
+        continue;
+      }
       if (a.lastSeenAt === undefined || a.offlineAfterMs === undefined) continue;
       const last = { seq: a.raisedSeq, ts: new Date(a.lastSeenAt).toISOString() };
       this.#stored.set(a.deviceId, { last, offlineAfterMs: a.offlineAfterMs, raised: true });
@@ -248,6 +405,8 @@ export class OfflineWatch implements AsyncDisposable {
   async #check(): Promise<void> {
     this.#stats.offlineChecks++;
     if (this.#reload) await this.#loadStored();
+    // After the open episodes: a device resumed at a stored episode's reading is raised already.
+    if (this.#resume && !this.#reload) await this.#resumeStates();
     // Read before asking: whatever was acknowledged before this moment is known to be consumed.
     const at = this.#now();
     let idle: ReadonlySet<number> = new Set();
@@ -262,17 +421,34 @@ export class OfflineWatch implements AsyncDisposable {
         });
       }
     }
-    const raised: { doc: OfflineAlertDoc; device: Tracked }[] = [];
+    const due: {
+      deviceId: string;
+      partition: number;
+      device: Tracked;
+      doc: OfflineAlertDoc;
+    }[] = [];
     for (const [p, watched] of this.#partitions) {
-      if (idle.has(p)) watched.clock = observeCaughtUp(watched.clock, at);
+      if (idle.has(p)) {
+        watched.clock = observeResumed(observeCaughtUp(watched.clock, at), watched.resumedMs, at);
+      }
       const watermark = watermarkOf(watched.clock, this.#opts.graceMs);
       for (const [deviceId, device] of watched.devices) {
         if (device.raised) continue;
         const episode = openEpisode(device.last, device.offlineAfterMs, watermark);
         if (!episode) continue;
-        device.raised = true;
-        raised.push({ doc: toOfflineAlertDoc(deviceId, episode), device });
+        due.push({ deviceId, partition: p, device, doc: toOfflineAlertDoc(deviceId, episode) });
       }
+    }
+    const confirmed = await this.#stillSilent(due.filter((d) => d.device.resumed));
+    const raised: { doc: OfflineAlertDoc; device: Tracked }[] = [];
+    for (const { deviceId, partition, device, doc } of due) {
+      if (device.resumed && !confirmed.has(device)) continue;
+      // A reading (or a reassignment) may have come while the resumed ones were looked up.
+      if (device.raised || this.#partitions.get(partition)?.devices.get(deviceId) !== device) {
+        continue;
+      }
+      device.raised = true;
+      raised.push({ doc, device });
     }
     const withdrawn = this.#withdrawals;
     this.#withdrawals = [];

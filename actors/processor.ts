@@ -73,6 +73,8 @@ export function createProcessor(
     readonly current: AlarmRule;
     /** seq from which `current` is in force, restored with it (undefined: not known yet). */
     readonly since?: number | undefined;
+    /** The offline limit of the last applied reading, restored with the state (none: unset). */
+    readonly offlineAfterMs?: number | undefined;
   },
   onFailure: (error: unknown) => void,
 ): Actor<ProcessorMsg> {
@@ -82,6 +84,8 @@ export function createProcessor(
   // duplicates does not write the default over a device's own thresholds.
   let rule = rules.current;
   let ruleSeq = rules.since;
+  // Kept on the device state, so the partition's next owner watches it for silence.
+  let offlineAfterMs = rules.offlineAfterMs;
 
   function apply(readings: readonly Reading[], processedAt: Date): DeviceOutput {
     const docs: ReadingDoc[] = [];
@@ -112,6 +116,7 @@ export function createProcessor(
       state = result.state;
       docs.push(toReadingDoc(reading, state.level === "critical", processedAt));
       applied.push(reading);
+      offlineAfterMs = reading.offlineAfterMs;
       const silence = reading.offlineAfterMs === undefined || before.lastTs === null
         ? null
         : offlineGap({ seq: before.lastSeq, ts: before.lastTs }, reading, reading.offlineAfterMs);
@@ -138,7 +143,7 @@ export function createProcessor(
       applied,
       skipped,
       alerts: [...alerts.values()],
-      device: toDeviceDoc(deviceId, state, rule, processedAt, ruleSeq),
+      device: toDeviceDoc(deviceId, state, rule, processedAt, ruleSeq, offlineAfterMs),
       transitions,
       outOfOrder: state.counters.outOfOrder - outOfOrderBefore,
       gaps,

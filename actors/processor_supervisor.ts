@@ -32,7 +32,12 @@ import type { DeviceOutput } from "./processor.ts";
 import type { StoreWriter } from "./store_writer.ts";
 import type { AlarmRule, AlarmState } from "../domain/hysteresis.ts";
 import { decodeReading, type Reading } from "../schemas/reading.ts";
-import { readingDifferences, type ReadingDoc, toReadingDoc } from "../schemas/documents.ts";
+import {
+  type DeviceDoc,
+  readingDifferences,
+  type ReadingDoc,
+  toReadingDoc,
+} from "../schemas/documents.ts";
 import type { DeviceStore, Refusal, WriteBatch } from "./device_store.ts";
 import type { Logger } from "./logger.ts";
 import type {
@@ -49,7 +54,7 @@ import { DeviceRegistry } from "./device_registry.ts";
 
 export interface ProcessorSupervisorOptions {
   /** Loads device states; checkpoints write them directly, beside the readings' queue. */
-  readonly store: Pick<DeviceStore, "loadDevices" | "write" | "readingsAfter" | "allDevices">;
+  readonly store: Pick<DeviceStore, "loadDevices" | "write" | "readingsAfter" | "devicesIn">;
   readonly writer: StoreWriter;
   readonly deadLetters: DeadLetterSink;
   readonly rule: AlarmRule;
@@ -125,6 +130,8 @@ export class ProcessorSupervisor implements AsyncDisposable {
   readonly #checkpoints: Checkpointer;
   readonly #devices: DeviceRegistry;
   #assignment: readonly number[] = [];
+  /** The stored states of the assigned partitions, read at the last assignment. */
+  #prefetched: Promise<Map<string, DeviceDoc>> | undefined;
   /** Partitions owned; undefined until the first assignment (then every partition counts). */
   #owned: Set<number> | undefined;
   /** Partition of each owned device currently critical, as of its last stored batch. */
@@ -264,11 +271,19 @@ export class ProcessorSupervisor implements AsyncDisposable {
     this.#checkpoints.keepOnly(kept);
     for (const [id, p] of this.#critical) if (!kept.has(p)) this.#critical.delete(id);
     const lost = this.#devices.outside(kept);
-    this.#devices.prefetch(this.#checkpoints.pending());
+    this.#prefetched = this.#devices.prefetch(this.#assignment, this.#checkpoints.pending());
     await this.#devices.discard(lost);
     if (lost.length > 0) {
       this.#log.info("device states released after rebalance", { count: lost.length, partitions });
     }
+  }
+
+  /**
+   * The stored states of the partitions assigned last, as read at that assignment (undefined
+   * when the store cannot list them): what the offline watch resumes from.
+   */
+  prefetched(): Promise<Map<string, DeviceDoc>> | undefined {
+    return this.#prefetched;
   }
 
   /** Starts periodic checkpoints against the source whose batches this supervisor handles. */
@@ -362,7 +377,8 @@ export class ProcessorSupervisor implements AsyncDisposable {
   }
 
   #stored(output: DeviceOutput, partition: number) {
-    const { device } = output;
+    // The partition goes with the state: the next owner of the partition reads only its own.
+    const device = { ...output.device, partition };
     this.#checkpoints.add(device, partition, output.readings.length);
     if (device.level === "critical") this.#critical.set(device.deviceId, partition);
     else this.#critical.delete(device.deviceId);

@@ -12,6 +12,9 @@
  *   ["alerts_by_device", deviceId, raisedSeq, "offline"] → alertId
  *   ["alert_acks", alertId]                  → AlertAck  (who acknowledged it, when)
  *   ["devices", deviceId]                    → DeviceDoc
+ *   ["devices_by_partition", partition, deviceId] → DeviceDoc (a copy, read per assignment)
+ *   ["devices_unpartitioned", deviceId]      → DeviceDoc (a copy of one without a partition)
+ *   ["devices_indexed"]                      → true once the two copies above are complete
  *   ["webhooks", id]                         → WebhookDoc
  *   ["outbox", eventId]                      → OutboxEvent (set in the commit of its alert), then
  *                                              with `deliveries` (where each subscription's
@@ -97,6 +100,8 @@ interface StoredEvent extends OutboxEvent {
   readonly fence?: number;
   readonly settledAt?: Date;
 }
+/** Set once every stored device state has its copy by partition (see `KvStore.open`). */
+const DEVICES_INDEXED: Deno.KvKey = ["devices_indexed"];
 
 export class KvStore
   implements DeviceStore, StoreQueries, SeqLookup, WebhookStore, AsyncDisposable {
@@ -108,6 +113,8 @@ export class KvStore
   readonly #top = new Map<string, number>();
   /** The guard key's versionstamp when this instance last saw it (null: absent; undefined: not read). */
   #guard: string | null | undefined;
+  /** The partition each device state stored was last copied under (null: none), once known. */
+  readonly #partitionOf = new Map<string, number | null>();
   /** The readings write in progress; the next one waits for it. */
   #readingsWrite: Promise<unknown> = Promise.resolve();
 
@@ -124,6 +131,7 @@ export class KvStore
     const store = new KvStore(await Deno.openKv(path));
     try {
       await store.#buildStatusIndex();
+      await store.#indexDevices();
     } catch (err) {
       store.#kv.close();
       throw err;
@@ -143,6 +151,24 @@ export class KvStore
     }
     await this.#commit(entries);
     await this.#kv.set(STATUS_INDEX_BUILT, true);
+  }
+
+  /**
+   * Copies the device states stored before states had a partition copy (by an older version)
+   * under `devices_unpartitioned`, once: `devicesIn()` then reads them with every assignment
+   * until they are rewritten.
+   */
+  async #indexDevices(): Promise<void> {
+    if ((await this.#kv.get(DEVICES_INDEXED)).value === true) return;
+    const entries: (readonly [Deno.KvKey, unknown])[] = [];
+    for await (const entry of this.#kv.list<DeviceDoc>({ prefix: ["devices"] })) {
+      const doc = entry.value;
+      if (doc?._id === undefined) continue;
+      entries.push(...deviceEntries(doc, null));
+      this.#partitionOf.set(doc._id, doc.partition ?? null);
+    }
+    await this.#commit(entries);
+    await this.#commit([[DEVICES_INDEXED, true]]);
   }
 
   /** The open database, for the seq ledger kept in the same file (one SQLite connection). */
@@ -183,8 +209,45 @@ export class KvStore
       ),
       ...outboxEntries(fresh.filter((e) => e.alertId === a._id)),
     ]));
-    await this.#commit(batch.devices.map((d) => [["devices", d._id], d] as const));
+    await this.#writeDevices(batch.devices);
     return { refused };
+  }
+
+  /**
+   * Sets each device state and its copy under its partition, removing the copy under the
+   * partition it was stored with before (looked up the first time a device is written here).
+   */
+  async #writeDevices(devices: readonly DeviceDoc[]) {
+    if (devices.length === 0) return;
+    const unknown = devices.map((d) => d._id).filter((id) => !this.#partitionOf.has(id));
+    for (const [id, doc] of await this.loadDevices(unknown)) {
+      this.#partitionOf.set(id, doc.partition ?? null);
+    }
+    await this.#commitGroups(devices.map((d) => {
+      const before = this.#partitionOf.get(d._id);
+      this.#partitionOf.set(d._id, d.partition ?? null);
+      return deviceEntries(d, before);
+    }));
+  }
+
+  /**
+   * The stored states recorded on `partitions`, and those recorded on none: one range read of
+   * each partition's copies.
+   */
+  async devicesIn(partitions: readonly number[]): Promise<Map<string, DeviceDoc>> {
+    const found = new Map<string, DeviceDoc>();
+    const prefixes: Deno.KvKey[] = [
+      ...[...new Set(partitions)].map((p) => ["devices_by_partition", p]),
+      ["devices_unpartitioned"],
+    ];
+    for (const prefix of prefixes) {
+      for await (const entry of this.#kv.list<DeviceDoc>({ prefix }, { batchSize: 500 })) {
+        const doc = entry.value;
+        const seen = found.get(doc._id);
+        if (!seen || seen.lastSeq < doc.lastSeq) found.set(doc._id, doc);
+      }
+    }
+    return found;
   }
 
   /**
@@ -625,7 +688,7 @@ export class KvStore
     await this.#commit(entries);
   }
 
-  /** Sets each key to its value, or deletes it where the value is `DELETE`. */
+  /** Sets the entries (deleting those whose value is `DELETE`), in commits of a bounded size. */
   async #commit(entries: readonly (readonly [Deno.KvKey, unknown])[]) {
     for (let i = 0; i < entries.length; i += MUTATIONS_PER_COMMIT) {
       const op = this.#kv.atomic();
@@ -673,4 +736,22 @@ function byDeviceKey(a: AlertDoc): Deno.KvKey {
   return a.type === "overheat"
     ? ["alerts_by_device", a.deviceId, a.raisedSeq]
     : ["alerts_by_device", a.deviceId, a.raisedSeq, a.type];
+}
+
+/**
+ * The mutations that store device state `doc` and its one copy (under its partition, or
+ * unpartitioned), removing the copy it had under `before` (undefined: not stored).
+ */
+function deviceEntries(
+  doc: DeviceDoc,
+  before: number | null | undefined,
+): (readonly [Deno.KvKey, unknown])[] {
+  const after = doc.partition ?? null;
+  const copyKey = (p: number | null): Deno.KvKey =>
+    p === null ? ["devices_unpartitioned", doc._id] : ["devices_by_partition", p, doc._id];
+  return [
+    [["devices", doc._id], doc],
+    [copyKey(after), doc],
+    ...(before !== undefined && before !== after ? [[copyKey(before), DELETE] as const] : []),
+  ];
 }

@@ -300,7 +300,8 @@ export function createMetrics(
   );
   level(
     "iot_devices_offline",
-    "Devices of this member's partitions with an open offline alert raised here.",
+    "Devices of this member's partitions with an open offline alert (raised here, or before " +
+      "the assignment and resumed from the store).",
     (s) => s.offline?.stats.devicesOffline,
   );
   new Counter({

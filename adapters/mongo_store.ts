@@ -145,6 +145,11 @@ export class MongoStore
   #sinceFold = 0;
   /** Devices after the last fold. */
   #folded = 0;
+  /**
+   * Whether device states without a partition (written before states recorded it) may be
+   * stored: `devicesIn()` then also reads those. Found at open, set by any such write.
+   */
+  #unpartitioned = true;
 
   private constructor(client: MongoClient, db: Db, logger: Logger, foldAfter: number) {
     this.#client = client;
@@ -180,6 +185,7 @@ export class MongoStore
       const recovered = await store.#recover();
       if (recovered > 0) logger.warn("finished interrupted device-state writes", { recovered });
       await store.#fold();
+      store.#unpartitioned = await store.#anyUnpartitioned();
     } catch (err) {
       await client.close();
       throw err;
@@ -201,6 +207,8 @@ export class MongoStore
       this.#settled().createIndex({ settledAt: 1 }, { name: "settledAt" }),
       this.#outbox().createIndex({ dead: 1 }, { name: "dead" }),
       this.#settled().createIndex({ dead: 1 }, { name: "dead" }),
+      this.#devices().createIndex({ partition: 1 }, { name: "partition" }),
+      this.#journal().createIndex({ partition: 1 }, { name: "partition" }),
     ]);
   }
 
@@ -240,8 +248,8 @@ export class MongoStore
   }
 
   /**
-   * Every stored device state, in one read of each collection: what a member
-   * prefetches when it is assigned partitions, instead of a lookup per new device.
+   * Every stored device state, in one read of each collection (what members prefetched on an
+   * assignment before states recorded their partition; kept for comparison: bench/).
    */
   async allDevices(): Promise<Map<string, DeviceDoc>> {
     const found = new Map<string, DeviceDoc>();
@@ -251,6 +259,38 @@ export class MongoStore
     ]);
     for (const doc of [...folded, ...journaled]) keepNewest(found, doc as DeviceDoc);
     return found;
+  }
+
+  /**
+   * The stored states recorded on `partitions` (and those recorded on none), newest of both
+   * collections, in one query per collection: MongoDB answers it from the `partition` index.
+   * FerretDB 1.24 (SQLite) filters only `_id` in its backend (explain: `filterPushdown: false`),
+   * so it still reads every state, but only these are sent and decoded here — one query, not one
+   * per partition, so it reads them once. Documents without a partition are asked for only while
+   * some may be stored (see `#unpartitioned`).
+   */
+  async devicesIn(partitions: readonly number[]): Promise<Map<string, DeviceDoc>> {
+    const assigned = { partition: { $in: [...new Set(partitions)] } };
+    const filter: Filter<DeviceDoc> = this.#unpartitioned
+      ? { $or: [assigned, { partition: { $exists: false } }] }
+      : assigned;
+    const found = new Map<string, DeviceDoc>();
+    const [folded, journaled] = await Promise.all([
+      this.#devices().find(filter).toArray(),
+      this.#journal().find(filter as Filter<JournalEntry>).toArray(),
+    ]);
+    for (const doc of [...folded, ...journaled]) keepNewest(found, doc as DeviceDoc);
+    return found;
+  }
+
+  /** Whether any stored device state lacks its partition. */
+  async #anyUnpartitioned(): Promise<boolean> {
+    const filter = { partition: { $exists: false } };
+    const [folded, journaled] = await Promise.all([
+      this.#devices().findOne(filter, { projection: { _id: 1 } }),
+      this.#journal().findOne(filter, { projection: { _id: 1 } }),
+    ]);
+    return folded !== null || journaled !== null;
   }
 
   #newestJournaled(deviceId: string): Promise<JournalEntry | null> {
@@ -336,6 +376,7 @@ export class MongoStore
    */
   async #writeDevices(devices: readonly DeviceDoc[]) {
     if (devices.length === 0) return;
+    if (devices.some((d) => d.partition === undefined)) this.#unpartitioned = true;
     await this.#append(this.#writer, devices);
     this.#sinceFold += devices.length;
     const foldAt = Math.max(this.#foldAfter, FOLD_AFTER_DEVICES * this.#folded);

@@ -83,6 +83,11 @@ export async function startProcessors(
     graceMs: config.offlineGraceMs,
     activeAlerts: () =>
       ports.store.alerts({ type: "offline", status: "active", limit: MAX_OPEN_OFFLINE }),
+    // Devices silent since before the assignment are resumed from their stored states.
+    currentStates: (ids) => ports.store.loadDevices(ids),
+    ...(ports.store.devicesIn
+      ? { statesIn: (partitions: readonly number[]) => ports.store.devicesIn!(partitions) }
+      : {}),
     ...(onOffline ? { onEpisode: onOffline } : {}),
     logger,
   });
@@ -119,8 +124,9 @@ export async function startProcessors(
   });
   await source.start(processors.handleBatch, {
     onAssignment: (partitions) => {
-      offline.onAssignment(partitions);
       void processors.onAssignment(partitions);
+      // The states the processors just started reading: one read serves both.
+      offline.onAssignment(partitions, processors.prefetched());
     },
     onFatal,
   });

@@ -131,3 +131,19 @@ export function observeCaughtUp(clock: PartitionClock, atMs: number): PartitionC
 export function watermarkOf(clock: PartitionClock, graceMs: number): number {
   return clock.maxEventMs === null ? -Infinity : clock.maxEventMs - graceMs;
 }
+
+/**
+ * The clock of a caught-up partition resumed after a restart or a rebalance: at least the
+ * latest reading `ts` of the stored states of its devices (`resumedMs`), which were consumed
+ * before it was assigned — so a partition that went quiet before the restart still has a clock.
+ * Taken as reached now (`atMs`): that only ever delays detection.
+ */
+export function observeResumed(
+  clock: PartitionClock,
+  resumedMs: number,
+  atMs: number,
+): PartitionClock {
+  if (!Number.isFinite(resumedMs)) return clock;
+  if (clock.maxEventMs !== null && clock.maxEventMs >= resumedMs) return clock;
+  return { maxEventMs: resumedMs, seenMs: atMs };
+}

@@ -122,6 +122,18 @@ export interface DeviceDoc {
    * (a rule change, or the device's first reading). Absent in documents written before it.
    */
   readonly ruleSeq?: number;
+  /**
+   * The readings partition this state's readings arrived on: a member assigned partitions reads
+   * only their states (docs/offline.md#crashes-and-restarts). Absent in documents written before
+   * it ("unknown partition": read with every assignment until rewritten).
+   */
+  readonly partition?: number;
+  /**
+   * The `offlineAfterMs` of the last applied reading (`lastSeq`, `lastTs`), so the offline watch
+   * of the partition's next owner resumes where this one stopped. Absent when that reading had
+   * none, and in documents written before it.
+   */
+  readonly offlineAfterMs?: number;
   /** The full alarm state, restored by the next owner of this device. */
   readonly alarm: AlarmState;
   readonly updatedAt: Date;
@@ -257,6 +269,7 @@ export function toDeviceDoc(
   rule: AlarmRule,
   updatedAt: Date,
   ruleSeq?: number,
+  offlineAfterMs?: number,
 ): DeviceDoc {
   return {
     _id: deviceId,
@@ -268,6 +281,7 @@ export function toDeviceDoc(
     counters: state.counters,
     thresholds: rule,
     ...(ruleSeq === undefined ? {} : { ruleSeq }),
+    ...(offlineAfterMs === undefined ? {} : { offlineAfterMs }),
     alarm: state,
     updatedAt,
   };

@@ -154,14 +154,19 @@ Deno.test("DeviceRegistry refuses rollForward with a store that cannot list read
   );
 });
 
-Deno.test("DeviceRegistry.prefetch() serves each device once from one read of every stored state, never one held or unsaved when it was taken", async () => {
-  const stored = new Map([["a", state("a", 7)], ["b", state("b", 3)], ["c", state("c", 4)]]);
+Deno.test("DeviceRegistry.prefetch() serves each device once from one read of its partitions' stored states, never one held, unsaved or recorded on another partition", async () => {
+  const stored = new Map([
+    ["a", state("a", 7)],
+    ["b", state("b", 3)],
+    ["c", state("c", 4)],
+    ["e", { ...state("e", 5), partition: 1 }],
+  ]);
   const loads: string[][] = [];
-  let reads = 0;
+  const reads: (readonly number[])[] = [];
   const registry = new DeviceRegistry({
     store: {
-      allDevices() {
-        reads++;
+      devicesIn(partitions) {
+        reads.push(partitions);
         return Promise.resolve(new Map(stored));
       },
       loadDevices(ids) {
@@ -179,12 +184,13 @@ Deno.test("DeviceRegistry.prefetch() serves each device once from one read of ev
   });
   await registry.ensure(["a"], 0);
   assert.deepEqual(loads, [["a"]], "no snapshot yet: looked up");
-  registry.prefetch(["c"]);
+  const prefetched = registry.prefetch([0, 2], ["c"]);
+  assert.deepEqual([...(await prefetched)!.keys()], ["a", "b", "c", "e"], "answered for the watch");
   // Stored meanwhile (e.g. this member's own checkpoint): the snapshot is older now.
   stored.set("a", state("a", 9));
   stored.set("c", state("c", 6));
   await registry.ensure(["b", "c", "d"], 0);
-  assert.equal(reads, 1);
+  assert.deepEqual(reads, [[0, 2]], "only the assigned partitions");
   assert.deepEqual(loads, [["a"], ["c"]], "b and d from the snapshot; c had an unsaved state");
   assert.equal((await registry.state("b"))?.lastSeq, 3);
   assert.equal((await registry.state("c"))?.lastSeq, 6);
@@ -195,5 +201,7 @@ Deno.test("DeviceRegistry.prefetch() serves each device once from one read of ev
   assert.deepEqual(loads.at(-1), ["a", "b"], "held when it was taken, or served once: looked up");
   assert.equal((await registry.state("a"))?.lastSeq, 9);
   assert.equal((await registry.state("b"))?.lastSeq, 8);
+  await registry.ensure(["e"], 0);
+  assert.deepEqual(loads.at(-1), ["e"], "recorded on partition 1, met on 0: it moved, looked up");
   await registry.stop();
 });

@@ -1,8 +1,14 @@
 /** The embedded Deno KV adapter, on a real KV file. */
 import assert from "node:assert/strict";
 import { KvStore } from "../adapters/kv_store.ts";
-import { type ReadingDoc, toAlertDoc, toReadingDoc } from "../schemas/documents.ts";
-import { DEFAULT_RULE } from "../domain/hysteresis.ts";
+import {
+  type DeviceDoc,
+  type ReadingDoc,
+  toAlertDoc,
+  toDeviceDoc,
+  toReadingDoc,
+} from "../schemas/documents.ts";
+import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
 import type { Reading } from "../schemas/reading.ts";
 import { testWith } from "./needs.ts";
 
@@ -270,4 +276,36 @@ permitted.test("KvStore.open() indexes by status the alerts of a file written be
   assert.deepEqual((await store.alerts({ status: "cleared", limit: 10 })).map((a) => a._id), [
     "d1:overheat:1",
   ]);
+});
+
+permitted.test("KvStore.devicesIn() reads the states recorded on the given partitions, and those stored before states had one", async () => {
+  await using tmp = await tempKv();
+  const state = (id: string, lastSeq: number, partition?: number): DeviceDoc => ({
+    ...toDeviceDoc(id, { ...INITIAL_ALARM_STATE, lastSeq }, DEFAULT_RULE, new Date(0)),
+    ...(partition === undefined ? {} : { partition }),
+  });
+  {
+    // What an older version left: states without a partition, no copies.
+    const kv = await Deno.openKv(tmp.path);
+    await kv.set(["devices", "old"], state("old", 4));
+    kv.close();
+  }
+  {
+    await using store = await KvStore.open(tmp.path);
+    await store.write({
+      readings: [],
+      alerts: [],
+      devices: [state("a", 2, 0), state("b", 3, 1), state("m", 6, 0)],
+    });
+  }
+  await using store = await KvStore.open(tmp.path);
+  const seqs = async (partitions: number[]) =>
+    [...await store.devicesIn(partitions)].map(([id, d]) => [id, d.lastSeq]).sort();
+  assert.deepEqual(await seqs([0]), [["a", 2], ["m", 6], ["old", 4]]);
+  // m moves to partition 2 (a partition count change), old is rewritten with its partition.
+  await store.write({ readings: [], alerts: [], devices: [state("m", 7, 2), state("old", 5, 1)] });
+  assert.deepEqual(await seqs([0]), [["a", 2]]);
+  assert.deepEqual(await seqs([1, 2]), [["b", 3], ["m", 7], ["old", 5]]);
+  assert.equal((await store.device("m"))?.partition, 2);
+  assert.deepEqual(await store.lastSeqs(), new Map([["a", 2], ["b", 3], ["m", 7], ["old", 5]]));
 });

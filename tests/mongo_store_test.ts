@@ -251,3 +251,37 @@ Deno.test("MongoStore.readingsAfter() lists a device's readings above a seq by a
   assert.deepEqual(await seqs("d2", 0, 10), []);
   assert.deepEqual(await store.readingsAfter("d1", 9, 1), [docs[3]], "the stored document");
 });
+
+mongo.test("MongoStore.devicesIn() reads the newest states recorded on the given partitions, and those recorded on none", async () => {
+  await using tmp = await tempDb("store");
+  {
+    await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+    // Written before states recorded their partition.
+    await store.write({ readings: [], alerts: [], devices: [device("old", 4)] });
+  }
+  await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+  const on = (id: string, seq: number, partition: number) => ({ ...device(id, seq), partition });
+  await store.write({
+    readings: [],
+    alerts: [],
+    devices: [on("a", 2, 0), on("b", 3, 1), on("c", 5, 2), on("m", 6, 0)],
+  });
+  // m moved to partition 2 (a partition count change); a moved on with a newer state.
+  await store.write({ readings: [], alerts: [], devices: [on("m", 7, 2), on("a", 9, 0)] });
+  const seqs = async (partitions: number[]) =>
+    [...await store.devicesIn(partitions)].map(([id, d]) => [id, d.lastSeq, d.partition]).sort();
+  assert.deepEqual(await seqs([0]), [["a", 9, 0], ["m", 6, 0], ["old", 4, undefined]]);
+  assert.deepEqual(await seqs([1, 2]), [["b", 3, 1], ["c", 5, 2], ["m", 7, 2], [
+    "old",
+    4,
+    undefined,
+  ]]);
+  // Rewritten with its partition and folded (the next start): no longer read with every assignment.
+  await store.write({ readings: [], alerts: [], devices: [on("old", 5, 1)] });
+  await using reopened = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+  const folded = async (partitions: number[]) =>
+    [...await reopened.devicesIn(partitions)].map(([id, d]) => [id, d.lastSeq]).sort();
+  assert.deepEqual(await folded([0]), [["a", 9]]);
+  assert.deepEqual(await folded([1]), [["b", 3], ["old", 5]]);
+  assert.deepEqual(await folded([2]), [["c", 5], ["m", 7]]);
+});

@@ -90,6 +90,67 @@ for (const mode of [KAFKA_MONGO, EMBEDDED]) {
   });
 }
 
+for (const mode of [KAFKA_MONGO, EMBEDDED]) {
+  const inMode = await testWith(mode);
+  inMode.test(`offline (${mode.name}): a sensor silent across a processors restart goes offline with the episode it would have had without the restart`, async () => {
+    await using env = await testEnv("e2e-offline-restart", mode);
+    const limit = 8000;
+    const spec = { id: "quiet-1", intervalMs: 200, offlineAfterMs: limit };
+    let lastSeq: number;
+    let lastTs: Date;
+    {
+      await using app = await startApp(env);
+      assert.equal((await post(`${app.url}/sensors`, spec)).status, 201);
+      assert.equal(
+        (await post(`${app.url}/sensors`, { id: "steady-1", intervalMs: 200 })).status,
+        201,
+      );
+      await until("quiet-1 stored a few readings", async () => {
+        const d = await app.parts.store!.device("quiet-1");
+        return d && d.lastSeq >= 3 ? true : undefined;
+      });
+      assert.equal((await fetch(`${app.url}/sensors/quiet-1`, { method: "DELETE" })).status, 204);
+      lastSeq = app.parts.fleet!.lastSeq("quiet-1")!;
+      // Checkpointed, with its offsets: after the restart its readings are not consumed again.
+      const device = await until("quiet-1's last reading checkpointed", async () => {
+        const d = await app.parts.store!.device("quiet-1");
+        return d?.lastSeq === lastSeq ? d : undefined;
+      });
+      assert.equal(typeof device.partition, "number", "the state records its partition");
+      assert.equal(device.offlineAfterMs, limit);
+      lastTs = device.lastTs!;
+      assert.deepEqual(await offlineAlerts(app, "quiet-1"), [], "stopped before its deadline");
+    }
+    // The processors restart (the sensors with them); quiet-1 stays removed.
+    await using app = await startApp(env);
+    const id = `quiet-1:offline:${lastSeq}`;
+    const raised = await until("quiet-1 offline since its last reading", async () => {
+      const alerts = await offlineAlerts(app, "quiet-1");
+      return alerts.find((a) => a._id === id && a.status === "active");
+    }, 60_000);
+    // What the rule makes of its readings alone: the same as without the restart.
+    assert.equal(raised.type, "offline");
+    assert.equal(raised.raisedSeq, lastSeq);
+    assert.equal(Date.parse(String(raised.raisedAt)), lastTs.getTime() + limit);
+    assert.equal(Date.parse(String(raised.lastSeenAt)), lastTs.getTime());
+    assert.equal(raised.offlineAfterMs, limit);
+    const others = (await offlineAlerts(app, "quiet-1")).filter((a) => a._id !== id);
+    assert.ok(others.every((a) => a.withdrawn === true), JSON.stringify(others));
+    assert.ok(app.parts.offline!.stats.devicesResumed >= 1);
+    const metrics = await (await fetch(`${app.url}/metrics`)).text();
+    assert.ok(Number(/^iot_devices_offline (\d+)$/m.exec(metrics)?.[1]) >= 1, metrics);
+
+    // Back: its next reading closes the same episode.
+    assert.equal((await post(`${app.url}/sensors`, spec)).status, 201);
+    const cleared = await until("quiet-1 back online", async () => {
+      const alerts = await offlineAlerts(app, "quiet-1");
+      return alerts.find((a) => a._id === id && a.status === "cleared");
+    }, 30_000);
+    assert.equal(cleared.raisedAt, raised.raisedAt);
+    assert.equal(cleared.withdrawn, undefined, "a real silence");
+  });
+}
+
 const kafka = await testWith(KAFKA_MONGO);
 
 kafka.test("offline (kafka+mongodb): a backlog consumed long after it was produced raises no false offline", async () => {

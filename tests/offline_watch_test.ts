@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { type Actor, ask } from "../actors/actor.ts";
 import { createProcessor, type DeviceOutput, type ProcessorMsg } from "../actors/processor.ts";
-import { OfflineWatch } from "../actors/offline_watch.ts";
+import { OfflineWatch, type OfflineWatchOptions } from "../actors/offline_watch.ts";
 import type { WriteBatch, WriteResult } from "../actors/device_store.ts";
 import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
-import type { AlertDoc } from "../schemas/documents.ts";
+import type { AlertDoc, DeviceDoc } from "../schemas/documents.ts";
 import type { Reading } from "../schemas/reading.ts";
 import { silentLogger } from "../adapters/log.ts";
 import { FakeTime } from "./fake_time.ts";
@@ -50,7 +50,15 @@ class AlertStore {
  * the store its batches and the watch write to, a source that says which partitions are
  * caught up, and a fake clock.
  */
-function harness(start = BASE_MS, activeAlerts?: () => Promise<readonly AlertDoc[]>) {
+function harness(
+  start = BASE_MS,
+  activeAlerts?: () => Promise<readonly AlertDoc[]>,
+  options: Pick<OfflineWatchOptions, "currentStates" | "statesIn"> & {
+    /** Stored states the processors restore from (as the device registry would). */
+    readonly restore?: ReadonlyMap<string, DeviceDoc>;
+  } = {},
+) {
+  const { restore, ...watchOptions } = options;
   const time = new FakeTime(start);
   const store = new AlertStore();
   const source = {
@@ -67,16 +75,19 @@ function harness(start = BASE_MS, activeAlerts?: () => Promise<readonly AlertDoc
     logger: silentLogger,
     timers: time,
     ...(activeAlerts ? { activeAlerts } : {}),
+    ...watchOptions,
   });
   watch.attach(source);
   const processors = new Map<string, Actor<ProcessorMsg>>();
+  /** Each device's state as the processors' checkpoint stores it: with its partition. */
+  const devices = new Map<string, DeviceDoc>();
   /** One stored batch of `partition`: the processors apply it, the store takes it, the watch sees it. */
   async function batch(partition: number, readings: readonly Reading[]) {
     const outputs: DeviceOutput[] = [];
     for (const [id, list] of Map.groupBy(readings, (r) => r.deviceId)) {
       let actor = processors.get(id);
       if (!actor) {
-        actor = createProcessor(id, INITIAL_ALARM_STATE, {
+        actor = createProcessor(id, restore?.get(id)?.alarm ?? INITIAL_ALARM_STATE, {
           default: DEFAULT_RULE,
           current: DEFAULT_RULE,
         }, (error) => {
@@ -94,11 +105,13 @@ function harness(start = BASE_MS, activeAlerts?: () => Promise<readonly AlertDoc
       );
     }
     await store.write({ readings: [], alerts: outputs.flatMap((o) => o.alerts), devices: [] });
+    for (const o of outputs) devices.set(o.device.deviceId, { ...o.device, partition });
     watch.observe(outputs, partition);
   }
   return {
     time,
     store,
+    devices,
     source,
     watch,
     batch,
@@ -265,4 +278,130 @@ Deno.test("OfflineWatch withdraws an episode raised before a restart once the de
   const [alert] = h.store.offline();
   assert.equal(alert?.withdrawn, true);
   assert.equal(alert?.clearedSeq, 2);
+});
+
+/** Runs `readings` on partition 0 of a watch that is stopped before any of them is offline. */
+async function beforeRestart(readings: readonly Reading[]) {
+  await using before = harness();
+  before.source.idle.add(0);
+  await before.batch(0, readings);
+  assert.deepEqual(before.store.offline(), [], "stopped before the deadline");
+  return before.devices;
+}
+
+/** The episodes an uninterrupted watch raises for `readings` on an idle partition 0. */
+async function withoutRestart(readings: readonly Reading[]) {
+  await using h = harness();
+  h.source.idle.add(0);
+  await h.batch(0, readings);
+  await h.time.tickAsync(LIMIT + GRACE + 2000);
+  return h.store.offline();
+}
+
+Deno.test("OfflineWatch resumes a device silent across a restart from its stored state: the same episode as without the restart", async () => {
+  const readings = [reading("a", 1, BASE_MS), reading("a", 2, BASE_MS + 1000)];
+  const expected = await withoutRestart(readings);
+  assert.deepEqual(expected.map((a) => a._id), ["a:offline:2"]);
+  const stored = await beforeRestart(readings);
+  assert.equal(stored.get("a")?.partition, 0);
+  assert.equal(stored.get("a")?.offlineAfterMs, LIMIT, "the processor keeps the reading's limit");
+
+  // The new process starts 3 s later; its partition is caught up and nothing else comes.
+  await using h = harness(BASE_MS + 4000);
+  h.source.idle.add(0);
+  h.watch.onAssignment([0], Promise.resolve(stored));
+  await h.time.tickAsync(1000);
+  assert.equal(h.watch.stats.devicesResumed, 1);
+  // The clock resumes from the latest stored reading as if consumed at the restart: later, never
+  // sooner, than without it.
+  await h.time.tickAsync(LIMIT + GRACE - 2000);
+  assert.deepEqual(h.store.offline(), [], "not before its deadline plus the grace");
+  await h.time.tickAsync(2000);
+  assert.deepEqual(h.store.offline(), expected, "the same id and fields");
+  assert.equal(h.watch.stats.devicesOffline, 1);
+});
+
+Deno.test("OfflineWatch raises a resumed device from a lagging partition's readings only, and lets its next reading clear it", async () => {
+  const stored = await beforeRestart([reading("a", 1, BASE_MS), reading("b", 1, BASE_MS)]);
+  await using h = harness(BASE_MS + 600_000, undefined, { restore: stored });
+  h.watch.onAssignment([0], Promise.resolve(stored));
+  await h.time.tickAsync(60_000);
+  assert.deepEqual(h.store.offline(), [], "replaying: the clock follows the readings");
+  // The replay shows b kept reporting and a did not.
+  await h.batch(0, [reading("b", 2, BASE_MS + 5000)]);
+  await h.batch(0, [reading("b", 3, BASE_MS + LIMIT + GRACE + 1000)]);
+  await h.time.tickAsync(1000);
+  assert.deepEqual(h.store.offline().map((a) => [a._id, a.status]), [["a:offline:1", "active"]]);
+  await h.batch(0, [reading("a", 2, BASE_MS + 60_000)]);
+  assert.deepEqual(h.store.offline().map((a) => [a._id, a.status]), [["a:offline:1", "cleared"]]);
+  assert.equal(h.watch.stats.devicesOffline, 0);
+});
+
+Deno.test("OfflineWatch resumes only devices recorded on its partitions with a limit, and counts a stored open episode as offline without raising it again", async () => {
+  const stored = await beforeRestart([reading("a", 1, BASE_MS)]);
+  const [open] = await withoutRestart([reading("a", 1, BASE_MS)]);
+  const { partition: _, ...unknown } = { ...stored.get("a")!, _id: "u", deviceId: "u" };
+  const { offlineAfterMs: __, ...limitless } = { ...stored.get("a")!, _id: "n", deviceId: "n" };
+  const states = new Map<string, DeviceDoc>([
+    ["a", stored.get("a")!],
+    ["o", { ...stored.get("a")!, _id: "o", deviceId: "o", partition: 1 }],
+    ["u", unknown],
+    ["n", limitless],
+  ]);
+  await using h = harness(BASE_MS + 30_000, () => Promise.resolve([open!]));
+  h.store.alerts.set(open!._id, open!);
+  h.source.idle.add(0);
+  h.watch.onAssignment([0], Promise.resolve(states));
+  await h.time.tickAsync(LIMIT + GRACE + 5000);
+  assert.equal(h.watch.stats.devicesResumed, 1, "only a: o is partition 1's, u and n unknown");
+  assert.equal(h.watch.stats.devicesOffline, 1, "a's stored episode is open");
+  assert.equal(h.store.writes, 0, "nothing raised again");
+});
+
+Deno.test("OfflineWatch raises a device that moved partition once, and not at all if it reported since elsewhere", async () => {
+  const stored = await beforeRestart([reading("a", 1, BASE_MS), reading("b", 1, BASE_MS)]);
+  const lookups: string[][] = [];
+  await using h = harness(BASE_MS + 4000, undefined, {
+    // b reported since, on a partition of another member (the partition count changed).
+    currentStates: (ids) => {
+      lookups.push([...ids]);
+      return Promise.resolve(
+        new Map(ids.map((id) => {
+          const doc = stored.get(id)!;
+          return [id, id === "b" ? { ...doc, lastSeq: 2, partition: 5 } : doc];
+        })),
+      );
+    },
+  });
+  h.source.idle.add(0).add(1);
+  h.watch.onAssignment([0, 1], Promise.resolve(stored));
+  await h.time.tickAsync(1000);
+  // a now arrives on partition 1: it is watched there only.
+  await h.batch(1, [reading("a", 2, BASE_MS + 2000)]);
+  await h.time.tickAsync(LIMIT + GRACE + 5000);
+  assert.deepEqual(h.store.offline().map((a) => a._id), ["a:offline:2"]);
+  assert.deepEqual(lookups, [["b"]], "only resumed devices are looked up, once");
+  assert.equal(h.watch.stats.devicesOffline, 1);
+});
+
+Deno.test("OfflineWatch reads its partitions' states again when the prefetch failed", async () => {
+  const stored = await beforeRestart([reading("a", 1, BASE_MS)]);
+  let reads = 0;
+  await using h = harness(BASE_MS + 4000, undefined, {
+    statesIn: (partitions) => {
+      reads++;
+      assert.deepEqual(partitions, [0]);
+      return Promise.resolve(stored);
+    },
+  });
+  h.source.idle.add(0);
+  h.watch.onAssignment([0], Promise.reject(new Error("store down")));
+  await h.time.tickAsync(1000);
+  assert.equal(h.watch.stats.devicesResumed, 0);
+  assert.equal(h.watch.stats.failedOfflineChecks, 1);
+  await h.time.tickAsync(1000);
+  assert.equal(reads, 1);
+  assert.equal(h.watch.stats.devicesResumed, 1);
+  await h.time.tickAsync(LIMIT + GRACE);
+  assert.deepEqual(h.store.offline().map((a) => a._id), ["a:offline:1"]);
 });
