@@ -172,7 +172,8 @@ export const OPERATIONS: Readonly<Record<RouteKey, Operation>> = {
     params: IdParamsSchema,
     ok: {
       200: {
-        description: "`level`, `since`, `lastSeq`, `counters`, `thresholds`, `ruleSeq`",
+        description:
+          "`level`, `since`, `lastSeq`, `lastTs`, `counters`, `thresholds`, `ruleSeq`, `partition`, `offlineAfterMs`",
         json: anObject,
       },
     },
