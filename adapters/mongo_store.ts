@@ -95,11 +95,30 @@ interface PendingDevice {
   readonly doc: DeviceDoc;
 }
 
-interface JournalEntry extends Omit<DeviceDoc, "_id"> {
+/**
+ * A journal entry: the fields readers filter and sort on at the top level, the rest of the device
+ * document packed into one JSON string (`state`). FerretDB's cost of an insert follows the number
+ * of fields more than the bytes: a device document as one entry cost it 2.5 times a reading, packed
+ * 0.8 times (bench/RESULTS.md, "Store drain"). Entries of versions before the packing are whole
+ * device documents (no `state`); readers take both ({@linkcode fromJournal}).
+ */
+interface JournalEntry {
   readonly _id: string;
+  readonly deviceId: string;
+  readonly lastSeq: number;
+  /** Top level: an assignment's read filters on it (`devicesIn`). */
+  readonly partition?: number;
   readonly writer: string;
   readonly n: number;
+  readonly state: string;
 }
+
+/** The `Date` fields of a device document: JSON carries them as ISO strings. */
+const DEVICE_DATES = ["since", "lastTs", "updatedAt"] as const;
+type DateFields<T> = { [K in keyof T]-?: NonNullable<T[K]> extends Date ? K : never }[keyof T];
+// A Date field added to DeviceDoc must be listed above, or it would come back as a string.
+const _allDatesListed: DateFields<DeviceDoc> extends (typeof DEVICE_DATES)[number] ? true : never =
+  true;
 
 /** Subscriptions (`POST /webhooks`). */
 const WEBHOOKS = "webhooks";
@@ -224,8 +243,9 @@ export class MongoStore
   #pending() {
     return this.#db.collection<PendingDevice>(PENDING_DEVICES);
   }
+  /** Entries as stored: packed, or whole device documents written by earlier versions. */
   #journal() {
-    return this.#db.collection<JournalEntry>(DEVICE_JOURNAL);
+    return this.#db.collection<JournalEntry | LegacyEntry>(DEVICE_JOURNAL);
   }
 
   async ping(): Promise<void> {
@@ -238,12 +258,14 @@ export class MongoStore
     const [folded, journaled] = await Promise.all([
       findByIds(this.#devices(), ids),
       ids.length > POINT_LOOKUPS_UP_TO
-        ? this.#journal().find({ deviceId: { $in: [...ids] } }).toArray()
+        ? this.#journal().find({ deviceId: { $in: [...ids] } }).toArray().then((entries) =>
+          entries.map(fromJournal)
+        )
         : Promise.all(ids.map((id) => this.#newestJournaled(id))).then((docs) =>
           docs.filter((d) => d !== null)
         ),
     ]);
-    for (const doc of [...folded, ...journaled]) keepNewest(found, doc as DeviceDoc);
+    for (const doc of [...folded, ...journaled]) keepNewest(found, doc);
     return found;
   }
 
@@ -257,7 +279,8 @@ export class MongoStore
       this.#devices().find({}).toArray(),
       this.#journal().find({}).toArray(),
     ]);
-    for (const doc of [...folded, ...journaled]) keepNewest(found, doc as DeviceDoc);
+    for (const doc of folded) keepNewest(found, doc);
+    for (const entry of journaled) keepNewest(found, fromJournal(entry));
     return found;
   }
 
@@ -277,9 +300,10 @@ export class MongoStore
     const found = new Map<string, DeviceDoc>();
     const [folded, journaled] = await Promise.all([
       this.#devices().find(filter).toArray(),
-      this.#journal().find(filter as Filter<JournalEntry>).toArray(),
+      this.#journal().find(filter as Filter<JournalEntry | LegacyEntry>).toArray(),
     ]);
-    for (const doc of [...folded, ...journaled]) keepNewest(found, doc as DeviceDoc);
+    for (const doc of folded) keepNewest(found, doc);
+    for (const entry of journaled) keepNewest(found, fromJournal(entry));
     return found;
   }
 
@@ -293,8 +317,9 @@ export class MongoStore
     return folded !== null || journaled !== null;
   }
 
-  #newestJournaled(deviceId: string): Promise<JournalEntry | null> {
-    return this.#journal().find({ deviceId }).sort({ lastSeq: -1 }).limit(1).next();
+  async #newestJournaled(deviceId: string): Promise<DeviceDoc | null> {
+    const entry = await this.#journal().find({ deviceId }).sort({ lastSeq: -1 }).limit(1).next();
+    return entry && fromJournal(entry);
   }
 
   async write(batch: WriteBatch): Promise<WriteResult> {
@@ -394,7 +419,16 @@ export class MongoStore
     const first = writer === this.#writer ? this.#appended : 0;
     const entries = devices.map((d, i): JournalEntry => {
       const n = first + i;
-      return { ...d, _id: `${writer}:${n}`, writer, n };
+      const { _id: _, deviceId, lastSeq, partition, ...rest } = d;
+      return {
+        _id: `${writer}:${n}`,
+        deviceId,
+        lastSeq,
+        ...(partition === undefined ? {} : { partition }),
+        writer,
+        n,
+        state: JSON.stringify(rest),
+      };
     });
     if (writer === this.#writer) this.#appended += entries.length;
     await this.#journal().insertMany(entries, { ordered: true });
@@ -412,7 +446,7 @@ export class MongoStore
     for await (const doc of this.#devices().find({})) keepNewest(newest, doc);
     const seen = new Map<string, number>();
     for await (const entry of this.#journal().find({})) {
-      keepNewest(newest, entry as unknown as DeviceDoc);
+      keepNewest(newest, fromJournal(entry));
       if ((seen.get(entry.writer) ?? -1) < entry.n) seen.set(entry.writer, entry.n);
     }
     this.#sinceFold = 0;
@@ -469,7 +503,7 @@ export class MongoStore
       this.#devices().findOne({ _id: id }),
       this.#newestJournaled(id),
     ]);
-    for (const doc of [folded, journaled]) if (doc) keepNewest(found, doc as DeviceDoc);
+    for (const doc of [folded, journaled]) if (doc) keepNewest(found, doc);
     return found.get(id) ?? null;
   }
 
@@ -757,19 +791,37 @@ function pendingOf(doc: StoredEvent): PendingEvent {
   return { event: { _id, event, alertId, occurredAt, alert }, deliveries };
 }
 
-/**
- * Keeps in `found` the newer of its state of `doc`'s device and `doc` (a
- * `devices` document or a journal entry), as a `devices` document.
- */
+/** Keeps in `found` the newer of its state of `doc`'s device and `doc`. */
 function keepNewest(found: Map<string, DeviceDoc>, doc: DeviceDoc): void {
   const seen = found.get(doc.deviceId);
   if (seen && seen.lastSeq >= doc.lastSeq) return;
-  if (doc._id === doc.deviceId && !("writer" in doc)) {
-    found.set(doc.deviceId, doc);
-    return;
+  found.set(doc.deviceId, doc);
+}
+
+/** A journal entry written before entries were packed: a device document plus `writer` and `n`. */
+interface LegacyEntry extends Omit<DeviceDoc, "_id"> {
+  readonly _id: string;
+  readonly writer: string;
+  readonly n: number;
+}
+
+/** The `devices` document a journal entry holds, packed or not. */
+function fromJournal(entry: JournalEntry | LegacyEntry): DeviceDoc {
+  if (!("state" in entry) || typeof entry.state !== "string") {
+    const { writer: _w, n: _n, ...doc } = entry as LegacyEntry;
+    return { ...doc, _id: doc.deviceId };
   }
-  const { writer: _w, n: _n, ...state } = doc as DeviceDoc & { writer?: string; n?: number };
-  found.set(doc.deviceId, { ...state, _id: doc.deviceId });
+  const state = JSON.parse(entry.state) as Record<string, unknown>;
+  for (const field of DEVICE_DATES) {
+    if (typeof state[field] === "string") state[field] = new Date(state[field]);
+  }
+  return {
+    ...state,
+    _id: entry.deviceId,
+    deviceId: entry.deviceId,
+    lastSeq: entry.lastSeq,
+    ...(entry.partition === undefined ? {} : { partition: entry.partition }),
+  } as DeviceDoc;
 }
 
 /**

@@ -26,6 +26,8 @@ export interface PipelineRun extends AsyncDisposable {
   alerts: Histogram;
   /** Readings acknowledged by the store so far. */
   readonly storedCount: number;
+  /** When (`performance.now()`) the first write was handed to the store writer; 0 before. */
+  firstWriteAt: number;
   /** Readings acknowledged by Kafka so far (0 when this process runs no sensors). */
   readonly sentCount: number;
   /** Called with each reading a sensor publishes, before the producer sees it. */
@@ -86,6 +88,7 @@ export async function startPipeline(
     get storedCount() {
       return app.parts.writer?.stats.readings ?? 0;
     },
+    firstWriteAt: 0,
     get sentCount() {
       return app.parts.producer?.stats.sent ?? 0;
     },
@@ -107,6 +110,7 @@ function observeWrites(app: App, run: PipelineRun) {
   const write = writer.write.bind(writer);
   const seenAlerts = new Set<string>();
   writer.write = async (batch: WriteBatch) => {
+    if (run.firstWriteAt === 0) run.firstWriteAt = performance.now();
     const result = await write(batch);
     const now = Date.now();
     const stored = run.stored;

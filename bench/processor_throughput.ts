@@ -11,6 +11,7 @@
  * @module
  */
 import { encodeReading } from "../schemas/reading.ts";
+import { defaultOfflineAfterMs } from "../domain/offline.ts";
 import { startPipeline } from "./pipeline.ts";
 import { sampleReading } from "./ceilings.ts";
 import { runName, type Services } from "./services.ts";
@@ -68,7 +69,9 @@ export async function processorThroughput(
     while (performance.now() - t0 < options.timeoutMs) {
       const stored = run.storedCount;
       const now = performance.now();
-      if (stored > 0 && first === 0) first = now;
+      // From the first write handed to the store (as the ceiling's clock starts before its
+      // first insert), not its acknowledgement, which would leave the first write out.
+      if (stored > 0 && first === 0) first = run.firstWriteAt || now;
       const s = round((now - t0) / 1000, 1);
       lag.push([s, readings - stored]);
       if (now - lastLog >= 5000) {
@@ -108,7 +111,8 @@ export async function processorThroughput(
 
 /**
  * Produces readings round-robin over the devices in large sends, one at a
- * time: concurrent sends could reorder a partition, and out-of-order readings
+ * time, one reading per ms of event time (so each device reports every `devices` ms, and says
+ * so with its offline limit): concurrent sends could reorder a partition, and out-of-order readings
  * are counted as such instead of stored.
  */
 async function prefill(
@@ -129,12 +133,18 @@ async function prefill(
   const t0 = performance.now();
   const start = Date.now() - o.readings; // one reading per ms of event time, in the past
   const batch = 10_000;
+  // Each device reports every `devices` ms of event time: without its own offline limit the
+  // processors' default (3 × the configured interval) would find every gap an offline episode.
+  const offlineAfterMs = defaultOfflineAfterMs(o.devices);
   try {
     for (let i = 0; i < o.readings; i += batch) {
       const messages = [];
       for (let j = i; j < Math.min(o.readings, i + batch); j++) {
         const deviceId = `dev-${String(j % o.devices).padStart(6, "0")}`;
-        const reading = sampleReading(deviceId, 1 + Math.floor(j / o.devices), start + j);
+        const reading = {
+          ...sampleReading(deviceId, 1 + Math.floor(j / o.devices), start + j),
+          offlineAfterMs,
+        };
         messages.push({ key: deviceId, value: encodeReading(reading) });
       }
       await producer.send({ topic, acks: -1, messages });

@@ -86,6 +86,43 @@ mongo.test("MongoStore folds the device-state journal into devices, keeping the 
   assert.deepEqual(devices.map((d) => [d._id, d.lastSeq]), [["d1", 5], ["d2", 4]]);
 });
 
+mongo.test("MongoStore reads a journaled device state back as written, and entries of earlier versions too", async () => {
+  await using tmp = await tempDb("store");
+  await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+  const since = "2026-11-27T13:00:05.000Z";
+  const written = toDeviceDoc(
+    "d1",
+    {
+      ...INITIAL_ALARM_STATE,
+      level: "critical",
+      since,
+      lastSeq: 7,
+      lastTs: "2026-11-27T13:00:07.000Z",
+      episode: { raisedSeq: 5, raisedAt: since, peakTemperature: 91.5 },
+    },
+    DEFAULT_RULE,
+    new Date("2026-11-27T13:00:08.000Z"),
+    2,
+  );
+  await store.write({ readings: [], alerts: [], devices: [written] });
+  const [entry] = await tmp.db.collection("device_states").find({}).toArray();
+  assert.equal(typeof entry?.state, "string", "packed into one field");
+  assert.deepEqual([entry?.deviceId, entry?.lastSeq], ["d1", 7], "queried fields stay on top");
+  assert.deepEqual(await store.device("d1"), written);
+  assert.deepEqual((await store.loadDevices(["d1"])).get("d1"), written);
+  assert.deepEqual((await store.allDevices()).get("d1"), written);
+  // An entry as versions before the packing wrote it: the device document plus writer and n.
+  const legacy = device("d2", 4);
+  await tmp.db.collection("device_states").insertOne(
+    { ...legacy, _id: "old-writer:0", writer: "old-writer", n: 0 } as unknown as never,
+  );
+  assert.deepEqual(await store.device("d2"), legacy);
+  assert.deepEqual(
+    [...await store.allDevices()].map(([id, d]) => [id, d.lastSeq]).sort(),
+    [["d1", 7], ["d2", 4]],
+  );
+});
+
 mongo.test("MongoStore writes hundreds of alerts and device states in one call", async () => {
   // FerretDB 1.24 hangs on an update command with 100+ statements; the adapter chunks.
   await using tmp = await tempDb("store");
