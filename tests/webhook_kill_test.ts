@@ -57,6 +57,8 @@ function startApp(dir: string, kvPath: string) {
       WEBHOOK_BACKOFF_BASE_MS: "100",
       WEBHOOK_BACKOFF_CAP_MS: "300",
       WEBHOOK_ALLOW_NETWORKS: "127.0.0.1",
+      // Attempts count across restarts: a busy machine must not dead-letter the event first.
+      WEBHOOK_MAX_ATTEMPTS: "1000",
       // The killed process keeps its lease until it expires: the restarted one waits that long.
       WEBHOOK_LEASE_MS: "3000",
     },
