@@ -445,8 +445,11 @@ export class MongoStore
     if (this.#stopping) throw new FoldStopped();
   }
 
-  /** Inserts entries of `writer` in order (see `DEVICE_JOURNAL`), in one ordered insert. */
-  async #append(writer: string, devices: readonly DeviceDoc[], from = 0) {
+  /**
+   * Inserts entries of `writer` in order (see `DEVICE_JOURNAL`), in one ordered insert; `from`
+   * numbers the entries of a writer other than this store's (a fold's, appended in chunks).
+   */
+  async #append(writer: string, devices: readonly DeviceDoc[], { from = 0 } = {}) {
     const first = writer === this.#writer ? this.#appended : from;
     const entries = devices.map((d, i): JournalEntry => {
       const n = first + i;
@@ -494,7 +497,7 @@ export class MongoStore
     const writer = crypto.randomUUID();
     for (let i = 0; i < states.length; i += FOLD_CHUNK) {
       this.#unlessStopping();
-      await this.#append(writer, states.slice(i, i + FOLD_CHUNK), i);
+      await this.#append(writer, states.slice(i, i + FOLD_CHUNK), { from: i });
     }
     this.#unlessStopping();
     // Dropped rather than emptied: FerretDB deletes what a filter matched with one SQL statement
