@@ -84,6 +84,11 @@ const DEVICE_JOURNAL = COLLECTIONS.deviceStates;
 const FOLD_AFTER_ENTRIES = 50_000;
 const FOLD_AFTER_DEVICES = 4;
 /**
+ * Documents a fold writes per statement, and so the most work a stop waits for: a stop ends the
+ * fold at its next statement (at 100 000 devices a whole fold kept a stop busy for minutes).
+ */
+const FOLD_CHUNK = 5_000;
+/**
  * Journal entries deleted per statement: FerretDB 1.24 (SQLite) deletes what a filter matched
  * with one SQL statement of as many variables, which fails past 32 766 ("too many SQL variables").
  */
@@ -164,6 +169,10 @@ export class MongoStore
   #sinceFold = 0;
   /** Devices after the last fold. */
   #folded = 0;
+  /** The fold running in the background, if any (one at a time). */
+  #folding: Promise<void> | null = null;
+  /** Set by a stop: a running fold ends at its next statement; the next start folds. */
+  #stopping = false;
   /**
    * Whether device states without a partition (written before states recorded it) may be
    * stored: `devicesIn()` then also reads those. Found at open, set by any such write.
@@ -203,6 +212,8 @@ export class MongoStore
       await store.#ensureIndexes();
       const recovered = await store.#recover();
       if (recovered > 0) logger.warn("finished interrupted device-state writes", { recovered });
+      // Here rather than at the last stop (which leaves a due fold: `asyncDispose`), and before
+      // the store is used: an assignment's read (`devicesIn`) then finds every moved device once.
       await store.#fold();
       store.#unpartitioned = await store.#anyUnpartitioned();
     } catch (err) {
@@ -406,17 +417,40 @@ export class MongoStore
     this.#sinceFold += devices.length;
     const foldAt = Math.max(this.#foldAfter, FOLD_AFTER_DEVICES * this.#folded);
     if (this.#sinceFold < foldAt) return;
-    // The states are durable already: a failed fold leaves a longer journal, not a failed
-    // checkpoint (whose retry would append them again). It is tried again after as many entries.
-    await this.#fold().catch((error) => {
-      this.#sinceFold = 0;
-      this.#log.warn("device-state journal fold failed; will retry", { error: error as Error });
+    // The states are durable already: the fold is not the checkpoint's (nor a stop's) to wait for.
+    this.#foldInBackground();
+  }
+
+  /**
+   * Starts a fold unless one is running or the store is stopping. A failed fold leaves a longer
+   * journal, not a failed checkpoint (whose retry would append the states again); it is tried
+   * again after as many entries. A stopped one is finished by the next start.
+   */
+  #foldInBackground(): void {
+    if (this.#folding || this.#stopping) return;
+    this.#sinceFold = 0;
+    this.#folding = this.#fold().catch((error) => {
+      if (error instanceof FoldStopped) {
+        this.#log.debug("device-state journal fold stopped; the next start folds");
+      } else {
+        this.#log.warn("device-state journal fold failed; will retry", { error: error as Error });
+      }
+    }).finally(() => {
+      this.#folding = null;
     });
   }
 
-  /** Inserts entries of `writer` in order (see `DEVICE_JOURNAL`). */
-  async #append(writer: string, devices: readonly DeviceDoc[]) {
-    const first = writer === this.#writer ? this.#appended : 0;
+  /** Ends a fold at a stop, between two of its statements (each safe to interrupt: `#fold`). */
+  #unlessStopping(): void {
+    if (this.#stopping) throw new FoldStopped();
+  }
+
+  /**
+   * Inserts entries of `writer` in order (see `DEVICE_JOURNAL`), in one ordered insert; `from`
+   * numbers the entries of a writer other than this store's (a fold's, appended in chunks).
+   */
+  async #append(writer: string, devices: readonly DeviceDoc[], { from = 0 } = {}) {
+    const first = writer === this.#writer ? this.#appended : from;
     const entries = devices.map((d, i): JournalEntry => {
       const n = first + i;
       const { _id: _, deviceId, lastSeq, partition, ...rest } = d;
@@ -440,20 +474,32 @@ export class MongoStore
    * only then deletes the journal entries it read. Every state it deletes is
    * kept by a copy at least as new, so a crash (or a fold in another process)
    * at any point loses nothing; readers take the newest of both collections.
+   * A stop ends it between two statements, which is such a point: the fold
+   * writer's entries are appended in order (a prefix of them, if stopped), all
+   * of them before `devices` is dropped, and nothing is deleted before
+   * `devices` is whole again.
    */
   async #fold(): Promise<void> {
     const newest = new Map<string, DeviceDoc>();
-    for await (const doc of this.#devices().find({})) keepNewest(newest, doc);
+    for await (const doc of this.#devices().find({})) {
+      this.#unlessStopping();
+      keepNewest(newest, doc);
+    }
     const seen = new Map<string, number>();
     for await (const entry of this.#journal().find({})) {
+      this.#unlessStopping();
       keepNewest(newest, fromJournal(entry));
       if ((seen.get(entry.writer) ?? -1) < entry.n) seen.set(entry.writer, entry.n);
     }
-    this.#sinceFold = 0;
     this.#folded = newest.size;
     if (seen.size === 0) return;
     const states = [...newest.values()];
-    await this.#append(crypto.randomUUID(), states);
+    const writer = crypto.randomUUID();
+    for (let i = 0; i < states.length; i += FOLD_CHUNK) {
+      this.#unlessStopping();
+      await this.#append(writer, states.slice(i, i + FOLD_CHUNK), { from: i });
+    }
+    this.#unlessStopping();
     // Dropped rather than emptied: FerretDB deletes what a filter matched with one SQL statement
     // of as many variables, which fails past 32 766 documents. The journal holds every state now.
     await this.#devices().drop().catch((error) => {
@@ -461,9 +507,13 @@ export class MongoStore
         throw error;
       }
     });
-    await insertOnce(this.#devices(), states);
+    for (let i = 0; i < states.length; i += FOLD_CHUNK) {
+      this.#unlessStopping();
+      await insertOnce(this.#devices(), states.slice(i, i + FOLD_CHUNK));
+    }
     for (const [writer, last] of seen) {
       for (let from = 0; from <= last; from += DELETE_CHUNK) {
+        this.#unlessStopping();
         await this.#journal().deleteMany({
           writer,
           n: { $gte: from, $lte: Math.min(last, from + DELETE_CHUNK - 1) },
@@ -777,8 +827,22 @@ export class MongoStore
     return out;
   }
 
+  /**
+   * Stops: a running fold ends at its next statement (the journal holds every state already, so
+   * the next start folds), then the connection closes.
+   */
   async [Symbol.asyncDispose](): Promise<void> {
+    this.#stopping = true;
+    await this.#folding;
     await this.#client.close();
+  }
+}
+
+/** Ends a fold when the store stops (never leaves the adapter). */
+class FoldStopped extends Error {
+  override name = "FoldStopped";
+  constructor() {
+    super("Device-state journal fold stopped: the store is closing");
   }
 }
 

@@ -8,6 +8,7 @@ import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
 import { toAlertDoc, toDeviceDoc, toReadingDoc } from "../schemas/documents.ts";
 import type { Reading } from "../schemas/reading.ts";
 import { MONGO_URL, tempDb } from "./fixtures.ts";
+import { until } from "./wait.ts";
 import { testWith } from "./needs.ts";
 
 /** Registrar for tests that need the MongoDB-protocol store. */
@@ -65,6 +66,13 @@ mongo.test("MongoStore folds the device-state journal into devices, keeping the 
     assert.equal(await tmp.db.collection("devices").countDocuments({}), 0, "appended only");
     // d2@1 is a stale owner's: it reaches the journal but never wins.
     await store.write({ readings: [], alerts: [], devices: [device("d1", 5), device("d2", 1)] });
+    // The fold runs in the background; it is done once only its own copies are journaled.
+    await until(
+      "the fold",
+      async () =>
+        await tmp.db.collection("device_states").countDocuments({}) === 2 &&
+        await tmp.db.collection("devices").countDocuments({}) === 2,
+    );
     const folded = await tmp.db.collection("devices").find({}).sort({ _id: 1 }).toArray();
     assert.deepEqual(folded.map((d) => [d._id, d.lastSeq]), [["d1", 5], ["d2", 3]]);
     assert.equal(await tmp.db.collection("device_states").countDocuments({}), 2, "one copy each");
@@ -84,6 +92,31 @@ mongo.test("MongoStore folds the device-state journal into devices, keeping the 
   );
   const devices = await tmp.db.collection("devices").find({}).sort({ _id: 1 }).toArray();
   assert.deepEqual(devices.map((d) => [d._id, d.lastSeq]), [["d1", 5], ["d2", 4]]);
+});
+
+mongo.test("MongoStore leaves a due fold to the next start when it stops, losing no state", async () => {
+  await using tmp = await tempDb("store");
+  {
+    await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger, {
+      foldAfterEntries: 2,
+    });
+    await store.write({ readings: [], alerts: [], devices: [device("d1", 2)] });
+    // The last checkpoint before the stop makes a fold due: the stop only waits for the append.
+    await store.write({ readings: [], alerts: [], devices: [device("d1", 5), device("d2", 3)] });
+  }
+  assert.equal(await tmp.db.collection("device_states").countDocuments({}), 3, "not folded");
+  assert.equal(await tmp.db.collection("devices").countDocuments({}), 0, "devices unchanged");
+  await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+  assert.equal((await store.device("d1"))?.lastSeq, 5);
+  assert.deepEqual(
+    [...await store.allDevices()].map(([id, d]) => [id, d.lastSeq]).sort(),
+    [["d1", 5], ["d2", 3]],
+  );
+  // That start folded it.
+  const devices = await tmp.db.collection("devices").find({}).sort({ _id: 1 }).toArray();
+  assert.deepEqual(devices.map((d) => [d._id, d.lastSeq]), [["d1", 5], ["d2", 3]]);
+  assert.equal((await store.device("d1"))?.lastSeq, 5);
+  assert.deepEqual(await store.lastSeqs(), new Map([["d1", 5], ["d2", 3]]));
 });
 
 mongo.test("MongoStore reads a journaled device state back as written, and entries of earlier versions too", async () => {
