@@ -380,29 +380,16 @@ export class MongoStore
   /**
    * Alert documents are full, deterministic snapshots: one overwrites the stored
    * one unless that reflects a later reading (`asOfSeq`), as a stale owner's
-   * would after a rebalance. Read-then-update by `_id` (docs/local-stack.md#ferretdb-notes).
+   * would after a rebalance. Every snapshot is inserted if absent (an unordered insert, cheap on
+   * FerretDB, where any update or upsert scans the collection: docs/local-stack.md#ferretdb-notes);
+   * each one found stored (before, by another owner meanwhile, or earlier in the batch) is then
+   * applied by an update guarded by `asOfSeq`, atomic on its own, so the newest wins in any order.
    * Only the snapshot's own fields are set, so an acknowledgement survives the clear.
    */
   async #writeAlerts(alerts: readonly AlertDoc[]): Promise<void> {
     if (alerts.length === 0) return;
-    const stored = await storedVersions(this.#alerts(), alerts, "asOfSeq");
-    const fresh = alerts.filter((a) => (stored.get(a._id) ?? -1) <= a.asOfSeq);
-    const raced: AlertDoc[] = [];
-    for (let i = 0; i < fresh.length; i += UPDATE_CHUNK) {
-      const chunk = fresh.slice(i, i + UPDATE_CHUNK);
-      try {
-        await this.#alerts().bulkWrite(
-          chunk.map((a) => stored.has(a._id) ? guardedReplace(a) : upsert(a)),
-          { ordered: false },
-        );
-      } catch (err) {
-        // FerretDB's upsert is not atomic: of two owners upserting one new alert, one can lose
-        // with a duplicate key. A guarded replace finishes it (docs/local-stack.md#ferretdb-notes).
-        if (!(err instanceof MongoBulkWriteError) || !onlyDuplicateKeys(err)) throw err;
-        for (const e of toArray(err.writeErrors)) raced.push(chunk[e.index]!);
-      }
-    }
-    await bulk(this.#alerts(), raced.map(guardedReplace));
+    const stored = await insertNew(this.#alerts(), alerts.map(newSnapshotOf));
+    await bulk(this.#alerts(), stored.map(guardedReplace));
   }
 
   /**
@@ -915,16 +902,6 @@ async function insertNew<T extends { _id: string }>(
   }
 }
 
-/** The stored version of each of these documents that exists (-1 when it has none). */
-async function storedVersions<V extends string, T extends { _id: string } & Record<V, number>>(
-  collection: Collection<T>,
-  docs: readonly T[],
-  version: V,
-): Promise<Map<string, number>> {
-  const stored = await findByIds(collection, docs.map((d) => d._id), { [version]: 1 });
-  return new Map(stored.map((d) => [d._id, d[version] ?? -1]));
-}
-
 /**
  * Up to this many ids are fetched one by one, concurrently; more with one
  * `$in`. FerretDB reads every document for either (docs/local-stack.md#ferretdb-notes):
@@ -962,8 +939,9 @@ function guardedReplace(a: AlertDoc): AnyBulkWriteOperation<AlertDoc> {
   };
 }
 
-function upsert(a: AlertDoc): AnyBulkWriteOperation<AlertDoc> {
-  return { updateOne: { filter: { _id: a._id }, update: snapshotOf(a), upsert: true } };
+/** A processor's snapshot of a new alert, as inserted: without acknowledgement fields. */
+function newSnapshotOf(a: AlertDoc): AlertDoc {
+  return { _id: a._id, ...snapshotOf(a).$set } as AlertDoc;
 }
 
 /**

@@ -206,6 +206,37 @@ mongo.test("MongoStore.write() never replaces an alert snapshot with an older on
   assert.equal(alert?.asOfSeq, 8);
 });
 
+mongo.test("MongoStore.write() keeps the newest snapshot of a new alert in one batch, in either order, and across batches with its acknowledgement", async () => {
+  await using tmp = await tempDb("store");
+  await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+  const snapshots = (deviceId: string) => {
+    const episode = { raisedSeq: 3, raisedAt: reading(deviceId, 3).ts, peakTemperature: 82 };
+    const clear = { seq: 8, ts: reading(deviceId, 8).ts };
+    return {
+      open: toAlertDoc(deviceId, episode, DEFAULT_RULE, undefined, 5),
+      cleared: toAlertDoc(deviceId, episode, DEFAULT_RULE, clear),
+    };
+  };
+  const [a, b, c] = [snapshots("a"), snapshots("b"), snapshots("c")];
+  // New alerts, both snapshots in one batch: newer first, then older first.
+  await store.write({ readings: [], alerts: [a.cleared, a.open, b.open, b.cleared], devices: [] });
+  // Across batches: the older stored first, acknowledged, then the newer, then the older again.
+  await store.write({ readings: [], alerts: [c.open], devices: [] });
+  const ackedAt = new Date("2026-11-27T13:00:10Z");
+  assert.ok(await store.acknowledge(c.open._id, { ackedBy: "ana", ackedAt, note: "on it" }));
+  await store.write({ readings: [], alerts: [c.cleared], devices: [] });
+  await store.write({ readings: [], alerts: [c.open, c.cleared, c.open], devices: [] });
+  const stored = await store.alerts({ limit: 10 });
+  for (const id of ["a", "b", "c"]) {
+    const alert = stored.find((d) => d.deviceId === id);
+    assert.equal(alert?.status, "cleared", `${id} is cleared`);
+    assert.equal(alert?.asOfSeq, 8, `${id} reflects seq 8`);
+  }
+  const acked = stored.find((d) => d.deviceId === "c");
+  assert.deepEqual([acked?.ackedBy, acked?.ackedAt, acked?.note], ["ana", ackedAt, "on it"]);
+  assert.equal(stored.find((d) => d.deviceId === "a")?.ackedBy, undefined);
+});
+
 mongo.test("MongoStore.write() from two owners of the same new alerts both succeed", async () => {
   // Right after a rebalance two members may upsert the same new alert; FerretDB's upsert is
   // not atomic, so one of them can lose with a duplicate key and must retry, not fail.
