@@ -11,7 +11,7 @@ import { type Context, Hono, type MiddlewareHandler } from "@hono/hono";
 import { bodyLimit } from "@hono/hono/body-limit";
 import { HTTPException } from "@hono/hono/http-exception";
 import { matchedRoutes } from "@hono/hono/route";
-import { ApiError, errorBody, errorFor } from "./http_errors.ts";
+import { ApiError, errorBody, type ErrorCode, errorFor } from "./http_errors.ts";
 import { type HealthReport, readiness } from "./health.ts";
 import { openApiDocument } from "./openapi.ts";
 import { PAGE_LIMIT } from "../schemas/http_api.ts";
@@ -220,6 +220,25 @@ export function createApi(deps: ApiDeps): Hono {
   return app;
 }
 
+/** Why the sensors refused a command (`actors/sensor_control.ts`), and what the API answers. */
+type SensorRefusal = "conflict" | "cap" | "invalid" | "not_found" | "not_running" | "unavailable";
+
+const REFUSAL_STATUS: Readonly<Record<SensorRefusal, readonly [400 | 404 | 409 | 503, ErrorCode]>> =
+  {
+    conflict: [409, "conflict"],
+    // The configured fleet size, not overload: retrying will not help.
+    cap: [409, "conflict"],
+    invalid: [400, "bad_request"],
+    not_found: [404, "not_found"],
+    not_running: [409, "conflict"],
+    unavailable: [503, "unavailable"],
+  };
+
+function refused(code: SensorRefusal, message: string): ApiError {
+  const [status, errorCode] = REFUSAL_STATUS[code];
+  return new ApiError(status, errorCode, message);
+}
+
 function sensorRoutes(port: SensorControl | undefined, connecting: boolean): Hono {
   const sensors = () => available(port, "sensors", connecting);
   return new Hono()
@@ -238,21 +257,7 @@ function sensorRoutes(port: SensorControl | undefined, connecting: boolean): Hon
         const parsed = parseSensorRequest(await jsonBody(c));
         if (!parsed.ok) throw new ApiError(400, "bad_request", parsed.message);
         const result = await fleet.add(parsed.request);
-        if (!result.ok) {
-          switch (result.code) {
-            case "conflict":
-              throw new ApiError(409, "conflict", result.message);
-            case "cap":
-              // The configured fleet size, not overload: retrying will not help.
-              throw new ApiError(409, "conflict", result.message);
-            case "invalid":
-              throw new ApiError(400, "bad_request", result.message);
-            case "unavailable":
-              throw new ApiError(503, "unavailable", result.message);
-            default:
-              throw result.code satisfies never;
-          }
-        }
+        if (!result.ok) throw refused(result.code, result.message);
         const [only] = result.ids;
         if (result.ids.length === 1 && only !== undefined) {
           c.header("Location", `/sensors/${encodeURIComponent(only)}`);
@@ -276,20 +281,7 @@ function sensorRoutes(port: SensorControl | undefined, connecting: boolean): Hon
         const parsed = parseOverheatRequest(await optionalJsonBody(c));
         if (!parsed.ok) throw new ApiError(400, "bad_request", parsed.message);
         const result = await fleet.overheat(id, parsed.request);
-        if (!result.ok) {
-          switch (result.code) {
-            case "not_found":
-              throw new ApiError(404, "not_found", result.message);
-            case "not_running":
-              throw new ApiError(409, "conflict", result.message);
-            case "invalid":
-              throw new ApiError(400, "bad_request", result.message);
-            case "unavailable":
-              throw new ApiError(503, "unavailable", result.message);
-            default:
-              throw result.code satisfies never;
-          }
-        }
+        if (!result.ok) throw refused(result.code, result.message);
         // Accepted, not done: the readings are yet to be emitted and processed.
         return c.json({ id, readings: result.readings, temperature: result.temperature }, 202);
       },
@@ -303,18 +295,7 @@ function sensorRoutes(port: SensorControl | undefined, connecting: boolean): Hon
         const parsed = parseFaultRequest(await jsonBody(c));
         if (!parsed.ok) throw new ApiError(400, "bad_request", parsed.message);
         const result = await fleet.fault(id, parsed.request);
-        if (!result.ok) {
-          switch (result.code) {
-            case "not_found":
-              throw new ApiError(404, "not_found", result.message);
-            case "not_running":
-              throw new ApiError(409, "conflict", result.message);
-            case "unavailable":
-              throw new ApiError(503, "unavailable", result.message);
-            default:
-              throw result.code satisfies never;
-          }
-        }
+        if (!result.ok) throw refused(result.code, result.message);
         // Accepted, not done: the sensor applies it from its next tick.
         return c.json({ id, fault: result.fault }, 202);
       },
@@ -332,16 +313,7 @@ function sensorRoutes(port: SensorControl | undefined, connecting: boolean): Hon
         );
       }
       const result = await fleet.clearFaults(id, kind);
-      if (!result.ok) {
-        switch (result.code) {
-          case "not_found":
-            throw new ApiError(404, "not_found", result.message);
-          case "unavailable":
-            throw new ApiError(503, "unavailable", result.message);
-          default:
-            throw result.code satisfies never;
-        }
-      }
+      if (!result.ok) throw refused(result.code, result.message);
       return c.body(null, 204);
     })
     .delete("/:id", async (c) => {
@@ -372,16 +344,12 @@ function deviceRoutes(
         if (!parsed.ok) throw new ApiError(400, "bad_request", parsed.message);
         const result = await sensors.setRule(id, parsed.patch);
         if (!result.ok) {
-          switch (result.code) {
-            case "not_found":
-              throw new ApiError(404, "not_found", `Unknown device: no sensor has id ${quote(id)}`);
-            case "invalid":
-              throw new ApiError(400, "bad_request", result.message);
-            case "unavailable":
-              throw new ApiError(503, "unavailable", result.message);
-            default:
-              throw result.code satisfies never;
-          }
+          throw refused(
+            result.code,
+            result.code === "not_found"
+              ? `Unknown device: no sensor has id ${quote(id)}`
+              : result.message,
+          );
         }
         // Accepted: recorded for good; the processors apply it from the sensor's next reading.
         return c.json({ id, rule: result.rule, appliesAfterSeq: result.appliesAfterSeq }, 202);
