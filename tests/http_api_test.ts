@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { type ApiDeps, createApi, MAX_BODY_BYTES, rateLimit } from "../adapters/http_api.ts";
+import { type ApiDeps, createApi } from "../adapters/http_api.ts";
+import { MAX_BODY_BYTES } from "../adapters/http/helpers.ts";
+import { rateLimit } from "../adapters/http/middleware.ts";
 import { silentLogger } from "../adapters/log.ts";
 import type { HealthReport } from "../adapters/health.ts";
 import { ApiError, errorBody } from "../adapters/http_errors.ts";
