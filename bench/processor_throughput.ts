@@ -10,12 +10,12 @@
  *
  * @module
  */
-import { encodeReading } from "../schemas/reading.ts";
 import { defaultOfflineAfterMs } from "../domain/offline.ts";
 import { startPipeline } from "./pipeline.ts";
 import { sampleReading } from "./ceilings.ts";
 import { runName, type Services } from "./services.ts";
-import { removeResources, testKafka, testProducer } from "../tests/fixtures.ts";
+import { removeResources } from "../tests/fixtures.ts";
+import { fillTopic } from "./fill_topic.ts";
 import { cpuMs, round } from "./stats.ts";
 import { sleep } from "./interrupt.ts";
 import { storeCeiling } from "./ceilings.ts";
@@ -110,53 +110,27 @@ export async function processorThroughput(
 }
 
 /**
- * Produces readings round-robin over the devices in large sends, one at a
- * time, one reading per ms of event time (so each device reports every `devices` ms, and says
- * so with its offline limit): concurrent sends could reorder a partition, and out-of-order readings
- * are counted as such instead of stored.
+ * Produces readings round-robin over the devices (bench/fill_topic.ts), one reading per ms of
+ * event time, so each device reports every `devices` ms, and says so with its offline limit.
  */
 async function prefill(
   services: Services,
   topic: string,
   o: { readings: number; devices: number; partitions: number; log: (line: string) => void },
 ) {
-  const kafka = testKafka("iot-bench", services);
-  const admin = kafka.admin();
-  await admin.connect();
-  await admin.createTopics({
-    topics: [{ topic, numPartitions: o.partitions }],
-    waitForLeaders: true,
-  });
-  await admin.disconnect();
-  const producer = testProducer(kafka, { allowAutoTopicCreation: false });
-  await producer.connect();
-  const t0 = performance.now();
-  const start = Date.now() - o.readings; // one reading per ms of event time, in the past
-  const batch = 10_000;
   // Each device reports every `devices` ms of event time: without its own offline limit the
   // processors' default (3 × the configured interval) would find every gap an offline episode.
   const offlineAfterMs = defaultOfflineAfterMs(o.devices);
-  try {
-    for (let i = 0; i < o.readings; i += batch) {
-      const messages = [];
-      for (let j = i; j < Math.min(o.readings, i + batch); j++) {
-        const deviceId = `dev-${String(j % o.devices).padStart(6, "0")}`;
-        const reading = {
-          ...sampleReading(deviceId, 1 + Math.floor(j / o.devices), start + j),
-          offlineAfterMs,
-        };
-        messages.push({ key: deviceId, value: encodeReading(reading) });
-      }
-      await producer.send({ topic, acks: -1, messages });
-    }
-  } finally {
-    await producer.disconnect();
-  }
-  o.log(
-    `prefilled ${o.readings} readings (${o.devices} devices) in ${
-      round((performance.now() - t0) / 1000, 1)
-    } s`,
-  );
+  const seconds = await fillTopic(services, topic, {
+    readings: o.readings,
+    devices: o.devices,
+    partitions: o.partitions,
+    reading: (device, seq, tsMs) => ({
+      ...sampleReading(`dev-${String(device).padStart(6, "0")}`, seq, tsMs),
+      offlineAfterMs,
+    }),
+  });
+  o.log(`prefilled ${o.readings} readings (${o.devices} devices) in ${round(seconds, 1)} s`);
 }
 
 function thin<T>(xs: readonly T[], n: number): T[] {

@@ -9,10 +9,10 @@
  *
  * @module
  */
-import { encodeReading, type Reading } from "../schemas/reading.ts";
 import { startPipeline } from "./pipeline.ts";
 import { runName, type Services } from "./services.ts";
-import { removeResources, testKafka, testProducer } from "../tests/fixtures.ts";
+import { removeResources } from "../tests/fixtures.ts";
+import { fillTopic } from "./fill_topic.ts";
 import { round } from "./stats.ts";
 import { sleep } from "./interrupt.ts";
 import { MongoStore } from "../adapters/mongo_store.ts";
@@ -187,36 +187,15 @@ async function prefill(
   topic: string,
   o: { readings: number; devices: number; partitions: number },
 ) {
-  const kafka = testKafka("iot-bench", services);
-  const admin = kafka.admin();
-  await admin.connect();
-  await admin.createTopics({
-    topics: [{ topic, numPartitions: o.partitions }],
-    waitForLeaders: true,
+  await fillTopic(services, topic, {
+    ...o,
+    reading: (device, seq, tsMs) => ({
+      deviceId: `hot-${String(device).padStart(5, "0")}`,
+      seq,
+      ts: new Date(tsMs).toISOString(),
+      temperature: (seq - 1) % CYCLE < CYCLE / 2 ? 90 : 40,
+      humidity: 40,
+      location: { lat: 48.85, lon: 2.35 },
+    }),
   });
-  await admin.disconnect();
-  const producer = testProducer(kafka, { allowAutoTopicCreation: false });
-  await producer.connect();
-  const start = Date.now() - o.readings;
-  try {
-    for (let i = 0; i < o.readings; i += 10_000) {
-      const messages = [];
-      for (let j = i; j < Math.min(o.readings, i + 10_000); j++) {
-        const deviceId = `hot-${String(j % o.devices).padStart(5, "0")}`;
-        const seq = 1 + Math.floor(j / o.devices);
-        const reading: Reading = {
-          deviceId,
-          seq,
-          ts: new Date(start + j).toISOString(),
-          temperature: (seq - 1) % CYCLE < CYCLE / 2 ? 90 : 40,
-          humidity: 40,
-          location: { lat: 48.85, lon: 2.35 },
-        };
-        messages.push({ key: deviceId, value: encodeReading(reading) });
-      }
-      await producer.send({ topic, acks: -1, messages });
-    }
-  } finally {
-    await producer.disconnect();
-  }
 }
