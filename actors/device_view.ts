@@ -17,10 +17,17 @@ export class DeviceView {
   /** Partitions owned since the last assignment; none before the first. */
   #owned: ReadonlySet<number> = new Set();
   readonly #states = new Map<string, DeviceDoc>();
+  #hits = 0;
+  #misses = 0;
 
   /** Devices answered. */
   get size(): number {
     return this.#states.size;
+  }
+
+  /** Devices held, and the lookups answered (`hits`) or left to the store (`misses`) so far. */
+  get stats(): { readonly devices: number; readonly hits: number; readonly misses: number } {
+    return { devices: this.#states.size, hits: this.#hits, misses: this.#misses };
   }
 
   /**
@@ -60,16 +67,24 @@ export class DeviceView {
   get(id: string): DeviceDoc | undefined {
     return this.#states.get(id);
   }
+
+  /** `get()` for a lookup of the API, counted as a hit or a miss. */
+  lookup(id: string): DeviceDoc | undefined {
+    const held = this.#states.get(id);
+    if (held) this.#hits++;
+    else this.#misses++;
+    return held;
+  }
 }
 
 /** `queries` whose device lookups `view` answers when it holds the device. */
 export function viewedQueries(
   queries: StoreQueries,
-  view: Pick<DeviceView, "get">,
+  view: Pick<DeviceView, "lookup">,
 ): StoreQueries {
   return {
     device: (id) => {
-      const held = view.get(id);
+      const held = view.lookup(id);
       return held ? Promise.resolve(held) : queries.device(id);
     },
     readings: (deviceId, limit) => queries.readings(deviceId, limit),

@@ -202,6 +202,7 @@ function stats(parts: Parts): Record<string, unknown> {
     ...(parts.writer ? { store: parts.writer.stats } : {}),
     ...(parts.offline ? { offline: parts.offline.stats } : {}),
     ...(parts.webhooks ? { webhooks: parts.webhooks.stats } : {}),
+    ...(parts.deviceView ? { deviceView: parts.deviceView.stats } : {}),
   };
 }
 

@@ -93,6 +93,7 @@ Deno.test("viewedQueries() answers a held device from the view and the rest from
   assert.equal(await queries.device("other"), fromStore);
   assert.equal(await queries.device("nobody"), null);
   assert.deepEqual(asked, ["other", "nobody"]);
+  assert.deepEqual(view.stats, { devices: 1, hits: 1, misses: 2 });
 });
 
 // Through the HTTP API, with the real store behind it.
@@ -161,6 +162,8 @@ for (const mode of [KAFKA_MONGO, EMBEDDED]) {
     const stored = await storedAnswer(app, id);
     assert.deepEqual(await getDevice(app, id), { status: 200, body: stored });
     assert.deepEqual(asked, [], "answered without reading the store");
+    const health = await (await fetch(`${app.url}/health`)).json();
+    assert.deepEqual(health.stats.deviceView, { devices: 1, hits: 1, misses: 0 });
 
     // The next checkpoint's write is held: its state is applied but not stored.
     const writes = holdStateWrites(store);
