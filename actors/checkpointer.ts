@@ -47,6 +47,12 @@ export interface CheckpointerOptions {
   readonly now?: () => number;
   /** What the periodic checkpoints are scheduled on (default: the runtime's). */
   readonly timers?: Timers;
+  /**
+   * Sees each checkpoint's device states once its write settled: `stored` true with the states
+   * of the partitions still owned when it succeeded, false with every state it tried when it
+   * failed (the store may hold them or not). What the API's device view is fed from.
+   */
+  readonly onWritten?: (states: readonly DeviceDoc[], stored: boolean) => void;
 }
 
 interface Pending {
@@ -168,21 +174,21 @@ export class Checkpointer {
       this.#lastCheckpoint = this.#now();
       if (pending.size > 0) {
         this.#saving = pending;
+        const devices = [...pending.values()].map((d) => d.doc);
         try {
-          await this.#opts.store.write({
-            readings: [],
-            alerts: [],
-            devices: [...pending.values()].map((d) => d.doc),
-          });
+          await this.#opts.store.write({ readings: [], alerts: [], devices });
         } catch (error) {
           // Put them back unless a newer state arrived meanwhile (a moved partition's entries
           // were already taken out of `#saving` by keepOnly()).
           for (const [id, d] of this.#saving) if (!this.#dirty.has(id)) this.#dirty.set(id, d);
           this.#failed++;
+          this.#opts.onWritten?.(devices, false);
           throw error;
         } finally {
           this.#saving = new Map();
         }
+        // `pending` lost the states of partitions revoked during the write (keepOnly()).
+        this.#opts.onWritten?.([...pending.values()].map((d) => d.doc), true);
       }
       if (offsets.size > 0) await source.commit(offsets);
       this.#checkpoints++;

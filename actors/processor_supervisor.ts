@@ -51,6 +51,7 @@ import type {
 import { realTimers, type Timers } from "./timers.ts";
 import { Checkpointer } from "./checkpointer.ts";
 import { DeviceRegistry } from "./device_registry.ts";
+import type { DeviceView } from "./device_view.ts";
 
 export interface ProcessorSupervisorOptions {
   /** Loads device states; checkpoints write them directly, beside the readings' queue. */
@@ -83,6 +84,8 @@ export interface ProcessorSupervisorOptions {
   readonly onProcessed?: (outputs: readonly DeviceOutput[], partition: number) => void;
   /** The offline limit of readings that carry none (docs/offline.md); unset: no offline rule. */
   readonly offlineAfterMs?: number;
+  /** Fed with the device states each checkpoint stored, reset at each assignment. */
+  readonly view?: Pick<DeviceView, "assign" | "written">;
 }
 
 export interface ProcessorStats {
@@ -164,6 +167,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
       logger: this.#log,
       now: this.#now,
       timers,
+      ...(options.view ? { onWritten: options.view.written.bind(options.view) } : {}),
     });
     this.#devices = new DeviceRegistry({
       store: options.store,
@@ -269,6 +273,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
     const kept = new Set(partitions);
     this.#owned = kept;
     this.#checkpoints.keepOnly(kept);
+    this.#opts.view?.assign(this.#assignment);
     for (const [id, p] of this.#critical) if (!kept.has(p)) this.#critical.delete(id);
     const lost = this.#devices.outside(kept);
     this.#prefetched = this.#devices.prefetch(this.#assignment, this.#checkpoints.pending());

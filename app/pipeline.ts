@@ -32,6 +32,7 @@ import { startFleet } from "./fleet_role.ts";
 import type { SensorControl } from "../actors/sensor_control.ts";
 import type { Retry } from "./retry.ts";
 import type { WebhookDispatcher } from "../actors/webhook_dispatcher.ts";
+import type { DeviceView } from "../actors/device_view.ts";
 
 export interface Parts {
   readonly store?: Store;
@@ -45,6 +46,8 @@ export interface Parts {
   readonly writer?: StoreWriter;
   readonly offline?: OfflineWatch;
   readonly webhooks?: WebhookDispatcher;
+  /** The device states the processors of this process stored (where they run). */
+  readonly deviceView?: DeviceView;
 }
 
 /** The roles start-up connected, released in reverse start order. */
@@ -97,8 +100,16 @@ export async function connect(config: Config, deps: ConnectDeps): Promise<Pipeli
             fail("consumer stopped for good; exiting so a supervisor restarts us", error),
         })),
     );
-    const { source, writer, offline, webhooks } = processors;
-    parts = { ...parts, source, processors: processors.processors, writer, offline, webhooks };
+    const { source, writer, offline, webhooks, view } = processors;
+    parts = {
+      ...parts,
+      source,
+      processors: processors.processors,
+      writer,
+      offline,
+      webhooks,
+      deviceView: view,
+    };
   }
   if ((role === "all" || role === "sensors") && transport) {
     // Released after the sensors: they stop before their ledger closes.

@@ -13,6 +13,7 @@
  */
 import { ProcessorSupervisor } from "../actors/processor_supervisor.ts";
 import { StoreWriter } from "../actors/store_writer.ts";
+import { DeviceView } from "../actors/device_view.ts";
 import { OfflineWatch, type OfflineWatchOptions } from "../actors/offline_watch.ts";
 import { defaultOfflineAfterMs } from "../domain/offline.ts";
 import type { DeviceOutput } from "../actors/processor.ts";
@@ -33,6 +34,8 @@ export interface ProcessorsRole extends AsyncDisposable {
   readonly writer: StoreWriter;
   readonly offline: OfflineWatch;
   readonly webhooks: WebhookDispatcher;
+  /** The device states this process's checkpoints stored, for `GET /devices/:id`. */
+  readonly view: DeviceView;
 }
 
 export interface ProcessorsRoleOptions {
@@ -78,6 +81,7 @@ export async function startProcessors(
   const { source, deadLetters } = await ports.transport.consumer();
   stack.use(deadLetters);
   const writer = new StoreWriter(ports.store, { onStored: metrics.readingsStored });
+  const view = new DeviceView();
   const offline = new OfflineWatch({
     writer,
     graceMs: config.offlineGraceMs,
@@ -110,6 +114,7 @@ export async function startProcessors(
       // Readings without their own limit (other producers): the global one, else 3 × the default
       // interval.
       offlineAfterMs: config.offlineAfterMs ?? defaultOfflineAfterMs(config.intervalMs),
+      view,
     }),
   );
   stack.defer(async () => {
@@ -120,6 +125,8 @@ export async function startProcessors(
         error: error as Error,
       })
     );
+    // Before leaving the group: its partitions' next owners store newer states.
+    view.clear();
     await source[Symbol.asyncDispose]();
   });
   await source.start(processors.handleBatch, {
@@ -128,7 +135,11 @@ export async function startProcessors(
       // The states the processors just started reading: one read serves both.
       offline.onAssignment(partitions, processors.prefetched());
     },
-    onFatal,
+    onFatal: (error) => {
+      // The API keeps answering while the process winds down; the partitions go elsewhere.
+      view.clear();
+      onFatal(error);
+    },
   });
   processors.attach(source);
   offline.attach(source);
@@ -156,6 +167,7 @@ export async function startProcessors(
     writer,
     offline,
     webhooks,
+    view,
     [Symbol.asyncDispose]: () => started.disposeAsync(),
   };
 }

@@ -16,6 +16,7 @@ import { createHealth } from "../adapters/health.ts";
 import { createMetrics } from "../adapters/metrics.ts";
 import { createApi } from "../adapters/http_api.ts";
 import { CachedQueries } from "../adapters/cached_queries.ts";
+import { viewedQueries } from "../actors/device_view.ts";
 import { dashboardRoutes } from "../adapters/dashboard_routes.ts";
 import { LiveView } from "../adapters/live_view.ts";
 import { storeSnapshot } from "../adapters/store_snapshot.ts";
@@ -81,10 +82,14 @@ export function start(config: Config, options: StartOptions = {}): App {
 
   /** The API over what is connected; before that, its sensor and store routes answer 503. */
   const api = (connected: Parts | undefined, signal: AbortSignal): Hono => {
-    // The API's store reads: shared, briefly reused and batched (adapters/cached_queries.ts).
-    const queries = connected?.store
+    // The API's store reads: shared, briefly reused and batched (adapters/cached_queries.ts);
+    // where the processors run, device lookups their checkpoints stored answered from memory
+    // (docs/http-api.md#get-devicesid-from-the-processors-view).
+    const cached = connected?.store
       ? new CachedQueries(connected.store, { ttlMs: config.apiReadCacheMs })
       : undefined;
+    const view = connected?.deviceView;
+    const queries = cached && view ? viewedQueries(cached, view) : cached;
     return createApi({
       health,
       info: { role: config.role, version: VERSION, mode },
@@ -197,6 +202,7 @@ function stats(parts: Parts): Record<string, unknown> {
     ...(parts.writer ? { store: parts.writer.stats } : {}),
     ...(parts.offline ? { offline: parts.offline.stats } : {}),
     ...(parts.webhooks ? { webhooks: parts.webhooks.stats } : {}),
+    ...(parts.deviceView ? { deviceView: parts.deviceView.stats } : {}),
   };
 }
 

@@ -93,9 +93,14 @@ export async function endToEnd(
   const add = (count: number, idPrefix: string, template: SensorTemplate) => {
     const added = fleet.add({ kind: "batch", count, idPrefix, template });
     if (!added.ok) throw new Error(`Could not add sensors: ${added.message}`);
+    return added.ids;
   };
-  add(hot, "hot", { profile: "scripted", temperatures: HOT_SCRIPT });
-  add(sensors - hot, "e2e", { profile: "normal" });
+  // The fleet numbers ids across prefixes (`hot-0001`…`hot-0090`, then `e2e-0091`…): the API
+  // load asks for these, not for ids rebuilt from the counts.
+  const ids = [
+    ...add(hot, "hot", { profile: "scripted", temperatures: HOT_SCRIPT }),
+    ...add(sensors - hot, "e2e", { profile: "normal" }),
+  ];
   log(
     `e2e ${rate}/s: ${sensors} sensors (${hot} overheating); warming up ${
       options.warmupMs / 1000
@@ -111,7 +116,6 @@ export async function endToEnd(
     log,
   );
   if (!options.apiLoad) return { rate, sensors, baseline };
-  const ids = { hot, normal: sensors - hot };
   const clients = startApiLoad(run.app.url, ids);
   const loaded = await measureWindow(
     run,
@@ -219,11 +223,11 @@ type GetRoute = typeof API_LOAD.gets[number]["name"];
 
 /**
  * Open-loop clients at fixed rates (`API_LOAD`), round-robin over the fleet's ids (`hot-0001`…,
- * `e2e-0001`…), and `POST /sensors` adding a scripted sensor that emits one reading and
+ * `e2e-0091`…), and `POST /sensors` adding a scripted sensor that emits one reading and
  * completes (so the adds barely change the offered load). Requests are issued on schedule
  * whether or not earlier ones were answered.
  */
-function startApiLoad(url: string, fleet: { hot: number; normal: number }) {
+function startApiLoad(url: string, fleet: readonly string[]) {
   let running = true;
   const t0 = performance.now();
   const stats = () => ({ latency: new Histogram(), count: 0, errors: 0 });
@@ -234,12 +238,7 @@ function startApiLoad(url: string, fleet: { hot: number; normal: number }) {
   let outstanding = 0;
   let added = 0;
   let nth = 0;
-  const deviceId = () => {
-    const i = nth++ % (fleet.hot + fleet.normal);
-    return i < fleet.hot
-      ? `hot-${String(i + 1).padStart(4, "0")}`
-      : `e2e-${String(i - fleet.hot + 1).padStart(4, "0")}`;
-  };
+  const deviceId = () => fleet[nth++ % fleet.length]!;
   const path = (route: GetRoute): string => {
     switch (route) {
       case "GET /sensors/:id":

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Checkpointer } from "../actors/checkpointer.ts";
+import { Checkpointer, type CheckpointerOptions } from "../actors/checkpointer.ts";
 import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
 import { type DeviceDoc, toDeviceDoc } from "../schemas/documents.ts";
 import type { WriteBatch } from "../actors/device_store.ts";
@@ -13,7 +13,7 @@ function state(id: string, lastSeq: number): DeviceDoc {
 }
 
 /** A checkpointer over a recording store and source, on fake time. */
-function setup() {
+function setup(options: Pick<CheckpointerOptions, "onWritten"> = {}) {
   const events: string[] = [];
   const written = { gate: undefined as Promise<void> | undefined };
   const store = {
@@ -33,7 +33,13 @@ function setup() {
     },
   };
   const timers = new FakeTime(0);
-  const checkpointer = new Checkpointer({ store, everyMs: 100, logger: silentLogger, timers });
+  const checkpointer = new Checkpointer({
+    store,
+    everyMs: 100,
+    logger: silentLogger,
+    timers,
+    ...options,
+  });
   return {
     checkpointer,
     events,
@@ -95,6 +101,47 @@ Deno.test("Checkpointer.keepOnly() forgets the states of partitions no longer ow
   assert.equal(t.checkpointer.unsaved("b"), undefined);
   await t.checkpointer.checkpoint();
   assert.deepEqual(t.events, ["stored a@1"]);
+  await t.checkpointer.stop();
+});
+
+Deno.test("Checkpointer reports the states it stored, without those of partitions revoked during the write", async () => {
+  const seen: string[] = [];
+  const t = setup({
+    onWritten: (states, stored) =>
+      seen.push(`${stored ? "stored" : "unsure"} ${states.map((d) => `${d._id}@${d.lastSeq}`)}`),
+  });
+  t.checkpointer.attach(t.source);
+  t.checkpointer.add(state("a", 1), 0);
+  t.checkpointer.add(state("b", 1), 1);
+  const gate = Promise.withResolvers<void>();
+  t.written.gate = gate.promise;
+  const checkpoint = t.checkpointer.checkpoint();
+  await settle(); // its write waits on the gate
+  t.checkpointer.keepOnly(new Set([0]));
+  assert.deepEqual(seen, [], "nothing before the write is acknowledged");
+  gate.resolve();
+  await checkpoint;
+  assert.deepEqual(t.events, ["stored a@1 b@1"]);
+  assert.deepEqual(seen, ["stored a@1"]);
+  await t.checkpointer.stop();
+});
+
+Deno.test("Checkpointer reports every state of a failed write as unsure", async () => {
+  const seen: string[] = [];
+  const failing = new Error("Store write failed: not primary");
+  const t = setup({
+    onWritten: (states, stored) =>
+      seen.push(`${stored ? "stored" : "unsure"} ${states.map((d) => `${d._id}@${d.lastSeq}`)}`),
+  });
+  t.checkpointer.attach(t.source);
+  t.checkpointer.add(state("a", 2), 0);
+  t.checkpointer.add(state("b", 1), 1);
+  t.written.gate = Promise.reject(failing);
+  await assert.rejects(t.checkpointer.checkpoint(), failing);
+  assert.deepEqual(seen, ["unsure a@2,b@1"]);
+  t.written.gate = undefined;
+  await t.checkpointer.checkpoint();
+  assert.deepEqual(seen, ["unsure a@2,b@1", "stored a@2,b@1"]);
   await t.checkpointer.stop();
 });
 
