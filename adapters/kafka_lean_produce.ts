@@ -19,7 +19,14 @@
  */
 import { Buffer } from "node:buffer";
 import produceDefinitions from "kafkajs/src/protocol/requests/produce/index.js";
-import { encodeProduceRequest, type ProduceRequestFields } from "./kafka_produce_encoding.ts";
+import type { Message } from "kafkajs";
+import {
+  encodeProduceRequest,
+  hasRecordSet,
+  type ProduceRequestFields,
+  RECORDS,
+  RecordSetError,
+} from "./kafka_produce_encoding.ts";
 
 /** What kafkajs's Produce request factory takes (versions 3–7). */
 interface ProduceArgs extends ProduceRequestFields {
@@ -64,11 +71,20 @@ export function useLeanProduceEncoding(): void {
   const protocol = definitions.protocol;
   definitions.protocol = (options) => {
     const build = protocol(options);
-    if (options.version < FIRST_VERSION || options.version > LAST_VERSION) return build;
+    const ours = options.version >= FIRST_VERSION && options.version <= LAST_VERSION;
     return (args) => {
       const built = build(args);
       // kafkajs compresses the encoded records; leave that path entirely to it.
-      if ((args.compression ?? NO_COMPRESSION) !== NO_COMPRESSION) return built;
+      if (!ours || (args.compression ?? NO_COMPRESSION) !== NO_COMPRESSION) {
+        // kafkajs would write a record set as one empty record: refuse rather than lose them.
+        if (hasRecordSet(args.topicData)) {
+          throw new RecordSetError(
+            `Record sets need an uncompressed Produce request of version ${FIRST_VERSION}–` +
+              `${LAST_VERSION}: version "${options.version}", compression "${args.compression}"`,
+          );
+        }
+        return built;
+      }
       const encode = () => {
         encoded++;
         return Promise.resolve(asKafkajsEncoder(encodeProduceRequest(args)));
@@ -76,6 +92,27 @@ export function useLeanProduceEncoding(): void {
       return { ...built, request: { ...built.request, encode } };
     };
   };
+}
+
+/** True once kafkajs encodes through this module (false if its Produce request was not found). */
+export function leanProduceInstalled(): boolean {
+  return installed;
+}
+
+/**
+ * One kafkajs message standing for the records `keys[i]` → `values[i]` of `partition`, in
+ * order (see kafka_produce_encoding.ts). For a producer that is neither idempotent nor
+ * transactional (kafkajs counts their sequences per message) and uses no compression; both
+ * are refused at send time. Needs the lean encoder installed.
+ */
+export function recordSetMessage(
+  partition: number,
+  keys: readonly string[],
+  values: readonly string[],
+): Message {
+  if (!installed) throw new RecordSetError("Record sets need the lean Produce encoder installed");
+  // kafkajs checks that a message has a value; this one's records are in RECORDS.
+  return { partition, value: "", [RECORDS]: { keys, values } } as Message;
 }
 
 /** Produce requests encoded here since the process started (tests check the hook is used). */

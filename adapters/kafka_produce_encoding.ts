@@ -11,8 +11,24 @@
  * Only the uncompressed body is written here; `kafka_lean_produce.ts` hands
  * kafkajs this encoder and leaves compressed requests to kafkajs.
  *
+ * A message may also stand for many records of its partition (`RECORDS`, see
+ * `recordSetMessage()` in kafka_lean_produce.ts): the records are written in
+ * its place, in order, as if each had been a message without a timestamp or
+ * headers. kafkajs then handles one message per partition and send instead of
+ * one per record (its grouping by partition copies the partition's list for
+ * every message: quadratic in the batch).
+ *
  * @module
  */
+
+/** The key of a message's record set: `keys[i]` and `values[i]` are its records, in order. */
+export const RECORDS: unique symbol = Symbol("records");
+
+/** Records of one partition that travel as one message. */
+export interface RecordSet {
+  readonly keys: readonly string[];
+  readonly values: readonly string[];
+}
 
 /** A message as kafkajs's `producer.send()` takes it (after partitioning). */
 export interface ProduceMessage {
@@ -23,6 +39,8 @@ export interface ProduceMessage {
   >;
   /** Milliseconds since the epoch (kafkajs takes a string; a number works too). */
   readonly timestamp?: string | number | null;
+  /** Records written in this message's place (its own key, value and headers are ignored). */
+  readonly [RECORDS]?: RecordSet;
 }
 
 /** A 64-bit integer as kafkajs passes one: a number, a string, a bigint or its `Long`. */
@@ -88,6 +106,12 @@ export function encodeProduceRequest(
   w.int32(timeout);
   w.int32(topicData.length);
   const pid = toBigInt(producerId);
+  if (pid >= 0n && hasRecordSet(topicData)) {
+    // kafkajs counts one sequence number per message: a record set would break them.
+    throw new RecordSetError(
+      `Record sets cannot be produced idempotently or in a transaction: producer id "${pid}"`,
+    );
+  }
   const attributes = transactionalId ? TRANSACTIONAL : 0;
   for (const { topic, partitions } of topicData) {
     w.nullableString(topic);
@@ -107,6 +131,21 @@ export function encodeProduceRequest(
     }
   }
   return w.bytes();
+}
+
+/** A request this encoder cannot write as asked. */
+export class RecordSetError extends Error {
+  override readonly name = "RecordSetError";
+}
+
+/** True when a message of `topicData` carries a record set. */
+export function hasRecordSet(topicData: ProduceRequestFields["topicData"]): boolean {
+  for (const { partitions } of topicData) {
+    for (const { messages } of partitions) {
+      for (const m of messages) if (m[RECORDS] !== undefined) return true;
+    }
+  }
+  return false;
 }
 
 function writeRecordBatch(
@@ -129,19 +168,30 @@ function writeRecordBatch(
   w.int8(MAGIC);
   const crcAt = w.reserve(4);
   const crcStart = w.pos;
+  let records = 0;
+  for (const m of messages) records += m[RECORDS]?.keys.length ?? 1;
   w.int16(batch.attributes);
-  w.int32(messages.length - 1); // last offset delta
+  w.int32(records - 1); // last offset delta
   w.int64(first);
   w.int64(max);
   w.int64(batch.producerId);
   w.int16(batch.producerEpoch);
   w.int32(batch.firstSequence);
-  w.int32(messages.length);
-  for (let i = 0; i < messages.length; i++) {
-    const m = messages[i]!;
-    // kafkajs: (message.timestamp || dateNow) - firstTimestamp.
-    const ts = m.timestamp ? Number(m.timestamp) : batch.now;
-    writeRecord(w, m, ts - firstNumber, i);
+  w.int32(records);
+  let offsetDelta = 0;
+  const nowDelta = batch.now - firstNumber;
+  for (const m of messages) {
+    const set = m[RECORDS];
+    if (set === undefined) {
+      // kafkajs: (message.timestamp || dateNow) - firstTimestamp.
+      const delta = m.timestamp ? Number(m.timestamp) - firstNumber : nowDelta;
+      writeRecord(w, m.key, m.value, m.headers, delta, offsetDelta++);
+      continue;
+    }
+    const { keys, values } = set;
+    for (let i = 0; i < keys.length; i++) {
+      writeRecord(w, keys[i]!, values[i]!, undefined, nowDelta, offsetDelta++);
+    }
   }
   w.setInt32(lengthAt, w.pos - afterLength);
   w.setUint32(crcAt, crc32c(w.buf, crcStart, w.pos));
@@ -154,20 +204,21 @@ function writeRecordBatch(
  */
 function writeRecord(
   w: ByteWriter,
-  m: ProduceMessage,
+  key: ProduceMessage["key"],
+  value: ProduceMessage["value"],
+  headers: ProduceMessage["headers"],
   timestampDelta: number,
   offsetDelta: number,
 ) {
-  w.ensure(recordBound(m));
+  w.ensure(recordBound(key, value, headers));
   const lengthAt = w.pos;
   w.pos += 2;
   const bodyStart = w.pos;
   w.buf[w.pos++] = 0; // attributes
   w.varlong(timestampDelta);
   w.varint(offsetDelta);
-  w.varBytes(m.key);
-  w.varBytes(m.value);
-  const headers = m.headers;
+  w.varBytes(key);
+  w.varBytes(value);
   if (headers === undefined || headers === null) {
     w.buf[w.pos++] = 0;
   } else {
@@ -197,13 +248,17 @@ function writeRecord(
 }
 
 /** Bytes a record can take at most (strings at 3 bytes per UTF-16 unit). */
-function recordBound(m: ProduceMessage): number {
-  let n = 1 + 10 + 5 + 5 + 5 + bytesBound(m.key) + bytesBound(m.value) + 5;
-  if (m.headers) {
-    for (const key of Object.keys(m.headers)) {
-      const value = m.headers[key];
-      const values = Array.isArray(value) ? value : [value];
-      for (const v of values) n += 10 + bytesBound(key) + bytesBound(v);
+function recordBound(
+  key: ProduceMessage["key"],
+  value: ProduceMessage["value"],
+  headers: ProduceMessage["headers"],
+): number {
+  let n = 1 + 10 + 5 + 5 + 5 + bytesBound(key) + bytesBound(value) + 5;
+  if (headers) {
+    for (const name of Object.keys(headers)) {
+      const v = headers[name];
+      const values = Array.isArray(v) ? v : [v];
+      for (const one of values) n += 10 + bytesBound(name) + bytesBound(one);
     }
   }
   return n;
@@ -223,7 +278,13 @@ function estimateSize(fields: ProduceRequestFields): number {
     for (const { messages } of partitions) {
       n += 80;
       for (const m of messages) {
-        n += 16 + approxLength(m.key) + approxLength(m.value);
+        const set = m[RECORDS];
+        if (set === undefined) n += 16 + approxLength(m.key) + approxLength(m.value);
+        else {
+          for (let i = 0; i < set.keys.length; i++) {
+            n += 16 + set.keys[i]!.length + set.values[i]!.length;
+          }
+        }
       }
     }
   }

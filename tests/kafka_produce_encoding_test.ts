@@ -7,6 +7,8 @@ import {
   crc32c,
   encodeProduceRequest,
   type ProduceMessage,
+  RECORDS,
+  RecordSetError,
 } from "../adapters/kafka_produce_encoding.ts";
 import { leanProduceRequests, useLeanProduceEncoding } from "../adapters/kafka_lean_produce.ts";
 import { numRuns } from "./fc_runs.ts";
@@ -122,6 +124,68 @@ Deno.test("encodeProduceRequest() writes a reading batch byte for byte as kafkaj
   const now = 1_700_000_000_123;
   const ours = encodeProduceRequest(args, () => now);
   assert.deepEqual(Buffer.from(ours), Buffer.from(await kafkajsBytes(args, now)));
+});
+
+Deno.test("encodeProduceRequest() writes a record set as kafkajs writes its records one by one", async () => {
+  const records = fc.array(fc.tuple(fc.string({ maxLength: 30 }), fc.string({ maxLength: 200 })), {
+    minLength: 1,
+    maxLength: 20,
+  });
+  const item = fc.oneof(
+    message.map((m) => ({ plain: m })),
+    records.map((r) => ({ set: r })),
+  );
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(item, { minLength: 1, maxLength: 6 }),
+      fc.integer({ min: 1_600_000_000_000, max: 1_900_000_000_000 }),
+      async (items, now) => {
+        const ours: ProduceMessage[] = [];
+        const theirs: ProduceMessage[] = [];
+        for (const it of items) {
+          if ("plain" in it) {
+            ours.push(it.plain);
+            theirs.push(it.plain);
+          } else {
+            ours.push({
+              value: "ignored",
+              [RECORDS]: { keys: it.set.map(([k]) => k), values: it.set.map(([, v]) => v) },
+            });
+            for (const [key, value] of it.set) theirs.push({ key, value });
+          }
+        }
+        const fields = (messages: ProduceMessage[]) => ({
+          acks: -1,
+          timeout: 30_000,
+          topicData: [{ topic: "t", partitions: [{ partition: 2, messages }] }],
+        });
+        assert.deepEqual(
+          Buffer.from(encodeProduceRequest(fields(ours), () => now)),
+          Buffer.from(await kafkajsBytes(fields(theirs), now)),
+        );
+      },
+    ),
+    { numRuns: NUM_RUNS },
+  );
+});
+
+Deno.test("encodeProduceRequest() refuses a record set from an idempotent producer", () => {
+  assert.throws(
+    () =>
+      encodeProduceRequest({
+        acks: -1,
+        timeout: 30_000,
+        producerId: 7,
+        topicData: [{
+          topic: "t",
+          partitions: [{
+            partition: 0,
+            messages: [{ value: "", [RECORDS]: { keys: ["a"], values: ["b"] } }],
+          }],
+        }],
+      }),
+    RecordSetError,
+  );
 });
 
 Deno.test(
