@@ -9,7 +9,7 @@
  * With the default placement, a batch goes to kafkajs as one message per
  * partition (`recordSetMessage()`, encoded by kafka_produce_encoding.ts): the
  * readings are placed here, where kafkajs's DefaultPartitioner would place
- * them, and kafkajs handles six messages per send instead of 2 000 (its
+ * them, and kafkajs handles one message per partition instead of 2 000 (its
  * per-message grouping is quadratic in the batch). The partition count comes
  * from the topic's metadata before the first send and from every placement
  * kafkajs makes afterwards.
@@ -19,6 +19,7 @@
 import type { Admin, ICustomPartitioner, Kafka, Message, Producer } from "kafkajs";
 import { FastDefaultPartitioner, keyPartition } from "./kafka_partitioner.ts";
 import { leanProduceInstalled, recordSetMessage } from "./kafka_lean_produce.ts";
+import { RecordSetError } from "./kafka_produce_encoding.ts";
 import { encodeReading, type Reading } from "../schemas/reading.ts";
 import type { Logger } from "../actors/logger.ts";
 import type { ProducerStats, ReadingSink } from "../actors/reading_sink.ts";
@@ -209,7 +210,7 @@ export class KafkaReadingProducer implements ReadingSink, AsyncDisposable {
   async #partitionCount(): Promise<number> {
     const { topics } = await this.#admin!.fetchTopicMetadata({ topics: [this.#topic] });
     const count = topics[0]?.partitions.length ?? 0;
-    if (count === 0) throw new Error(`Topic has no partitions: "${this.#topic}"`);
+    if (count === 0) throw new RecordSetError(`Topic has no partitions: "${this.#topic}"`);
     return count;
   }
 
