@@ -1,5 +1,6 @@
 import "./env_guard.ts";
 import assert from "node:assert/strict";
+import { Partitioners } from "kafkajs";
 import { ProducerWorkerError, WorkerReadingProducer } from "../adapters/worker_producer.ts";
 import { silentLogger } from "../adapters/log.ts";
 import { decodeReading, type Reading } from "../schemas/reading.ts";
@@ -50,15 +51,18 @@ Deno.test(
     });
 
     const seen = new Map<string, number[]>();
+    const placed = new Map<string, Set<number>>();
     let total = 0;
     const consumer = testKafka().consumer({ groupId: uniqueName("worker-producer-check") });
     await consumer.connect();
     try {
       await consumer.subscribe({ topic: topic.name, fromBeginning: true });
       await consumer.run({
-        eachMessage: ({ message }) => {
+        eachMessage: ({ partition, message }) => {
           const decoded = decodeReading(message.value, message.key);
           assert.ok(decoded.ok, decoded.ok ? "" : decoded.reason);
+          const partitions = placed.get(decoded.reading.deviceId) ?? new Set();
+          placed.set(decoded.reading.deviceId, partitions.add(partition));
           const seqs = seen.get(decoded.reading.deviceId) ?? [];
           seqs.push(decoded.reading.seq);
           seen.set(decoded.reading.deviceId, seqs);
@@ -73,6 +77,23 @@ Deno.test(
     const expected = Array.from({ length: perDevice }, (_, i) => i + 1);
     for (const id of devices) assert.deepEqual(seen.get(id), expected, id);
     assert.equal(total, devices.length * perDevice);
+    // Placed where kafkajs's own DefaultPartitioner places the key (the processors rely on it).
+    const kafkajs = Partitioners.DefaultPartitioner();
+    const partitionMetadata = [0, 1, 2].map((partitionId) => ({
+      partitionErrorCode: 0,
+      partitionId,
+      leader: 1,
+      replicas: [1],
+      isr: [1],
+    }));
+    for (const id of devices) {
+      const expectedPartition = kafkajs({
+        topic: topic.name,
+        partitionMetadata,
+        message: { key: id, value: "" },
+      });
+      assert.deepEqual([...placed.get(id)!], [expectedPartition], id);
+    }
   },
 );
 
