@@ -97,6 +97,9 @@ export function createProcessor(
     let gaps = 0;
     let skippedSeqs = 0;
     const outOfOrderBefore = state.counters.outOfOrder;
+    // The last reading of this batch that changed the open episode's snapshot (its episode or the
+    // rule in force): the snapshot's `asOfSeq`, whatever the batch boundaries.
+    let changedSeq: number | undefined;
     for (const reading of readings) {
       const readingRule = reading.thresholds ?? defaultRule;
       const before = state;
@@ -107,6 +110,7 @@ export function createProcessor(
         continue;
       }
       // ---- rule changes at run time: the first reading under a new rule is where it applies.
+      const ruleSeqBefore = ruleSeq;
       if (ruleSeq === undefined || !isDeepStrictEqual(readingRule, rule)) ruleSeq = reading.seq;
       rule = readingRule;
       if (state.lastSeq > 0 && reading.seq > state.lastSeq + 1) {
@@ -114,6 +118,10 @@ export function createProcessor(
         skippedSeqs += reading.seq - state.lastSeq - 1;
       }
       state = result.state;
+      if (
+        state.episode &&
+        (ruleSeq !== ruleSeqBefore || !isDeepStrictEqual(state.episode, before.episode))
+      ) changedSeq = reading.seq;
       docs.push(toReadingDoc(reading, state.level === "critical", processedAt));
       applied.push(reading);
       offlineAfterMs = reading.offlineAfterMs;
@@ -133,9 +141,12 @@ export function createProcessor(
         alerts.set(doc._id, withRuleSeq(doc, ruleSeq));
       }
     }
-    // Keep an open episode's peak current even when this batch had no transition.
-    if (state.episode && docs.length > 0) {
-      const doc = toAlertDoc(deviceId, state.episode, rule, undefined, state.lastSeq);
+    // Keep an open episode's snapshot current (its peak, the rule in force) even when this batch
+    // had no transition, as of the last reading that changed it. A batch that changed neither
+    // writes nothing: the same snapshot again would be a guarded update of a stored alert, which
+    // scans the alerts collection on FerretDB (bench/RESULTS.md, "Live gap").
+    if (state.episode && changedSeq !== undefined) {
+      const doc = toAlertDoc(deviceId, state.episode, rule, undefined, changedSeq);
       alerts.set(doc._id, withRuleSeq(doc, ruleSeq));
     }
     return {

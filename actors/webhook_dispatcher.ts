@@ -209,10 +209,13 @@ export class WebhookDispatcher implements AsyncDisposable {
       this.#pruned += pruned;
       this.#nextPruneAt = pruned === PRUNE_BATCH ? now : now + pruneEveryMs;
     }
-    const [events, subscriptions] = await Promise.all([
-      store.pendingEvents(batch),
-      store.webhooks(),
-    ]);
+    // Subscriptions first: only events one of them wants are checked for replays, which costs a
+    // read of the settled events per poll on FerretDB (none at all without subscriptions).
+    const subscriptions = await store.webhooks();
+    const events = await store.pendingEvents(
+      batch,
+      (event) => subscriptions.some((s) => s.events.includes(event.event)),
+    );
     this.#pending = events.length;
     const settled: PendingEvent[] = [];
     for (const pending of events) {

@@ -75,8 +75,17 @@ export interface WebhookStore {
   acquireLease(owner: string, now: Date, ttlMs: number): Promise<Lease>;
   /** Gives the lease up if `owner` still holds it with `token`, so the next owner need not wait. */
   releaseLease(owner: string, token: number): Promise<void>;
-  /** Events not settled yet, oldest `occurredAt` first, at most `limit`. */
-  pendingEvents(limit: number): Promise<readonly PendingEvent[]>;
+  /**
+   * Events not settled yet, oldest `occurredAt` first, at most `limit`. An event never attempted
+   * may be the replay of one settled already (a crash replays readings); those `deliverable`
+   * says a subscription would be sent (default: all) are looked for among the settled and
+   * dropped if found; the others are answered unchecked, as settling one again changes nothing
+   * (on FerretDB each lookup reads the whole settled collection).
+   */
+  pendingEvents(
+    limit: number,
+    deliverable?: (event: OutboxEvent) => boolean,
+  ): Promise<readonly PendingEvent[]>;
   /**
    * Records where the delivery of `eventId` to `subscriptionId` stands, unless an outcome is
    * recorded already (the first outcome wins). False when refused: a later lease holder

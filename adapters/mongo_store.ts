@@ -720,12 +720,17 @@ export class MongoStore
   /**
    * An event not attempted yet may be the replay of one settled already (a crash replays the
    * readings since the last checkpoint): one read of the settled collection per poll that meets
-   * such events finds them, and they leave the outbox without being delivered again.
+   * such events finds them, and they leave the outbox without being delivered again. Only events
+   * a subscription would be sent are looked for: without subscriptions a poll reads no settled.
    */
-  async pendingEvents(limit: number): Promise<PendingEvent[]> {
+  async pendingEvents(
+    limit: number,
+    deliverable: (event: OutboxEvent) => boolean = () => true,
+  ): Promise<PendingEvent[]> {
     const found = await this.#outbox().find({ pending: true }).sort({ occurredAt: 1, _id: 1 })
       .limit(limit).toArray();
-    const fresh = found.filter((d) => d.deliveries === undefined).map((d) => d._id);
+    const fresh = found.filter((d) => d.deliveries === undefined && deliverable(pendingOf(d).event))
+      .map((d) => d._id);
     if (fresh.length === 0) return found.map(pendingOf);
     const replayed = new Set(
       (await findByIds(this.#settled(), fresh, { _id: 1 })).map((d) => d._id),

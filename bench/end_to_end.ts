@@ -36,6 +36,11 @@ export interface WindowResult {
   readonly cpuCores: number;
   /** The store server's CPU over the window, in cores (NaN when it is not a local process). */
   readonly storeCpuCores: number;
+  /**
+   * The store server's CPU per 10 000 readings stored in the window (NaN when unknown), to set
+   * beside the same run's raw insert ceiling and drain (absent in old results).
+   */
+  readonly storeCpuMsPer10k?: number;
   readonly storedLatencyMs: LatencySummary;
   readonly alertLatencyMs: LatencySummary;
   /** [seconds into the window, readings acknowledged by Kafka but not yet stored]. */
@@ -195,6 +200,7 @@ async function measureWindow(
     storedPerSec: Math.round((run.storedCount - stored0) / seconds),
     cpuCores: round((cpuMs() - cpu0) / 1000 / seconds),
     storeCpuCores: round(storeCpuMs / 1000 / seconds),
+    storeCpuMsPer10k: Math.round(storeCpuMs / Math.max(1, run.storedCount - stored0) * 10_000),
     storedLatencyMs: run.stored.summary(),
     alertLatencyMs: run.alerts.summary(),
     backlog,

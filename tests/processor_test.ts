@@ -8,6 +8,9 @@ import {
   INITIAL_ALARM_STATE,
 } from "../domain/hysteresis.ts";
 import type { Reading } from "../schemas/reading.ts";
+import type { AlertDoc } from "../schemas/documents.ts";
+import fc from "fast-check";
+import { numRuns } from "./fc_runs.ts";
 
 const ID = "boiler-1";
 const BASE_MS = Date.UTC(2026, 10, 27, 13, 0, 0);
@@ -147,6 +150,51 @@ Deno.test("processor keeps an open episode's peak current without a transition",
   assert.equal(out.alerts[0]!._id, `${ID}:overheat:2`);
   assert.equal(out.alerts[0]!.status, "active");
   assert.equal(out.alerts[0]!.peakTemperature, 90);
+});
+
+Deno.test("processor writes an open episode's snapshot only when a batch changes it", async () => {
+  await using actor = processor();
+  const raised = await apply(actor, readings([81, 82]));
+  assert.deepEqual(raised.alerts.map((a) => [a.status, a.asOfSeq]), [["active", 2]]);
+  // A hotter reading moves the peak: a new snapshot, as of that reading.
+  const hotter = await apply(actor, readings([90, 85], 3));
+  assert.deepEqual(hotter.alerts.map((a) => [a.peakTemperature, a.asOfSeq]), [[90, 3]]);
+  // Critical readings that change nothing write nothing (each rewrite is a guarded update).
+  const same = await apply(actor, readings([84, 75], 5));
+  assert.deepEqual(same.alerts, []);
+  assert.equal(same.device.lastSeq, 6);
+  const cleared = await apply(actor, readings([60, 60], 7));
+  assert.deepEqual(cleared.alerts.map((a) => [a.status, a.asOfSeq]), [["cleared", 8]]);
+});
+
+Deno.test("processor stores the same alert snapshots however a device's readings are batched", () => {
+  // A replay after a crash splits the readings differently: the newest snapshot of every alert
+  // (what the store keeps, `asOfSeq` guard) must not depend on it.
+  const newest = async (temperatures: readonly number[], cuts: readonly number[]) => {
+    await using actor = processor();
+    const all = readings(temperatures);
+    const stored = new Map<string, AlertDoc>();
+    const bounds = [...new Set([0, ...cuts.map((c) => c % (all.length + 1)), all.length])]
+      .sort((a, b) => a - b);
+    for (let i = 1; i < bounds.length; i++) {
+      const out = await apply(actor, all.slice(bounds[i - 1], bounds[i]));
+      for (const a of out.alerts) {
+        const seen = stored.get(a._id);
+        if (!seen || seen.asOfSeq <= a.asOfSeq) stored.set(a._id, a);
+      }
+    }
+    return [...stored.values()].sort((a, b) => a._id.localeCompare(b._id));
+  };
+  return fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.integer({ min: 55, max: 95 }), { minLength: 1, maxLength: 40 }),
+      fc.array(fc.nat(), { maxLength: 10 }),
+      async (temperatures, cuts) => {
+        assert.deepEqual(await newest(temperatures, cuts), await newest(temperatures, []));
+      },
+    ),
+    { numRuns: numRuns(100) },
+  );
 });
 
 Deno.test("processor applies a reading's own thresholds instead of the default rule", async () => {
