@@ -128,6 +128,7 @@ export async function startProcessors(
       // The states the processors just started reading: one read serves both.
       offline.onAssignment(partitions, processors.prefetched());
     },
+    onRewind: (partition) => processors.rewind(partition),
     onFatal,
   });
   processors.attach(source);
