@@ -3,9 +3,12 @@
  * batch it validates the records (invalid ones go to the dead-letter sink with
  * their reason), hands each device's readings — in partition order — to that
  * device's processor (`DeviceRegistry`), and hands the readings and the alerts
- * to the store writer's two lanes (`#write`). The batch handler resolves only
- * when the dead letters and both writes are durable; the device states they produced then wait for the
- * next checkpoint (`Checkpointer`).
+ * to the store writer's two lanes (`#write`). A batch counts as handled only
+ * when its dead letters and both writes are durable; the device states it produced then wait for
+ * the next checkpoint (`Checkpointer`). Where the source allows it (Kafka), the handler resolves
+ * earlier, handing the batch on once its writes went out, so the next batches are fetched while
+ * the store writes; batches then count as stored in partition order (`#handOn`,
+ * docs/reliability.md#batches-handed-on-before-they-are-stored).
  *
  * Stored readings are never replaced. A reading the store refuses — its
  * deviceId and seq are stored with other content (a conflict), or it was
@@ -236,9 +239,10 @@ export class ProcessorSupervisor implements AsyncDisposable {
       }
       const { writes, origins } = toWrite(outputs, processedAt, recordOf, rolledTo);
       let alertsStoredAt: number | undefined;
+      const started = Promise.withResolvers<void>();
       const writing = Promise.all([
         this.#opts.deadLetters.send(letters),
-        this.#write(writes).then(({ refused, alertsStoredAt: at }) => {
+        this.#write(writes, started.resolve).then(({ refused, alertsStoredAt: at }) => {
           alertsStoredAt = at;
           return { refused };
         }),
@@ -247,8 +251,10 @@ export class ProcessorSupervisor implements AsyncDisposable {
       if (ctx.handOn) {
         const stored = this.#handOn(done, ctx, writing, previous, () => alertsStoredAt, release);
         handed = true;
-        // At most two batches of a partition not stored: this one waits for the one before.
-        await keepingMembership(ctx, previous?.catch(() => {}) ?? Promise.resolve());
+        // The source fetches on once this batch's write went out, not while it is queued: the
+        // next batches are applied while it is written and queue behind it (so the store has
+        // the next write ready), and what waits for the store stays bounded.
+        await keepingMembership(ctx, Promise.race([started.promise, stored.catch(() => {})]));
         return { stored };
       }
       const [, { refused }] = await keepingMembership(ctx, writing);
@@ -455,25 +461,27 @@ export class ProcessorSupervisor implements AsyncDisposable {
    */
   async #write(
     batch: WriteBatch,
+    onStart?: () => void,
   ): Promise<{ refused: readonly Refusal[]; alertsStoredAt?: number }> {
     const { writer } = this.#opts;
-    if (batch.alerts.length === 0) return await writer.write(batch);
+    const started = onStart ? { onStart } : {};
+    if (batch.alerts.length === 0) return await writer.write(batch, started);
     const readings = { ...batch, alerts: [] };
     const alerts: WriteBatch = { readings: [], alerts: batch.alerts, devices: [] };
     const hasReadings = batch.readings.length > 0 || (batch.skipped?.length ?? 0) > 0;
     if (!hasReadings) {
-      await writer.write(alerts);
+      await writer.write(alerts, started);
       return { refused: [], alertsStoredAt: this.#now() };
     }
     if (this.#opts.rollForward) {
-      const { refused } = await writer.write(readings);
+      const { refused } = await writer.write(readings, started);
       await writer.write(alerts);
       return { refused, alertsStoredAt: this.#now() };
     }
     let alertsStoredAt = 0;
     // Both settle before a failure is passed on: the retry must not race a write of this batch.
     const [stored, alertsStored] = await Promise.allSettled([
-      writer.write(readings),
+      writer.write(readings, started),
       writer.write(alerts).then(() => void (alertsStoredAt = this.#now())),
     ]);
     if (stored.status === "rejected") throw stored.reason;

@@ -25,6 +25,7 @@ import type { AlertDoc } from "../schemas/documents.ts";
 
 interface Pending {
   readonly batch: WriteBatch;
+  readonly onStart: (() => void) | undefined;
   readonly resolve: (result: WriteResult) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -71,11 +72,14 @@ export class StoreWriter {
     return { ...this.#counts, queued: this.#readings.queued + this.#alerts.queued };
   }
 
-  /** Resolves once `batch` is durable, with the readings of `batch` the store refused. */
-  write(batch: WriteBatch): Promise<WriteResult> {
+  /**
+   * Resolves once `batch` is durable, with the readings of `batch` the store refused.
+   * `onStart` is called when the store write holding it goes out (no longer queued).
+   */
+  write(batch: WriteBatch, options: { readonly onStart?: () => void } = {}): Promise<WriteResult> {
     const alertsOnly = batch.readings.length === 0 && (batch.skipped?.length ?? 0) === 0 &&
       batch.devices.length === 0 && batch.alerts.length > 0;
-    return (alertsOnly ? this.#alerts : this.#readings).write(batch);
+    return (alertsOnly ? this.#alerts : this.#readings).write(batch, options.onStart);
   }
 }
 
@@ -109,9 +113,9 @@ class Lane {
     return this.#queue.length;
   }
 
-  write(batch: WriteBatch): Promise<WriteResult> {
+  write(batch: WriteBatch, onStart?: () => void): Promise<WriteResult> {
     const { promise, resolve, reject } = Promise.withResolvers<WriteResult>();
-    this.#queue.push({ batch, resolve, reject });
+    this.#queue.push({ batch, onStart, resolve, reject });
     if (this.#running < this.#limit) void this.#drain();
     return promise;
   }
@@ -123,6 +127,7 @@ class Lane {
         const group = this.#queue;
         this.#queue = [];
         const merged = merge(group.map((p) => p.batch));
+        for (const p of group) p.onStart?.();
         try {
           const { refused } = await this.#store.write(merged);
           this.#stored(merged, refused);

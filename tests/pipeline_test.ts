@@ -455,11 +455,11 @@ services.test("pipeline (kafka+mongodb): batches handed on past a store write th
   let readingWrites = 0;
   // The second write of readings fails before it reaches the store: the batches handed on after
   // it must not count as stored, and the partition is read again from it.
-  writer.write = (batch) => {
+  writer.write = (batch, options) => {
     if (batch.readings.length > 0 && ++readingWrites === 2) {
       return Promise.reject(new Error("Store write failed: connection reset"));
     }
-    return write(batch);
+    return write(batch, options);
   };
   const cycle = [60, 81, 85, 90, 79, 75, 69, 65, 62, 72];
   const ids = ["handon-a", "handon-b", "handon-c"];
