@@ -24,7 +24,11 @@ import { realTimers, type TimerId, type Timers } from "./timers.ts";
  * for readings that keep flowing.
  */
 const CHECKPOINT_SHARE = 0.25;
-/** However slow checkpoints get, offsets are committed at least this often (less to replay). */
+/**
+ * However slow checkpoints get, offsets are committed at least this often (less to replay), unless
+ * a checkpoint would write more than `STATES_PER_READING_LATE` states per reading stored since the
+ * last: then it waits until `LONGEST_SPACING_MS`.
+ */
 const MAX_CHECKPOINT_SPACING_MS = 30_000;
 /**
  * Device states written per reading stored, at most, once a checkpoint would
@@ -36,6 +40,15 @@ const MAX_CHECKPOINT_SPACING_MS = 30_000;
  */
 const STATES_PER_READING = 0.1;
 const STATE_BUDGET_FROM = 1000;
+/**
+ * Past `MAX_CHECKPOINT_SPACING_MS`, a checkpoint still waits while it would write more states than
+ * half the readings stored since the last, up to `LONGEST_SPACING_MS`. Devices that report less
+ * than twice in 30 s are a fleet larger than the store keeps up with (100 000 devices draining a
+ * backlog): a 30 s checkpoint then wrote about one state per reading and doubled the store's work
+ * (bench/RESULTS.md). The price is a replay of up to two minutes after a crash, for such fleets only.
+ */
+const STATES_PER_READING_LATE = 0.5;
+const LONGEST_SPACING_MS = 120_000;
 
 export interface CheckpointerOptions {
   /** Written directly, beside the readings' queue: a long checkpoint must not hold up readings. */
@@ -155,8 +168,10 @@ export class Checkpointer {
   /** Whether this checkpoint would write more states than the readings since justify. */
   #overBudget(now: number): boolean {
     const states = this.#dirty.size;
-    return states >= STATE_BUDGET_FROM && states > this.#readings * STATES_PER_READING &&
-      now - this.#lastCheckpoint < MAX_CHECKPOINT_SPACING_MS;
+    if (states < STATE_BUDGET_FROM || states <= this.#readings * STATES_PER_READING) return false;
+    const since = now - this.#lastCheckpoint;
+    if (since < MAX_CHECKPOINT_SPACING_MS) return true;
+    return since < LONGEST_SPACING_MS && states > this.#readings * STATES_PER_READING_LATE;
   }
 
   /**

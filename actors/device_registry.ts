@@ -104,6 +104,11 @@ export class DeviceRegistry {
     return { mailboxDepth, passivated: this.#passivated, processorFailures: this.#failures };
   }
 
+  /** The devices held for `partition`. */
+  inPartition(partition: number): string[] {
+    return [...this.#devices].filter(([, d]) => d.partition === partition).map(([id]) => id);
+  }
+
   /** The devices held for partitions not in `kept`. */
   outside(kept: ReadonlySet<number>): string[] {
     return [...this.#devices].filter(([, d]) => !kept.has(d.partition)).map(([id]) => id);

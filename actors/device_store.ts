@@ -58,6 +58,12 @@ export interface DeviceStore {
   /** Makes a batch durable; rejects if any part could not be written. */
   write(batch: WriteBatch): Promise<WriteResult>;
   /**
+   * How many writes of readings (of different batches) the store takes at once and makes
+   * faster by it (default 1: one at a time, e.g. a store whose writes of readings check a
+   * guard key that concurrent commits would conflict on).
+   */
+  readonly readingWrites?: number;
+  /**
    * Up to `limit` stored readings of a device with seq above `afterSeq`, by
    * ascending seq: what a restored state has not seen when the source cannot
    * replay them (the embedded queue).

@@ -3,9 +3,12 @@
  * batch it validates the records (invalid ones go to the dead-letter sink with
  * their reason), hands each device's readings — in partition order — to that
  * device's processor (`DeviceRegistry`), and hands the readings and the alerts
- * to the store writer's two lanes (`#write`). The batch handler resolves only
- * when the dead letters and both writes are durable; the device states they produced then wait for the
- * next checkpoint (`Checkpointer`).
+ * to the store writer's two lanes (`#write`). A batch counts as handled only
+ * when its dead letters and both writes are durable; the device states it produced then wait for
+ * the next checkpoint (`Checkpointer`). Where the source allows it (Kafka), the handler resolves
+ * earlier, handing the batch on once its writes went out, so the next batches are fetched while
+ * the store writes; batches then count as stored in partition order (`#handOn`,
+ * docs/reliability.md#batches-handed-on-before-they-are-stored).
  *
  * Stored readings are never replaced. A reading the store refuses — its
  * deviceId and seq are stored with other content (a conflict), or it was
@@ -44,6 +47,7 @@ import type {
   BatchContext,
   DeadLetter,
   DeadLetterSink,
+  HandedOn,
   RawRecord,
   ReadingSource,
   RecordBatch,
@@ -137,6 +141,10 @@ export class ProcessorSupervisor implements AsyncDisposable {
   #prefetched: Promise<Map<string, DeviceDoc>> | undefined;
   /** Partitions owned; undefined until the first assignment (then every partition counts). */
   #owned: Set<number> | undefined;
+  /** Per partition, the last batch handed on and not settled yet (`ctx.handOn`). */
+  readonly #tails = new Map<number, Promise<void>>();
+  /** Per partition, how often it was read again (`rewind()`): older hand-ons add nothing. */
+  readonly #epochs = new Map<number, number>();
   /** Partition of each owned device currently critical, as of its last stored batch. */
   readonly #critical = new Map<string, number>();
   #stats = {
@@ -196,13 +204,24 @@ export class ProcessorSupervisor implements AsyncDisposable {
     };
   }
 
-  /** The batch handler for the reading source. */
-  readonly handleBatch = async (batch: RecordBatch, ctx: BatchContext): Promise<void> => {
+  /**
+   * The batch handler for the reading source. Where the source allows it (`ctx.handOn`: Kafka),
+   * a batch is handed on once applied and its writes started, so the source fetches the next
+   * batches while the store writes (see `#handOn`); otherwise it resolves once durable.
+   */
+  readonly handleBatch = async (
+    batch: RecordBatch,
+    ctx: BatchContext,
+  ): Promise<void | HandedOn> => {
     const { byDevice, recordOf, letters } = decodeBatch(batch, this.#opts.offlineAfterMs);
     const ids = [...byDevice.keys()];
+    const partition = batch.partition;
+    // The partition's batch handed on before this one, if not stored yet.
+    const previous = ctx.handOn ? this.#tails.get(partition) : undefined;
     let release = () => {};
+    let handed = false;
     try {
-      const unseen = await this.#devices.ensure(ids, batch.partition);
+      const unseen = await this.#devices.ensure(ids, partition);
       // The highest seq rolled forward per device: those readings and transitions are not new.
       const rolledTo = new Map<string, number>();
       for (const [id, readings] of unseen) {
@@ -224,45 +243,131 @@ export class ProcessorSupervisor implements AsyncDisposable {
       }
       const { writes, origins } = toWrite(outputs, processedAt, recordOf, rolledTo);
       let alertsStoredAt: number | undefined;
-      const [, { refused }] = await keepingMembership(
-        ctx,
-        Promise.all([
-          this.#opts.deadLetters.send(letters),
-          this.#write(writes).then(({ refused, alertsStoredAt: at }) => {
-            alertsStoredAt = at;
-            return { refused };
-          }),
-        ]),
-      );
-      if (ctx.isStale() || !this.#owns(batch.partition)) {
-        // The partition moved during the write: its new owner resumes from the checkpoint.
-        await this.#devices.discard(ids);
-        return;
+      const started = Promise.withResolvers<void>();
+      const writing = Promise.all([
+        this.#opts.deadLetters.send(letters),
+        this.#write(writes, started.resolve).then(({ refused, alertsStoredAt: at }) => {
+          alertsStoredAt = at;
+          return { refused };
+        }),
+      ]);
+      const done = { batch, ids, outputs, letters, origins, rolledTo };
+      if (ctx.handOn) {
+        const stored = this.#handOn(done, ctx, writing, previous, () => alertsStoredAt, release);
+        handed = true;
+        // The source fetches on once this batch's write went out, not while it is queued: the
+        // next batches are applied while it is written and queue behind it (so the store has
+        // the next write ready), and what waits for the store stays bounded.
+        await keepingMembership(ctx, Promise.race([started.promise, stored.catch(() => {})]));
+        return { stored };
       }
-      const refusedLetters = refused.map((r) => refusalLetter(r, origins, batch.partition));
-      if (refusedLetters.length > 0) {
-        await keepingMembership(ctx, this.#opts.deadLetters.send(refusedLetters));
-        letters.push(...refusedLetters);
-      }
-      // These states now cover only stored readings: eligible for the next checkpoint.
-      for (const o of outputs) this.#stored(o, batch.partition);
-      this.#account(
-        batch,
-        outputs,
-        letters,
-        refused.map((r) => ({ type: r.type, skipped: origins.get(r.reading)!.skipped })),
-        rolledTo,
-        alertsStoredAt,
-      );
-      this.#opts.onProcessed?.(outputs, batch.partition);
+      const [, { refused }] = await keepingMembership(ctx, writing);
+      await this.#afterStored(done, ctx, refused, alertsStoredAt);
     } catch (error) {
+      if (handed) throw error;
+      // A device restored now must start from the state the batch before left, once stored.
+      await previous?.catch(() => {});
       // Their in-memory states may be ahead of the store: the retry restores and replays them.
       await this.#failed(batch, ids, error);
       throw error;
     } finally {
-      release();
+      if (!handed) release();
     }
   };
+
+  /**
+   * A handed-on batch's end, once its writes and those of the partition's batch before it
+   * settled: resolves when both were stored and its device states became checkpointable; rejects
+   * when either was not (or the partition was read again meanwhile: `rewind()`), adding nothing.
+   * So the batches of a partition are counted stored in order, and none after one that was not
+   * (the source then reads the partition again from that one). Its devices stay held until then:
+   * none is passivated, nor restored from an older state, while its readings are being written.
+   */
+  #handOn(
+    done: Done,
+    ctx: BatchContext,
+    writing: Promise<readonly [void, { readonly refused: readonly Refusal[] }]>,
+    previous: Promise<void> | undefined,
+    alertsStoredAt: () => number | undefined,
+    release: () => void,
+  ): Promise<void> {
+    const partition = done.batch.partition;
+    const epoch = this.#epochs.get(partition) ?? 0;
+    const stored = (async () => {
+      // Both settle before this one does: a batch read again must not race a write of it.
+      const [before, own] = await Promise.allSettled([previous, writing]);
+      if (own.status === "rejected") {
+        this.#stats.failedBatches++;
+        this.#log.warn("handed-on batch failed; its partition is read again from it", {
+          partition,
+          firstOffset: done.batch.records[0]?.offset,
+          devices: done.ids.length,
+          error: own.reason as Error,
+        });
+        throw own.reason;
+      }
+      if ((this.#epochs.get(partition) ?? 0) !== epoch) {
+        throw new BatchNotStored(partition, "the partition is being read again");
+      }
+      if (before.status === "rejected") {
+        throw new BatchNotStored(partition, "an earlier batch of it was not stored");
+      }
+      if (ctx.isStale() || !this.#owns(partition)) {
+        // The partition moved during the write: its new owner resumes from the checkpoint.
+        await this.#devices.discard(done.ids);
+        return;
+      }
+      await this.#afterStored(done, ctx, own.value[1].refused, alertsStoredAt());
+    })().finally(release);
+    this.#tails.set(partition, stored);
+    // The tail is dropped once settled, unless a later batch took its place.
+    stored.catch(() => {}).finally(() => {
+      if (this.#tails.get(partition) === stored) this.#tails.delete(partition);
+    });
+    return stored;
+  }
+
+  /**
+   * Forgets what was applied of a partition's batches that were not stored: the source reads it
+   * again from the first of them, and no batch of it is being handled or stored meanwhile
+   * (`SourceEvents.onRewind`). Its devices start again from their last safe state.
+   */
+  async rewind(partition: number): Promise<void> {
+    this.#epochs.set(partition, (this.#epochs.get(partition) ?? 0) + 1);
+    this.#tails.delete(partition);
+    await this.#devices.discard(this.#devices.inPartition(partition));
+  }
+
+  /** A stored batch's dead letters of refused readings, device states and counts. */
+  async #afterStored(
+    done: Done,
+    ctx: BatchContext,
+    refused: readonly Refusal[],
+    alertsStoredAt: number | undefined,
+  ) {
+    const { batch, ids, outputs, letters, origins, rolledTo } = done;
+    if (ctx.isStale() || !this.#owns(batch.partition)) {
+      // The partition moved during the write: its new owner resumes from the checkpoint.
+      await this.#devices.discard(ids);
+      return;
+    }
+    const refusedLetters = refused.map((r) => refusalLetter(r, origins, batch.partition));
+    if (refusedLetters.length > 0) {
+      await keepingMembership(ctx, this.#opts.deadLetters.send(refusedLetters));
+      letters.push(...refusedLetters);
+    }
+    // These states now cover only stored readings: eligible for the next checkpoint.
+    for (const o of outputs) this.#stored(o, batch.partition);
+    this.#account(
+      batch,
+      outputs,
+      letters,
+      refused.map((r) => ({ type: r.type, skipped: origins.get(r.reading)!.skipped })),
+      rolledTo,
+      alertsStoredAt,
+    );
+    this.#opts.onProcessed?.(outputs, batch.partition);
+  }
 
   /**
    * After a rebalance, forget the devices of partitions this member lost (and
@@ -272,12 +377,18 @@ export class ProcessorSupervisor implements AsyncDisposable {
     this.#assignment = [...partitions].sort((a, b) => a - b);
     const kept = new Set(partitions);
     this.#owned = kept;
+    // Batches handed on before the rebalance add nothing once stored: the member reads again
+    // from the committed offsets, so their devices start again from their last safe state.
+    const handed = [...this.#tails.keys()];
+    for (const p of handed) this.#epochs.set(p, (this.#epochs.get(p) ?? 0) + 1);
+    this.#tails.clear();
+    const rewound = handed.filter((p) => kept.has(p)).flatMap((p) => this.#devices.inPartition(p));
     this.#checkpoints.keepOnly(kept);
     this.#opts.view?.assign(this.#assignment);
     for (const [id, p] of this.#critical) if (!kept.has(p)) this.#critical.delete(id);
     const lost = this.#devices.outside(kept);
     this.#prefetched = this.#devices.prefetch(this.#assignment, this.#checkpoints.pending());
-    await this.#devices.discard(lost);
+    await this.#devices.discard([...lost, ...rewound]);
     if (lost.length > 0) {
       this.#log.info("device states released after rebalance", { count: lost.length, partitions });
     }
@@ -355,25 +466,27 @@ export class ProcessorSupervisor implements AsyncDisposable {
    */
   async #write(
     batch: WriteBatch,
+    onStart?: () => void,
   ): Promise<{ refused: readonly Refusal[]; alertsStoredAt?: number }> {
     const { writer } = this.#opts;
-    if (batch.alerts.length === 0) return await writer.write(batch);
+    const started = onStart ? { onStart } : {};
+    if (batch.alerts.length === 0) return await writer.write(batch, started);
     const readings = { ...batch, alerts: [] };
     const alerts: WriteBatch = { readings: [], alerts: batch.alerts, devices: [] };
     const hasReadings = batch.readings.length > 0 || (batch.skipped?.length ?? 0) > 0;
     if (!hasReadings) {
-      await writer.write(alerts);
+      await writer.write(alerts, started);
       return { refused: [], alertsStoredAt: this.#now() };
     }
     if (this.#opts.rollForward) {
-      const { refused } = await writer.write(readings);
+      const { refused } = await writer.write(readings, started);
       await writer.write(alerts);
       return { refused, alertsStoredAt: this.#now() };
     }
     let alertsStoredAt = 0;
     // Both settle before a failure is passed on: the retry must not race a write of this batch.
     const [stored, alertsStored] = await Promise.allSettled([
-      writer.write(readings),
+      writer.write(readings, started),
       writer.write(alerts).then(() => void (alertsStoredAt = this.#now())),
     ]);
     if (stored.status === "rejected") throw stored.reason;
@@ -438,6 +551,24 @@ export class ProcessorSupervisor implements AsyncDisposable {
         }
       }
     }
+  }
+}
+
+/** What a batch produced, for its end once stored. */
+interface Done {
+  readonly batch: RecordBatch;
+  readonly ids: readonly string[];
+  readonly outputs: readonly DeviceOutput[];
+  readonly letters: DeadLetter[];
+  readonly origins: ReadonlyMap<ReadingDoc, Origin>;
+  readonly rolledTo: ReadonlyMap<string, number>;
+}
+
+/** A handed-on batch that was not stored because of something else (never leaves the module). */
+class BatchNotStored extends Error {
+  override name = "BatchNotStored";
+  constructor(partition: number, why: string) {
+    super(`Batch of partition "${partition}" not stored: ${why}`);
   }
 }
 

@@ -27,19 +27,49 @@ export interface BatchContext {
   heartbeat(): Promise<void>;
   /** True when a rebalance took the partition away while the batch ran. */
   isStale(): boolean;
+  /**
+   * The source takes a batch handed on before it is durable ({@linkcode HandedOn}), and reads
+   * its partition again from it if it never becomes durable (Kafka; not the embedded queue).
+   */
+  readonly handOn?: boolean;
 }
 
-/** Handles one batch; resolves when its effects are durable; throws on I/O failure. */
-export type BatchHandler = (batch: RecordBatch, ctx: BatchContext) => Promise<void>;
+/**
+ * A batch handed on: applied, its writes started, durable once `stored` resolves. The source
+ * then reads on at once, so the next batches are fetched and applied while the store writes
+ * (it would otherwise sit idle during every fetch), but counts the batch processed — its offsets
+ * committable — only once `stored` resolved. The `stored` of one partition's batches settle in
+ * partition order, and once one rejects every later one rejects too: the source then waits until
+ * no batch of the partition is being handled or stored, calls `SourceEvents.onRewind`, and reads
+ * the partition again from the first batch that was not stored.
+ */
+export interface HandedOn {
+  readonly stored: Promise<void>;
+}
+
+/**
+ * Handles one batch; resolves when its effects are durable, or, where the context allows it
+ * (`handOn`), once handed on; throws on I/O failure.
+ */
+export type BatchHandler = (
+  batch: RecordBatch,
+  ctx: BatchContext,
+) => Promise<void | HandedOn>;
 
 export interface SourceEvents {
   /** Partitions were (re)assigned: per-device state of this member may be stale. */
   readonly onAssignment: (partitions: readonly number[]) => void;
   /** The consumer stopped for good (non-retriable error, or no broker answered for too long). */
   readonly onFatal: (error: unknown) => void;
+  /**
+   * A handed-on batch of `partition` was not stored: what was applied of it and of the batches
+   * after it must be forgotten before the partition is read again from it (no batch of the
+   * partition is being handled or stored meanwhile). Required with `BatchContext.handOn`.
+   */
+  readonly onRewind?: (partition: number) => Promise<void>;
 }
 
-/** Next offset to read per partition, for the batches whose handler resolved. */
+/** Next offset to read per partition, for the batches whose handler resolved (and were stored). */
 export type Offsets = ReadonlyMap<number, string>;
 
 /** Port: an ordered, partitioned source with "batch, then commit at a checkpoint" semantics. */

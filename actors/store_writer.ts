@@ -1,7 +1,8 @@
 /**
  * Group commit in front of the store, in two lanes: one for alerts (with the
  * webhook outbox events the store writes beside them), one for everything
- * else (readings). In each lane, while one write is in flight, batches from
+ * else (readings). In each lane, while its writes are in flight (one at a time; in the
+ * readings' lane as many as the store takes, `DeviceStore.readingWrites`), batches from
  * other partitions queue up and go out together in the next write; the two
  * lanes write independently, so an alert never queues behind a bulk write of
  * readings, nor readings behind alert snapshots. Each caller's promise
@@ -24,6 +25,7 @@ import type { AlertDoc } from "../schemas/documents.ts";
 
 interface Pending {
   readonly batch: WriteBatch;
+  readonly onStart: (() => void) | undefined;
   readonly resolve: (result: WriteResult) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -50,7 +52,10 @@ export class StoreWriter {
   readonly #alerts: Lane;
   #counts = { writes: 0, readings: 0, alerts: 0, failures: 0 };
 
-  constructor(store: Pick<DeviceStore, "write">, options: StoreWriterOptions = {}) {
+  constructor(
+    store: Pick<DeviceStore, "write" | "readingWrites">,
+    options: StoreWriterOptions = {},
+  ) {
     const now = options.now ?? Date.now;
     const stored = (merged: WriteBatch, refused: readonly Refusal[]) => {
       this.#counts.writes++;
@@ -59,58 +64,70 @@ export class StoreWriter {
       options.onStored?.(merged, now());
     };
     const failed = () => void this.#counts.failures++;
-    this.#readings = new Lane(store, stored, failed);
-    this.#alerts = new Lane(store, stored, failed);
+    this.#readings = new Lane(store, stored, failed, Math.max(1, store.readingWrites ?? 1));
+    this.#alerts = new Lane(store, stored, failed, 1);
   }
 
   get stats(): StoreWriterStats {
     return { ...this.#counts, queued: this.#readings.queued + this.#alerts.queued };
   }
 
-  /** Resolves once `batch` is durable, with the readings of `batch` the store refused. */
-  write(batch: WriteBatch): Promise<WriteResult> {
+  /**
+   * Resolves once `batch` is durable, with the readings of `batch` the store refused.
+   * `onStart` is called when the store write holding it goes out (no longer queued).
+   */
+  write(batch: WriteBatch, options: { readonly onStart?: () => void } = {}): Promise<WriteResult> {
     const alertsOnly = batch.readings.length === 0 && (batch.skipped?.length ?? 0) === 0 &&
       batch.devices.length === 0 && batch.alerts.length > 0;
-    return (alertsOnly ? this.#alerts : this.#readings).write(batch);
+    return (alertsOnly ? this.#alerts : this.#readings).write(batch, options.onStart);
   }
 }
 
-/** One lane's group commit: one store write at a time, the batches queued meanwhile merged. */
+/**
+ * One lane's group commit: up to `limit` store writes at a time, the batches queued meanwhile
+ * merged into the next. Writes in flight together hold different batches, and a caller hands a
+ * partition's next batch only once its previous one is durable (actors/processor_supervisor.ts),
+ * so two writes at once never hold two batches of one partition.
+ */
 class Lane {
   readonly #store: Pick<DeviceStore, "write">;
   readonly #stored: (merged: WriteBatch, refused: readonly Refusal[]) => void;
   readonly #failed: () => void;
+  readonly #limit: number;
   #queue: Pending[] = [];
-  #running = false;
+  #running = 0;
 
   constructor(
     store: Pick<DeviceStore, "write">,
     stored: (merged: WriteBatch, refused: readonly Refusal[]) => void,
     failed: () => void,
+    limit: number,
   ) {
     this.#store = store;
     this.#stored = stored;
     this.#failed = failed;
+    this.#limit = limit;
   }
 
   get queued(): number {
     return this.#queue.length;
   }
 
-  write(batch: WriteBatch): Promise<WriteResult> {
+  write(batch: WriteBatch, onStart?: () => void): Promise<WriteResult> {
     const { promise, resolve, reject } = Promise.withResolvers<WriteResult>();
-    this.#queue.push({ batch, resolve, reject });
-    if (!this.#running) void this.#drain();
+    this.#queue.push({ batch, onStart, resolve, reject });
+    if (this.#running < this.#limit) void this.#drain();
     return promise;
   }
 
   async #drain() {
-    this.#running = true;
+    this.#running++;
     try {
       while (this.#queue.length > 0) {
         const group = this.#queue;
         this.#queue = [];
         const merged = merge(group.map((p) => p.batch));
+        for (const p of group) p.onStart?.();
         try {
           const { refused } = await this.#store.write(merged);
           this.#stored(merged, refused);
@@ -122,7 +139,7 @@ class Lane {
         }
       }
     } finally {
-      this.#running = false;
+      this.#running--;
     }
   }
 }

@@ -1,7 +1,12 @@
 /**
  * The processors' side of Kafka: a consumer-group member that hands each
- * partition batch to a handler and records the batch as processed once the
- * handler resolved (its writes are durable). Offsets are committed only by
+ * partition batch to a handler and records the batch as processed once its
+ * writes are durable: when the handler resolved, or, for a batch it handed on
+ * (`HandedOn`), once its `stored` resolved — kafkajs fetches the next batches
+ * meanwhile, so the store need not wait for a fetch. A handed-on batch that was
+ * not stored makes the member read its partition again from that batch, once
+ * nothing of the partition is being handled or stored and the handler forgot
+ * what it applied (`SourceEvents.onRewind`). Offsets are committed only by
  * `commit()`, which the processors call at a checkpoint, after the device
  * states covering those offsets are stored (at-least-once into an idempotent
  * store). Also the dead-letter sink.
@@ -17,6 +22,7 @@ import type {
   BatchHandler,
   DeadLetter,
   DeadLetterSink,
+  HandedOn,
   Offsets,
   RawRecord,
   ReadingSource,
@@ -39,6 +45,18 @@ export interface KafkaReadingSourceOptions {
   readonly timers?: Timers;
 }
 
+/** Where a partition's handed-on batches stand. */
+interface Flow {
+  /** Handed-on batches whose `stored` has not settled. */
+  handed: number;
+  /** A handed-on batch was not stored: the offset to read the partition again from. */
+  rewindTo?: string;
+  /** The handler is forgetting what it applied (`onRewind`). */
+  rewinding?: boolean;
+  /** Read again from here (sought): a batch fetched from elsewhere was fetched before. */
+  expect?: string;
+}
+
 export class KafkaReadingSource implements ReadingSource {
   readonly #kafka: Kafka;
   readonly #consumer: Consumer;
@@ -51,6 +69,10 @@ export class KafkaReadingSource implements ReadingSource {
   #inFlight = 0;
   /** Partitions with a batch being handled. */
   readonly #busy = new Set<number>();
+  readonly #flows = new Map<number, Flow>();
+  /** Bumped by every assignment: a batch stored after one does not move `processed()`. */
+  #generation = 0;
+  #events: SourceEvents | undefined;
   /** For `caughtUp()`: connected on first use. */
   #admin: Promise<Admin> | undefined;
   #idle: PromiseWithResolvers<void> | undefined;
@@ -73,10 +95,18 @@ export class KafkaReadingSource implements ReadingSource {
   async start(handler: BatchHandler, events: SourceEvents): Promise<void> {
     const { topic } = this.#options;
     const c = this.#consumer;
+    this.#events = events;
     c.on(c.events.GROUP_JOIN, ({ payload }) => {
       const partitions = payload.memberAssignment[topic] ?? [];
       // Offsets of partitions we lost can no longer be committed by us.
       this.#assigned = new Set(partitions);
+      // Every partition is read again from its committed offset, and the handler forgets the
+      // batches handed on before (their end adds nothing): nothing is left to read again.
+      this.#generation++;
+      for (const flow of this.#flows.values()) {
+        flow.rewindTo = undefined;
+        flow.expect = undefined;
+      }
       for (const p of [...this.#processed.keys()]) {
         if (!this.#assigned.has(p)) this.#processed.delete(p);
       }
@@ -110,31 +140,48 @@ export class KafkaReadingSource implements ReadingSource {
       partitionsConsumedConcurrently: this.#options.concurrency ?? 3,
       eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
         if (!isRunning() || isStale() || batch.messages.length === 0) return;
+        const partition = batch.partition;
+        const flow = this.#flow(partition);
+        // Being read again from an earlier batch: this one was fetched before the seek.
+        if (flow.rewindTo !== undefined) return;
+        if (flow.expect !== undefined) {
+          if (fetchedFrom(batch) !== flow.expect) return;
+          flow.expect = undefined;
+        }
         const records: RawRecord[] = batch.messages.map((m) => ({
           key: m.key ?? null,
           value: m.value ?? null,
           offset: m.offset,
           timestamp: m.timestamp,
         }));
-        this.#inFlight++;
-        this.#busy.add(batch.partition);
-        try {
-          await handler(
-            { topic: batch.topic, partition: batch.partition, records },
-            { heartbeat, isStale },
-          );
-        } finally {
-          this.#busy.delete(batch.partition);
-          this.#inFlight--;
-          if (this.#inFlight === 0) this.#idle?.resolve();
-        }
+        const first = batch.messages[0]!.offset;
         const last = batch.messages[batch.messages.length - 1]!.offset;
-        // Fetching goes on from here; committing waits for the next checkpoint.
-        resolveOffset(last);
-        if (!isStale()) {
-          this.#processed.set(batch.partition, (BigInt(last) + 1n).toString());
+        const next = (BigInt(last) + 1n).toString();
+        const generation = this.#generation;
+        this.#inFlight++;
+        this.#busy.add(partition);
+        try {
+          let handed: HandedOn | void;
+          try {
+            handed = await handler(
+              { topic: batch.topic, partition, records },
+              { heartbeat, isStale, handOn: true },
+            );
+          } finally {
+            this.#busy.delete(partition);
+          }
+          if (handed) this.#whenStored(partition, first, next, handed.stored, generation);
+          // A batch handed on before this one was not stored meanwhile: the partition is read
+          // again from that one, this batch included.
+          if (flow.rewindTo !== undefined) return;
+          // Fetching goes on from here; committing waits for the next checkpoint.
+          resolveOffset(last);
+          if (!handed && !isStale()) this.#processed.set(partition, next);
           // From the high watermark the fetch returned: no extra request, at most one fetch old.
-          this.#lag.set(batch.partition, Number(batch.offsetLag()));
+          if (!isStale()) this.#lag.set(partition, Number(batch.offsetLag()));
+        } finally {
+          await this.#rewind(partition);
+          this.#settled();
         }
         await heartbeat();
       },
@@ -150,6 +197,80 @@ export class KafkaReadingSource implements ReadingSource {
         },
       });
     }
+  }
+
+  #flow(partition: number): Flow {
+    let flow = this.#flows.get(partition);
+    if (!flow) this.#flows.set(partition, flow = { handed: 0 });
+    return flow;
+  }
+
+  #settled() {
+    this.#inFlight--;
+    if (this.#inFlight === 0) this.#idle?.resolve();
+  }
+
+  /**
+   * Counts a handed-on batch (`first` to `next` - 1) processed once stored; if it is not, reads
+   * its partition again from `first` once the partition is quiet (see `#rewind`).
+   */
+  #whenStored(
+    partition: number,
+    first: string,
+    next: string,
+    stored: Promise<void>,
+    generation: number,
+  ) {
+    const flow = this.#flow(partition);
+    flow.handed++;
+    this.#inFlight++;
+    stored.then(
+      () => {
+        if (flow.rewindTo !== undefined || generation !== this.#generation) return;
+        const seen = this.#processed.get(partition);
+        if (seen === undefined || BigInt(seen) < BigInt(next)) this.#processed.set(partition, next);
+      },
+      (error) => {
+        // Later batches of the partition reject after it: the earliest is where to read from.
+        if (flow.rewindTo !== undefined || generation !== this.#generation) return;
+        flow.rewindTo = first;
+        this.#log.warn("handed-on batch not stored; reading its partition again from it", {
+          partition,
+          offset: first,
+          error: error as Error,
+        });
+      },
+    ).finally(() => {
+      flow.handed--;
+      void this.#rewind(partition).finally(() => this.#settled());
+    });
+  }
+
+  /**
+   * Once no batch of `partition` is being handled or stored, lets the handler forget what it
+   * applied of the batches not stored, then reads the partition again from the first of them.
+   * Batches fetched before that are dropped (`Flow.expect`).
+   */
+  async #rewind(partition: number) {
+    const flow = this.#flow(partition);
+    const to = flow.rewindTo;
+    if (to === undefined || flow.rewinding || flow.handed > 0 || this.#busy.has(partition)) return;
+    const generation = this.#generation;
+    flow.rewinding = true;
+    try {
+      await this.#events?.onRewind?.(partition);
+    } catch (error) {
+      // The handler could not forget what it applied: reading on would build on it.
+      this.#events?.onFatal(error);
+      return;
+    } finally {
+      flow.rewinding = false;
+    }
+    // A rebalance meanwhile reads every partition again from its committed offset.
+    if (generation !== this.#generation || flow.rewindTo !== to) return;
+    flow.rewindTo = undefined;
+    flow.expect = to;
+    this.#consumer.seek({ topic: this.#options.topic, partition, offset: to });
   }
 
   processed(): Offsets {
@@ -227,6 +348,15 @@ export class KafkaReadingSource implements ReadingSource {
     // disconnect() waits for the running batches to finish and commit.
     await this.#consumer.disconnect();
   }
+}
+
+/**
+ * The offset a batch was fetched from (kafkajs keeps it on the batch, untyped); its first
+ * record's when unknown.
+ */
+function fetchedFrom(batch: { readonly messages: readonly { offset: string }[] }): string {
+  const fetched = (batch as { readonly fetchedOffset?: unknown }).fetchedOffset;
+  return typeof fetched === "string" ? fetched : batch.messages[0]!.offset;
 }
 
 export class KafkaDeadLetterSink implements DeadLetterSink, AsyncDisposable {

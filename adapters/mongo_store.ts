@@ -79,10 +79,25 @@ const DEVICE_JOURNAL = COLLECTIONS.deviceStates;
  * This process folds the journal into `devices` once it appended this many
  * entries, or four times as many as there are devices: a fold reads both
  * collections and rewrites `devices`, so its cost per appended entry stays
- * bounded however large the fleet.
+ * bounded however large the fleet. The fleet is known from the last fold, or from the largest
+ * checkpoint since (a fresh store's first checkpoint of 100 000 devices once made a fold of all
+ * of them due after 50 000 entries, in the middle of a drain: bench/RESULTS.md).
  */
 const FOLD_AFTER_ENTRIES = 50_000;
 const FOLD_AFTER_DEVICES = 4;
+
+/**
+ * Whether a fold is due after `sinceFold` appended entries, with at least `fleet` devices
+ * stored. `exactly` (tests) folds after that many entries whatever the fleet.
+ */
+export function foldDue(
+  sinceFold: number,
+  fleet: number,
+  options: { readonly exactly?: number } = {},
+): boolean {
+  if (options.exactly !== undefined) return sinceFold >= options.exactly;
+  return sinceFold >= Math.max(FOLD_AFTER_ENTRIES, FOLD_AFTER_DEVICES * fleet);
+}
 /**
  * Documents a fold writes per statement, and so the most work a stop waits for: a stop ends the
  * fold at its next statement (at 100 000 devices a whole fold kept a stop busy for minutes).
@@ -161,14 +176,15 @@ export class MongoStore
   readonly #client: MongoClient;
   readonly #db: Db;
   readonly #log: Logger;
-  readonly #foldAfter: number;
+  /** Fold after exactly this many entries (tests); undefined: `foldDue()`'s rule. */
+  readonly #foldAfter: number | undefined;
   /** This store's journal writer id, and how many entries it appended. */
   readonly #writer = crypto.randomUUID();
   #appended = 0;
   /** Entries appended since the last fold. */
   #sinceFold = 0;
-  /** Devices after the last fold. */
-  #folded = 0;
+  /** Devices at least stored: after the last fold, or in the largest checkpoint since. */
+  #fleet = 0;
   /** The fold running in the background, if any (one at a time). */
   #folding: Promise<void> | null = null;
   /** Set by a stop: a running fold ends at its next statement; the next start folds. */
@@ -178,8 +194,15 @@ export class MongoStore
    * stored: `devicesIn()` then also reads those. Found at open, set by any such write.
    */
   #unpartitioned = true;
+  /** Bumped before and after every write of partition-less states (see `#recheckUnpartitioned`). */
+  #unpartitionedWrites = 0;
 
-  private constructor(client: MongoClient, db: Db, logger: Logger, foldAfter: number) {
+  private constructor(
+    client: MongoClient,
+    db: Db,
+    logger: Logger,
+    foldAfter: number | undefined,
+  ) {
     this.#client = client;
     this.#db = db;
     this.#log = logger;
@@ -188,7 +211,8 @@ export class MongoStore
 
   /**
    * Connects, creates the indexes the queries rely on and folds the device-state journal.
-   * `foldAfterEntries` (default 50 000) is for tests.
+   * `foldAfterEntries` (tests) folds after exactly that many appended entries, whatever the
+   * fleet (default: 50 000, or four times the devices if more).
    */
   static async open(
     url: string,
@@ -206,7 +230,7 @@ export class MongoStore
       client,
       client.db(dbName),
       logger,
-      options.foldAfterEntries ?? FOLD_AFTER_ENTRIES,
+      options.foldAfterEntries,
     );
     try {
       await store.#ensureIndexes();
@@ -399,11 +423,20 @@ export class MongoStore
    */
   async #writeDevices(devices: readonly DeviceDoc[]) {
     if (devices.length === 0) return;
-    if (devices.some((d) => d.partition === undefined)) this.#unpartitioned = true;
-    await this.#append(this.#writer, devices);
+    const unpartitioned = devices.some((d) => d.partition === undefined);
+    if (unpartitioned) {
+      this.#unpartitioned = true;
+      this.#unpartitionedWrites++;
+    }
+    try {
+      await this.#append(this.#writer, devices);
+    } finally {
+      if (unpartitioned) this.#unpartitionedWrites++;
+    }
     this.#sinceFold += devices.length;
-    const foldAt = Math.max(this.#foldAfter, FOLD_AFTER_DEVICES * this.#folded);
-    if (this.#sinceFold < foldAt) return;
+    this.#fleet = Math.max(this.#fleet, devices.length);
+    const exactly = this.#foldAfter;
+    if (!foldDue(this.#sinceFold, this.#fleet, exactly === undefined ? {} : { exactly })) return;
     // The states are durable already: the fold is not the checkpoint's (nor a stop's) to wait for.
     this.#foldInBackground();
   }
@@ -416,7 +449,7 @@ export class MongoStore
   #foldInBackground(): void {
     if (this.#folding || this.#stopping) return;
     this.#sinceFold = 0;
-    this.#folding = this.#fold().catch((error) => {
+    this.#folding = this.#fold().then(() => this.#recheckUnpartitioned()).catch((error) => {
       if (error instanceof FoldStopped) {
         this.#log.debug("device-state journal fold stopped; the next start folds");
       } else {
@@ -425,6 +458,19 @@ export class MongoStore
     }).finally(() => {
       this.#folding = null;
     });
+  }
+
+  /**
+   * After a fold, whether partition-less states are still stored: a fold keeps only each device's
+   * newest state, so once every device was checkpointed with its partition, an assignment's read
+   * (`devicesIn`) no longer asks for them. A write of such states while the check runs (the
+   * counter moved) keeps the flag set.
+   */
+  async #recheckUnpartitioned(): Promise<void> {
+    if (!this.#unpartitioned) return;
+    const writes = this.#unpartitionedWrites;
+    const any = await this.#anyUnpartitioned();
+    if (this.#unpartitionedWrites === writes) this.#unpartitioned = any;
   }
 
   /** Ends a fold at a stop, between two of its statements (each safe to interrupt: `#fold`). */
@@ -478,7 +524,7 @@ export class MongoStore
       keepNewest(newest, fromJournal(entry));
       if ((seen.get(entry.writer) ?? -1) < entry.n) seen.set(entry.writer, entry.n);
     }
-    this.#folded = newest.size;
+    this.#fleet = newest.size;
     if (seen.size === 0) return;
     const states = [...newest.values()];
     const writer = crypto.randomUUID();

@@ -135,6 +135,7 @@ export async function startProcessors(
       // The states the processors just started reading: one read serves both.
       offline.onAssignment(partitions, processors.prefetched());
     },
+    onRewind: (partition) => processors.rewind(partition),
     onFatal: (error) => {
       // The API keeps answering while the process winds down; the partitions go elsewhere.
       view.clear();

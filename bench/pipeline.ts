@@ -109,9 +109,9 @@ function observeWrites(app: App, run: PipelineRun) {
   if (!writer) return;
   const write = writer.write.bind(writer);
   const seenAlerts = new Set<string>();
-  writer.write = async (batch: WriteBatch) => {
+  writer.write = async (batch: WriteBatch, options?: { readonly onStart?: () => void }) => {
     if (run.firstWriteAt === 0) run.firstWriteAt = performance.now();
-    const result = await write(batch);
+    const result = await write(batch, options);
     const now = Date.now();
     const stored = run.stored;
     for (const r of batch.readings) stored.add(now - r.ts.getTime());

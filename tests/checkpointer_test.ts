@@ -159,3 +159,62 @@ Deno.test("Checkpointer.attach() checkpoints on its timers every period until st
   await t.checkpointer.stop();
   assert.equal(t.timers.pending, 0);
 });
+
+/** `count` changed devices, `readings` readings stored for them in all. */
+function addStates(c: Checkpointer, count: number, readings: number, from = 0) {
+  for (let i = 0; i < count; i++) {
+    c.add(
+      state(`d${from + i}`, 1),
+      0,
+      Math.floor(readings / count) + (i < readings % count ? 1 : 0),
+    );
+  }
+}
+
+Deno.test("Checkpointer.attach() holds back a checkpoint of 1 000 states or more until ten readings were stored per state, or 30 s passed", async () => {
+  const t = setup();
+  t.checkpointer.attach(t.source);
+  addStates(t.checkpointer, 1000, 9_000);
+  t.advance(100);
+  await settle();
+  assert.deepEqual(t.events, [], "0.11 states per reading: held back");
+  addStates(t.checkpointer, 1, 1_000, 1000); // 1 001 states, 10 000 readings: still over 0.1
+  t.advance(100);
+  await settle();
+  assert.deepEqual(t.events, []);
+  t.checkpointer.add(state("d0", 2), 0, 100); // 10 100 readings for 1 001 states
+  t.advance(100);
+  await settle();
+  assert.equal(t.events.length, 1, "under 0.1 states per reading: written");
+  // Two readings per state: held back up to 30 s, then written.
+  addStates(t.checkpointer, 2000, 4000, 5000);
+  t.advance(29_800);
+  await settle();
+  assert.equal(t.events.length, 1);
+  t.advance(300);
+  await settle();
+  assert.equal(t.events.length, 2, "0.5 states per reading: written once 30 s passed");
+  await t.checkpointer.stop();
+});
+
+Deno.test("Checkpointer.attach() holds back a checkpoint of about one state per reading past 30 s, up to two minutes", async () => {
+  const t = setup();
+  t.checkpointer.attach(t.source);
+  // A fleet larger than the store keeps up with: each device stored about once since.
+  addStates(t.checkpointer, 10_000, 12_000);
+  t.advance(60_000);
+  await settle();
+  assert.deepEqual(t.events, [], "0.83 states per reading at 60 s: held back");
+  for (let i = 0; i < 10_000; i++) t.checkpointer.add(state(`d${i}`, 2), 0, 1);
+  t.advance(100);
+  await settle();
+  assert.equal(t.events.length, 1, "0.45 states per reading once devices reported twice");
+  addStates(t.checkpointer, 10_000, 10_000, 20_000);
+  t.advance(119_000);
+  await settle();
+  assert.equal(t.events.length, 1);
+  t.advance(1_100);
+  await settle();
+  assert.equal(t.events.length, 2, "written at two minutes whatever the ratio");
+  await t.checkpointer.stop();
+});

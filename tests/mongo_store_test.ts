@@ -2,7 +2,7 @@
 import "./env_guard.ts";
 import assert from "node:assert/strict";
 import { Collection } from "mongodb";
-import { MongoStore } from "../adapters/mongo_store.ts";
+import { foldDue, MongoStore } from "../adapters/mongo_store.ts";
 import { silentLogger } from "../adapters/log.ts";
 import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
 import { toAlertDoc, toDeviceDoc, toReadingDoc } from "../schemas/documents.ts";
@@ -53,6 +53,18 @@ mongo.test("MongoStore.write() never moves a device state backwards", async () =
   assert.equal(loaded.get("d2")?.lastSeq, 4);
   assert.equal(loaded.has("d3"), false);
   assert.deepEqual(await store.lastSeqs(), new Map([["d1", 7], ["d2", 4]]));
+});
+
+Deno.test("foldDue() folds after 50 000 entries, or four times the fleet if larger", () => {
+  assert.equal(foldDue(49_999, 0), false);
+  assert.equal(foldDue(50_000, 0), true);
+  assert.equal(foldDue(50_000, 12_500), true);
+  // A fresh store's first checkpoint of 100 000 devices does not make a fold of all of them due.
+  assert.equal(foldDue(100_000, 100_000), false);
+  assert.equal(foldDue(399_999, 100_000), false);
+  assert.equal(foldDue(400_000, 100_000), true);
+  assert.equal(foldDue(4, 100_000, { exactly: 4 }), true, "tests fold after exactly N");
+  assert.equal(foldDue(3, 0, { exactly: 4 }), false);
 });
 
 mongo.test("MongoStore folds the device-state journal into devices, keeping the newest state of each", async () => {

@@ -446,3 +446,48 @@ for (const mode of [KAFKA_MONGO, EMBEDDED]) {
     assert.equal(health.stats.processors.conflicts, 1);
   });
 }
+
+services.test("pipeline (kafka+mongodb): batches handed on past a store write that failed are stored once, in order, and nothing is dead-lettered", async () => {
+  await using env = await testEnv("e2e-handon", KAFKA_MONGO);
+  await using app = await startApp(env, { ROLE: "processors" });
+  const writer = app.parts.writer!;
+  const write = writer.write.bind(writer);
+  let readingWrites = 0;
+  // The second write of readings fails before it reaches the store: the batches handed on after
+  // it must not count as stored, and the partition is read again from it.
+  writer.write = (batch, options) => {
+    if (batch.readings.length > 0 && ++readingWrites === 2) {
+      return Promise.reject(new Error("Store write failed: connection reset"));
+    }
+    return write(batch, options);
+  };
+  const cycle = [60, 81, 85, 90, 79, 75, 69, 65, 62, 72];
+  const ids = ["handon-a", "handon-b", "handon-c"];
+  const rounds = 6;
+  for (let round = 0; round < rounds; round++) {
+    await publishReadings(
+      app,
+      env,
+      ids.flatMap((deviceId) =>
+        cycle.map((temperature, i) => ({
+          ...GOOD,
+          deviceId,
+          seq: round * cycle.length + i + 1,
+          ts: new Date(Date.UTC(2026, 10, 27, 13, 0, round * cycle.length + i)).toISOString(),
+          temperature,
+        }))
+      ),
+    );
+  }
+  const last = rounds * cycle.length;
+  for (const id of ids) {
+    await until(`${id} fully stored`, async () => {
+      const d = await app.parts.store!.device(id);
+      return d && d.lastSeq >= last ? true : undefined;
+    }, 30_000);
+    assert.equal(await assertConsistent(app, id, last), rounds, `${id}: one episode per cycle`);
+  }
+  const stats = app.parts.processors!.stats;
+  assert.ok(stats.failedBatches >= 1, "the write failed");
+  assert.equal(stats.deadLettered, 0, "nothing refused as late or conflicting");
+});

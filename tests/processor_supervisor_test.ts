@@ -75,6 +75,10 @@ class MemoryStore implements DeviceStore {
   /** Write calls carrying readings reject with this error while it is set. */
   failReadingWrites: Error | undefined;
   failLoads: Error | undefined;
+  /** Writes of readings the store takes at once (the writer reads it when built). */
+  readingWrites = 1;
+  /** Runs first in every write call (after it is recorded): may wait or throw. */
+  before: ((batch: WriteBatch) => Promise<void>) | undefined;
 
   loadDevices(ids: readonly string[]): Promise<Map<string, DeviceDoc>> {
     this.loads.push([...ids]);
@@ -89,6 +93,7 @@ class MemoryStore implements DeviceStore {
 
   async write(batch: WriteBatch): Promise<WriteResult> {
     this.batches.push(batch);
+    await this.before?.(batch);
     const gate = this.gates.shift();
     if (gate) await gate;
     if (this.failWrites) throw this.failWrites;
@@ -325,6 +330,8 @@ function readingsBatch(list: readonly Reading[], partition = 0): RecordBatch {
 
 const LIVE: BatchContext = { heartbeat: () => Promise.resolve(), isStale: () => false };
 const STALE: BatchContext = { heartbeat: () => Promise.resolve(), isStale: () => true };
+/** A source that takes batches handed on before they are stored (Kafka). */
+const HAND_ON: BatchContext = { ...LIVE, handOn: true };
 
 function criticalOf(store: MemoryStore, deviceId: string): boolean[] {
   return [...store.readings.values()]
@@ -1408,4 +1415,116 @@ Deno.test("ProcessorSupervisor without rollForward resumes from the checkpoint a
   await restarted.handleBatch(readingsBatch(all.slice(10)), LIVE);
   assert.equal((await restarted.state("d1"))?.level, "normal", "readings 6-10 were not applied");
   assert.equal(restarted.stats.rolledForward, 0);
+});
+
+/**
+ * Hands `batch` on as the Kafka source does; answers its `stored` (an object: an async function
+ * would wait for it), which marks it processed.
+ */
+async function handOn(h: Harness, batch: RecordBatch): Promise<{ stored: Promise<void> }> {
+  const handed = await h.supervisor.handleBatch(batch, HAND_ON);
+  assert.ok(handed, "handed on");
+  const stored = handed.stored.then(() => h.source.markProcessed(batch));
+  stored.catch(() => {});
+  return { stored };
+}
+
+Deno.test("ProcessorSupervisor hands a batch on before it is stored, and counts a partition's batches stored only in order", async () => {
+  const store = new MemoryStore();
+  store.readingWrites = 2;
+  await using h = harness({ store });
+  const first = readingsBatch(series("a", [70, 71]));
+  const second = readingsBatch(series("a", [72, 73], 3));
+  const firstWritten = Promise.withResolvers<void>();
+  const secondWritten = Promise.withResolvers<void>();
+  store.gates.push(firstWritten.promise, secondWritten.promise);
+
+  const { stored: firstStored } = await handOn(h, first);
+  const handing = h.supervisor.handleBatch(second, HAND_ON);
+  await until("both writes in flight", () => store.batches.length === 2);
+  // The second batch's write is acknowledged first: it must not count before the first's.
+  secondWritten.resolve();
+  await settle();
+  assert.equal(store.readings.size, 2, "the second batch's readings are stored");
+  assert.equal(h.supervisor.stats.pendingStates, 0, "no state covers an unstored reading");
+  await h.supervisor.checkpoint();
+  assert.deepEqual(store.events, [], "no state stored and no offset committed");
+
+  firstWritten.resolve();
+  const handed = await handing;
+  assert.ok(handed);
+  await firstStored;
+  await handed.stored;
+  h.source.markProcessed(second);
+  await h.supervisor.checkpoint();
+  assert.deepEqual(store.events, ["stored a@4", `commit 0:${offsetAfter(second)}`]);
+  assert.equal(h.supervisor.stats.readings, 4);
+});
+
+Deno.test("ProcessorSupervisor rejects every batch of a partition after a handed-on one that was not stored, and the partition read again stores what an uninterrupted run does", async () => {
+  const all = [...series("a", WORKED_EXAMPLE), ...series("b", [81, 82, 83, 84, 85, 86])];
+  const byDevice = (from: number, to: number) =>
+    readingsBatch([...all.slice(from, to), ...all.slice(10 + from / 2, 10 + to / 2)]);
+  const batches = [byDevice(0, 4), byDevice(4, 8), byDevice(8, 10)];
+
+  await using clean = harness();
+  for (const batch of batches) await clean.deliver(batch);
+  await clean.supervisor.checkpoint();
+
+  const store = new MemoryStore();
+  store.readingWrites = 2;
+  await using flaky = harness({ store });
+  await (await handOn(flaky, batches[0]!)).stored;
+  const outage = new Error("Store write failed: not primary");
+  const failing = Promise.withResolvers<void>();
+  store.before = async (batch) => {
+    if (!batch.readings.some((r) => r._id === "a:5")) return;
+    await failing.promise;
+    throw outage;
+  };
+  const { stored: secondStored } = await handOn(flaky, batches[1]!);
+  const handingThird = handOn(flaky, batches[2]!);
+  await until("the third batch's readings are stored", () => store.readings.has("a:10"));
+  failing.resolve();
+  await assert.rejects(secondStored, outage);
+  await assert.rejects(
+    (await handingThird).stored,
+    /not stored: an earlier batch of it was not stored/,
+  );
+  assert.equal(flaky.supervisor.stats.failedBatches, 1);
+  await flaky.supervisor.checkpoint();
+  assert.deepEqual(statesOf(store.batches.at(-1)), ["a@4", "b@2"], "only the stored batch's");
+  assert.deepEqual(flaky.source.commits, [new Map([[0, offsetAfter(batches[0]!)]])]);
+
+  // The source reads the partition again from the batch that was not stored.
+  await flaky.supervisor.rewind(0);
+  assert.equal(flaky.supervisor.stats.activeDevices, 0, "its devices start again");
+  store.before = undefined;
+  const again = [await handOn(flaky, batches[1]!), await handOn(flaky, batches[2]!)];
+  await Promise.all(again.map((a) => a.stored));
+  await flaky.supervisor.checkpoint();
+  assert.deepEqual(store.snapshot(), clean.store.snapshot());
+  assert.equal(flaky.supervisor.stats.deadLettered, 0, "nothing refused as late or conflicting");
+  assert.equal(flaky.supervisor.stats.alertsRaised, clean.supervisor.stats.alertsRaised);
+  assert.deepEqual(flaky.source.commits.at(-1), new Map([[0, offsetAfter(batches[2]!)]]));
+});
+
+Deno.test("ProcessorSupervisor adds nothing for a batch handed on before a rebalance that keeps its partition", async () => {
+  await using h = harness();
+  const first = readingsBatch(series("a", [70, 71]));
+  const written = Promise.withResolvers<void>();
+  h.store.gates.push(written.promise);
+  const { stored } = await handOn(h, first);
+  await h.supervisor.onAssignment([0]);
+  assert.equal(h.supervisor.stats.activeDevices, 0, "its devices start again");
+  written.resolve();
+  await assert.rejects(stored, /not stored: the partition is being read again/);
+  await h.supervisor.checkpoint();
+  assert.equal(h.supervisor.stats.pendingStates, 0);
+  assert.deepEqual(h.store.events, [], "the batch is read again from the committed offset");
+  // Read again, it is stored once, as if handled once.
+  await (await handOn(h, first)).stored;
+  await h.supervisor.checkpoint();
+  assert.deepEqual(h.store.events, ["stored a@2", `commit 0:${offsetAfter(first)}`]);
+  assert.equal(h.store.readings.size, 2);
 });

@@ -231,3 +231,51 @@ Deno.test("StoreWriter writes a batch of alerts alone beside a readings write in
   await Promise.all([readings.done, second.done, third.done]);
   assert.deepEqual(writer.stats, { writes: 3, readings: 1, alerts: 2, failures: 0, queued: 0 });
 });
+
+Deno.test("StoreWriter tells each caller when the write holding its batch goes out, not while it is queued", async () => {
+  const store = new GatedStore();
+  const writer = new StoreWriter(store);
+  const started: string[] = [];
+  const first = track(writer.write(batchFor("a"), { onStart: () => started.push("a") }));
+  const second = track(writer.write(batchFor("b"), { onStart: () => started.push("b") }));
+  await settle();
+  assert.deepEqual(started, ["a"], "the second batch is queued behind the first write");
+  store.succeed(0);
+  await first.done;
+  await settle();
+  assert.deepEqual(started, ["a", "b"]);
+  store.succeed(1);
+  await second.done;
+});
+
+Deno.test("StoreWriter's readings lane takes as many writes at once as the store says, the rest merged behind them", async () => {
+  const store = Object.assign(new GatedStore(), { readingWrites: 2 });
+  const writer = new StoreWriter(store);
+  const writes = ["a", "b", "c", "d"].map((id) => track(writer.write(batchFor(id))));
+  await settle();
+  assert.equal(store.calls.length, 2, "two writes in flight");
+  assert.deepEqual(store.calls.map((c) => c.readings.map((r) => r.deviceId)), [["a"], ["b"]]);
+  // The second acknowledged first: its caller resolves at once, the queued batches go out.
+  store.succeed(1);
+  await writes[1]!.done;
+  await settle();
+  assert.equal(writes[0]!.state.settled, false);
+  assert.deepEqual(store.calls[2]!.readings.map((r) => r.deviceId), ["c", "d"]);
+  store.succeed(0);
+  store.succeed(2);
+  await Promise.all(writes.map((w) => w.done));
+  assert.ok(writes.every((w) => w.state.error === undefined));
+  // Alerts stay one write at a time.
+  const alerts = [track(writer.write(alertsOnly("e"))), track(writer.write(alertsOnly("f")))];
+  await settle();
+  assert.equal(store.calls.length, 4);
+  store.succeed(3);
+  await alerts[0]!.done;
+  await settle();
+  store.succeed(4);
+  await alerts[1]!.done;
+});
+
+function alertsOnly(deviceId: string): WriteBatch {
+  return { readings: [], alerts: [alertFor(deviceId)], devices: [] };
+}
