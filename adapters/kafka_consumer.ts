@@ -107,9 +107,10 @@ export class KafkaReadingSource implements ReadingSource {
         flow.rewindTo = undefined;
         flow.expect = undefined;
       }
-      for (const p of [...this.#processed.keys()]) {
-        if (!this.#assigned.has(p)) this.#processed.delete(p);
-      }
+      // Positions handled before the rejoin overstate where reading resumes: until a batch of
+      // the new generation is stored, a partition counts from its committed offset (an offline
+      // watch that took the old position for caught up raised every replaying device).
+      this.#processed.clear();
       for (const p of [...this.#lag.keys()]) if (!this.#assigned.has(p)) this.#lag.delete(p);
       this.#log.info("partitions assigned", {
         memberId: payload.memberId,
@@ -292,7 +293,7 @@ export class KafkaReadingSource implements ReadingSource {
    */
   async caughtUp(): Promise<ReadonlySet<number>> {
     const { topic, groupId } = this.#options;
-    const owned = [...this.#assigned].filter((p) => !this.#busy.has(p));
+    const owned = [...this.#assigned].filter((p) => !this.#busy.has(p) && this.#quiet(p));
     if (owned.length === 0) return new Set();
     const admin = await this.#connectedAdmin();
     const [highs, groups] = await Promise.all([
@@ -304,13 +305,22 @@ export class KafkaReadingSource implements ReadingSource {
     );
     const out = new Set<number>();
     for (const { partition, high, low } of highs) {
-      if (!owned.includes(partition) || this.#busy.has(partition)) continue;
+      // Re-checked after the awaits: a batch may have been handled or handed on meanwhile.
+      if (!owned.includes(partition) || this.#busy.has(partition) || !this.#quiet(partition)) {
+        continue;
+      }
       const stored = committed.get(partition);
       const position = this.#processed.get(partition) ??
         (stored === undefined || stored === "-1" ? low : stored);
       if (BigInt(position) >= BigInt(high)) out.add(partition);
     }
     return out;
+  }
+
+  /** No batch of `partition` handed on and not stored yet, and none to read again. */
+  #quiet(partition: number): boolean {
+    const flow = this.#flows.get(partition);
+    return !flow || (flow.handed === 0 && flow.rewindTo === undefined && !flow.rewinding);
   }
 
   #connectedAdmin(): Promise<Admin> {
