@@ -65,6 +65,8 @@ export class KafkaReadingSource implements ReadingSource {
   #processed = new Map<number, string>();
   #committed = new Map<number, string>();
   #assigned = new Set<number>();
+  /** In the group: joined, and not crashed since (kafkajs then rejoins as a new member). */
+  #joined = false;
   #lag = new Map<number, number>();
   #inFlight = 0;
   /** Partitions with a batch being handled. */
@@ -100,6 +102,7 @@ export class KafkaReadingSource implements ReadingSource {
       const partitions = payload.memberAssignment[topic] ?? [];
       // Offsets of partitions we lost can no longer be committed by us.
       this.#assigned = new Set(partitions);
+      this.#joined = true;
       // Every partition is read again from its committed offset, and the handler forgets the
       // batches handed on before (their end adds nothing): nothing is left to read again.
       this.#generation++;
@@ -127,6 +130,10 @@ export class KafkaReadingSource implements ReadingSource {
       events.onFatal(error);
     };
     c.on(c.events.CRASH, ({ payload }) => {
+      // Out of the group until it rejoins: it reads nothing, so nothing it owned is caught up.
+      // (After a broker restart, producers' held-up readings reach the topic a few seconds
+      // later: an offline watch told otherwise would raise every device, then withdraw them.)
+      this.#joined = false;
       this.#log.error("consumer crashed", { error: payload.error, restart: payload.restart });
       if (!payload.restart) giveUp(payload.error);
     });
@@ -293,6 +300,7 @@ export class KafkaReadingSource implements ReadingSource {
    */
   async caughtUp(): Promise<ReadonlySet<number>> {
     const { topic, groupId } = this.#options;
+    if (!this.#joined) return new Set();
     const owned = [...this.#assigned].filter((p) => !this.#busy.has(p) && this.#quiet(p));
     if (owned.length === 0) return new Set();
     const admin = await this.#connectedAdmin();
@@ -305,8 +313,12 @@ export class KafkaReadingSource implements ReadingSource {
     );
     const out = new Set<number>();
     for (const { partition, high, low } of highs) {
-      // Re-checked after the awaits: a batch may have been handled or handed on meanwhile.
-      if (!owned.includes(partition) || this.#busy.has(partition) || !this.#quiet(partition)) {
+      // Re-checked after the awaits: a batch may have been handled or handed on meanwhile, or
+      // the member crashed.
+      if (
+        !this.#joined || !owned.includes(partition) || this.#busy.has(partition) ||
+        !this.#quiet(partition)
+      ) {
         continue;
       }
       const stored = committed.get(partition);

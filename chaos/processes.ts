@@ -46,6 +46,13 @@ export interface SpawnOptions {
   readonly logLevel?: "debug" | "info" | "warn" | "error";
 }
 
+/** The app's log level unless a scenario sets one: `CHAOS_LOG_LEVEL`, else `warn`. */
+function logLevelFromEnv(): NonNullable<SpawnOptions["logLevel"]> {
+  const level = Deno.env.get("CHAOS_LOG_LEVEL") ?? "warn";
+  if (level === "debug" || level === "info" || level === "warn" || level === "error") return level;
+  throw new Error(`CHAOS_LOG_LEVEL must be debug, info, warn or error, not "${level}"`);
+}
+
 /** The one way the harness starts the app: `main.ts` with these flags, output appended to a log. */
 export function spawnApp(options: SpawnOptions): Deno.ChildProcess {
   const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
@@ -62,7 +69,7 @@ export function spawnApp(options: SpawnOptions): Deno.ChildProcess {
     "--port",
     String(options.port),
     "--log-level",
-    options.logLevel ?? "warn",
+    options.logLevel ?? logLevelFromEnv(),
   ];
   // `exec` so a signal sent to the child reaches Deno itself, not a shell.
   return new Deno.Command("sh", {

@@ -40,8 +40,11 @@ export interface RunResult {
  */
 export const CHAOS_OFFLINE_AFTER_MS = 5000;
 
+/** How long the stored alerts may take to settle once every record is committed. */
+const SETTLE_MS = 15_000;
+
 /** The counts of a run that must be 0, fault errors included. */
-export function failures(r: RunResult): number {
+export function failures(r: Pick<RunResult, "report" | "faultErrors">): number {
   const { lost, duplicated, phantom, gaps, flagMismatches, alertMismatches } = r.report;
   return lost + duplicated + phantom + gaps + flagMismatches + alertMismatches +
     (r.report.offlineMismatches ?? 0) + r.faultErrors.length;
@@ -174,23 +177,34 @@ export async function runScenario(scenario: Scenario, s: LoadSettings): Promise<
     const catchUpMs = Date.now() - producedAt;
     note(`committed ${done}/${end} records`);
     await sleep(1500); // let the last alerts and checkpoints land
-    const readings = await db.collection("readings").find({}, {
-      projection: { _id: 0, deviceId: 1, seq: 1, ts: 1, temperature: 1, is_critical: 1 },
-    }).toArray();
-    const alerts = await db.collection("alerts").find({}).toArray();
-    const report = check(
-      ledger,
-      readings.map((r) => ({
-        deviceId: r.deviceId,
-        seq: r.seq,
-        ts: new Date(r.ts).toISOString(),
-        temperature: r.temperature,
-        is_critical: r.is_critical,
-      })),
-      alerts as unknown as StoredAlert[],
-      DEFAULT_RULE,
-      CHAOS_OFFLINE_AFTER_MS,
-    );
+    const readStore = async () => {
+      const readings = await db.collection("readings").find({}, {
+        projection: { _id: 0, deviceId: 1, seq: 1, ts: 1, temperature: 1, is_critical: 1 },
+      }).toArray();
+      const alerts = await db.collection("alerts").find({}).toArray();
+      return check(
+        ledger,
+        readings.map((r) => ({
+          deviceId: r.deviceId,
+          seq: r.seq,
+          ts: new Date(r.ts).toISOString(),
+          temperature: r.temperature,
+          is_critical: r.is_critical,
+        })),
+        alerts as unknown as StoredAlert[],
+        DEFAULT_RULE,
+        CHAOS_OFFLINE_AFTER_MS,
+      );
+    };
+    // Offline episodes settle after the readings: one raised while readings were held up is
+    // withdrawn at the watch's next check once they arrived (docs/offline.md). What still
+    // differs after SETTLE_MS is reported.
+    let report = await readStore();
+    const settleBy = Date.now() + SETTLE_MS;
+    while (failures({ report, faultErrors: [] }) > 0 && Date.now() < settleBy) {
+      await sleep(1000);
+      report = await readStore();
+    }
     const deadLettered = await withAdmin(
       kafka,
       `fetch the offsets of "${names.dlq}"`,

@@ -175,6 +175,14 @@ browserTest(
       await res.body?.cancel();
       return res.ok;
     });
+    // Stored before the page opens: a slow pipeline on a busy machine is told apart from a page
+    // that does not show what the API answers.
+    await until("the overheat episode to be stored", async () => {
+      const { alerts } = await (await fetch(`${app.url}/alerts?deviceId=sensor-0001`)).json();
+      return alerts.find((a: { type?: string; status: string }) =>
+        (a.type ?? "overheat") === "overheat" && a.status === "active"
+      );
+    }, 60_000);
 
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     const sent: (string | undefined)[] = [];
