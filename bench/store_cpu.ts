@@ -3,8 +3,8 @@
  * asking the server anything (a `collStats` or `count` costs FerretDB a scan):
  * the benchmark compares the store CPU the processors cost per reading with a
  * plain indexed insert of the same documents in the same run. Linux only; the
- * process is the local stack's FerretDB serving `MONGO_URL`'s port, or
- * `BENCH_STORE_PID`.
+ * process is the local stack's FerretDB serving `MONGO_URL`'s port (this
+ * checkout's, else any on this machine listening there), or `BENCH_STORE_PID`.
  *
  * @module
  */
@@ -17,10 +17,19 @@ export async function storePid(mongoUrl: string): Promise<number | undefined> {
   const given = Number(Deno.env.get("BENCH_STORE_PID"));
   if (Number.isInteger(given) && given > 0) return given;
   const port = /:(\d+)\/?/.exec(mongoUrl.replace(/^mongodb:\/\//, ""))?.[1];
+  if (!port) return undefined;
+  const serves = async (pid: number) =>
+    (await read(`/proc/${pid}/cmdline`)).includes(`-addr=127.0.0.1:${port}`);
   const pid = Number(await Deno.readTextFile(STACK_PID).catch(() => ""));
-  if (!port || !Number.isInteger(pid) || pid <= 0) return undefined;
-  const cmdline = await read(`/proc/${pid}/cmdline`);
-  return cmdline.includes(`:${port}`) ? pid : undefined;
+  if (Number.isInteger(pid) && pid > 0 && await serves(pid)) return pid;
+  // A stack started from another checkout: its FerretDB, found by the address it listens on.
+  for await (const entry of Deno.readDir("/proc")) {
+    const other = Number(entry.name);
+    if (!Number.isInteger(other) || other <= 0) continue;
+    const cmdline = await read(`/proc/${other}/cmdline`);
+    if (cmdline.includes("ferretdb") && cmdline.includes(`-addr=127.0.0.1:${port}`)) return other;
+  }
+  return undefined;
 }
 
 /**
