@@ -300,8 +300,7 @@ export class KafkaReadingSource implements ReadingSource {
    */
   async caughtUp(): Promise<ReadonlySet<number>> {
     const { topic, groupId } = this.#options;
-    if (!this.#joined) return new Set();
-    const owned = [...this.#assigned].filter((p) => !this.#busy.has(p) && this.#quiet(p));
+    const owned = [...this.#assigned].filter((p) => this.#atRest(p));
     if (owned.length === 0) return new Set();
     const admin = await this.#connectedAdmin();
     const [highs, groups] = await Promise.all([
@@ -315,12 +314,7 @@ export class KafkaReadingSource implements ReadingSource {
     for (const { partition, high, low } of highs) {
       // Re-checked after the awaits: a batch may have been handled or handed on meanwhile, or
       // the member crashed.
-      if (
-        !this.#joined || !owned.includes(partition) || this.#busy.has(partition) ||
-        !this.#quiet(partition)
-      ) {
-        continue;
-      }
+      if (!owned.includes(partition) || !this.#atRest(partition)) continue;
       const stored = committed.get(partition);
       const position = this.#processed.get(partition) ??
         (stored === undefined || stored === "-1" ? low : stored);
@@ -329,8 +323,12 @@ export class KafkaReadingSource implements ReadingSource {
     return out;
   }
 
-  /** No batch of `partition` handed on and not stored yet, and none to read again. */
-  #quiet(partition: number): boolean {
+  /**
+   * In the group, and no batch of `partition` being handled, handed on and not stored yet, or
+   * to read again: its handled position is where reading stands.
+   */
+  #atRest(partition: number): boolean {
+    if (!this.#joined || this.#busy.has(partition)) return false;
     const flow = this.#flows.get(partition);
     return !flow || (flow.handed === 0 && flow.rewindTo === undefined && !flow.rewinding);
   }

@@ -18,16 +18,16 @@ export async function storePid(mongoUrl: string): Promise<number | undefined> {
   if (Number.isInteger(given) && given > 0) return given;
   const port = /:(\d+)\/?/.exec(mongoUrl.replace(/^mongodb:\/\//, ""))?.[1];
   if (!port) return undefined;
-  const serves = async (pid: number) =>
-    (await read(`/proc/${pid}/cmdline`)).includes(`-addr=127.0.0.1:${port}`);
+  const serves = async (pid: number) => {
+    const cmdline = await read(`/proc/${pid}/cmdline`);
+    return cmdline.includes("ferretdb") && cmdline.includes(`-addr=127.0.0.1:${port}`);
+  };
   const pid = Number(await Deno.readTextFile(STACK_PID).catch(() => ""));
   if (Number.isInteger(pid) && pid > 0 && await serves(pid)) return pid;
   // A stack started from another checkout: its FerretDB, found by the address it listens on.
   for await (const entry of Deno.readDir("/proc")) {
     const other = Number(entry.name);
-    if (!Number.isInteger(other) || other <= 0) continue;
-    const cmdline = await read(`/proc/${other}/cmdline`);
-    if (cmdline.includes("ferretdb") && cmdline.includes(`-addr=127.0.0.1:${port}`)) return other;
+    if (Number.isInteger(other) && other > 0 && await serves(other)) return other;
   }
   return undefined;
 }

@@ -7,6 +7,8 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { LogLevel } from "../adapters/log.ts";
+import { LOG_LEVELS } from "../schemas/config.ts";
 
 /** The checkout the harness runs from; the app is spawned from here. */
 export const ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -43,14 +45,14 @@ export interface SpawnOptions {
   readonly port: number;
   /** A folder the app may write (embedded mode's Deno KV file); none by default. */
   readonly writable?: string;
-  readonly logLevel?: "debug" | "info" | "warn" | "error";
+  readonly logLevel?: LogLevel;
 }
 
 /** The app's log level unless a scenario sets one: `CHAOS_LOG_LEVEL`, else `warn`. */
-function logLevelFromEnv(): NonNullable<SpawnOptions["logLevel"]> {
+function logLevelFromEnv(): LogLevel {
   const level = Deno.env.get("CHAOS_LOG_LEVEL") ?? "warn";
-  if (level === "debug" || level === "info" || level === "warn" || level === "error") return level;
-  throw new Error(`CHAOS_LOG_LEVEL must be debug, info, warn or error, not "${level}"`);
+  if ((LOG_LEVELS as readonly string[]).includes(level)) return level as LogLevel;
+  throw new Error(`CHAOS_LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, not "${level}"`);
 }
 
 /** The one way the harness starts the app: `main.ts` with these flags, output appended to a log. */

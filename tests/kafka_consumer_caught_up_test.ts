@@ -41,11 +41,9 @@ function standIn(offsets: { high: string; committed: string }) {
   return { kafka, fire };
 }
 
-const join = { memberAssignment: { [TOPIC]: [0] }, memberId: "m", isLeader: true };
-
-Deno.test("KafkaReadingSource is caught up on nothing after a crash until it rejoins", async () => {
-  const { kafka, fire } = standIn({ high: "5", committed: "5" });
-  await using source = new KafkaReadingSource(kafka, {
+/** A reading source on the stand-in, started with a handler that only resolves. */
+async function started(kafka: Kafka): Promise<KafkaReadingSource> {
+  const source = new KafkaReadingSource(kafka, {
     topic: TOPIC,
     groupId: "g",
     logger: silentLogger,
@@ -56,6 +54,14 @@ Deno.test("KafkaReadingSource is caught up on nothing after a crash until it rej
       throw error;
     },
   });
+  return source;
+}
+
+const join = { memberAssignment: { [TOPIC]: [0] }, memberId: "m", isLeader: true };
+
+Deno.test("KafkaReadingSource is caught up on nothing after a crash until it rejoins", async () => {
+  const { kafka, fire } = standIn({ high: "5", committed: "5" });
+  await using source = await started(kafka);
   assert.deepEqual([...await source.caughtUp()], [], "nothing before the first assignment");
   fire("group_join", join);
   assert.deepEqual([...await source.caughtUp()], [0], "committed offset at the high watermark");
@@ -67,12 +73,7 @@ Deno.test("KafkaReadingSource is caught up on nothing after a crash until it rej
 
 Deno.test("KafkaReadingSource is not caught up where the committed offset is below the high watermark", async () => {
   const { kafka, fire } = standIn({ high: "9", committed: "5" });
-  await using source = new KafkaReadingSource(kafka, {
-    topic: TOPIC,
-    groupId: "g",
-    logger: silentLogger,
-  });
-  await source.start(() => Promise.resolve(), { onAssignment: () => {}, onFatal: () => {} });
+  await using source = await started(kafka);
   fire("group_join", join);
   assert.deepEqual([...await source.caughtUp()], []);
 });
