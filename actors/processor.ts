@@ -143,8 +143,8 @@ export function createProcessor(
     }
     // Keep an open episode's snapshot current (its peak, the rule in force) even when this batch
     // had no transition, as of the last reading that changed it. A batch that changed neither
-    // writes nothing: the same snapshot again would be a guarded update of a stored alert, which
-    // scans the alerts collection on FerretDB (bench/RESULTS.md, "Live gap").
+    // writes nothing: the same snapshot again would be an update of a stored alert, a store
+    // round trip that changes nothing (bench/RESULTS.md, "Live gap").
     if (state.episode && changedSeq !== undefined) {
       const doc = toAlertDoc(deviceId, state.episode, rule, undefined, changedSeq);
       alerts.set(doc._id, withRuleSeq(doc, ruleSeq));

@@ -383,7 +383,7 @@ export class MongoStore
     readings: readonly ReadingDoc[],
     skipped: readonly ReadingDoc[],
   ): Promise<Refusal[]> {
-    const existing = await insertNew(this.#readings(), readings);
+    const existing = await insertNew(this.#readings(), inIdOrder(readings));
     if (existing.length === 0 && skipped.length === 0) return [];
     const ids = [...new Set([...existing, ...skipped].map((r) => r._id))];
     const stored = new Map((await findByIds(this.#readings(), ids)).map((d) => [d._id, d]));
@@ -402,18 +402,32 @@ export class MongoStore
   }
 
   /**
-   * Alert documents are full, deterministic snapshots: one overwrites the stored
-   * one unless that reflects a later reading (`asOfSeq`), as a stale owner's
-   * would after a rebalance. Every snapshot is inserted if absent (an unordered insert, cheap on
-   * FerretDB, where any update or upsert scans the collection: docs/local-stack.md#ferretdb-notes);
-   * each one found stored (before, by another owner meanwhile, or earlier in the batch) is then
-   * applied by an update guarded by `asOfSeq`, atomic on its own, so the newest wins in any order.
+   * Alert documents are deterministic snapshots of an episode, and every field a later snapshot
+   * changes moves one way only (see `joinOf`), so a snapshot is applied as a join: the stored
+   * document becomes the newest of the two field by field, in any order, as a stale owner's
+   * would after a rebalance. The join filters on `_id` alone, the one filter FerretDB 1.24 hands
+   * to SQLite; a filter with any other field (an `asOfSeq` guard) makes it read and decode every
+   * stored alert, so each clear would cost a scan of a collection that grows for the whole
+   * retention (docs/local-stack.md#ferretdb-notes).
+   *
+   * A snapshot that opens its episode (its raise: `asOfSeq` = `raisedSeq`) is inserted, cheap on
+   * FerretDB; the others (clears, new peaks) were most likely stored before and are joined. Either
+   * guess may be wrong — a raise stored before, or a raise and its clear in one batch — and is
+   * fixed by the other step: a duplicate key is joined, a join that matched nothing is inserted.
    * Only the snapshot's own fields are set, so an acknowledgement survives the clear.
    */
   async #writeAlerts(alerts: readonly AlertDoc[]): Promise<void> {
     if (alerts.length === 0) return;
-    const stored = await insertNew(this.#alerts(), alerts.map(newSnapshotOf));
-    await bulk(this.#alerts(), stored.map(guardedReplace));
+    const opening = alerts.filter(opensEpisode);
+    const later = alerts.filter((a) => !opensEpisode(a));
+    const stored = await insertNew(this.#alerts(), opening.map(newSnapshotOf));
+    const joins = [...later, ...stored];
+    if ((await bulk(this.#alerts(), joins.map(joinOf))).matched < joins.length) {
+      // Some were not stored yet: insert them; any stored meanwhile (another owner) is joined.
+      const found = await insertNew(this.#alerts(), joins.map(newSnapshotOf));
+      await bulk(this.#alerts(), found.map(joinOf));
+    }
+    await bulk(this.#alerts(), alerts.filter(changedRule).map(ruleUpdateOf));
   }
 
   /**
@@ -954,6 +968,22 @@ async function insertNew<T extends { _id: string }>(
 }
 
 /**
+ * `docs` sorted by `_id`, for an unordered insert. FerretDB inserts a write's documents one by one
+ * in the order given, in one SQLite transaction: in `_id` order (by device first) each index's
+ * pages are visited in order instead of at random, which at thousands of readings per write costs
+ * the store about a quarter less CPU per reading and stores a third more readings per second
+ * (bench/RESULTS.md, "The live store cost on FerretDB"). MongoDB is indifferent.
+ */
+function inIdOrder<T extends { _id: string }>(docs: readonly T[]): readonly T[] {
+  return docs.length < 2 ? docs : docs.toSorted((a, b) => compare(a._id, b._id));
+}
+
+/** Code-unit order, as MongoDB and FerretDB compare strings (not `localeCompare`). */
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
  * Up to this many ids are fetched one by one, concurrently; more with one
  * `$in`. FerretDB reads every document for either (docs/local-stack.md#ferretdb-notes):
  * an `_id` equality is filtered in SQLite (explain: `SCAN`), about 25 µs per
@@ -983,37 +1013,78 @@ async function findByIds<T extends { _id: string }>(
 /** FerretDB 1.24 hangs on 100+ update statements (docs/local-stack.md#ferretdb-notes). */
 const UPDATE_CHUNK = 50;
 
-/** Overwrites a stored alert snapshot unless it reflects a later reading. */
-function guardedReplace(a: AlertDoc): AnyBulkWriteOperation<AlertDoc> {
-  return {
-    updateOne: { filter: { _id: a._id, asOfSeq: { $lte: a.asOfSeq } }, update: snapshotOf(a) },
-  };
-}
-
-/** A processor's snapshot of a new alert, as inserted: without acknowledgement fields. */
-function newSnapshotOf(a: AlertDoc): AlertDoc {
-  return { _id: a._id, ...snapshotOf(a).$set } as AlertDoc;
+/** The snapshot of an episode's raise, before any later reading changed it. */
+function opensEpisode(a: AlertDoc): boolean {
+  return a.status === "active" && a.asOfSeq === a.raisedSeq;
 }
 
 /**
- * A processor's snapshot as an update: `$set` of its fields, never the acknowledgement's (a
- * snapshot has none, and one that did must still not erase an operator's). A snapshot only
- * ever gains fields (`clearedAt`, `clearedSeq`), so setting them equals replacing.
+ * Brings a stored snapshot of the same episode up to `a`, whichever is newer: within an episode
+ * `asOfSeq` and `peakTemperature` only grow, `status` only goes from `active` to `cleared` (which
+ * sorts after it, so `$max` keeps it), and `clearedAt`, `clearedSeq` and `withdrawn` are set once,
+ * from the same reading in every snapshot that has them. The other fields are fixed at the raise,
+ * except the rule, which `ruleUpdateOf` applies. Filtered by `_id` alone (see `#writeAlerts`).
  */
-function snapshotOf(a: AlertDoc): { $set: Partial<AlertDoc> } {
-  const fields: Record<string, unknown> = { ...a };
-  delete fields._id;
-  for (const name of ACK_FIELDS) delete fields[name];
-  return { $set: fields as Partial<AlertDoc> };
+export function joinOf(a: AlertDoc): AnyBulkWriteOperation<AlertDoc> {
+  const max: Partial<AlertDoc> = {
+    asOfSeq: a.asOfSeq,
+    status: a.status,
+    ...(a.peakTemperature === undefined ? {} : { peakTemperature: a.peakTemperature }),
+  };
+  const once: Partial<AlertDoc> = {
+    ...(a.clearedAt === undefined ? {} : { clearedAt: a.clearedAt }),
+    ...(a.clearedSeq === undefined ? {} : { clearedSeq: a.clearedSeq }),
+    ...(a.withdrawn === undefined ? {} : { withdrawn: a.withdrawn }),
+  };
+  const update = Object.keys(once).length === 0 ? { $max: max } : { $max: max, $set: once };
+  return { updateOne: { filter: { _id: a._id }, update } };
 }
 
+/**
+ * A snapshot whose rule came into force after its raise (`ruleSeq` > `raisedSeq`): the stored
+ * document may still hold the rule of the raise. Rare (a rule changed during an episode).
+ */
+function changedRule(a: AlertDoc): boolean {
+  return a.ruleSeq !== undefined && a.ruleSeq > a.raisedSeq;
+}
+
+/**
+ * Sets the rule of `a` unless the stored one came into force later. Guarded on `ruleSeq`, so on
+ * FerretDB a scan of the alerts (see `#writeAlerts`); only for `changedRule` snapshots.
+ */
+function ruleUpdateOf(a: AlertDoc): AnyBulkWriteOperation<AlertDoc> {
+  return {
+    updateOne: {
+      filter: {
+        _id: a._id,
+        $or: [{ ruleSeq: { $exists: false } }, { ruleSeq: { $lt: a.ruleSeq! } }],
+      } as Filter<AlertDoc>,
+      update: { $set: { thresholds: a.thresholds, ruleSeq: a.ruleSeq } },
+    },
+  };
+}
+
+/**
+ * A processor's snapshot of a new alert, as inserted: without acknowledgement fields (a snapshot
+ * has none, and one that did must still not stand for an operator's).
+ */
+function newSnapshotOf(a: AlertDoc): AlertDoc {
+  const fields: Record<string, unknown> = { ...a };
+  for (const name of ACK_FIELDS) delete fields[name];
+  return fields as unknown as AlertDoc;
+}
+
+/** Applies `ops` in chunks; answers how many documents their filters matched. */
 async function bulk<T extends { _id: string }>(
   collection: Collection<T>,
   ops: AnyBulkWriteOperation<T>[],
-): Promise<void> {
+): Promise<{ matched: number }> {
+  let matched = 0;
   for (let i = 0; i < ops.length; i += UPDATE_CHUNK) {
-    await collection.bulkWrite(ops.slice(i, i + UPDATE_CHUNK), { ordered: false });
+    matched += (await collection.bulkWrite(ops.slice(i, i + UPDATE_CHUNK), { ordered: false }))
+      .matchedCount;
   }
+  return { matched };
 }
 
 function onlyDuplicateKeys(err: unknown): boolean {

@@ -2,7 +2,7 @@
 import "./env_guard.ts";
 import assert from "node:assert/strict";
 import { Collection } from "mongodb";
-import { foldDue, MongoStore } from "../adapters/mongo_store.ts";
+import { foldDue, joinOf, MongoStore } from "../adapters/mongo_store.ts";
 import { silentLogger } from "../adapters/log.ts";
 import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
 import { toAlertDoc, toDeviceDoc, toReadingDoc } from "../schemas/documents.ts";
@@ -248,6 +248,55 @@ mongo.test("MongoStore.write() keeps the newest snapshot of a new alert in one b
   assert.deepEqual([acked?.ackedBy, acked?.ackedAt, acked?.note], ["ana", ackedAt, "on it"]);
   assert.equal(stored.find((d) => d.deviceId === "a")?.ackedBy, undefined);
 });
+
+mongo.test("MongoStore.write() stores the same document for an episode whatever order its snapshots arrive in", async () => {
+  // A raise, a new peak, a new rule in force and the clear, as a processor writes them; a stale
+  // owner or a replay may deliver any of them late. Each order gets its own device.
+  await using tmp = await tempDb("store");
+  await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+  const stricter = { ...DEFAULT_RULE, high: 75, low: 65 };
+  const snapshots = (deviceId: string) => {
+    const raised = { raisedSeq: 3, raisedAt: reading(deviceId, 3).ts, peakTemperature: 82 };
+    const peak = { ...raised, peakTemperature: 88 };
+    const clear = { seq: 8, ts: reading(deviceId, 8).ts };
+    return [
+      { ...toAlertDoc(deviceId, raised, DEFAULT_RULE), ruleSeq: 1 },
+      { ...toAlertDoc(deviceId, peak, DEFAULT_RULE, undefined, 4), ruleSeq: 1 },
+      { ...toAlertDoc(deviceId, peak, stricter, undefined, 5), ruleSeq: 5 },
+      { ...toAlertDoc(deviceId, peak, stricter, clear), ruleSeq: 5 },
+    ];
+  };
+  const orders = permutations([0, 1, 2, 3]);
+  for (const [n, order] of orders.entries()) {
+    const docs = snapshots(`p${n}`);
+    for (const i of order) await store.write({ readings: [], alerts: [docs[i]!], devices: [] });
+  }
+  // And all four in one write, newest first.
+  await store.write({ readings: [], alerts: snapshots("batch").reverse(), devices: [] });
+  const stored = await store.alerts({ limit: 100 });
+  assert.equal(stored.length, orders.length + 1);
+  for (const doc of stored) {
+    const { _id, deviceId, ...fields } = doc;
+    const { _id: _, deviceId: __, ...expected } = snapshots(deviceId).at(-1)!;
+    assert.deepEqual(fields, expected, `order ${deviceId}`);
+  }
+});
+
+Deno.test("joinOf() applies a snapshot by `_id` alone, the one filter FerretDB hands to SQLite", () => {
+  // Any other field in the filter makes FerretDB 1.24 read and decode every stored alert.
+  const raised = { raisedSeq: 3, raisedAt: reading("d1", 3).ts, peakTemperature: 82 };
+  const cleared = toAlertDoc("d1", raised, DEFAULT_RULE, { seq: 8, ts: reading("d1", 8).ts });
+  const op = joinOf(cleared);
+  assert.ok("updateOne" in op);
+  assert.deepEqual(op.updateOne.filter, { _id: cleared._id });
+});
+
+function permutations<T>(xs: readonly T[]): T[][] {
+  if (xs.length <= 1) return [[...xs]];
+  return xs.flatMap((x, i) =>
+    permutations([...xs.slice(0, i), ...xs.slice(i + 1)]).map((rest) => [x, ...rest])
+  );
+}
 
 mongo.test("MongoStore.write() from two owners of the same new alerts both succeed", async () => {
   // Right after a rebalance two members may upsert the same new alert; FerretDB's upsert is
