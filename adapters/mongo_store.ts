@@ -498,7 +498,9 @@ export class MongoStore
    */
   async #append(writer: string, devices: readonly DeviceDoc[], { from = 0 } = {}) {
     const first = writer === this.#writer ? this.#appended : from;
-    const entries = devices.map((d, i): JournalEntry => {
+    // By device, like a write's readings (`inIdOrder`): the `deviceId` index's pages are then
+    // visited in order. The sort is stable, so a device twice in one append keeps its order in `n`.
+    const entries = devices.toSorted(byDeviceId).map((d, i): JournalEntry => {
       const n = first + i;
       const { _id: _, deviceId, lastSeq, partition, ...rest } = d;
       return {
@@ -976,6 +978,10 @@ async function insertNew<T extends { _id: string }>(
  */
 function inIdOrder<T extends { _id: string }>(docs: readonly T[]): readonly T[] {
   return docs.length < 2 ? docs : docs.toSorted((a, b) => compare(a._id, b._id));
+}
+
+function byDeviceId(a: DeviceDoc, b: DeviceDoc): number {
+  return compare(a.deviceId, b.deviceId);
 }
 
 /** Code-unit order, as MongoDB and FerretDB compare strings (not `localeCompare`). */
