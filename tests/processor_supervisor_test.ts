@@ -80,15 +80,19 @@ class MemoryStore implements DeviceStore {
   /** Runs first in every write call (after it is recorded): may wait or throw. */
   before: ((batch: WriteBatch) => Promise<void>) | undefined;
 
-  loadDevices(ids: readonly string[]): Promise<Map<string, DeviceDoc>> {
+  /** Runs first in every lookup of device states (after it is recorded): may wait or throw. */
+  beforeLoad: (() => Promise<void>) | undefined;
+
+  async loadDevices(ids: readonly string[]): Promise<Map<string, DeviceDoc>> {
     this.loads.push([...ids]);
+    await this.beforeLoad?.();
     if (this.failLoads) return Promise.reject(this.failLoads);
     const found = new Map<string, DeviceDoc>();
     for (const id of ids) {
       const doc = this.devices.get(id);
       if (doc) found.set(id, structuredClone(doc));
     }
-    return Promise.resolve(found);
+    return found;
   }
 
   async write(batch: WriteBatch): Promise<WriteResult> {
@@ -1507,6 +1511,49 @@ Deno.test("ProcessorSupervisor rejects every batch of a partition after a handed
   assert.equal(flaky.supervisor.stats.deadLettered, 0, "nothing refused as late or conflicting");
   assert.equal(flaky.supervisor.stats.alertsRaised, clean.supervisor.stats.alertsRaised);
   assert.deepEqual(flaky.source.commits.at(-1), new Map([[0, offsetAfter(batches[2]!)]]));
+});
+
+Deno.test("ProcessorSupervisor restores a device read again after a rebalance from the unsaved state a checkpoint stores meanwhile", async () => {
+  // The chaos `rebalance` flaw: a rebalance that kept the partition discarded the device (a batch of
+  // it was handed on), and while that batch, read again, looked up the store, a checkpoint stored
+  // the device's unsaved state and forgot it. The device then started from nothing: its open
+  // episode was never cleared and the readings after it were flagged normal.
+  const store = new MemoryStore();
+  await using h = harness({ store });
+  await h.deliver(readingsBatch(series("a", [70, 81, 85])));
+  assert.equal(h.supervisor.stats.alertsRaised, 1);
+  const next = readingsBatch(series("a", [79], 4));
+  const after = readingsBatch(series("a", [75, 69, 65], 5));
+  const written = Promise.withResolvers<void>();
+  store.gates.push(written.promise);
+  const { stored } = await handOn(h, next);
+  await h.supervisor.onAssignment([0]);
+  written.resolve();
+  await assert.rejects(stored, /being read again/);
+  let checkpointed = false;
+  store.beforeLoad = async () => {
+    store.beforeLoad = undefined;
+    await h.supervisor.checkpoint();
+    checkpointed = true;
+  };
+  await (await handOn(h, next)).stored;
+  assert.ok(checkpointed, "the checkpoint ran during the lookup");
+  assert.equal(store.events[0], "stored a@3");
+  await (await handOn(h, after)).stored;
+  const readings = [...store.readings.values()].sort((x, y) => x.seq - y.seq);
+  const expected = replay(readings.map((r) => ({ ...r, ts: r.ts.toISOString() })), DEFAULT_RULE);
+  assert.deepEqual(readings.map((r) => r.is_critical), expected.critical);
+  assert.deepEqual(readings.map((r) => r.is_critical), [
+    false,
+    false,
+    true,
+    true,
+    true,
+    true,
+    false,
+  ]);
+  const alerts = [...store.alerts.values()];
+  assert.deepEqual(alerts.map((a) => [a.raisedSeq, a.status, a.clearedSeq]), [[3, "cleared", 7]]);
 });
 
 Deno.test("ProcessorSupervisor adds nothing for a batch handed on before a rebalance that keeps its partition", async () => {
