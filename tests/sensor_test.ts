@@ -113,6 +113,23 @@ Deno.test("Sensor readings carry the device id, the injected clock's time and va
   }
 });
 
+Deno.test("Sensor ts is its own clock's millisecond when sensors on other clocks tick in between", async () => {
+  await using a = start({ id: "a" });
+  await using b = start({ id: "b" }, 0, new RecordingSink(), new FakeTime(EPOCH + 86_400_000 + 1));
+  await using c = start({ id: "c" });
+  for (let i = 0; i < 3; i++) {
+    await a.time.tickAsync(FIRST + (i === 0 ? 0 : 5));
+    await b.time.tickAsync(FIRST + (i === 0 ? 0 : 5));
+    await c.time.tickAsync(FIRST + (i === 0 ? 0 : 5));
+  }
+  for (const [s, epoch] of [[a, EPOCH], [b, EPOCH + 86_400_000 + 1], [c, EPOCH]] as const) {
+    assert.deepEqual(
+      s.sink.readings.map((r) => r.ts),
+      [0, 1, 2].map((i) => new Date(epoch + FIRST + 5 * i).toISOString()),
+    );
+  }
+});
+
 Deno.test("Sensor hands each reading to onEmit as well as to the sink", async () => {
   await using s = start();
   await s.time.tickAsync(FIRST + 5);
