@@ -5,7 +5,7 @@
  * warm-up it measures a window: stored readings/s, the backlog (acknowledged
  * by Kafka but not yet stored) over time, emit → stored latency and alert
  * latency. With `apiLoad`, a second window of the same length runs while
- * clients call the control API at fixed rates (`API_LOAD`: the sensor, device
+ * clients on a worker thread call the control API at fixed rates (`API_LOAD`: the sensor, device
  * and active-alert reads an operator's tools make, and `POST /sensors`), giving
  * their latency and the pipeline's stored/s and latency with and without them.
  *
@@ -17,6 +17,7 @@ import type { Services } from "./services.ts";
 import { cpuMs, Histogram, type LatencySummary, round } from "./stats.ts";
 import { sleep } from "./interrupt.ts";
 import { processCpuMs, storePid } from "./store_cpu.ts";
+import { type ApiLoadResult, type RouteLoad, startApiLoad } from "./api_load.ts";
 
 /**
  * What the overheating 1 % of sensors report: one raise (two readings at or
@@ -47,20 +48,6 @@ export interface WindowResult {
   readonly backlog: readonly (readonly [number, number])[];
   /** Backlog did not grow: its maximum over the last third is at most that of the first third plus one second of load. */
   readonly bounded: boolean;
-}
-
-export interface RouteLoad {
-  readonly perSec: number;
-  readonly latencyMs: LatencySummary;
-  readonly errors: number;
-}
-
-export interface ApiLoadResult {
-  /** Every GET, whatever the route. */
-  readonly get: RouteLoad;
-  readonly post: RouteLoad;
-  /** Each GET route of the mix (`API_LOAD.gets`), by its name there. */
-  readonly routes?: Readonly<Record<string, RouteLoad>>;
 }
 
 export interface EndToEndResult {
@@ -205,133 +192,5 @@ async function measureWindow(
     alertLatencyMs: run.alerts.summary(),
     backlog,
     bounded: maxOf(backlog.slice(-third)) <= maxOf(backlog.slice(0, third)) + rate,
-  };
-}
-
-/**
- * Offered API load: fixed rates, so it measures the API and not the load generator. The GETs
- * are what an operator's tools ask: a sensor's status (`GET /sensors/:id`), a device's stored
- * state (`GET /devices/:id`, round-robin over the fleet) and the active episodes the dashboard
- * polls (`GET /alerts?status=active`); `weight` is each route's share of `getPerSec`.
- */
-export const API_LOAD = {
-  getPerSec: 200,
-  postPerSec: 20,
-  maxOutstanding: 256,
-  gets: [
-    { name: "GET /sensors/:id", weight: 0.5 },
-    { name: "GET /devices/:id", weight: 0.3 },
-    { name: "GET /alerts?status=active", weight: 0.2 },
-  ],
-} as const;
-
-type GetRoute = typeof API_LOAD.gets[number]["name"];
-
-/**
- * Open-loop clients at fixed rates (`API_LOAD`), round-robin over the fleet's ids (`hot-0001`…,
- * `e2e-0091`…), and `POST /sensors` adding a scripted sensor that emits one reading and
- * completes (so the adds barely change the offered load). Requests are issued on schedule
- * whether or not earlier ones were answered.
- */
-function startApiLoad(url: string, fleet: readonly string[]) {
-  let running = true;
-  const t0 = performance.now();
-  const stats = () => ({ latency: new Histogram(), count: 0, errors: 0 });
-  type Stats = ReturnType<typeof stats>;
-  const get = stats();
-  const post = stats();
-  const routes = new Map<GetRoute, Stats>(API_LOAD.gets.map((g) => [g.name, stats()]));
-  let outstanding = 0;
-  let added = 0;
-  let nth = 0;
-  const deviceId = () => fleet[nth++ % fleet.length]!;
-  const path = (route: GetRoute): string => {
-    switch (route) {
-      case "GET /sensors/:id":
-        return `/sensors/${deviceId()}`;
-      case "GET /devices/:id":
-        return `/devices/${deviceId()}`;
-      case "GET /alerts?status=active":
-        return "/alerts?status=active&limit=100";
-      default:
-        return route satisfies never;
-    }
-  };
-  const issue = async (all: readonly Stats[], request: () => Promise<Response>) => {
-    if (outstanding >= API_LOAD.maxOutstanding) {
-      for (const x of all) x.errors++;
-      return;
-    }
-    outstanding++;
-    const started = performance.now();
-    let failed = false;
-    try {
-      const res = await request();
-      await res.body?.cancel();
-      // A device whose first state is not stored yet is a 404, which is an answer.
-      failed = !res.ok && res.status !== 404;
-    } catch {
-      failed = true;
-    } finally {
-      outstanding--;
-    }
-    const ms = performance.now() - started;
-    for (const x of all) {
-      if (failed) x.errors++;
-      x.latency.add(ms);
-      x.count++;
-    }
-  };
-  const inFlight = new Set<Promise<void>>();
-  const track = (p: Promise<void>) => {
-    inFlight.add(p);
-    void p.finally(() => inFlight.delete(p));
-  };
-  const pacer = (async () => {
-    const gets = new Map<GetRoute, number>(API_LOAD.gets.map((g) => [g.name, 0]));
-    let posts = 0;
-    while (running) {
-      const elapsed = (performance.now() - t0) / 1000;
-      for (const { name, weight } of API_LOAD.gets) {
-        let n = gets.get(name)!;
-        for (; n < elapsed * API_LOAD.getPerSec * weight; n++) {
-          const target = `${url}${path(name)}`;
-          track(issue([get, routes.get(name)!], () => fetch(target)));
-        }
-        gets.set(name, n);
-      }
-      for (; posts < elapsed * API_LOAD.postPerSec; posts++) {
-        track(issue([post], () =>
-          fetch(`${url}/sensors`, {
-            method: "POST",
-            headers: { "content-type": "application/json" },
-            body: JSON.stringify({
-              id: `api-${++added}`,
-              profile: "scripted",
-              temperatures: [21],
-              intervalMs: 1000,
-            }),
-          })));
-      }
-      await sleep(5).catch(() => running = false);
-    }
-  })();
-  return {
-    async stop(): Promise<ApiLoadResult> {
-      running = false;
-      await pacer;
-      await Promise.all(inFlight);
-      const s = (performance.now() - t0) / 1000;
-      const result = (x: Stats): RouteLoad => ({
-        perSec: Math.round(x.count / s),
-        latencyMs: x.latency.summary(),
-        errors: x.errors,
-      });
-      return {
-        get: result(get),
-        post: result(post),
-        routes: Object.fromEntries([...routes].map(([name, x]) => [name, result(x)])),
-      };
-    },
   };
 }

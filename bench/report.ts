@@ -10,7 +10,8 @@ import { join } from "node:path";
 import type { BrokerCeiling, StoreCeiling } from "./ceilings.ts";
 import type { SensorScaleResult } from "./sensor_scale.ts";
 import type { ProcessorThroughputResult } from "./processor_throughput.ts";
-import { API_LOAD, type EndToEndResult } from "./end_to_end.ts";
+import type { EndToEndResult } from "./end_to_end.ts";
+import { API_LOAD } from "./api_load.ts";
 import type { FleetResult } from "./fleet.ts";
 import type { WebhookOutboxResult } from "./webhook_outbox.ts";
 import { formatNumber, formatSpread, spread } from "./stats.ts";
@@ -269,7 +270,7 @@ export function markdown(r: BenchResults, file: string): string {
         .join(", ");
       out.push(
         "",
-        `**Control API under load** (open loop, offered per second from the same process: ${mix} and ${API_LOAD.postPerSec} \`POST /sensors\`; the same run's window without API load first)`,
+        `**Control API under load** (open loop, offered per second from a worker thread of the bench process: ${mix} and ${API_LOAD.postPerSec} \`POST /sensors\`; the same run's window without API load first)`,
         "",
       );
       out.push(
