@@ -110,10 +110,16 @@ export class Checkpointer {
     };
   }
 
-  /** `doc` covers only stored readings (`readings` of them new): it goes into the next checkpoint. */
+  /**
+   * `doc` covers only stored readings (`readings` of them new): it goes into the next checkpoint,
+   * unless a newer state of the device (a higher `lastSeq`) is waiting or being written already.
+   * Two batches of a partition may be stored out of order when one was fetched before a rebalance.
+   */
   add(doc: DeviceDoc, partition: number, readings = 1): void {
-    this.#dirty.set(doc.deviceId, { doc, partition });
     this.#readings += readings;
+    const pending = this.#dirty.get(doc.deviceId) ?? this.#saving.get(doc.deviceId);
+    if (pending && pending.doc.lastSeq > doc.lastSeq) return;
+    this.#dirty.set(doc.deviceId, { doc, partition });
   }
 
   /** The devices whose unsaved states this checkpointer holds. */

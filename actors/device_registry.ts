@@ -156,6 +156,12 @@ export class DeviceRegistry {
       }));
     }
     for (const { id, state, ownRule, ruleSeq, offlineAfterMs } of restored) {
+      // Spawned meanwhile by another batch (one fetched before a rebalance, still being handled
+      // while its partition is read again): that processor may be ahead, and is kept.
+      if (this.#devices.has(id)) {
+        unseen.delete(id);
+        continue;
+      }
       const rule = { rule: ownRule ?? this.#opts.rule, since: ruleSeq, offlineAfterMs };
       this.#spawn(id, state, rule, partition);
     }

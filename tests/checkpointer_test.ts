@@ -71,6 +71,28 @@ Deno.test("Checkpointer.checkpoint() stores the added states, then commits the o
   await t.checkpointer.stop();
 });
 
+Deno.test("Checkpointer.add() never takes a device's pending state back to an older one", async () => {
+  const t = setup();
+  t.checkpointer.attach(t.source);
+  t.checkpointer.add(state("a", 5), 0);
+  // A batch fetched before a rebalance, stored after the partition was read again past it.
+  t.checkpointer.add(state("a", 3), 0);
+  assert.equal(t.checkpointer.unsaved("a")?.lastSeq, 5);
+  t.process(new Map([[0, "9"]]));
+  await t.checkpointer.checkpoint();
+  assert.deepEqual(t.events, ["stored a@5", "commit 0:9"]);
+  // Nor to one older than the state being written.
+  const gate = Promise.withResolvers<void>();
+  t.written.gate = gate.promise;
+  t.checkpointer.add(state("a", 8), 0);
+  const writing = t.checkpointer.checkpoint();
+  t.checkpointer.add(state("a", 6), 0);
+  gate.resolve();
+  await writing;
+  assert.equal(t.checkpointer.unsaved("a"), undefined);
+  await t.checkpointer.stop();
+});
+
 Deno.test("Checkpointer.unsaved() answers the state waiting or being written, and none once stored", async () => {
   const t = setup();
   t.checkpointer.attach(t.source);

@@ -1556,6 +1556,41 @@ Deno.test("ProcessorSupervisor restores a device read again after a rebalance fr
   assert.deepEqual(alerts.map((a) => [a.raisedSeq, a.status, a.clearedSeq]), [[3, "cleared", 7]]);
 });
 
+Deno.test("ProcessorSupervisor: a batch whose handling began before a rebalance that kept its partition neither replaces the device's processor nor its newer state", async () => {
+  // kafkajs may still be handling a batch fetched before the rebalance while the partition is read
+  // again from the committed offset: both batches then restore the same new device.
+  const store = new MemoryStore();
+  store.readingWrites = 2;
+  await using h = harness({ store });
+  await h.deliver(readingsBatch(series("a", [70])));
+  await h.supervisor.checkpoint();
+  const tailWritten = Promise.withResolvers<void>();
+  store.gates.push(tailWritten.promise);
+  const tail = await handOn(h, readingsBatch(series("a", [71], 2)));
+  const lookup = Promise.withResolvers<void>();
+  const lookupsBefore = store.loads.length;
+  store.beforeLoad = () => {
+    store.beforeLoad = undefined;
+    return lookup.promise;
+  };
+  const early = readingsBatch(series("b", [81, 82]));
+  const handingEarly = h.supervisor.handleBatch(early, HAND_ON);
+  await until("the early batch looks b up", () => store.loads.length > lookupsBefore);
+  await h.supervisor.onAssignment([0]);
+  tailWritten.resolve();
+  await assert.rejects(tail.stored, /being read again/);
+  // Read again from the committed offset, past where the early batch ends.
+  const again = readingsBatch([...series("a", [71], 2), ...series("b", [81, 82, 60])]);
+  await (await handOn(h, again)).stored;
+  h.source.markProcessed(again);
+  lookup.resolve();
+  const handed = await handingEarly;
+  await handed?.stored.catch(() => {});
+  await h.supervisor.checkpoint();
+  assert.equal(store.devices.get("b")?.lastSeq, 3, "b's stored state covers what was committed");
+  assert.equal((await h.supervisor.state("b"))?.lastSeq, 3, "b's processor is the newer one");
+});
+
 Deno.test("ProcessorSupervisor adds nothing for a batch handed on before a rebalance that keeps its partition", async () => {
   await using h = harness();
   const first = readingsBatch(series("a", [70, 71]));
