@@ -109,6 +109,11 @@ export class DeviceRegistry {
     return [...this.#devices].filter(([, d]) => d.partition === partition).map(([id]) => id);
   }
 
+  /** The devices a batch in flight uses (`hold()`): their states may be ahead of the store. */
+  held(): string[] {
+    return [...this.#devices].filter(([, d]) => d.busy > 0).map(([id]) => id);
+  }
+
   /** The devices held for partitions not in `kept`. */
   outside(kept: ReadonlySet<number>): string[] {
     return [...this.#devices].filter(([, d]) => !kept.has(d.partition)).map(([id]) => id);
@@ -120,7 +125,13 @@ export class DeviceRegistry {
    * has not seen, by ascending seq (devices with none are absent).
    */
   async ensure(ids: readonly string[], partition: number): Promise<Map<string, Reading[]>> {
-    const missing = ids.filter((id) => !this.#devices.has(id));
+    const now = this.#now();
+    const missing = ids.filter((id) => {
+      const device = this.#devices.get(id);
+      // Active now: not passivated while the others are looked up (the batch holds it next).
+      if (device) device.lastActive = now;
+      return !device;
+    });
     const unseen = new Map<string, Reading[]>();
     if (missing.length === 0) return unseen;
     await Promise.all(missing.map((id) => this.#stopping.get(id)));

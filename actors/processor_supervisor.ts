@@ -27,7 +27,10 @@
  * discarded before the error propagates (their in-memory state may be ahead of
  * what was stored), so the retry restores them from their last safe state and
  * replays. On a partition reassignment the devices and unsaved states of lost
- * partitions are released, because another member may have moved on.
+ * partitions are released, because another member may have moved on; so are
+ * the devices of kept partitions that may be ahead of the store (in a batch in
+ * flight, or of a batch not stored), and a batch whose handling began before
+ * the assignment adds nothing: the member reads again from the committed offsets.
  *
  * @module
  */
@@ -143,8 +146,12 @@ export class ProcessorSupervisor implements AsyncDisposable {
   #owned: Set<number> | undefined;
   /** Per partition, the last batch handed on and not settled yet (`ctx.handOn`). */
   readonly #tails = new Map<number, Promise<void>>();
-  /** Per partition, how often it was read again (`rewind()`): older hand-ons add nothing. */
+  /** Per partition, how often it was read again (`rewind()`): older batches add nothing. */
   readonly #epochs = new Map<number, number>();
+  /** Bumped by every assignment: batches whose handling began before one add nothing. */
+  #generation = 0;
+  /** Partitions with a handed-on batch that was not stored, until they are read again. */
+  readonly #notStored = new Set<number>();
   /** Partition of each owned device currently critical, as of its last stored batch. */
   readonly #critical = new Map<string, number>();
   #stats = {
@@ -216,12 +223,16 @@ export class ProcessorSupervisor implements AsyncDisposable {
     const { byDevice, recordOf, letters } = decodeBatch(batch, this.#opts.offlineAfterMs);
     const ids = [...byDevice.keys()];
     const partition = batch.partition;
+    const current = this.#current(partition);
     // The partition's batch handed on before this one, if not stored yet.
     const previous = ctx.handOn ? this.#tails.get(partition) : undefined;
     let release = () => {};
     let handed = false;
     try {
       const unseen = await this.#devices.ensure(ids, partition);
+      // An assignment during the lookup: the member reads again from the committed offsets, and
+      // the devices this batch found may have been discarded as ahead of the store.
+      if (!current()) return;
       // The highest seq rolled forward per device: those readings and transitions are not new.
       const rolledTo = new Map<string, number>();
       for (const [id, readings] of unseen) {
@@ -241,6 +252,8 @@ export class ProcessorSupervisor implements AsyncDisposable {
         await this.#devices.discard(ids);
         return;
       }
+      // An assignment while they applied it discarded its (held) devices: nothing to write.
+      if (!current()) return;
       const { writes, origins } = toWrite(outputs, processedAt, recordOf, rolledTo);
       let alertsStoredAt: number | undefined;
       const started = Promise.withResolvers<void>();
@@ -253,7 +266,15 @@ export class ProcessorSupervisor implements AsyncDisposable {
       ]);
       const done = { batch, ids, outputs, letters, origins, rolledTo };
       if (ctx.handOn) {
-        const stored = this.#handOn(done, ctx, writing, previous, () => alertsStoredAt, release);
+        const stored = this.#handOn(
+          done,
+          ctx,
+          writing,
+          previous,
+          current,
+          () => alertsStoredAt,
+          release,
+        );
         handed = true;
         // The source fetches on once this batch's write went out, not while it is queued: the
         // next batches are applied while it is written and queue behind it (so the store has
@@ -278,7 +299,8 @@ export class ProcessorSupervisor implements AsyncDisposable {
   /**
    * A handed-on batch's end, once its writes and those of the partition's batch before it
    * settled: resolves when both were stored and its device states became checkpointable; rejects
-   * when either was not (or the partition was read again meanwhile: `rewind()`), adding nothing.
+   * when either was not (or the partition is read again since its handling began: an assignment
+   * or `rewind()`; `current`), adding nothing.
    * So the batches of a partition are counted stored in order, and none after one that was not
    * (the source then reads the partition again from that one). Its devices stay held until then:
    * none is passivated, nor restored from an older state, while its readings are being written.
@@ -288,15 +310,21 @@ export class ProcessorSupervisor implements AsyncDisposable {
     ctx: BatchContext,
     writing: Promise<readonly [void, { readonly refused: readonly Refusal[] }]>,
     previous: Promise<void> | undefined,
+    current: () => boolean,
     alertsStoredAt: () => number | undefined,
     release: () => void,
   ): Promise<void> {
     const partition = done.batch.partition;
-    const epoch = this.#epochs.get(partition) ?? 0;
     const stored = (async () => {
       // Both settle before this one does: a batch read again must not race a write of it.
       const [before, own] = await Promise.allSettled([previous, writing]);
+      // Its devices stay ahead until the partition is read again from the first batch not stored
+      // (`rewind()`, or an assignment): the batches after it build on them meanwhile.
+      const notStored = () => {
+        if (current()) this.#notStored.add(partition);
+      };
       if (own.status === "rejected") {
+        notStored();
         this.#stats.failedBatches++;
         this.#log.warn("handed-on batch failed; its partition is read again from it", {
           partition,
@@ -306,10 +334,11 @@ export class ProcessorSupervisor implements AsyncDisposable {
         });
         throw own.reason;
       }
-      if ((this.#epochs.get(partition) ?? 0) !== epoch) {
+      if (!current()) {
         throw new BatchNotStored(partition, "the partition is being read again");
       }
       if (before.status === "rejected") {
+        notStored();
         throw new BatchNotStored(partition, "an earlier batch of it was not stored");
       }
       if (ctx.isStale() || !this.#owns(partition)) {
@@ -335,6 +364,7 @@ export class ProcessorSupervisor implements AsyncDisposable {
   async rewind(partition: number): Promise<void> {
     this.#epochs.set(partition, (this.#epochs.get(partition) ?? 0) + 1);
     this.#tails.delete(partition);
+    this.#notStored.delete(partition);
     await this.#devices.discard(this.#devices.inPartition(partition));
   }
 
@@ -371,24 +401,31 @@ export class ProcessorSupervisor implements AsyncDisposable {
 
   /**
    * After a rebalance, forget the devices of partitions this member lost (and
-   * their unsaved states: the new owner resumes from the last checkpoint).
+   * their unsaved states: the new owner resumes from the last checkpoint), and
+   * those of kept partitions that may be ahead of the store.
    */
   async onAssignment(partitions: readonly number[]): Promise<void> {
     this.#assignment = [...partitions].sort((a, b) => a - b);
     const kept = new Set(partitions);
     this.#owned = kept;
-    // Batches handed on before the rebalance add nothing once stored: the member reads again
-    // from the committed offsets, so their devices start again from their last safe state.
-    const handed = [...this.#tails.keys()];
-    for (const p of handed) this.#epochs.set(p, (this.#epochs.get(p) ?? 0) + 1);
+    // The member reads every partition again from its committed offset. Batches whose handling
+    // began before add nothing (`#current`): their devices, held (in flight) or of a partition
+    // with a batch not stored (left ahead for the batches after it), start again from their last
+    // safe state. Batches handed on may still be being stored meanwhile.
+    this.#generation++;
+    const replayed = new Set([...this.#tails.keys(), ...this.#notStored]);
     this.#tails.clear();
-    const rewound = handed.filter((p) => kept.has(p)).flatMap((p) => this.#devices.inPartition(p));
+    this.#notStored.clear();
+    const ahead = [
+      ...this.#devices.held(),
+      ...[...replayed].filter((p) => kept.has(p)).flatMap((p) => this.#devices.inPartition(p)),
+    ];
     this.#checkpoints.keepOnly(kept);
     this.#opts.view?.assign(this.#assignment);
     for (const [id, p] of this.#critical) if (!kept.has(p)) this.#critical.delete(id);
     const lost = this.#devices.outside(kept);
     this.#prefetched = this.#devices.prefetch(this.#assignment, this.#checkpoints.pending());
-    await this.#devices.discard([...lost, ...rewound]);
+    await this.#devices.discard([...new Set([...lost, ...ahead])]);
     if (lost.length > 0) {
       this.#log.info("device states released after rebalance", { count: lost.length, partitions });
     }
@@ -430,6 +467,16 @@ export class ProcessorSupervisor implements AsyncDisposable {
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.stop();
+  }
+
+  /**
+   * Whether a batch of `partition` whose handling begins now is still current when asked: no
+   * assignment, and no `rewind()` of the partition, came in between.
+   */
+  #current(partition: number): () => boolean {
+    const generation = this.#generation;
+    const epoch = this.#epochs.get(partition) ?? 0;
+    return () => this.#generation === generation && (this.#epochs.get(partition) ?? 0) === epoch;
   }
 
   #owns(partition: number): boolean {

@@ -57,7 +57,11 @@ export type BatchHandler = (
 ) => Promise<void | HandedOn>;
 
 export interface SourceEvents {
-  /** Partitions were (re)assigned: per-device state of this member may be stale. */
+  /**
+   * Partitions were (re)assigned: per-device state of this member may be stale. Batches handed
+   * on before may still be being stored, and a source may assign while a batch is being handled
+   * (kafkajs waits for those): neither adds anything afterwards.
+   */
   readonly onAssignment: (partitions: readonly number[]) => void;
   /** The consumer stopped for good (non-retriable error, or no broker answered for too long). */
   readonly onFatal: (error: unknown) => void;

@@ -165,6 +165,9 @@ export class KafkaReadingSource implements ReadingSource {
         const first = batch.messages[0]!.offset;
         const last = batch.messages[batch.messages.length - 1]!.offset;
         const next = (BigInt(last) + 1n).toString();
+        // kafkajs 2.2.4 rejoins only once every batch of the fetch left this handler (its fetch
+        // manager waits for them): a handler call never spans an assignment. A handed-on batch's
+        // `stored` may: it is tied to the generation it began in.
         const generation = this.#generation;
         this.#inFlight++;
         this.#busy.add(partition);

@@ -1610,3 +1610,73 @@ Deno.test("ProcessorSupervisor adds nothing for a batch handed on before a rebal
   assert.deepEqual(h.store.events, ["stored a@2", `commit 0:${offsetAfter(first)}`]);
   assert.equal(h.store.readings.size, 2);
 });
+
+Deno.test("ProcessorSupervisor: a batch whose lookup spans an assignment adds nothing, and leaves no device ahead of the store", async () => {
+  // kafkajs may go on handling a batch fetched before a rebalance; the member reads the partition
+  // again from the committed offset. Had the early batch applied a's readings after the
+  // assignment and then failed to store them, a would have stayed ahead: read again, its readings
+  // would have been skipped as applied and dead-lettered as late, never stored.
+  const store = new MemoryStore();
+  await using h = harness({ store });
+  await h.deliver(readingsBatch(series("a", [70])));
+  await h.supervisor.checkpoint();
+  const lookup = Promise.withResolvers<void>();
+  store.beforeLoad = () => {
+    store.beforeLoad = undefined;
+    return lookup.promise;
+  };
+  const early = readingsBatch([...series("a", [71, 72], 2), ...series("b", [60])]);
+  const handingEarly = h.supervisor.handleBatch(early, HAND_ON);
+  await until("the early batch looks b up", () => store.loads.length === 1);
+  await h.supervisor.onAssignment([0]);
+  const outage = new Error("Store write failed: not primary");
+  store.before = (batch) =>
+    batch.readings.some((r) => r._id === "a:2") ? Promise.reject(outage) : Promise.resolve();
+  lookup.resolve();
+  const handed = await handingEarly;
+  await handed?.stored.catch(() => {});
+  store.before = undefined;
+
+  const again = readingsBatch([...series("a", [71, 72, 73], 2), ...series("b", [60])]);
+  await (await handOn(h, again)).stored;
+  assert.deepEqual([...store.readings.keys()].sort(), ["a:1", "a:2", "a:3", "a:4", "b:1"]);
+  assert.equal(h.supervisor.stats.deadLettered, 0, "nothing refused as late");
+  assert.equal((await h.supervisor.state("a"))?.lastSeq, 4);
+});
+
+Deno.test("ProcessorSupervisor: a handed-on batch not stored before an assignment leaves no device ahead of the store", async () => {
+  // Its partition would have been read again from it (`rewind()`); the assignment replaces that
+  // with reading again from the committed offset.
+  const store = new MemoryStore();
+  await using h = harness({ store });
+  await h.deliver(readingsBatch(series("a", [70])));
+  await h.supervisor.checkpoint();
+  const failed = readingsBatch(series("a", [71, 72], 2));
+  store.failReadingWrites = new Error("Store write failed: not primary");
+  await assert.rejects((await handOn(h, failed)).stored, store.failReadingWrites);
+  store.failReadingWrites = undefined;
+  await h.supervisor.onAssignment([0]);
+
+  await (await handOn(h, failed)).stored;
+  assert.deepEqual([...store.readings.keys()].sort(), ["a:1", "a:2", "a:3"]);
+  assert.equal(h.supervisor.stats.deadLettered, 0, "nothing refused as late");
+});
+
+Deno.test("ProcessorSupervisor does not passivate a device its batch found while it looks others up", async () => {
+  const store = new MemoryStore();
+  await using h = harness({ store, passivateAfterMs: 60_000 });
+  await h.deliver(readingsBatch(series("a", [70])));
+  h.clock.advance(60_001);
+  const lookup = Promise.withResolvers<void>();
+  store.beforeLoad = () => {
+    store.beforeLoad = undefined;
+    return lookup.promise;
+  };
+  const handling = h.deliver(readingsBatch([...series("a", [71], 2), ...series("b", [60])]));
+  await until("the batch looks b up", () => store.loads.length === 1);
+  assert.equal(await h.supervisor.passivateIdle(), 0, "a is in use");
+  lookup.resolve();
+  await handling;
+  assert.equal((await h.supervisor.state("a"))?.lastSeq, 2);
+  assert.equal(h.supervisor.stats.failedBatches, 0);
+});
