@@ -28,6 +28,8 @@ export interface PipelineRun extends AsyncDisposable {
   readonly storedCount: number;
   /** When (`performance.now()`) the first write was handed to the store writer; 0 before. */
   firstWriteAt: number;
+  /** When (`performance.now()`) the store last acknowledged a write of readings; 0 before. */
+  readonly lastStoredAt: number;
   /** Readings acknowledged by Kafka so far (0 when this process runs no sensors). */
   readonly sentCount: number;
   /** Called with each reading a sensor publishes, before the producer sees it. */
@@ -80,6 +82,7 @@ export async function startPipeline(
     await cleanup();
     throw err;
   }
+  let lastStoredAt = 0;
   const run: PipelineRun = {
     app,
     topic,
@@ -89,6 +92,9 @@ export async function startPipeline(
       return app.parts.writer?.stats.readings ?? 0;
     },
     firstWriteAt: 0,
+    get lastStoredAt() {
+      return lastStoredAt;
+    },
     get sentCount() {
       return app.parts.producer?.stats.sent ?? 0;
     },
@@ -98,13 +104,13 @@ export async function startPipeline(
       await cleanup();
     },
   };
-  observeWrites(app, run);
+  observeWrites(app, run, (at) => lastStoredAt = at);
   observePublishes(app, run);
   return run;
 }
 
 /** Wraps the writer instance so each acknowledged write is timed against its readings' `ts`. */
-function observeWrites(app: App, run: PipelineRun) {
+function observeWrites(app: App, run: PipelineRun, onStored: (at: number) => void) {
   const writer = app.parts.writer;
   if (!writer) return;
   const write = writer.write.bind(writer);
@@ -112,6 +118,7 @@ function observeWrites(app: App, run: PipelineRun) {
   writer.write = async (batch: WriteBatch, options?: { readonly onStart?: () => void }) => {
     if (run.firstWriteAt === 0) run.firstWriteAt = performance.now();
     const result = await write(batch, options);
+    if (batch.readings.length > 0) onStored(performance.now());
     const now = Date.now();
     const stored = run.stored;
     for (const r of batch.readings) stored.add(now - r.ts.getTime());

@@ -79,7 +79,7 @@ export async function processorThroughput(
         log(`processors: t=${s}s stored ${stored}/${readings}, lag ${readings - stored}`);
       }
       if (stored >= readings) {
-        last = now;
+        last = run.lastStoredAt || now;
         break;
       }
       await sleep(250);
