@@ -255,7 +255,7 @@ async function runAll(o: Options): Promise<BenchResults> {
           `alert detection p50 ${b.alertLatencyMs.p50} p99 ${b.alertLatencyMs.p99} ms ` +
           `(${b.alertLatencyMs.count} alerts); Kafka EndToEndLatency p50 ${kafkaEndToEndMs.p50} ` +
           `p99 ${kafkaEndToEndMs.p99} ms (same run); store CPU ${b.storeCpuMsPer10k} ms per ` +
-          `10 000 stored`,
+          `10 000 stored; machine busy ${b.machineCpu?.busyCores} of ${b.machineCpu?.cores} cores`,
       );
       if (r.underApiLoad) log(`  → ${apiLoadSummary(r)}`);
       results.endToEnd[i]!.push(r);

@@ -16,7 +16,7 @@ import { startPipeline } from "./pipeline.ts";
 import type { Services } from "./services.ts";
 import { cpuMs, Histogram, type LatencySummary, round } from "./stats.ts";
 import { sleep } from "./interrupt.ts";
-import { processCpuMs, storePid } from "./store_cpu.ts";
+import { machineBusyMs, processCpuMs, storePid } from "./store_cpu.ts";
 import { type ApiLoadResult, type RouteLoad, startApiLoad } from "./api_load.ts";
 
 /**
@@ -42,6 +42,8 @@ export interface WindowResult {
    * beside the same run's raw insert ceiling and drain (absent in old results).
    */
   readonly storeCpuMsPer10k?: number;
+  /** The whole machine's busy CPU over the window, in cores, and its cores (absent in old results). */
+  readonly machineCpu?: { readonly busyCores: number; readonly cores: number };
   readonly storedLatencyMs: LatencySummary;
   readonly alertLatencyMs: LatencySummary;
   /** [seconds into the window, readings acknowledged by Kafka but not yet stored]. */
@@ -138,6 +140,8 @@ export function apiLoadSummary(r: EndToEndResult): string {
     `emit→stored p99 ${b.storedLatencyMs.p99} → ${l.storedLatencyMs.p99} ms ` +
     `(×${(l.storedLatencyMs.p99 / b.storedLatencyMs.p99).toFixed(2)})`,
     `store CPU ${b.storeCpuCores} → ${l.storeCpuCores} cores`,
+    `app CPU ${b.cpuCores} → ${l.cpuCores} cores (its API clients' worker included)`,
+    `machine busy ${b.machineCpu?.busyCores} → ${l.machineCpu?.busyCores} of ${l.machineCpu?.cores} cores`,
     `backlog ${b.bounded ? "bounded" : "growing"} → ${l.bounded ? "bounded" : "growing"}`,
     `GET ${l.api.get.perSec}/s ${p(l.api.get)} (${routes.join("; ")})`,
     `POST ${l.api.post.perSec}/s ${p(l.api.post)}`,
@@ -158,6 +162,7 @@ async function measureWindow(
   const stored0 = run.storedCount;
   const cpu0 = cpuMs();
   const storeCpu0 = await processCpuMs(store);
+  const machine0 = await machineBusyMs();
   const t0 = performance.now();
   const backlog: [number, number][] = [];
   let lastLog = t0;
@@ -178,6 +183,7 @@ async function measureWindow(
   }
   const seconds = (performance.now() - t0) / 1000;
   const storeCpuMs = await processCpuMs(store) - storeCpu0;
+  const machine = await machineBusyMs();
   const third = Math.max(1, Math.floor(backlog.length / 3));
   const maxOf = (xs: (readonly [number, number])[]) => Math.max(0, ...xs.map(([, b]) => b));
   return {
@@ -188,6 +194,10 @@ async function measureWindow(
     cpuCores: round((cpuMs() - cpu0) / 1000 / seconds),
     storeCpuCores: round(storeCpuMs / 1000 / seconds),
     storeCpuMsPer10k: Math.round(storeCpuMs / Math.max(1, run.storedCount - stored0) * 10_000),
+    machineCpu: {
+      busyCores: round((machine.busyMs - machine0.busyMs) / 1000 / seconds),
+      cores: machine.cores,
+    },
     storedLatencyMs: run.stored.summary(),
     alertLatencyMs: run.alerts.summary(),
     backlog,
