@@ -452,8 +452,16 @@ const PG_DATABASE = "ferretdb";
 
 /** The URL FerretDB connects to. */
 export function postgresUrl(s: StackSettings): string {
-  return `postgres://${PG_ROLE}@127.0.0.1:${s.pgPort}/${PG_DATABASE}`;
+  return `postgres://${PG_ROLE}@127.0.0.1:${s.pgPort}/${PG_DATABASE}?pool_max_conns=${FERRETDB_PG_POOL}`;
 }
+
+/**
+ * FerretDB's pool of PostgreSQL connections. With its default pool (50 connections here) FerretDB
+ * 1.24 stopped answering under the pipeline's live load at 10 000 readings/s in 2 of 2 runs, every
+ * pooled connection idle; with 150 it ran the same load (bench/RESULTS.md). Below the server's
+ * `max_connections` (`postgresArgs()`), which leaves room for `psql` and the stack's own checks.
+ */
+const FERRETDB_PG_POOL = 150;
 
 /** `initdb`'s arguments: a superuser named after FerretDB, trusted on loopback only. */
 export function initdbArgs(dataDir: string): string[] {

@@ -198,7 +198,7 @@ permitted.test("ferretArgs() points FerretDB at SQLite files or at the stack's P
   ]);
   assert.ok(sqlite.includes("--listen-addr=127.0.0.1:37217"));
   const s = settingsFromEnv({ STACK_FERRETDB_BACKEND: "pg", STACK_PG_PORT: "55432" });
-  assert.equal(postgresUrl(s), paths.pgUrl);
+  assert.equal(postgresUrl(s), `${paths.pgUrl}?pool_max_conns=150`);
   const pg = ferretArgs("/bin/ferretdb", s, paths);
   assert.deepEqual(pg.slice(1, 3), ["--handler=pg", `--postgresql-url=${paths.pgUrl}`]);
   assert.ok(!pg.some((a) => a.startsWith("--sqlite")));
