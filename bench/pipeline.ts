@@ -29,7 +29,7 @@ export interface PipelineRun extends AsyncDisposable {
   /** When (`performance.now()`) the first write was handed to the store writer; 0 before. */
   firstWriteAt: number;
   /** When (`performance.now()`) the store last acknowledged a write of readings; 0 before. */
-  readonly lastStoredAt: number;
+  lastStoredAt: number;
   /** Readings acknowledged by Kafka so far (0 when this process runs no sensors). */
   readonly sentCount: number;
   /** Called with each reading a sensor publishes, before the producer sees it. */
@@ -82,7 +82,6 @@ export async function startPipeline(
     await cleanup();
     throw err;
   }
-  let lastStoredAt = 0;
   const run: PipelineRun = {
     app,
     topic,
@@ -92,9 +91,7 @@ export async function startPipeline(
       return app.parts.writer?.stats.readings ?? 0;
     },
     firstWriteAt: 0,
-    get lastStoredAt() {
-      return lastStoredAt;
-    },
+    lastStoredAt: 0,
     get sentCount() {
       return app.parts.producer?.stats.sent ?? 0;
     },
@@ -104,13 +101,13 @@ export async function startPipeline(
       await cleanup();
     },
   };
-  observeWrites(app, run, (at) => lastStoredAt = at);
+  observeWrites(app, run);
   observePublishes(app, run);
   return run;
 }
 
 /** Wraps the writer instance so each acknowledged write is timed against its readings' `ts`. */
-function observeWrites(app: App, run: PipelineRun, onStored: (at: number) => void) {
+function observeWrites(app: App, run: PipelineRun) {
   const writer = app.parts.writer;
   if (!writer) return;
   const write = writer.write.bind(writer);
@@ -118,7 +115,7 @@ function observeWrites(app: App, run: PipelineRun, onStored: (at: number) => voi
   writer.write = async (batch: WriteBatch, options?: { readonly onStart?: () => void }) => {
     if (run.firstWriteAt === 0) run.firstWriteAt = performance.now();
     const result = await write(batch, options);
-    if (batch.readings.length > 0) onStored(performance.now());
+    if (batch.readings.length > 0) run.lastStoredAt = performance.now();
     const now = Date.now();
     const stored = run.stored;
     for (const r of batch.readings) stored.add(now - r.ts.getTime());

@@ -50,9 +50,9 @@ export async function processCpuMs(pid: number | undefined): Promise<number> {
  * processes together could use, so a figure can be read against the machine's ceiling.
  */
 export async function machineBusyMs(): Promise<{ busyMs: number; cores: number }> {
-  const stat = await read("/proc/stat");
-  const cores = stat.split("\n").filter((line) => /^cpu\d+ /.test(line)).length;
-  const ticks = (stat.split("\n")[0] ?? "").trim().split(/\s+/).slice(1).map(Number);
+  const lines = (await read("/proc/stat")).split("\n");
+  const cores = lines.filter((line) => /^cpu\d+ /.test(line)).length;
+  const ticks = (lines[0] ?? "").trim().split(/\s+/).slice(1).map(Number);
   // user nice system idle iowait irq softirq steal (guest time is counted in user already).
   const busy = ticks.slice(0, 8).reduce((sum, t, i) => (i === 3 || i === 4 ? sum : sum + t), 0);
   return { busyMs: ticks.length >= 8 ? busy * 10 : NaN, cores: cores || NaN };
