@@ -6,13 +6,19 @@
  * to the subscription's dead letters. An event is settled once every
  * subscription it matches has an outcome (delivered or dead).
  *
- * Nothing is held only in memory but which attempts are in flight: each
- * attempt's count, next time and error are stored on the event, so a
- * restarted dispatcher continues the backoff and the dead-letter bound holds
- * across restarts. Of several dispatchers on one store only the holder of the
- * store's lease delivers; its writes carry the lease's fencing token, which
- * the store refuses once another dispatcher took the lease over. The holder
- * also prunes events settled longer ago than the retention (docs/webhooks.md).
+ * Nothing is held only in memory but the attempts in flight and their
+ * outcomes until written: each failed attempt's count, next time and error
+ * are stored on the event, so a restarted dispatcher continues the backoff and
+ * the dead-letter bound holds across restarts. An event delivered to every
+ * subscription it matches is settled with its outcomes, in one write for all
+ * such events at once rather than an update of each (on FerretDB each update
+ * scans the outbox); a crash before that write repeats the delivery, with the
+ * same key.
+ *
+ * Of several dispatchers on one store only the holder of the store's lease
+ * delivers; its writes carry the lease's fencing token, which the store
+ * refuses once another dispatcher took the lease over. The holder also prunes
+ * events settled longer ago than the retention (docs/webhooks.md).
  *
  * @module
  */
@@ -21,7 +27,7 @@ import type { TimerId, Timers } from "./timers.ts";
 import type { Logger } from "./logger.ts";
 import type { DeliveryState, PendingEvent, WebhookStore } from "./webhook_store.ts";
 import { backoffDelayMs, type BackoffOptions, signatureOf } from "../domain/webhook_delivery.ts";
-import { deliveryBody, type OutboxEvent, type WebhookDoc } from "../schemas/webhook.ts";
+import { deliveryBody, type WebhookDoc } from "../schemas/webhook.ts";
 
 /** One POST as the transport makes it. */
 export interface WebhookRequest {
@@ -40,17 +46,33 @@ export type WebhookTargetCheck = (url: string) => Promise<string | undefined>;
 export type WebhookDispatcherMsg =
   /** Time to renew the lease and look for pending events and due retries. */
   | { readonly type: "poll" }
-  /** An attempt ended: `error` unset means delivered. */
+  /** An attempt of a poll's round ended: `error` unset means delivered. */
   | {
     readonly type: "attempted";
-    readonly event: OutboxEvent;
+    readonly round: Round;
     readonly subscriptionId: string;
     /** Attempts stored before this one. */
     readonly before: number;
-    /** The lease token the attempt was made under. */
-    readonly fence: number;
     readonly error?: string;
-  };
+  }
+  /** Time to store the outcomes of the rounds whose attempts all ended. */
+  | { readonly type: "record" };
+
+/**
+ * The attempts one poll started for one event, and their outcomes as they come back. Once all
+ * ended, the event is settled if it was then delivered to every subscription it matched;
+ * otherwise each outcome is recorded on the event (failures are the rare case).
+ */
+interface Round {
+  readonly pending: PendingEvent;
+  /** The subscriptions the event matched at the poll. */
+  readonly wanted: readonly string[];
+  /** The lease token the attempts were made under. */
+  readonly fence: number;
+  /** Attempts not ended yet. */
+  waiting: number;
+  readonly outcomes: Map<string, DeliveryState>;
+}
 
 export interface WebhookDispatcherStats {
   readonly delivered: number;
@@ -81,8 +103,10 @@ export interface WebhookDispatcherOptions {
   readonly retentionMs: number;
   /** Checked before every attempt; a refusal is a failed attempt (default: none). */
   readonly checkTarget?: WebhookTargetCheck;
-  /** Events read per poll (default 100). */
+  /** Events read per poll (default 500): on FerretDB a poll reads the whole outbox whatever its size. */
   readonly batch?: number;
+  /** Attempts made at once; the others of a poll wait for a free slot (default 100). */
+  readonly concurrency?: number;
   /** How often the holder prunes (default 60 000 ms). */
   readonly pruneEveryMs?: number;
   /** This dispatcher's lease owner id (default: a random UUID). */
@@ -101,6 +125,9 @@ export class WebhookDispatcher implements AsyncDisposable {
   readonly #abort = new AbortController();
   /** `<subscriptionId>|<eventId>` of the attempts not recorded yet. */
   readonly #inFlight = new Set<string>();
+  /** Attempts running, and the ones waiting for a slot (`concurrency`). */
+  #running = 0;
+  readonly #waiting: (() => void)[] = [];
   /** The lease while held: its token and until when (this dispatcher's clock). */
   #lease: { readonly token: number; readonly expiresAt: number; readonly renewAt: number } | null =
     null;
@@ -111,6 +138,11 @@ export class WebhookDispatcher implements AsyncDisposable {
   #pending = 0;
   #pruned = 0;
   #polling = false;
+  /** Whether the last poll read a full batch: settling some of it polls again at once. */
+  #fullPoll = false;
+  /** Rounds whose attempts all ended, not recorded yet. */
+  #ended: Round[] = [];
+  #recordQueued = false;
 
   constructor(options: WebhookDispatcherOptions) {
     this.#options = options;
@@ -136,7 +168,7 @@ export class WebhookDispatcher implements AsyncDisposable {
     };
   }
 
-  /** True while a poll is queued or running or an attempt has not been recorded. */
+  /** True while a poll is queued or running or an attempt's outcome has not been recorded. */
   get busy(): boolean {
     return this.#polling || this.#inFlight.size > 0;
   }
@@ -158,7 +190,9 @@ export class WebhookDispatcher implements AsyncDisposable {
         case "poll":
           return await this.#poll();
         case "attempted":
-          return await this.#attempted(msg);
+          return this.#attempted(msg);
+        case "record":
+          return await this.#record();
         default:
           msg satisfies never;
       }
@@ -168,7 +202,6 @@ export class WebhookDispatcher implements AsyncDisposable {
       });
     } finally {
       if (msg.type === "poll") this.#polling = false;
-      else this.#inFlight.delete(`${msg.subscriptionId}|${msg.event._id}`);
     }
   }
 
@@ -197,7 +230,9 @@ export class WebhookDispatcher implements AsyncDisposable {
   }
 
   async #poll() {
-    const { store, timers, batch = 100, retentionMs, pruneEveryMs = 60_000 } = this.#options;
+    const { store, timers, batch = 500, retentionMs, pruneEveryMs = 60_000 } = this.#options;
+    // A record that could not be queued (a full mailbox) is made here rather than never.
+    if (this.#ended.length > 0 && !this.#recordQueued) await this.#record();
     const now = timers.now();
     const fence = await this.#leaseToken(now);
     if (fence === undefined) {
@@ -217,6 +252,7 @@ export class WebhookDispatcher implements AsyncDisposable {
       (event) => subscriptions.some((s) => s.events.includes(event.event)),
     );
     this.#pending = events.length;
+    this.#fullPoll = events.length === batch;
     const settled: PendingEvent[] = [];
     for (const pending of events) {
       const { event, deliveries } = pending;
@@ -228,21 +264,59 @@ export class WebhookDispatcher implements AsyncDisposable {
         settled.push(pending);
         continue;
       }
-      for (const subscription of open) {
-        const key = `${subscription._id}|${event._id}`;
+      const due = open.filter((subscription) => {
         const state = deliveries[subscription._id];
-        if (this.#inFlight.has(key)) continue;
-        if (state?.status === "retrying" && state.nextAt.getTime() > now) continue;
-        this.#inFlight.add(key);
-        void this.#attempt(event, subscription, state?.attempts ?? 0, fence);
+        return !this.#inFlight.has(`${subscription._id}|${event._id}`) &&
+          !(state?.status === "retrying" && state.nextAt.getTime() > now);
+      });
+      if (due.length === 0) continue;
+      const round: Round = {
+        pending,
+        wanted: subscriptions.filter((s) => s.events.includes(event.event)).map((s) => s._id),
+        fence,
+        waiting: due.length,
+        outcomes: new Map(),
+      };
+      for (const subscription of due) {
+        this.#inFlight.add(`${subscription._id}|${event._id}`);
+        void this.#attempt(round, subscription, deliveries[subscription._id]?.attempts ?? 0);
       }
     }
     // All at once: on FerretDB each write scans the outbox, so one per poll, not one per event.
     if (settled.length > 0) await store.settle(settled, new Date(now), fence);
   }
 
-  /** One POST; its outcome comes back as a message, so a slow receiver holds up no other. */
-  async #attempt(event: OutboxEvent, subscription: WebhookDoc, before: number, fence: number) {
+  /**
+   * One POST once a slot is free; its outcome comes back as a message, so a slow receiver holds up
+   * no other beyond the slots it takes.
+   */
+  async #attempt(round: Round, subscription: WebhookDoc, before: number) {
+    await this.#slot();
+    try {
+      await this.#post(round, subscription, before);
+    } finally {
+      this.#release();
+    }
+  }
+
+  async #slot(): Promise<void> {
+    if (this.#running < (this.#options.concurrency ?? 100)) {
+      this.#running++;
+      return;
+    }
+    // The slot is handed over by `#release`: the running count stays.
+    await new Promise<void>((resolve) => this.#waiting.push(resolve));
+  }
+
+  #release(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#running--;
+  }
+
+  async #post(round: Round, subscription: WebhookDoc, before: number) {
+    if (this.#abort.signal.aborted) return;
+    const { event } = round.pending;
     const body = deliveryBody(event);
     let error: string | undefined;
     try {
@@ -272,57 +346,106 @@ export class WebhookDispatcher implements AsyncDisposable {
     if (this.#abort.signal.aborted) return;
     const msg: WebhookDispatcherMsg = {
       type: "attempted",
-      event,
+      round,
       subscriptionId: subscription._id,
       before,
-      fence,
       ...(error === undefined ? {} : { error }),
     };
     await this.#actor.send(msg).catch(() => {}); // Stopped: the store still has it pending.
   }
 
-  async #attempted(msg: Extract<WebhookDispatcherMsg, { type: "attempted" }>) {
-    const { store, timers, maxAttempts, backoff, random, logger } = this.#options;
+  /** Notes the outcome; the round is recorded once its last attempt ended. */
+  #attempted(msg: Extract<WebhookDispatcherMsg, { type: "attempted" }>): void {
+    const { timers, maxAttempts, backoff, random } = this.#options;
     const now = timers.now();
-    // Outcomes queue up behind slow store writes: renew here too, not only when a poll gets through.
-    if (this.#lease && now >= this.#lease.renewAt) await this.#leaseToken(now);
-    const at = new Date(now);
     const attempts = msg.before + 1;
     let state: DeliveryState;
     if (msg.error === undefined) {
       this.#delivered++;
-      state = { status: "delivered", attempts, at };
+      state = { status: "delivered", attempts, at: new Date(now) };
     } else {
       this.#failedAttempts++;
-      state = attempts >= maxAttempts ? { status: "dead", attempts, at, error: msg.error } : {
-        status: "retrying",
-        attempts,
-        nextAt: new Date(now + backoffDelayMs(attempts, backoff, random)),
-        error: msg.error,
-      };
+      state = attempts >= maxAttempts
+        ? { status: "dead", attempts, at: new Date(now), error: msg.error }
+        : {
+          status: "retrying",
+          attempts,
+          nextAt: new Date(now + backoffDelayMs(attempts, backoff, random)),
+          error: msg.error,
+        };
     }
-    const recorded = await store.recordDelivery(
-      msg.event._id,
-      msg.subscriptionId,
-      state,
-      msg.fence,
-    );
-    if (!recorded) {
-      // Another dispatcher took the lease over, or an outcome was recorded first: theirs stands.
-      logger.debug("webhook attempt not recorded", {
-        subscriptionId: msg.subscriptionId,
-        eventId: msg.event._id,
-      });
-      return;
+    const { round } = msg;
+    round.outcomes.set(msg.subscriptionId, state);
+    if (--round.waiting > 0) return;
+    this.#ended.push(round);
+    if (this.#recordQueued) return;
+    this.#recordQueued = true;
+    // Queued behind the outcomes already in the mailbox, so one record takes them all.
+    if (!this.#actor.trySend({ type: "record" })) this.#recordQueued = false;
+  }
+
+  /**
+   * Stores the ended rounds' outcomes: the events they settle in one write per lease token, the
+   * others one update each. Their attempts count as in flight until then, so no poll repeats them.
+   */
+  async #record() {
+    this.#recordQueued = false;
+    const rounds = this.#ended;
+    this.#ended = [];
+    try {
+      const { store, timers } = this.#options;
+      const now = timers.now();
+      // Outcomes queue up behind slow store writes: renew here too, not only when a poll gets through.
+      if (this.#lease && now >= this.#lease.renewAt) await this.#leaseToken(now);
+      const settling = new Map<number, PendingEvent[]>();
+      const updates: Round[] = [];
+      for (const round of rounds) {
+        const deliveries = { ...round.pending.deliveries, ...Object.fromEntries(round.outcomes) };
+        const delivered = round.wanted.every((id) => deliveries[id]?.status === "delivered");
+        if (!delivered) {
+          updates.push(round);
+          continue;
+        }
+        const events = settling.get(round.fence) ?? [];
+        events.push({ event: round.pending.event, deliveries });
+        settling.set(round.fence, events);
+      }
+      let settled = 0;
+      for (const [fence, events] of settling) {
+        settled += await store.settle(events, new Date(now), fence);
+      }
+      for (const round of updates) await this.#update(round);
+      // What was read was all due: the events behind it are polled now, not after the interval.
+      if (settled > 0 && this.#fullPoll) this.poll();
+    } finally {
+      for (const round of rounds) {
+        for (const id of round.outcomes.keys()) {
+          this.#inFlight.delete(`${id}|${round.pending.event._id}`);
+        }
+      }
     }
-    if (state.status === "dead") {
-      this.#deadLettered++;
-      logger.warn("webhook delivery dead-lettered", {
-        subscriptionId: msg.subscriptionId,
-        eventId: msg.event._id,
-        attempts,
-        error: state.error,
-      });
+  }
+
+  /** Records each outcome of a round on its event; the event settles at a later poll. */
+  async #update(round: Round) {
+    const { store, logger } = this.#options;
+    const eventId = round.pending.event._id;
+    for (const [subscriptionId, state] of round.outcomes) {
+      const recorded = await store.recordDelivery(eventId, subscriptionId, state, round.fence);
+      if (!recorded) {
+        // Another dispatcher took the lease over, or an outcome was recorded first: theirs stands.
+        logger.debug("webhook attempt not recorded", { subscriptionId, eventId });
+        continue;
+      }
+      if (state.status === "dead") {
+        this.#deadLettered++;
+        logger.warn("webhook delivery dead-lettered", {
+          subscriptionId,
+          eventId,
+          attempts: state.attempts,
+          error: state.error,
+        });
+      }
     }
   }
 
