@@ -397,12 +397,15 @@ export class WebhookDispatcher implements AsyncDisposable {
       const now = timers.now();
       // Outcomes queue up behind slow store writes: renew here too, not only when a poll gets through.
       if (this.#lease && now >= this.#lease.renewAt) await this.#leaseToken(now);
+      // Settling copies the event before the fenced delete: one that lost the lease (it stalled
+      // past the expiry) settles nothing, and its fenced updates are refused once it was taken over.
+      const holding = this.#holds(now);
       const settling = new Map<number, PendingEvent[]>();
       const updates: Round[] = [];
       for (const round of rounds) {
         const deliveries = { ...round.pending.deliveries, ...Object.fromEntries(round.outcomes) };
         const delivered = round.wanted.every((id) => deliveries[id]?.status === "delivered");
-        if (!delivered) {
+        if (!holding || !delivered) {
           updates.push(round);
           continue;
         }

@@ -223,7 +223,9 @@ async function runAll(o: Options): Promise<BenchResults> {
           `  → ${r.readingsPerSec}/s (${
             (r.readingsPerSec / (r.ceilingPerSec ?? NaN)).toFixed(2)
           } of the ceiling), drained in ${r.drainS} s${r.completed ? "" : " (timed out)"}, ` +
-            `store CPU ${r.storeCpuMsPer10k} ms per 10 000 (ceiling ${r.ceilingStoreCpuMsPer10k})`,
+            `store CPU ${
+              r.storeCpuMsPer10k ?? "—"
+            } ms per 10 000 (ceiling ${r.ceilingStoreCpuMsPer10k})`,
         );
         results.processorThroughput.push(r);
       }
@@ -254,7 +256,9 @@ async function runAll(o: Options): Promise<BenchResults> {
           `emit→stored p50 ${b.storedLatencyMs.p50} p99 ${b.storedLatencyMs.p99} ms, ` +
           `alert detection p50 ${b.alertLatencyMs.p50} p99 ${b.alertLatencyMs.p99} ms ` +
           `(${b.alertLatencyMs.count} alerts); Kafka EndToEndLatency p50 ${kafkaEndToEndMs.p50} ` +
-          `p99 ${kafkaEndToEndMs.p99} ms (same run); store CPU ${b.storeCpuMsPer10k} ms per ` +
+          `p99 ${kafkaEndToEndMs.p99} ms (same run); store CPU ${
+            b.storeCpuMsPer10k ?? "—"
+          } ms per ` +
           `10 000 stored; machine busy ${b.machineCpu?.busyCores} of ${b.machineCpu?.cores} cores`,
       );
       if (r.underApiLoad) log(`  → ${apiLoadSummary(r)}`);

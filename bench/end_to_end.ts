@@ -193,7 +193,10 @@ async function measureWindow(
     storedPerSec: Math.round((run.storedCount - stored0) / seconds),
     cpuCores: round((cpuMs() - cpu0) / 1000 / seconds),
     storeCpuCores: round(storeCpuMs / 1000 / seconds),
-    storeCpuMsPer10k: Math.round(storeCpuMs / Math.max(1, run.storedCount - stored0) * 10_000),
+    // Per stored reading: a window that stored none (a wedged store) has no such figure.
+    ...(run.storedCount > stored0
+      ? { storeCpuMsPer10k: Math.round(storeCpuMs / (run.storedCount - stored0) * 10_000) }
+      : {}),
     machineCpu: {
       busyCores: round((machine.busyMs - machine0.busyMs) / 1000 / seconds),
       cores: machine.cores,

@@ -99,7 +99,7 @@ export async function processorThroughput(
       lag: thin(lag, 40),
       completed: stored >= readings,
       ceilingPerSec: ceiling.insertsPerSec,
-      storeCpuMsPer10k: Math.round(storeCpuMs / Math.max(1, stored) * 10_000),
+      ...(stored > 0 ? { storeCpuMsPer10k: Math.round(storeCpuMs / stored * 10_000) } : {}),
       ...(ceiling.storeCpuMsPer10k !== undefined
         ? { ceilingStoreCpuMsPer10k: ceiling.storeCpuMsPer10k }
         : {}),

@@ -464,6 +464,45 @@ for (const { site, with: t } of SITES) {
     assert.equal(d.stats.delivered, 60);
   });
 
+  t.test(`WebhookDispatcher that stalled past its lease neither settles nor records what it delivered (${t === mongo ? "MongoDB" : "Deno KV"})`, async () => {
+    await using where = await site();
+    await using store = await where.open();
+    // The first request is held until released: A's attempt, answered after A lost the lease.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => release = resolve);
+    let requests = 0;
+    const server = Deno.serve(
+      { port: 0, hostname: "127.0.0.1", onListen: () => {} },
+      async (req) => {
+        await req.body?.cancel();
+        if (++requests === 1) await released;
+        return new Response(null, { status: 204 });
+      },
+    );
+    await using _server = { [Symbol.asyncDispose]: () => server.shutdown() };
+    await subscribe(store, `http://127.0.0.1:${server.addr.port}/hook`);
+    await store.write({ readings: [], alerts: [overheat("d1", 3)], devices: [] });
+    const time = new FakeTime();
+    const leaseMs = 10_000;
+    await using dA = dispatcher(store, time, 100, { owner: "a", leaseMs });
+    time.tick(1000);
+    await until("A's attempt to reach the receiver", () => requests === 1);
+    // While A stalls, its lease expires and B takes it over (and stamps the pending events).
+    const taken = await store.acquireLease("b", new Date(time.now() + leaseMs + 1000), leaseMs);
+    assert.deepEqual([taken.owner, taken.token], ["b", 2]);
+    time.tick(leaseMs + 2000); // A wakes up past its expiry; then its attempt is answered.
+    release();
+    await until("A to be done with its attempt", () => !dA.busy);
+    assert.equal(dA.stats.leader, false);
+    // Still pending with no outcome, for B to deliver: not settled (nor dropped as a replay of a
+    // settled copy) by the holder that lost the lease.
+    const pending = await store.pendingEvents(10);
+    assert.deepEqual(pending.map((p) => [p.event._id, p.deliveries]), [[
+      "d1:overheat:3:raise",
+      {},
+    ]]);
+  });
+
   t.test(`WebhookDispatcher makes at most \`concurrency\` attempts at once (${t === mongo ? "MongoDB" : "Deno KV"})`, async () => {
     await using where = await site();
     await using store = await where.open();
