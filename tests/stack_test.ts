@@ -194,7 +194,7 @@ permitted.test("ferretArgs() points FerretDB at SQLite files or at the stack's P
   assert.deepEqual(sqlite.slice(0, 3), [
     "/bin/ferretdb",
     "--handler=sqlite",
-    "--sqlite-url=file:/s/ferretdb/data/",
+    "--sqlite-url=file:/s/ferretdb/data/?_pragma=synchronous(normal)",
   ]);
   assert.ok(sqlite.includes("--listen-addr=127.0.0.1:37217"));
   const s = settingsFromEnv({ STACK_FERRETDB_BACKEND: "pg", STACK_PG_PORT: "55432" });
