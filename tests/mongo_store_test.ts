@@ -2,7 +2,7 @@
 import "./env_guard.ts";
 import assert from "node:assert/strict";
 import { Collection } from "mongodb";
-import { foldDue, joinOf, MongoStore } from "../adapters/mongo_store.ts";
+import { foldDue, joinOf, MongoStore, secondaryIndexesServe } from "../adapters/mongo_store.ts";
 import { silentLogger } from "../adapters/log.ts";
 import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
 import { toAlertDoc, toDeviceDoc, toReadingDoc } from "../schemas/documents.ts";
@@ -28,6 +28,23 @@ function reading(deviceId: string, seq: number, temperature = 21): Reading {
 function device(deviceId: string, lastSeq: number) {
   return toDeviceDoc(deviceId, { ...INITIAL_ALARM_STATE, lastSeq }, DEFAULT_RULE, new Date());
 }
+
+mongo.test("MongoStore makes its secondary indexes only where the server answers queries from them", async () => {
+  await using tmp = await tempDb("store");
+  const serve = await secondaryIndexesServe(tmp.db);
+  // FerretDB names itself in explain's serverInfo and filters only `_id` in SQLite.
+  const plan = await tmp.db.collection("readings").find({ deviceId: "d1" }).explain();
+  const ferretSqlite = plan.serverInfo?.ferretdbVersion !== undefined &&
+    plan.filterPushdown === false;
+  assert.equal(serve, !ferretSqlite);
+  await using _store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+  // Secondary ones only: a collection nothing was written to yet has no indexes at all.
+  const names = async (collection: string) =>
+    (await tmp.db.collection(collection).indexes().catch(() => []))
+      .map((i) => i.name).filter((name) => name !== "_id_").sort();
+  assert.deepEqual(await names("readings"), serve ? ["deviceId_ts"] : []);
+  assert.deepEqual(await names("alerts"), serve ? ["deviceId_raisedAt", "status_raisedAt"] : []);
+});
 
 mongo.test("MongoStore.write() keeps the first copy of a replayed reading", async () => {
   await using tmp = await tempDb("store");
