@@ -5,7 +5,15 @@
  * @module
  */
 import process from "node:process";
-import { Kafka, type KafkaConfig, type LogEntry, logLevel, type SASLOptions } from "kafkajs";
+import {
+  type Admin,
+  type ITopicConfig,
+  Kafka,
+  type KafkaConfig,
+  type LogEntry,
+  logLevel,
+  type SASLOptions,
+} from "kafkajs";
 import type { Config, KafkaSaslMechanism } from "../schemas/config.ts";
 import type { Logger } from "../actors/logger.ts";
 import { useLeanProduceEncoding } from "./kafka_lean_produce.ts";
@@ -166,17 +174,57 @@ export async function ensureTopics(
     const existing = new Set(await admin.listTopics());
     const missing = topics.filter((t) => !existing.has(t.topic));
     if (missing.length > 0) {
-      await admin.createTopics({
-        topics: missing.map((t) => ({
+      await createTopicsWithLeaders(
+        admin,
+        missing.map((t) => ({
           topic: t.topic,
           numPartitions: t.numPartitions,
           ...(t.configEntries ? { configEntries: [...t.configEntries] } : {}),
         })),
-        waitForLeaders: true,
-      });
+      );
     }
     return missing.map((t) => t.topic);
   } finally {
     await admin.disconnect();
+  }
+}
+
+export interface LeaderWait {
+  /** Metadata reads before giving up (default 40). */
+  readonly attempts?: number;
+  /** Between two reads (default 250 ms). */
+  readonly delayMs?: number;
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+/**
+ * Creates the topics (those that exist already are left as they are) and waits until every
+ * partition of each has a leader. Right after a broker starts, its metadata may answer
+ * UNKNOWN_TOPIC_OR_PARTITION for a topic it has just created: a refusal Kafka marks retriable, which
+ * kafkajs 2.2.4's own wait (`waitForLeaders`) does not retry (it retries only
+ * LEADER_NOT_AVAILABLE), so `stack:up` followed at once by a run failed with "This server does not
+ * host this topic-partition". Asked again a moment later, the broker answers.
+ */
+export async function createTopicsWithLeaders(
+  admin: Pick<Admin, "createTopics" | "fetchTopicMetadata">,
+  topics: readonly ITopicConfig[],
+  { attempts = 40, delayMs = 250, sleep = (ms) => new Promise((r) => setTimeout(r, ms)) }:
+    LeaderWait = {},
+): Promise<void> {
+  await admin.createTopics({ topics: [...topics], waitForLeaders: false });
+  const names = topics.map((t) => t.topic);
+  for (let attempt = 1;; attempt++) {
+    try {
+      const { topics: found } = await admin.fetchTopicMetadata({ topics: names });
+      const led = found.length === names.length &&
+        found.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0));
+      if (led) return;
+      if (attempt >= attempts) {
+        throw new Error(`Kafka gave no leader to every partition of ${names.join(", ")} in time`);
+      }
+    } catch (error) {
+      if (!(error as { retriable?: boolean }).retriable || attempt >= attempts) throw error;
+    }
+    await sleep(delayMs);
   }
 }

@@ -10,6 +10,7 @@
 import { encodeReading, type Reading } from "../schemas/reading.ts";
 import type { Services } from "./services.ts";
 import { testKafka, testProducer } from "../tests/fixtures.ts";
+import { createTopicsWithLeaders } from "../adapters/kafka_client.ts";
 
 export interface FillOptions {
   readonly readings: number;
@@ -35,10 +36,7 @@ export async function fillTopic(
   const kafka = testKafka("iot-bench", services);
   const admin = kafka.admin();
   await admin.connect();
-  await admin.createTopics({
-    topics: [{ topic, numPartitions: partitions }],
-    waitForLeaders: true,
-  });
+  await createTopicsWithLeaders(admin, [{ topic, numPartitions: partitions }]);
   await admin.disconnect();
   const producer = testProducer(kafka, { allowAutoTopicCreation: false });
   await producer.connect();

@@ -17,6 +17,7 @@ import {
 } from "../tests/fixtures.ts";
 import { services } from "./processes.ts";
 import { retrying } from "./retry.ts";
+import { createTopicsWithLeaders } from "../adapters/kafka_client.ts";
 
 export type { Kafka };
 
@@ -61,10 +62,10 @@ export function createTopics(kafka: Kafka, topics: readonly [string, number][]):
     kafka,
     `create topics ${topics.map(([t]) => `"${t}"`).join(", ")}`,
     (admin) =>
-      admin.createTopics({
-        topics: topics.map(([topic, numPartitions]) => ({ topic, numPartitions })),
-        waitForLeaders: true,
-      }).then(() => {}),
+      createTopicsWithLeaders(
+        admin,
+        topics.map(([topic, numPartitions]) => ({ topic, numPartitions })),
+      ),
   );
 }
 

@@ -21,7 +21,7 @@ import {
 } from "kafkajs";
 import { type Db, MongoClient } from "mongodb";
 import { probeKafka, probeMongo } from "../adapters/probe.ts";
-import { quietKafkajsIdleTimer } from "../adapters/kafka_client.ts";
+import { createTopicsWithLeaders, quietKafkajsIdleTimer } from "../adapters/kafka_client.ts";
 import { envOr } from "./needs.ts";
 
 export const KAFKA_BROKERS = envOr("KAFKA_BROKERS", "127.0.0.1:9092");
@@ -134,10 +134,7 @@ export async function tempTopic(
   const name = uniqueName(prefix);
   const admin = testKafka("iot-test", services).admin();
   await admin.connect();
-  await admin.createTopics({
-    topics: [{ topic: name, numPartitions: partitions }],
-    waitForLeaders: true,
-  });
+  await createTopicsWithLeaders(admin, [{ topic: name, numPartitions: partitions }]);
   return {
     name,
     async [Symbol.asyncDispose]() {

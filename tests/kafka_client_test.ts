@@ -4,6 +4,7 @@ import process from "node:process";
 import { logLevel } from "kafkajs";
 import {
   createKafka,
+  createTopicsWithLeaders,
   isKafkajsIdleTimerWarning,
   kafkajsLine,
   kafkaSecurity,
@@ -212,4 +213,74 @@ Deno.test("createKafka() logs a kafkajs error it does not retry as a warning, it
   const line = JSON.parse(lines[0]!);
   assert.equal(line.level, "warn");
   assert.doesNotMatch(lines[0]!, /at somewhere/);
+});
+
+/** An admin whose metadata answers come from `answers`, in turn: a thrown error or partition leaders. */
+function scriptedAdmin(answers: readonly (Error | number[])[]) {
+  const calls = { create: 0, metadata: 0 };
+  const admin = {
+    createTopics: () => {
+      calls.create++;
+      return Promise.resolve(true);
+    },
+    fetchTopicMetadata: () => {
+      const answer = answers[Math.min(calls.metadata++, answers.length - 1)]!;
+      if (answer instanceof Error) return Promise.reject(answer);
+      const partitions = answer.map((leader, partitionId) => ({ partitionId, leader }));
+      return Promise.resolve({ topics: [{ name: "t", partitions }] });
+    },
+  };
+  return { admin: admin as unknown as Parameters<typeof createTopicsWithLeaders>[0], calls };
+}
+
+/** A refusal as kafkajs raises it (a `KafkaJSProtocolError`: the protocol's type, code, retriable). */
+function protocolError(type: string, code: number, retriable: boolean, message: string): Error {
+  return Object.assign(new Error(message), { name: "KafkaJSProtocolError", type, code, retriable });
+}
+
+/** What a broker that has just started answers for a topic it has just created. */
+const unknownTopic = () =>
+  protocolError(
+    "UNKNOWN_TOPIC_OR_PARTITION",
+    3,
+    true,
+    "This server does not host this topic-partition",
+  );
+
+Deno.test("createTopicsWithLeaders() asks again while a fresh broker does not know the topic, until every partition has a leader", async () => {
+  const { admin, calls } = scriptedAdmin([unknownTopic(), unknownTopic(), [-1, 0], [0, 0]]);
+  const slept: number[] = [];
+  const sleep = (ms: number) => (slept.push(ms), Promise.resolve());
+  await createTopicsWithLeaders(admin, [{ topic: "t", numPartitions: 2 }], { delayMs: 50, sleep });
+  assert.equal(calls.create, 1);
+  assert.equal(calls.metadata, 4);
+  assert.deepEqual(slept, [50, 50, 50]);
+});
+
+Deno.test("createTopicsWithLeaders() passes a refusal that is not retriable on at once, and gives up after its attempts", async () => {
+  const denied = protocolError(
+    "TOPIC_AUTHORIZATION_FAILED",
+    29,
+    false,
+    "Not authorized to access topics: [Topic authorization failed.]",
+  );
+  const once = scriptedAdmin([denied]);
+  const sleep = () => Promise.resolve();
+  await assert.rejects(
+    createTopicsWithLeaders(once.admin, [{ topic: "t" }], { sleep }),
+    /Not authorized/,
+  );
+  assert.equal(once.calls.metadata, 1);
+  const never = scriptedAdmin([unknownTopic()]);
+  await assert.rejects(
+    createTopicsWithLeaders(never.admin, [{ topic: "t" }], { attempts: 5, sleep }),
+    /does not host this topic-partition/,
+  );
+  assert.equal(never.calls.metadata, 5);
+  const leaderless = scriptedAdmin([[-1]]);
+  await assert.rejects(
+    createTopicsWithLeaders(leaderless.admin, [{ topic: "t" }], { attempts: 3, sleep }),
+    /no leader/,
+  );
+  assert.equal(leaderless.calls.metadata, 3);
 });
