@@ -256,9 +256,9 @@ export class WebhookDispatcher implements AsyncDisposable {
     const settled: PendingEvent[] = [];
     for (const pending of events) {
       const { event, deliveries } = pending;
-      const open = subscriptions.filter((s) =>
-        s.events.includes(event.event) &&
-        (deliveries[s._id] === undefined || deliveries[s._id]!.status === "retrying")
+      const matching = subscriptions.filter((s) => s.events.includes(event.event));
+      const open = matching.filter((s) =>
+        deliveries[s._id] === undefined || deliveries[s._id]!.status === "retrying"
       );
       if (open.length === 0) {
         settled.push(pending);
@@ -272,7 +272,7 @@ export class WebhookDispatcher implements AsyncDisposable {
       if (due.length === 0) continue;
       const round: Round = {
         pending,
-        wanted: subscriptions.filter((s) => s.events.includes(event.event)).map((s) => s._id),
+        wanted: matching.map((s) => s._id),
         fence,
         waiting: due.length,
         outcomes: new Map(),

@@ -214,16 +214,18 @@ export async function createTopicsWithLeaders(
   await admin.createTopics({ topics: [...topics], waitForLeaders: false });
   const names = topics.map((t) => t.topic);
   for (let attempt = 1;; attempt++) {
-    try {
-      const { topics: found } = await admin.fetchTopicMetadata({ topics: names });
-      const led = found.length === names.length &&
-        found.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0));
-      if (led) return;
-      if (attempt >= attempts) {
-        throw new Error(`Kafka gave no leader to every partition of ${names.join(", ")} in time`);
-      }
-    } catch (error) {
-      if (!(error as { retriable?: boolean }).retriable || attempt >= attempts) throw error;
+    const led = await admin.fetchTopicMetadata({ topics: names }).then(
+      ({ topics: found }) =>
+        found.length === names.length &&
+        found.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0)),
+      (error) => {
+        if (!(error as { retriable?: boolean }).retriable || attempt >= attempts) throw error;
+        return false;
+      },
+    );
+    if (led) return;
+    if (attempt >= attempts) {
+      throw new Error(`Kafka gave no leader to every partition of ${names.join(", ")} in time`);
     }
     await sleep(delayMs);
   }

@@ -256,10 +256,9 @@ async function runAll(o: Options): Promise<BenchResults> {
           `emit→stored p50 ${b.storedLatencyMs.p50} p99 ${b.storedLatencyMs.p99} ms, ` +
           `alert detection p50 ${b.alertLatencyMs.p50} p99 ${b.alertLatencyMs.p99} ms ` +
           `(${b.alertLatencyMs.count} alerts); Kafka EndToEndLatency p50 ${kafkaEndToEndMs.p50} ` +
-          `p99 ${kafkaEndToEndMs.p99} ms (same run); store CPU ${
-            b.storeCpuMsPer10k ?? "—"
-          } ms per ` +
-          `10 000 stored; machine busy ${b.machineCpu?.busyCores} of ${b.machineCpu?.cores} cores`,
+          `p99 ${kafkaEndToEndMs.p99} ms (same run); ` +
+          `store CPU ${b.storeCpuMsPer10k ?? "—"} ms per 10 000 stored; ` +
+          `machine busy ${b.machineCpu?.busyCores} of ${b.machineCpu?.cores} cores`,
       );
       if (r.underApiLoad) log(`  → ${apiLoadSummary(r)}`);
       results.endToEnd[i]!.push(r);

@@ -1614,9 +1614,9 @@ Deno.test("ProcessorSupervisor adds nothing for a batch handed on before a rebal
 Deno.test("ProcessorSupervisor: a batch whose lookup spans an assignment adds nothing, and leaves no device ahead of the store", async () => {
   // A source may go on handling a batch fetched before a rebalance (kafkajs waits for it instead:
   // this guards the port); the member reads the partition again from the committed offset. Had
-  // the early batch applied a's readings after the
-  // assignment and then failed to store them, a would have stayed ahead: read again, its readings
-  // would have been skipped as applied and dead-lettered as late, never stored.
+  // the early batch applied a's readings after the assignment and then failed to store them, a
+  // would have stayed ahead: read again, its readings would have been skipped as applied and
+  // dead-lettered as late, never stored.
   const store = new MemoryStore();
   await using h = harness({ store });
   await h.deliver(readingsBatch(series("a", [70])));
