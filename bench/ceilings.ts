@@ -16,6 +16,7 @@ import { encodeReading, type Reading } from "../schemas/reading.ts";
 import { interruption } from "./interrupt.ts";
 import { runName, type Services } from "./services.ts";
 import { removeResources, testKafka } from "../tests/fixtures.ts";
+import { createTopicsWithLeaders } from "../adapters/kafka_client.ts";
 import { processCpuMs, storePid } from "./store_cpu.ts";
 import { secondaryIndexesServe } from "../adapters/mongo_store.ts";
 
@@ -74,10 +75,7 @@ export async function brokerCeiling(
   const topic = runName("ceiling");
   const admin = testKafka("iot-bench", services).admin();
   await admin.connect();
-  await admin.createTopics({
-    topics: [{ topic, numPartitions: options.partitions }],
-    waitForLeaders: true,
-  });
+  await createTopicsWithLeaders(admin, [{ topic, numPartitions: options.partitions }]);
   await admin.disconnect();
   const size = messageBytes();
   try {
@@ -145,10 +143,7 @@ export async function kafkaLatencyCeiling(
   const topic = runName("latency");
   const admin = testKafka("iot-bench", services).admin();
   await admin.connect();
-  await admin.createTopics({
-    topics: [{ topic, numPartitions: options.partitions }],
-    waitForLeaders: true,
-  });
+  await createTopicsWithLeaders(admin, [{ topic, numPartitions: options.partitions }]);
   await admin.disconnect();
   try {
     return await endToEndLatency(cp, services, topic, options.log);

@@ -21,7 +21,7 @@ import { parseArgs } from "node:util";
 import { Partitioners } from "kafkajs";
 import { KafkaReadingProducer } from "../adapters/kafka_producer.ts";
 import { WorkerReadingProducer } from "../adapters/worker_producer.ts";
-import { createKafka } from "../adapters/kafka_client.ts";
+import { createKafka, createTopicsWithLeaders } from "../adapters/kafka_client.ts";
 import { silentLogger } from "../adapters/log.ts";
 import { brokerCeiling, sampleReading } from "./ceilings.ts";
 import { openServices, runName } from "./services.ts";
@@ -57,7 +57,7 @@ async function measure(
   const topic = runName("producer-cost");
   const admin = testKafka("iot-bench", services).admin();
   await admin.connect();
-  await admin.createTopics({ topics: [{ topic, numPartitions: 6 }], waitForLeaders: true });
+  await createTopicsWithLeaders(admin, [{ topic, numPartitions: 6 }]);
   await admin.disconnect();
   const brokers = services.brokers.split(",");
   const producer = variant === "worker"

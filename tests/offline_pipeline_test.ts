@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { encodeReading, type Reading } from "../schemas/reading.ts";
 import type { AlertDoc } from "../schemas/documents.ts";
 import type { App } from "../main.ts";
+import { createTopicsWithLeaders } from "../adapters/kafka_client.ts";
 import { testKafka } from "./fixtures.ts";
 import { testWith } from "./needs.ts";
 import { until } from "./wait.ts";
@@ -220,10 +221,7 @@ async function produceBacklog(env: TestEnv, records: readonly Reading[]) {
   const admin = client.admin();
   await admin.connect();
   try {
-    await admin.createTopics({
-      topics: [{ topic: env.topic, numPartitions: 3 }],
-      waitForLeaders: true,
-    });
+    await createTopicsWithLeaders(admin, [{ topic: env.topic, numPartitions: 3 }]);
   } finally {
     await admin.disconnect();
   }
