@@ -66,29 +66,38 @@ const DUPLICATE_KEY = 11000;
 /** Write-ahead copies of device states being replaced (left by versions before the journal). */
 const PENDING_DEVICES = "devices_pending";
 /**
- * Device states appended by checkpoints: a `DeviceDoc` with `writer` (one id
- * per opened store), `n` (that writer's running count) and `_id`
- * `<writer>:<n>`. Only inserts, so a checkpoint costs O(changed devices) even
- * on FerretDB, where every filtered update, delete or read scans the
- * collection. A writer's entries are inserted in order, one write at a time,
- * so what a reader sees of a writer is always a prefix of its entries: a fold
- * may delete `n` up to the highest it saw without missing one.
+ * Device states appended by checkpoints, up to {@linkcode STATES_PER_ENTRY} of one partition per
+ * entry ({@linkcode JournalEntry}), each entry with `writer` (one id per opened store), `n` (that
+ * writer's running count) and `_id` `<writer>:<n>`. Only inserts, so a checkpoint costs O(changed
+ * devices) even on FerretDB, where every filtered update, delete or read scans the collection. A
+ * writer's entries are inserted in order, one write at a time, so what a reader sees of a writer
+ * is always a prefix of its entries: a fold may delete `n` up to the highest it saw without
+ * missing one.
  */
 const DEVICE_JOURNAL = COLLECTIONS.deviceStates;
 /**
+ * The most device states one journal entry holds. FerretDB's cost of an insert follows the number
+ * of documents and fields far more than their bytes: a checkpoint of 9 000 states as one entry per
+ * state cost it about 480 ms of CPU and held its one SQLite writer for about 0.6 s, during which
+ * no reading was stored (the 3 000 readings/s p99); as 18 entries of 500, about 80–120 ms
+ * (bench/RESULTS.md, "Checkpoints in few journal entries"). A reader of one device parses the
+ * whole entry (about 150 KB at 500 states).
+ */
+const STATES_PER_ENTRY = 500;
+/**
  * This process folds the journal into `devices` once it appended this many
- * entries, or four times as many as there are devices: a fold reads both
- * collections and rewrites `devices`, so its cost per appended entry stays
+ * states, or four times as many as there are devices: a fold reads both
+ * collections and rewrites `devices`, so its cost per appended state stays
  * bounded however large the fleet. The fleet is known from the last fold, or from the largest
  * checkpoint since (a fresh store's first checkpoint of 100 000 devices once made a fold of all
- * of them due after 50 000 entries, in the middle of a drain: bench/RESULTS.md).
+ * of them due after 50 000 states, in the middle of a drain: bench/RESULTS.md).
  */
-const FOLD_AFTER_ENTRIES = 50_000;
+const FOLD_AFTER_STATES = 50_000;
 const FOLD_AFTER_DEVICES = 4;
 
 /**
- * Whether a fold is due after `sinceFold` appended entries, with at least `fleet` devices
- * stored. `exactly` (tests) folds after that many entries whatever the fleet.
+ * Whether a fold is due after `sinceFold` appended states, with at least `fleet` devices
+ * stored. `exactly` (tests) folds after that many states whatever the fleet.
  */
 export function foldDue(
   sinceFold: number,
@@ -96,7 +105,7 @@ export function foldDue(
   options: { readonly exactly?: number } = {},
 ): boolean {
   if (options.exactly !== undefined) return sinceFold >= options.exactly;
-  return sinceFold >= Math.max(FOLD_AFTER_ENTRIES, FOLD_AFTER_DEVICES * fleet);
+  return sinceFold >= Math.max(FOLD_AFTER_STATES, FOLD_AFTER_DEVICES * fleet);
 }
 /**
  * Documents a fold writes per statement, and so the most work a stop waits for: a stop ends the
@@ -116,21 +125,28 @@ interface PendingDevice {
 }
 
 /**
- * A journal entry: the fields readers filter and sort on at the top level, the rest of the device
- * document packed into one JSON string (`state`). FerretDB's cost of an insert follows the number
- * of fields more than the bytes: a device document as one entry cost it 2.5 times a reading, packed
- * 0.8 times (bench/RESULTS.md, "Store drain"). Entries of versions before the packing are whole
- * device documents (no `state`); readers take both ({@linkcode fromJournal}).
+ * A journal entry: the states of up to {@linkcode STATES_PER_ENTRY} devices of one partition (or
+ * of none), packed into one JSON string (`states`), with the fields readers filter on at the top
+ * level. FerretDB's cost of an insert follows the number of documents and fields more than the
+ * bytes. Entries of earlier versions hold one device each, packed ({@linkcode PackedEntry}) or
+ * whole ({@linkcode LegacyEntry}); readers take all three ({@linkcode fromJournal}).
  */
 interface JournalEntry {
   readonly _id: string;
-  readonly deviceId: string;
-  readonly lastSeq: number;
-  /** Top level: an assignment's read filters on it (`devicesIn`). */
+  /** The devices whose states it holds: what a lookup filters on (MongoDB: a multikey index). */
+  readonly deviceIds: readonly string[];
+  /** The partition of all its states, absent for none: an assignment's read filters on it. */
   readonly partition?: number;
   readonly writer: string;
   readonly n: number;
-  readonly state: string;
+  /** JSON: an array of device documents without `_id`. */
+  readonly states: string;
+}
+
+/** The filter of journal entries that may hold a state of one of `ids`, in any format. */
+function journaledFilter(ids: readonly string[]): Filter<StoredEntry> {
+  const any = { $in: [...ids] };
+  return { $or: [{ deviceIds: any }, { deviceId: any }] } as Filter<StoredEntry>;
 }
 
 /** The `Date` fields of a device document: JSON carries them as ISO strings. */
@@ -178,12 +194,12 @@ export class MongoStore
   readonly #client: MongoClient;
   readonly #db: Db;
   readonly #log: Logger;
-  /** Fold after exactly this many entries (tests); undefined: `foldDue()`'s rule. */
+  /** Fold after exactly this many states (tests); undefined: `foldDue()`'s rule. */
   readonly #foldAfter: number | undefined;
   /** This store's journal writer id, and how many entries it appended. */
   readonly #writer = crypto.randomUUID();
   #appended = 0;
-  /** Entries appended since the last fold. */
+  /** States appended since the last fold. */
   #sinceFold = 0;
   /** Devices at least stored: after the last fold, or in the largest checkpoint since. */
   #fleet = 0;
@@ -213,14 +229,14 @@ export class MongoStore
 
   /**
    * Connects, creates the indexes the queries rely on and folds the device-state journal.
-   * `foldAfterEntries` (tests) folds after exactly that many appended entries, whatever the
+   * `foldAfterStates` (tests) folds after exactly that many appended states, whatever the
    * fleet (default: 50 000, or four times the devices if more).
    */
   static async open(
     url: string,
     dbName: string,
     logger: Logger,
-    options: { readonly foldAfterEntries?: number } = {},
+    options: { readonly foldAfterStates?: number } = {},
   ): Promise<MongoStore> {
     const client = new MongoClient(url, {
       serverSelectionTimeoutMS: 5000,
@@ -232,7 +248,7 @@ export class MongoStore
       client,
       client.db(dbName),
       logger,
-      options.foldAfterEntries,
+      options.foldAfterStates,
     );
     try {
       await store.#ensureIndexes();
@@ -258,6 +274,8 @@ export class MongoStore
       this.#readings().createIndex({ deviceId: 1, ts: -1 }, { name: "deviceId_ts" }),
       this.#alerts().createIndex({ deviceId: 1, raisedAt: -1 }, { name: "deviceId_raisedAt" }),
       this.#alerts().createIndex({ status: 1, raisedAt: -1 }, { name: "status_raisedAt" }),
+      this.#journal().createIndex({ deviceIds: 1 }, { name: "deviceIds" }),
+      // Entries of earlier versions (one device each), while such a version still writes.
       this.#journal().createIndex({ deviceId: 1, lastSeq: -1 }, { name: "deviceId_lastSeq" }),
       this.#journal().createIndex({ writer: 1, n: 1 }, { name: "writer_n" }),
       // The dispatcher's poll, retention's prune and the dead-letter listing.
@@ -284,29 +302,33 @@ export class MongoStore
   #pending() {
     return this.#db.collection<PendingDevice>(PENDING_DEVICES);
   }
-  /** Entries as stored: packed, or whole device documents written by earlier versions. */
+  /** Entries as stored: several states each, or one each as earlier versions wrote them. */
   #journal() {
-    return this.#db.collection<JournalEntry | LegacyEntry>(DEVICE_JOURNAL);
+    return this.#db.collection<StoredEntry>(DEVICE_JOURNAL);
   }
 
   async ping(): Promise<void> {
     await this.#db.command({ ping: 1 });
   }
 
+  /**
+   * The newest stored state of each of `ids`: a read of `devices` by `_id` and one read of the
+   * journal for all of them (FerretDB scans the journal once per read, whatever the number of
+   * ids; MongoDB uses the `deviceIds` index). The entries found also hold other devices' states,
+   * which are left out.
+   */
   async loadDevices(ids: readonly string[]): Promise<Map<string, DeviceDoc>> {
     const found = new Map<string, DeviceDoc>();
     if (ids.length === 0) return found;
-    const [folded, journaled] = await Promise.all([
+    const [folded, entries] = await Promise.all([
       findByIds(this.#devices(), ids),
-      ids.length > POINT_LOOKUPS_UP_TO
-        ? this.#journal().find({ deviceId: { $in: [...ids] } }).toArray().then((entries) =>
-          entries.map(fromJournal)
-        )
-        : Promise.all(ids.map((id) => this.#newestJournaled(id))).then((docs) =>
-          docs.filter((d) => d !== null)
-        ),
+      this.#journal().find(journaledFilter(ids)).toArray(),
     ]);
-    for (const doc of [...folded, ...journaled]) keepNewest(found, doc);
+    for (const doc of folded) keepNewest(found, doc);
+    const wanted = new Set(ids);
+    for (const entry of entries) {
+      for (const doc of fromJournal(entry)) if (wanted.has(doc.deviceId)) keepNewest(found, doc);
+    }
     return found;
   }
 
@@ -321,7 +343,7 @@ export class MongoStore
       this.#journal().find({}).toArray(),
     ]);
     for (const doc of folded) keepNewest(found, doc);
-    for (const entry of journaled) keepNewest(found, fromJournal(entry));
+    for (const entry of journaled) for (const doc of fromJournal(entry)) keepNewest(found, doc);
     return found;
   }
 
@@ -341,10 +363,10 @@ export class MongoStore
     const found = new Map<string, DeviceDoc>();
     const [folded, journaled] = await Promise.all([
       this.#devices().find(filter).toArray(),
-      this.#journal().find(filter as Filter<JournalEntry | LegacyEntry>).toArray(),
+      this.#journal().find(filter as Filter<StoredEntry>).toArray(),
     ]);
     for (const doc of folded) keepNewest(found, doc);
-    for (const entry of journaled) keepNewest(found, fromJournal(entry));
+    for (const entry of journaled) for (const doc of fromJournal(entry)) keepNewest(found, doc);
     return found;
   }
 
@@ -356,11 +378,6 @@ export class MongoStore
       this.#journal().findOne(filter, { projection: { _id: 1 } }),
     ]);
     return folded !== null || journaled !== null;
-  }
-
-  async #newestJournaled(deviceId: string): Promise<DeviceDoc | null> {
-    const entry = await this.#journal().find({ deviceId }).sort({ lastSeq: -1 }).limit(1).next();
-    return entry && fromJournal(entry);
   }
 
   async write(batch: WriteBatch): Promise<WriteResult> {
@@ -437,9 +454,9 @@ export class MongoStore
   }
 
   /**
-   * Appends device states to the journal: one insert, whose cost follows the
-   * changed devices, not the stored ones. A reader takes the newest state of
-   * a device, so a stale owner's older state never wins.
+   * Appends device states to the journal: one insert of a few entries, whose cost follows the
+   * changed devices, not the stored ones. A reader takes the newest state of a device, so a stale
+   * owner's older state never wins.
    */
   async #writeDevices(devices: readonly DeviceDoc[]) {
     if (devices.length === 0) return;
@@ -499,28 +516,31 @@ export class MongoStore
   }
 
   /**
-   * Inserts entries of `writer` in order (see `DEVICE_JOURNAL`), in one ordered insert; `from`
-   * numbers the entries of a writer other than this store's (a fold's, appended in chunks).
+   * Inserts the states as entries of `writer` in order (see `DEVICE_JOURNAL`), in one ordered
+   * insert, and answers how many entries; `from` numbers the entries of a writer other than this
+   * store's (a fold's, appended in chunks).
    */
-  async #append(writer: string, devices: readonly DeviceDoc[], { from = 0 } = {}) {
+  async #append(
+    writer: string,
+    devices: readonly DeviceDoc[],
+    { from = 0 } = {},
+  ): Promise<number> {
     const first = writer === this.#writer ? this.#appended : from;
-    // By device, like a write's readings (`inIdOrder`): the `deviceId` index's pages are then
-    // visited in order. The sort is stable, so a device twice in one append keeps its order in `n`.
-    const entries = devices.toSorted(byDeviceId).map((d, i): JournalEntry => {
+    const entries = entriesOf(devices).map((states, i): JournalEntry => {
       const n = first + i;
-      const { _id: _, deviceId, lastSeq, partition, ...rest } = d;
+      const partition = states[0]!.partition;
       return {
         _id: `${writer}:${n}`,
-        deviceId,
-        lastSeq,
+        deviceIds: states.map((d) => d.deviceId),
         ...(partition === undefined ? {} : { partition }),
         writer,
         n,
-        state: JSON.stringify(rest),
+        states: JSON.stringify(states.map(({ _id: _, ...state }) => state)),
       };
     });
     if (writer === this.#writer) this.#appended += entries.length;
     await this.#journal().insertMany(entries, { ordered: true });
+    return entries.length;
   }
 
   /**
@@ -543,16 +563,16 @@ export class MongoStore
     const seen = new Map<string, number>();
     for await (const entry of this.#journal().find({})) {
       this.#unlessStopping();
-      keepNewest(newest, fromJournal(entry));
+      for (const doc of fromJournal(entry)) keepNewest(newest, doc);
       if ((seen.get(entry.writer) ?? -1) < entry.n) seen.set(entry.writer, entry.n);
     }
     this.#fleet = newest.size;
     if (seen.size === 0) return;
     const states = [...newest.values()];
     const writer = crypto.randomUUID();
-    for (let i = 0; i < states.length; i += FOLD_CHUNK) {
+    for (let i = 0, appended = 0; i < states.length; i += FOLD_CHUNK) {
       this.#unlessStopping();
-      await this.#append(writer, states.slice(i, i + FOLD_CHUNK), { from: i });
+      appended += await this.#append(writer, states.slice(i, i + FOLD_CHUNK), { from: appended });
     }
     this.#unlessStopping();
     // Dropped rather than emptied: FerretDB deletes what a filter matched with one SQL statement
@@ -593,40 +613,23 @@ export class MongoStore
 
   async lastSeqs(): Promise<Map<string, number>> {
     const out = new Map<string, number>();
-    const projection = { deviceId: 1, lastSeq: 1 };
-    for (const collection of [this.#devices(), this.#journal()]) {
-      for await (const d of collection.find({}, { projection })) {
-        if ((out.get(d.deviceId) ?? -1) < d.lastSeq) out.set(d.deviceId, d.lastSeq);
-      }
+    const keep = ({ deviceId, lastSeq }: { deviceId: string; lastSeq: number }) => {
+      if ((out.get(deviceId) ?? -1) < lastSeq) out.set(deviceId, lastSeq);
+    };
+    for await (const d of this.#devices().find({}, { projection: { deviceId: 1, lastSeq: 1 } })) {
+      keep(d);
     }
+    for await (const entry of this.#journal().find({})) fromJournal(entry).forEach(keep);
     return out;
   }
 
   async device(id: string): Promise<DeviceDoc | null> {
-    const found = new Map<string, DeviceDoc>();
-    const [folded, journaled] = await Promise.all([
-      this.#devices().findOne({ _id: id }),
-      this.#newestJournaled(id),
-    ]);
-    for (const doc of [folded, journaled]) if (doc) keepNewest(found, doc);
-    return found.get(id) ?? null;
+    return (await this.loadDevices([id])).get(id) ?? null;
   }
 
-  /**
-   * The stored states of several devices, for the API's batched lookups: one read of the journal
-   * for all of them (FerretDB scans the journal once per read, whatever the number of ids).
-   */
-  async devices(ids: readonly string[]): Promise<Map<string, DeviceDoc>> {
-    const found = new Map<string, DeviceDoc>();
-    if (ids.length === 0) return found;
-    const [folded, journaled] = await Promise.all([
-      findByIds(this.#devices(), ids),
-      ids.length === 1
-        ? this.#newestJournaled(ids[0]!).then((doc) => doc ? [doc] : [])
-        : this.#journal().find({ deviceId: { $in: [...ids] } }).toArray(),
-    ]);
-    for (const doc of [...folded, ...journaled]) keepNewest(found, doc as DeviceDoc);
-    return found;
+  /** The stored states of several devices, for the API's batched lookups (see `loadDevices`). */
+  devices(ids: readonly string[]): Promise<Map<string, DeviceDoc>> {
+    return this.loadDevices(ids);
   }
 
   /** Used only with the embedded transport (Kafka replays instead), so no index of its own. */
@@ -922,6 +925,20 @@ function keepNewest(found: Map<string, DeviceDoc>, doc: DeviceDoc): void {
   found.set(doc.deviceId, doc);
 }
 
+/**
+ * A journal entry as versions before several states per entry wrote it: one device, the fields
+ * readers filtered on at the top level and the rest packed into one JSON string (`state`).
+ */
+interface PackedEntry {
+  readonly _id: string;
+  readonly deviceId: string;
+  readonly lastSeq: number;
+  readonly partition?: number;
+  readonly writer: string;
+  readonly n: number;
+  readonly state: string;
+}
+
 /** A journal entry written before entries were packed: a device document plus `writer` and `n`. */
 interface LegacyEntry extends Omit<DeviceDoc, "_id"> {
   readonly _id: string;
@@ -929,23 +946,53 @@ interface LegacyEntry extends Omit<DeviceDoc, "_id"> {
   readonly n: number;
 }
 
-/** The `devices` document a journal entry holds, packed or not. */
-function fromJournal(entry: JournalEntry | LegacyEntry): DeviceDoc {
-  if (!("state" in entry) || typeof entry.state !== "string") {
-    const { writer: _w, n: _n, ...doc } = entry as LegacyEntry;
-    return { ...doc, _id: doc.deviceId };
+type StoredEntry = JournalEntry | PackedEntry | LegacyEntry;
+
+/**
+ * The states of one append as entries: by partition (an assignment's read filters on it), at most
+ * {@linkcode STATES_PER_ENTRY} each, by device within. The sort is stable, so a device twice in one
+ * append keeps its order.
+ */
+function entriesOf(devices: readonly DeviceDoc[]): DeviceDoc[][] {
+  const byPartition = new Map<number | undefined, DeviceDoc[]>();
+  for (const doc of devices.toSorted(byDeviceId)) {
+    const group = byPartition.get(doc.partition);
+    if (group) group.push(doc);
+    else byPartition.set(doc.partition, [doc]);
   }
-  const state = JSON.parse(entry.state) as Record<string, unknown>;
+  const entries: DeviceDoc[][] = [];
+  for (const group of byPartition.values()) {
+    for (let i = 0; i < group.length; i += STATES_PER_ENTRY) {
+      entries.push(group.slice(i, i + STATES_PER_ENTRY));
+    }
+  }
+  return entries;
+}
+
+/** The `devices` documents a journal entry holds, whichever version wrote it. */
+function fromJournal(entry: StoredEntry): DeviceDoc[] {
+  if ("states" in entry && typeof entry.states === "string") {
+    return (JSON.parse(entry.states) as Record<string, unknown>[]).map((state) =>
+      deviceOf(state, state.deviceId as string)
+    );
+  }
+  if ("state" in entry && typeof entry.state === "string") {
+    const { deviceId, lastSeq, partition } = entry;
+    const state = JSON.parse(entry.state) as Record<string, unknown>;
+    return [
+      deviceOf({ ...state, lastSeq, ...(partition === undefined ? {} : { partition }) }, deviceId),
+    ];
+  }
+  const { writer: _w, n: _n, ...doc } = entry as LegacyEntry;
+  return [{ ...doc, _id: doc.deviceId }];
+}
+
+/** A device document from its JSON form (dates as ISO strings, no `_id`). */
+function deviceOf(state: Record<string, unknown>, deviceId: string): DeviceDoc {
   for (const field of DEVICE_DATES) {
     if (typeof state[field] === "string") state[field] = new Date(state[field]);
   }
-  return {
-    ...state,
-    _id: entry.deviceId,
-    deviceId: entry.deviceId,
-    lastSeq: entry.lastSeq,
-    ...(entry.partition === undefined ? {} : { partition: entry.partition }),
-  } as DeviceDoc;
+  return { ...state, _id: deviceId, deviceId } as DeviceDoc;
 }
 
 /**

@@ -1,11 +1,11 @@
 /** The MongoDB adapter against the real MongoDB-protocol server. */
 import "./env_guard.ts";
 import assert from "node:assert/strict";
-import { Collection } from "mongodb";
+import { Collection, type Db } from "mongodb";
 import { foldDue, joinOf, MongoStore, secondaryIndexesServe } from "../adapters/mongo_store.ts";
 import { silentLogger } from "../adapters/log.ts";
 import { DEFAULT_RULE, INITIAL_ALARM_STATE } from "../domain/hysteresis.ts";
-import { toAlertDoc, toDeviceDoc, toReadingDoc } from "../schemas/documents.ts";
+import { type DeviceDoc, toAlertDoc, toDeviceDoc, toReadingDoc } from "../schemas/documents.ts";
 import type { Reading } from "../schemas/reading.ts";
 import { MONGO_URL, tempDb } from "./fixtures.ts";
 import { until } from "./wait.ts";
@@ -25,8 +25,15 @@ function reading(deviceId: string, seq: number, temperature = 21): Reading {
   };
 }
 
-function device(deviceId: string, lastSeq: number) {
-  return toDeviceDoc(deviceId, { ...INITIAL_ALARM_STATE, lastSeq }, DEFAULT_RULE, new Date());
+function device(deviceId: string, lastSeq: number, partition?: number): DeviceDoc {
+  const doc = toDeviceDoc(deviceId, { ...INITIAL_ALARM_STATE, lastSeq }, DEFAULT_RULE, new Date());
+  return partition === undefined ? doc : { ...doc, partition };
+}
+
+/** How many device states the journal holds, over all its entries. */
+async function journaledStates(db: Db): Promise<number> {
+  const entries = await db.collection("device_states").find({}).toArray();
+  return entries.reduce((sum, e) => sum + (Array.isArray(e.deviceIds) ? e.deviceIds.length : 1), 0);
 }
 
 mongo.test("MongoStore makes its secondary indexes only where the server answers queries from them", async () => {
@@ -72,7 +79,7 @@ mongo.test("MongoStore.write() never moves a device state backwards", async () =
   assert.deepEqual(await store.lastSeqs(), new Map([["d1", 7], ["d2", 4]]));
 });
 
-Deno.test("foldDue() folds after 50 000 entries, or four times the fleet if larger", () => {
+Deno.test("foldDue() folds after 50 000 states, or four times the fleet if larger", () => {
   assert.equal(foldDue(49_999, 0), false);
   assert.equal(foldDue(50_000, 0), true);
   assert.equal(foldDue(50_000, 12_500), true);
@@ -88,10 +95,11 @@ mongo.test("MongoStore folds the device-state journal into devices, keeping the 
   await using tmp = await tempDb("store");
   {
     await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger, {
-      foldAfterEntries: 4,
+      foldAfterStates: 4,
     });
     await store.write({ readings: [], alerts: [], devices: [device("d1", 2), device("d2", 3)] });
-    assert.equal(await tmp.db.collection("device_states").countDocuments({}), 2);
+    assert.equal(await tmp.db.collection("device_states").countDocuments({}), 1, "one entry");
+    assert.equal(await journaledStates(tmp.db), 2);
     assert.equal(await tmp.db.collection("devices").countDocuments({}), 0, "appended only");
     // d2@1 is a stale owner's: it reaches the journal but never wins.
     await store.write({ readings: [], alerts: [], devices: [device("d1", 5), device("d2", 1)] });
@@ -99,12 +107,12 @@ mongo.test("MongoStore folds the device-state journal into devices, keeping the 
     await until(
       "the fold",
       async () =>
-        await tmp.db.collection("device_states").countDocuments({}) === 2 &&
+        await journaledStates(tmp.db) === 2 &&
         await tmp.db.collection("devices").countDocuments({}) === 2,
     );
     const folded = await tmp.db.collection("devices").find({}).sort({ _id: 1 }).toArray();
     assert.deepEqual(folded.map((d) => [d._id, d.lastSeq]), [["d1", 5], ["d2", 3]]);
-    assert.equal(await tmp.db.collection("device_states").countDocuments({}), 2, "one copy each");
+    assert.equal(await journaledStates(tmp.db), 2, "one copy each");
     await store.write({ readings: [], alerts: [], devices: [device("d2", 4)] });
     assert.deepEqual(
       [...await store.loadDevices(["d1", "d2"])].map(([id, d]) => [id, d._id, d.lastSeq]),
@@ -127,13 +135,13 @@ mongo.test("MongoStore leaves a due fold to the next start when it stops, losing
   await using tmp = await tempDb("store");
   {
     await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger, {
-      foldAfterEntries: 2,
+      foldAfterStates: 2,
     });
     await store.write({ readings: [], alerts: [], devices: [device("d1", 2)] });
     // The last checkpoint before the stop makes a fold due: the stop only waits for the append.
     await store.write({ readings: [], alerts: [], devices: [device("d1", 5), device("d2", 3)] });
   }
-  assert.equal(await tmp.db.collection("device_states").countDocuments({}), 3, "not folded");
+  assert.equal(await journaledStates(tmp.db), 3, "not folded");
   assert.equal(await tmp.db.collection("devices").countDocuments({}), 0, "devices unchanged");
   await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
   assert.equal((await store.device("d1"))?.lastSeq, 5);
@@ -168,8 +176,8 @@ mongo.test("MongoStore reads a journaled device state back as written, and entri
   );
   await store.write({ readings: [], alerts: [], devices: [written] });
   const [entry] = await tmp.db.collection("device_states").find({}).toArray();
-  assert.equal(typeof entry?.state, "string", "packed into one field");
-  assert.deepEqual([entry?.deviceId, entry?.lastSeq], ["d1", 7], "queried fields stay on top");
+  assert.equal(typeof entry?.states, "string", "packed into one field");
+  assert.deepEqual(entry?.deviceIds, ["d1"], "what a lookup filters on stays on top");
   assert.deepEqual(await store.device("d1"), written);
   assert.deepEqual((await store.loadDevices(["d1"])).get("d1"), written);
   assert.deepEqual((await store.allDevices()).get("d1"), written);
@@ -179,10 +187,52 @@ mongo.test("MongoStore reads a journaled device state back as written, and entri
     { ...legacy, _id: "old-writer:0", writer: "old-writer", n: 0 } as unknown as never,
   );
   assert.deepEqual(await store.device("d2"), legacy);
+  // An entry as versions before several states per entry wrote it: one device, packed.
+  const { _id: _, deviceId, lastSeq, partition: __, ...rest } = device("d3", 9, 1);
+  await tmp.db.collection("device_states").insertOne(
+    {
+      _id: "old-writer:1",
+      deviceId,
+      lastSeq,
+      partition: 1,
+      writer: "old-writer",
+      n: 1,
+      state: JSON.stringify(rest),
+    } as unknown as never,
+  );
+  const d3 = await store.device("d3");
+  assert.deepEqual({ ...d3, updatedAt: null }, { ...device("d3", 9, 1), updatedAt: null });
+  // d1 and d2 have no partition, so an assignment's read takes them too.
+  assert.deepEqual([...(await store.devicesIn([1])).keys()].sort(), ["d1", "d2", "d3"]);
+  assert.deepEqual([...(await store.devicesIn([0])).keys()].sort(), ["d1", "d2"]);
   assert.deepEqual(
     [...await store.allDevices()].map(([id, d]) => [id, d.lastSeq]).sort(),
-    [["d1", 7], ["d2", 4]],
+    [["d1", 7], ["d2", 4], ["d3", 9]],
   );
+  assert.deepEqual(await store.lastSeqs(), new Map([["d1", 7], ["d2", 4], ["d3", 9]]));
+});
+
+mongo.test("MongoStore journals a checkpoint in few entries, one partition each", async () => {
+  await using tmp = await tempDb("store");
+  await using store = await MongoStore.open(MONGO_URL, tmp.name, silentLogger);
+  // 600 states on each of two partitions: 500 per entry at most, so two entries each.
+  const states = Array.from({ length: 1200 }, (_, i) => device(`dev-${i}`, i + 1, i % 2));
+  await store.write({ readings: [], alerts: [], devices: states });
+  const entries = await tmp.db.collection("device_states").find({}).toArray();
+  assert.deepEqual(
+    entries.map((e) => [e.partition, e.deviceIds.length]).sort(),
+    [[0, 100], [0, 500], [1, 100], [1, 500]],
+  );
+  for (const e of entries) {
+    assert.ok(e.deviceIds.every((id: string) => Number(id.slice(4)) % 2 === e.partition));
+  }
+  assert.equal((await store.devicesIn([1])).size, 600);
+  const some = ["dev-0", "dev-599", "dev-1199", "dev-9999"];
+  assert.deepEqual(
+    [...await store.loadDevices(some)].map(([id, d]) => [id, d.lastSeq]).sort(),
+    [["dev-0", 1], ["dev-1199", 1200], ["dev-599", 600]],
+  );
+  assert.equal((await store.devices(["dev-42"])).get("dev-42")?.lastSeq, 43);
 });
 
 mongo.test("MongoStore writes hundreds of alerts and device states in one call", async () => {
