@@ -140,6 +140,8 @@ export class WebhookDispatcher implements AsyncDisposable {
   #polling = false;
   /** Whether the last poll read a full batch: settling some of it polls again at once. */
   #fullPoll = false;
+  /** Set by a poll that settles part of a full batch itself: the next poll follows it at once. */
+  #pollAgain = false;
   /** Rounds whose attempts all ended, not recorded yet. */
   #ended: Round[] = [];
   #recordQueued = false;
@@ -201,7 +203,13 @@ export class WebhookDispatcher implements AsyncDisposable {
         error: error as Error,
       });
     } finally {
-      if (msg.type === "poll") this.#polling = false;
+      if (msg.type === "poll") {
+        this.#polling = false;
+        if (this.#pollAgain) {
+          this.#pollAgain = false;
+          this.poll();
+        }
+      }
     }
   }
 
@@ -283,7 +291,11 @@ export class WebhookDispatcher implements AsyncDisposable {
       }
     }
     // All at once: on FerretDB each write scans the outbox, so one per poll, not one per event.
-    if (settled.length > 0) await store.settle(settled, new Date(now), fence);
+    // Events no subscription wants settle here, without an attempt: when they filled the batch,
+    // the events behind them are read at once, not after the interval.
+    if (settled.length > 0 && await store.settle(settled, new Date(now), fence) > 0) {
+      this.#pollAgain = this.#fullPoll;
+    }
   }
 
   /**

@@ -103,6 +103,8 @@ export async function startPipeline(
   };
   observeWrites(app, run);
   observePublishes(app, run);
+  const slowWriteMs = Number(Deno.env.get("BENCH_SLOW_WRITE_MS") ?? NaN);
+  if (slowWriteMs >= 0) traceSlowWrites(app, slowWriteMs);
   return run;
 }
 
@@ -135,5 +137,32 @@ function observePublishes(app: App, run: PipelineRun) {
   producer.publish = (reading: Reading) => {
     run.onPublish?.(reading, Date.now());
     return publish(reading);
+  };
+}
+
+/**
+ * With `BENCH_SLOW_WRITE_MS` set, prints every store write (the writer's and the checkpoints') that
+ * took at least that long, with what it carried and when into the run: what found the writes that
+ * hold FerretDB's one SQLite writer (bench/RESULTS.md, "Checkpoints in few journal entries").
+ */
+function traceSlowWrites(app: App, thresholdMs: number) {
+  const store = app.parts.store;
+  if (!store) return;
+  const write = store.write.bind(store);
+  const started = performance.now();
+  store.write = async (batch: WriteBatch) => {
+    const at = performance.now();
+    try {
+      return await write(batch);
+    } finally {
+      const ms = performance.now() - at;
+      if (ms >= thresholdMs) {
+        console.error(
+          `[slow write] t=${((at - started) / 1000).toFixed(1)}s ${Math.round(ms)} ms: ` +
+            `${batch.readings.length} readings, ${batch.alerts.length} alerts, ` +
+            `${batch.devices.length} device states`,
+        );
+      }
+    }
   };
 }

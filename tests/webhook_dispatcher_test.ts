@@ -464,6 +464,21 @@ for (const { site, with: t } of SITES) {
     assert.equal(d.stats.delivered, 60);
   });
 
+  t.test(`WebhookDispatcher settles a backlog no subscription wants within one poll interval, a full batch after another (${t === mongo ? "MongoDB" : "Deno KV"})`, async () => {
+    await using where = await site();
+    await using store = await where.open();
+    await using hook = receiver();
+    hook.state.down = false;
+    // Wanted: only acknowledgements, so none of the 60 raise and clear events.
+    await subscribe(store, hook.url, ["ack"]);
+    await store.write({ readings: [], alerts: episodes(30), devices: [] });
+    const time = new FakeTime();
+    await using d = dispatcher(store, time, 100, { batch: 20 });
+    await advance(time, d, 1000);
+    assert.deepEqual(await store.pendingEvents(100), [], "all settled within the first interval");
+    assert.equal(hook.keys().length, 0, "and none sent");
+  });
+
   t.test(`WebhookDispatcher that stalled past its lease neither settles nor records what it delivered (${t === mongo ? "MongoDB" : "Deno KV"})`, async () => {
     await using where = await site();
     await using store = await where.open();
