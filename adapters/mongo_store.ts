@@ -77,9 +77,9 @@ const PENDING_DEVICES = "devices_pending";
 const DEVICE_JOURNAL = COLLECTIONS.deviceStates;
 /**
  * The most device states one journal entry holds. FerretDB's cost of an insert follows the number
- * of documents and fields far more than their bytes: a checkpoint of 9 000 states as one entry per
- * state cost it about 480 ms of CPU and held its one SQLite writer for about 0.6 s, during which
- * no reading was stored (the 3 000 readings/s p99); as 18 entries of 500, about 80–120 ms
+ * of documents and fields far more than their bytes: 9 000 states as one entry each cost it
+ * 460–500 ms of CPU, as 18 entries of 500 50–100 ms (a probe); live at 3 000 readings/s such a
+ * checkpoint held its one SQLite writer, and so the readings, 0.7–1.5 s, now 0.25–0.4 s
  * (bench/RESULTS.md, "Checkpoints in few journal entries"). A reader of one device parses the
  * whole entry (about 150 KB at 500 states).
  */
