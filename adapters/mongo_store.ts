@@ -108,10 +108,15 @@ export function foldDue(
   return sinceFold >= Math.max(FOLD_AFTER_STATES, FOLD_AFTER_DEVICES * fleet);
 }
 /**
- * Documents a fold writes per statement, and so the most work a stop waits for: a stop ends the
- * fold at its next statement (at 100 000 devices a whole fold kept a stop busy for minutes).
+ * Device states a fold writes per statement, and so the most work a stop waits for: a stop ends the
+ * fold at its next statement (at 100 000 devices a whole fold kept a stop busy for minutes). Few,
+ * and a fold in the background pauses {@linkcode FOLD_PAUSE_MS} after each: at 5 000 per statement
+ * the fold of 9 000 devices stalled the readings' writes for 1–2.6 s in a live run at 3 000
+ * readings/s, on either FerretDB backend (bench/RESULTS.md, "The fold, paced").
  */
-const FOLD_CHUNK = 5_000;
+const FOLD_CHUNK = 500;
+/** The pause after each statement of a fold in the background, so the readings' writes go between. */
+const FOLD_PAUSE_MS = 50;
 /**
  * Journal entries deleted per statement: FerretDB 1.24 (SQLite) deletes what a filter matched
  * with one SQL statement of as many variables, which fails past 32 766 ("too many SQL variables").
@@ -486,15 +491,16 @@ export class MongoStore
   #foldInBackground(): void {
     if (this.#folding || this.#stopping) return;
     this.#sinceFold = 0;
-    this.#folding = this.#fold().then(() => this.#recheckUnpartitioned()).catch((error) => {
-      if (error instanceof FoldStopped) {
-        this.#log.debug("device-state journal fold stopped; the next start folds");
-      } else {
-        this.#log.warn("device-state journal fold failed; will retry", { error: error as Error });
-      }
-    }).finally(() => {
-      this.#folding = null;
-    });
+    this.#folding = this.#fold({ pauseMs: FOLD_PAUSE_MS }).then(() => this.#recheckUnpartitioned())
+      .catch((error) => {
+        if (error instanceof FoldStopped) {
+          this.#log.debug("device-state journal fold stopped; the next start folds");
+        } else {
+          this.#log.warn("device-state journal fold failed; will retry", { error: error as Error });
+        }
+      }).finally(() => {
+        this.#folding = null;
+      });
   }
 
   /**
@@ -554,7 +560,9 @@ export class MongoStore
    * of them before `devices` is dropped, and nothing is deleted before
    * `devices` is whole again.
    */
-  async #fold(): Promise<void> {
+  async #fold({ pauseMs = 0 } = {}): Promise<void> {
+    const statementDone = () =>
+      pauseMs > 0 ? new Promise<void>((resolve) => setTimeout(resolve, pauseMs)) : undefined;
     const newest = new Map<string, DeviceDoc>();
     for await (const doc of this.#devices().find({})) {
       this.#unlessStopping();
@@ -573,6 +581,7 @@ export class MongoStore
     for (let i = 0, appended = 0; i < states.length; i += FOLD_CHUNK) {
       this.#unlessStopping();
       appended += await this.#append(writer, states.slice(i, i + FOLD_CHUNK), { from: appended });
+      await statementDone();
     }
     this.#unlessStopping();
     // Dropped rather than emptied: FerretDB deletes what a filter matched with one SQL statement
@@ -585,6 +594,7 @@ export class MongoStore
     for (let i = 0; i < states.length; i += FOLD_CHUNK) {
       this.#unlessStopping();
       await insertOnce(this.#devices(), states.slice(i, i + FOLD_CHUNK));
+      await statementDone();
     }
     for (const [writer, last] of seen) {
       for (let from = 0; from <= last; from += DELETE_CHUNK) {
