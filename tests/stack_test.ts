@@ -152,10 +152,10 @@ permitted.test("installAtomically() lets two first-time builds at once install o
   }
 });
 
-permitted.test("settingsFromEnv() defaults to the SQLite backend and a PostgreSQL port of its own", async () => {
-  const { DEFAULT_FERRET_BACKEND, settingsFromEnv } = await import("../stack/stack.ts");
+permitted.test("settingsFromEnv() defaults to the PostgreSQL backend on a port of its own", async () => {
+  const { settingsFromEnv } = await import("../stack/stack.ts");
   const s = settingsFromEnv({});
-  assert.equal(s.ferretBackend, DEFAULT_FERRET_BACKEND);
+  assert.equal(s.ferretBackend, "pg");
   assert.deepEqual(
     [s.kafkaPort, s.kafkaControllerPort, s.mongoPort, s.pgPort, s.pgBinDir],
     [9092, 9093, 27017, 54320, undefined],
@@ -180,9 +180,12 @@ permitted.test("settingsFromEnv() reports every bad value at once", async () => 
       err.message.includes(`STACK_PG_PORT: "70000" is not a TCP port`),
   );
   // The PostgreSQL port only has to differ from the others when PostgreSQL runs.
-  assert.equal(settingsFromEnv({ STACK_PG_PORT: "9092" }).pgPort, 9092);
+  assert.equal(
+    settingsFromEnv({ STACK_FERRETDB_BACKEND: "sqlite", STACK_PG_PORT: "9092" }).pgPort,
+    9092,
+  );
   assert.throws(
-    () => settingsFromEnv({ STACK_FERRETDB_BACKEND: "pg", STACK_PG_PORT: "27017" }),
+    () => settingsFromEnv({ STACK_PG_PORT: "27017" }),
     /the stack's ports must differ: "9092, 9093, 27017, 27017"/,
   );
 });
@@ -190,7 +193,11 @@ permitted.test("settingsFromEnv() reports every bad value at once", async () => 
 permitted.test("ferretArgs() points FerretDB at SQLite files or at the stack's PostgreSQL", async () => {
   const { ferretArgs, postgresUrl, settingsFromEnv } = await import("../stack/stack.ts");
   const paths = { home: "/s/ferretdb", pgUrl: "postgres://ferretdb@127.0.0.1:55432/ferretdb" };
-  const sqlite = ferretArgs("/bin/ferretdb", settingsFromEnv({ STACK_MONGO_PORT: "37217" }), paths);
+  const sqlite = ferretArgs(
+    "/bin/ferretdb",
+    settingsFromEnv({ STACK_FERRETDB_BACKEND: "sqlite", STACK_MONGO_PORT: "37217" }),
+    paths,
+  );
   assert.deepEqual(sqlite.slice(0, 3), [
     "/bin/ferretdb",
     "--handler=sqlite",
