@@ -16,8 +16,8 @@ import { encodeReading, type Reading } from "../schemas/reading.ts";
 import { interruption } from "./interrupt.ts";
 import { runName, type Services } from "./services.ts";
 import { removeResources, testKafka } from "../tests/fixtures.ts";
-import { createTopicsWithLeaders } from "../adapters/kafka_client.ts";
-import { processCpuMs, storePid } from "./store_cpu.ts";
+import { ensureTopics } from "../adapters/kafka_client.ts";
+import { storeCpuTime, storeProcesses } from "./store_cpu.ts";
 import { secondaryIndexesServe } from "../adapters/mongo_store.ts";
 
 const POM = fileURLToPath(new URL("./kafka_tools/pom.xml", import.meta.url));
@@ -73,10 +73,10 @@ export async function brokerCeiling(
 ): Promise<BrokerCeiling> {
   const cp = await toolsClasspath(options.log);
   const topic = runName("ceiling");
-  const admin = testKafka("iot-bench", services).admin();
-  await admin.connect();
-  await createTopicsWithLeaders(admin, [{ topic, numPartitions: options.partitions }]);
-  await admin.disconnect();
+  await ensureTopics(testKafka("iot-bench", services), [{
+    topic,
+    numPartitions: options.partitions,
+  }]);
   const size = messageBytes();
   try {
     options.log(`ceiling: Kafka ProducerPerformance, ${options.records} × ${size} B, acks=all`);
@@ -141,10 +141,10 @@ export async function kafkaLatencyCeiling(
 ): Promise<BrokerCeiling["endToEndMs"]> {
   const cp = await toolsClasspath(options.log);
   const topic = runName("latency");
-  const admin = testKafka("iot-bench", services).admin();
-  await admin.connect();
-  await createTopicsWithLeaders(admin, [{ topic, numPartitions: options.partitions }]);
-  await admin.disconnect();
+  await ensureTopics(testKafka("iot-bench", services), [{
+    topic,
+    numPartitions: options.partitions,
+  }]);
   try {
     return await endToEndLatency(cp, services, topic, options.log);
   } finally {
@@ -194,8 +194,8 @@ export async function storeCeiling(
       await readings.createIndex({ deviceId: 1, ts: -1 }, { name: "deviceId_ts" });
     }
     let inserted = 0;
-    const pid = await storePid(services.mongoUrl);
-    const cpu0 = await processCpuMs(pid);
+    const pid = await storeProcesses(services.mongoUrl);
+    const cpu0 = await storeCpuTime(pid);
     const started = performance.now();
     const processedAt = new Date();
     const devices = options.devices ?? 10_000;
@@ -218,7 +218,7 @@ export async function storeCeiling(
       inserted += docs.length;
     }
     const seconds = (performance.now() - started) / 1000;
-    const storeCpuMs = await processCpuMs(pid) - cpu0;
+    const storeCpuMs = await storeCpuTime(pid) - cpu0;
     return {
       batchSize: options.batchSize,
       inserted,

@@ -16,7 +16,7 @@ import { startPipeline } from "./pipeline.ts";
 import type { Services } from "./services.ts";
 import { cpuMs, Histogram, type LatencySummary, round } from "./stats.ts";
 import { sleep } from "./interrupt.ts";
-import { machineBusyMs, processCpuMs, storePid } from "./store_cpu.ts";
+import { machineBusyMs, storeCpuTime, type StoreProcesses, storeProcesses } from "./store_cpu.ts";
 import { type ApiLoadResult, type RouteLoad, startApiLoad } from "./api_load.ts";
 
 /**
@@ -101,7 +101,7 @@ export async function endToEnd(
     } s`,
   );
   await sleep(options.warmupMs);
-  const store = await storePid(services.mongoUrl);
+  const store = await storeProcesses(services.mongoUrl);
   const baseline = await measureWindow(
     run,
     { rate, store },
@@ -151,7 +151,7 @@ export function apiLoadSummary(r: EndToEndResult): string {
 
 async function measureWindow(
   run: Awaited<ReturnType<typeof startPipeline>>,
-  { rate, store }: { rate: number; store: number | undefined },
+  { rate, store }: { rate: number; store: StoreProcesses | undefined },
   windowMs: number,
   label: string,
   log: (line: string) => void,
@@ -161,7 +161,7 @@ async function measureWindow(
   const sent0 = run.sentCount;
   const stored0 = run.storedCount;
   const cpu0 = cpuMs();
-  const storeCpu0 = await processCpuMs(store);
+  const storeCpu0 = await storeCpuTime(store);
   const machine0 = await machineBusyMs();
   const t0 = performance.now();
   const backlog: [number, number][] = [];
@@ -182,7 +182,7 @@ async function measureWindow(
     }
   }
   const seconds = (performance.now() - t0) / 1000;
-  const storeCpuMs = await processCpuMs(store) - storeCpu0;
+  const storeCpuMs = await storeCpuTime(store) - storeCpu0;
   const machine = await machineBusyMs();
   const third = Math.max(1, Math.floor(backlog.length / 3));
   const maxOf = (xs: (readonly [number, number])[]) => Math.max(0, ...xs.map(([, b]) => b));

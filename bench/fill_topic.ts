@@ -10,7 +10,7 @@
 import { encodeReading, type Reading } from "../schemas/reading.ts";
 import type { Services } from "./services.ts";
 import { testKafka, testProducer } from "../tests/fixtures.ts";
-import { createTopicsWithLeaders } from "../adapters/kafka_client.ts";
+import { ensureTopics } from "../adapters/kafka_client.ts";
 
 export interface FillOptions {
   readonly readings: number;
@@ -34,10 +34,7 @@ export async function fillTopic(
 ): Promise<number> {
   const { readings, devices, partitions, reading } = options;
   const kafka = testKafka("iot-bench", services);
-  const admin = kafka.admin();
-  await admin.connect();
-  await createTopicsWithLeaders(admin, [{ topic, numPartitions: partitions }]);
-  await admin.disconnect();
+  await ensureTopics(kafka, [{ topic, numPartitions: partitions }]);
   const producer = testProducer(kafka, { allowAutoTopicCreation: false });
   await producer.connect();
   const t0 = performance.now();

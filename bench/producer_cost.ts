@@ -21,7 +21,7 @@ import { parseArgs } from "node:util";
 import { Partitioners } from "kafkajs";
 import { KafkaReadingProducer } from "../adapters/kafka_producer.ts";
 import { WorkerReadingProducer } from "../adapters/worker_producer.ts";
-import { createKafka, createTopicsWithLeaders } from "../adapters/kafka_client.ts";
+import { createKafka, ensureTopics } from "../adapters/kafka_client.ts";
 import { silentLogger } from "../adapters/log.ts";
 import { brokerCeiling, sampleReading } from "./ceilings.ts";
 import { openServices, runName } from "./services.ts";
@@ -55,10 +55,7 @@ async function measure(
   batchSize: number,
 ): Promise<Sample> {
   const topic = runName("producer-cost");
-  const admin = testKafka("iot-bench", services).admin();
-  await admin.connect();
-  await createTopicsWithLeaders(admin, [{ topic, numPartitions: 6 }]);
-  await admin.disconnect();
+  await ensureTopics(testKafka("iot-bench", services), [{ topic, numPartitions: 6 }]);
   const brokers = services.brokers.split(",");
   const producer = variant === "worker"
     ? new WorkerReadingProducer({

@@ -198,7 +198,8 @@ export function markdown(r: BenchResults, file: string): string {
     out.push(
       "",
       "**Processor throughput** (pre-filled topic, `processors` role, store in the loop; each " +
-        "drain divided by a raw indexed `insertMany` loop into the same store right before it)",
+        "drain divided by a raw indexed `insertMany` loop into the same store right before it; " +
+        "store CPU is the store server's processes: FerretDB and, on its `pg` backend, PostgreSQL)",
       "",
     );
     out.push(

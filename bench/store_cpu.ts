@@ -2,29 +2,58 @@
  * The store server's own CPU time, read from `/proc/<pid>/stat` without
  * asking the server anything (a `collStats` or `count` costs FerretDB a scan):
  * the benchmark compares the store CPU the processors cost per reading with a
- * plain indexed insert of the same documents in the same run. Linux only; the
- * process is the local stack's FerretDB serving `MONGO_URL`'s port (this
- * checkout's, else any on this machine listening there), or `BENCH_STORE_PID`.
+ * plain indexed insert of the same documents in the same run. Linux only. The
+ * store is the local stack's FerretDB serving `MONGO_URL`'s port (this
+ * checkout's, else any on this machine listening there) and, on its `pg`
+ * backend, the PostgreSQL server it writes to with every process that server
+ * forked (most of the store's work is there); or `BENCH_STORE_PID`'s process
+ * and its children.
  *
  * @module
  */
 import { fileURLToPath } from "node:url";
 
-const STACK_PID = fileURLToPath(new URL("../.stack/run/ferretdb.pid", import.meta.url));
+const runFile = (name: string) =>
+  fileURLToPath(new URL(`../.stack/run/${name}.pid`, import.meta.url));
 
-/** The pid of the store server behind `mongoUrl`, if it runs on this machine and is known. */
-export async function storePid(mongoUrl: string): Promise<number | undefined> {
+/** The processes whose CPU time is the store's: each counted with every process it forked. */
+export interface StoreProcesses {
+  readonly pids: readonly number[];
+}
+
+/** The store server behind `mongoUrl`, if it runs on this machine and is found. */
+export async function storeProcesses(mongoUrl: string): Promise<StoreProcesses | undefined> {
   const given = Number(Deno.env.get("BENCH_STORE_PID"));
-  if (Number.isInteger(given) && given > 0) return given;
+  if (Number.isInteger(given) && given > 0) return { pids: [given] };
   const port = /:(\d+)\/?/.exec(mongoUrl.replace(/^mongodb:\/\//, ""))?.[1];
   if (!port) return undefined;
-  const serves = async (pid: number) => {
-    const cmdline = await read(`/proc/${pid}/cmdline`);
-    return cmdline.includes("ferretdb") && cmdline.includes(`-addr=127.0.0.1:${port}`);
-  };
-  const pid = Number(await Deno.readTextFile(STACK_PID).catch(() => ""));
+  const ferretdb = await findProcess(
+    runFile("ferretdb"),
+    (args) => args.includes("ferretdb") && args.includes(`-addr=127.0.0.1:${port}`),
+  );
+  if (ferretdb === undefined) return undefined;
+  // `--postgresql-url=postgres://user@host:port/db`: the postmaster is the one listening there.
+  const pgPort = /--postgresql-url=postgres(?:ql)?:\/\/[^ ]*?:(\d+)\//.exec(
+    (await read(`/proc/${ferretdb}/cmdline`)).replaceAll("\0", " "),
+  )?.[1];
+  const postgres = pgPort === undefined ? undefined : await findProcess(
+    runFile("postgres"),
+    (args) => args.includes("postgres") && args.includes(`port=${pgPort}`),
+  );
+  return { pids: postgres === undefined ? [ferretdb] : [ferretdb, postgres] };
+}
+
+/**
+ * The process in `pidFile` if `matches` its command line, else any on this machine that does (a
+ * stack started from another checkout).
+ */
+async function findProcess(
+  pidFile: string,
+  matches: (args: string) => boolean,
+): Promise<number | undefined> {
+  const serves = async (pid: number) => matches(await read(`/proc/${pid}/cmdline`));
+  const pid = Number(await Deno.readTextFile(pidFile).catch(() => ""));
   if (Number.isInteger(pid) && pid > 0 && await serves(pid)) return pid;
-  // A stack started from another checkout: its FerretDB, found by the address it listens on.
   for await (const entry of Deno.readDir("/proc")) {
     const other = Number(entry.name);
     if (Number.isInteger(other) && other > 0 && await serves(other)) return other;
@@ -32,16 +61,35 @@ export async function storePid(mongoUrl: string): Promise<number | undefined> {
   return undefined;
 }
 
+/** The store's CPU time so far, in ms (NaN when unknown), each process with those it forked. */
+export async function storeCpuTime(store: StoreProcesses | undefined): Promise<number> {
+  if (store === undefined) return NaN;
+  let sum = 0;
+  for (const pid of store.pids) sum += await treeCpuMs(pid);
+  return sum;
+}
+
 /**
- * User + system CPU of a process so far, in ms (NaN when unknown). Read through `cat`: Deno
- * lets only --allow-all read another process's `/proc/<pid>` files.
+ * User + system CPU of a process and of every process it forked, living or ended, so far, in ms
+ * (NaN when unknown): its own, its ended children's (which the kernel adds to its `cutime` and
+ * `cstime` once reaped) and its living children's, likewise. PostgreSQL works in a process per
+ * connection. Read through `cat`: Deno lets only --allow-all read another process's `/proc`
+ * files.
  */
-export async function processCpuMs(pid: number | undefined): Promise<number> {
-  if (pid === undefined) return NaN;
+async function treeCpuMs(pid: number): Promise<number> {
   const stat = await read(`/proc/${pid}/stat`);
+  if (stat === "") return NaN;
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
-  return Number.isFinite(ticks) ? ticks * 10 : NaN; // USER_HZ is 100 on Linux
+  // utime, stime, cutime, cstime: fields 14–17 of proc(5), counted from the state (field 3).
+  const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0);
+  if (!Number.isFinite(ticks)) return NaN;
+  let ms = ticks * 10; // USER_HZ is 100 on Linux
+  const children = (await read(`/proc/${pid}/task/${pid}/children`)).trim();
+  for (const child of children === "" ? [] : children.split(/\s+/).map(Number)) {
+    const childMs = await treeCpuMs(child);
+    if (Number.isFinite(childMs)) ms += childMs; // NaN: it ended since (now in our `cutime`)
+  }
+  return ms;
 }
 
 /**

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { encodeReading, type Reading } from "../schemas/reading.ts";
 import type { AlertDoc } from "../schemas/documents.ts";
 import type { App } from "../main.ts";
-import { createTopicsWithLeaders } from "../adapters/kafka_client.ts";
+import { ensureTopics } from "../adapters/kafka_client.ts";
 import { testKafka } from "./fixtures.ts";
 import { testWith } from "./needs.ts";
 import { until } from "./wait.ts";
@@ -218,13 +218,7 @@ function reading(deviceId: string, seq: number, tsMs: number): Reading {
 /** Creates the readings topic as the app would and fills it before any processor runs. */
 async function produceBacklog(env: TestEnv, records: readonly Reading[]) {
   const client = testKafka();
-  const admin = client.admin();
-  await admin.connect();
-  try {
-    await createTopicsWithLeaders(admin, [{ topic: env.topic, numPartitions: 3 }]);
-  } finally {
-    await admin.disconnect();
-  }
+  await ensureTopics(client, [{ topic: env.topic, numPartitions: 3 }]);
   const producer = client.producer();
   await producer.connect();
   try {
