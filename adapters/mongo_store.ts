@@ -20,6 +20,7 @@ import {
   type AnyBulkWriteOperation,
   type Collection,
   type Db,
+  type Document,
   type Filter,
   MongoBulkWriteError,
   MongoClient,
@@ -219,6 +220,8 @@ export class MongoStore
   #unpartitioned = true;
   /** Bumped before and after every write of partition-less states (see `#recheckUnpartitioned`). */
   #unpartitionedWrites = 0;
+  /** How this server finds documents by `_id` fastest: probed at open (`idLookupOf`). */
+  #idLookup: IdLookup = "in";
 
   private constructor(
     client: MongoClient,
@@ -235,13 +238,14 @@ export class MongoStore
   /**
    * Connects, creates the indexes the queries rely on and folds the device-state journal.
    * `foldAfterStates` (tests) folds after exactly that many appended states, whatever the
-   * fleet (default: 50 000, or four times the devices if more).
+   * fleet (default: 50 000, or four times the devices if more). `idLookup` (tests, bench) finds
+   * documents by `_id` so instead of the way the server's explain shows to be fastest.
    */
   static async open(
     url: string,
     dbName: string,
     logger: Logger,
-    options: { readonly foldAfterStates?: number } = {},
+    options: { readonly foldAfterStates?: number; readonly idLookup?: IdLookup } = {},
   ): Promise<MongoStore> {
     const client = new MongoClient(url, {
       serverSelectionTimeoutMS: 5000,
@@ -257,6 +261,7 @@ export class MongoStore
     );
     try {
       await store.#ensureIndexes();
+      store.#idLookup = options.idLookup ?? await idLookupOf(store.#db);
       const recovered = await store.#recover();
       if (recovered > 0) logger.warn("finished interrupted device-state writes", { recovered });
       // Here rather than at the last stop (which leaves a due fold: `asyncDispose`), and before
@@ -326,7 +331,7 @@ export class MongoStore
     const found = new Map<string, DeviceDoc>();
     if (ids.length === 0) return found;
     const [folded, entries] = await Promise.all([
-      findByIds(this.#devices(), ids),
+      findByIds(this.#devices(), ids, this.#idLookup),
       this.#journal().find(journaledFilter(ids)).toArray(),
     ]);
     for (const doc of folded) keepNewest(found, doc);
@@ -404,7 +409,7 @@ export class MongoStore
    * Inserts the readings not stored yet in one unordered insert. Only the
    * ones it finds stored already, and the skipped ones, are then read back by
    * `_id` and compared: a batch without either costs no extra round trip. On
-   * FerretDB that read scans the readings collection (see `findByIds`): a batch
+   * FerretDB on SQLite that read scans the readings collection (see `IdLookup`): a batch
    * replayed after a crash costs up to 32 SQLite scans, or one slower scan.
    */
   async #writeReadings(
@@ -414,7 +419,9 @@ export class MongoStore
     const existing = await insertNew(this.#readings(), inIdOrder(readings));
     if (existing.length === 0 && skipped.length === 0) return [];
     const ids = [...new Set([...existing, ...skipped].map((r) => r._id))];
-    const stored = new Map((await findByIds(this.#readings(), ids)).map((d) => [d._id, d]));
+    const stored = new Map(
+      (await findByIds(this.#readings(), ids, this.#idLookup)).map((d) => [d._id, d]),
+    );
     const refused: Refusal[] = [];
     for (const reading of existing) {
       const found = stored.get(reading._id);
@@ -563,6 +570,15 @@ export class MongoStore
   async #fold({ pauseMs = 0 } = {}): Promise<void> {
     const statementDone = () =>
       pauseMs > 0 ? new Promise<void>((resolve) => setTimeout(resolve, pauseMs)) : undefined;
+    // Each phase's duration is logged: a fold is the store's largest piece of work after the
+    // readings' (bench/RESULTS.md, "The fold, paced").
+    const phases: Record<string, number> = {};
+    let phaseStart = performance.now();
+    const phaseDone = (name: string) => {
+      const now = performance.now();
+      phases[name] = Math.round(now - phaseStart);
+      phaseStart = now;
+    };
     const newest = new Map<string, DeviceDoc>();
     for await (const doc of this.#devices().find({})) {
       this.#unlessStopping();
@@ -576,6 +592,7 @@ export class MongoStore
     }
     this.#fleet = newest.size;
     if (seen.size === 0) return;
+    phaseDone("readMs");
     const states = [...newest.values()];
     const writer = crypto.randomUUID();
     for (let i = 0, appended = 0; i < states.length; i += FOLD_CHUNK) {
@@ -583,6 +600,7 @@ export class MongoStore
       appended += await this.#append(writer, states.slice(i, i + FOLD_CHUNK), { from: appended });
       await statementDone();
     }
+    phaseDone("appendMs");
     this.#unlessStopping();
     // Dropped rather than emptied: FerretDB deletes what a filter matched with one SQL statement
     // of as many variables, which fails past 32 766 documents. The journal holds every state now.
@@ -596,6 +614,7 @@ export class MongoStore
       await insertOnce(this.#devices(), states.slice(i, i + FOLD_CHUNK));
       await statementDone();
     }
+    phaseDone("rewriteMs");
     for (const [writer, last] of seen) {
       for (let from = 0; from <= last; from += DELETE_CHUNK) {
         this.#unlessStopping();
@@ -605,7 +624,12 @@ export class MongoStore
         });
       }
     }
-    this.#log.debug("device-state journal folded", { devices: states.length, writers: seen.size });
+    phaseDone("deleteMs");
+    this.#log.info("device-state journal folded", {
+      devices: states.length,
+      writers: seen.size,
+      ...phases,
+    });
   }
 
   /**
@@ -814,7 +838,7 @@ export class MongoStore
       .map((d) => d._id);
     if (fresh.length === 0) return found.map(pendingOf);
     const replayed = new Set(
-      (await findByIds(this.#settled(), fresh, { _id: 1 })).map((d) => d._id),
+      (await findByIds(this.#settled(), fresh, this.#idLookup, { _id: 1 })).map((d) => d._id),
     );
     if (replayed.size > 0) {
       await this.#outbox().deleteMany({
@@ -1053,43 +1077,91 @@ function compare(a: string, b: string): number {
 }
 
 /**
- * Up to this many ids are fetched one by one, concurrently; more with one
- * `$in`. FerretDB reads every document for either (docs/local-stack.md#ferretdb-notes):
- * an `_id` equality is filtered in SQLite (explain: `SCAN`), about 25 µs per
- * stored document here, `$in` in FerretDB, about 650 µs per stored document
- * but once for all the ids. On 20 000 readings: one `_id` lookup 0.45 s, one
- * `$in` of 50 ids 13 s, of 2 000 ids 23 s. MongoDB uses its index for both.
+ * How a server finds documents by `_id` fastest, as its explain shows:
+ * - `in`: one `$in` answered from its `_id` index (MongoDB).
+ * - `points`: an `_id` equality is answered from an index, but `$in` is not pushed down at all
+ *   (FerretDB 1.24 on PostgreSQL with the local stack's `_id` index): one lookup per id,
+ *   {@linkcode POINTS_AT_ONCE} at a time. A `$in` there reads and decodes every document of the
+ *   collection in FerretDB, about 650 µs each: a batch of readings replayed over 240 000 stored
+ *   ones held the writer for minutes (bench/RESULTS.md, "Replayed readings on PostgreSQL").
+ * - `scan`: neither (FerretDB 1.24 on SQLite, where an `_id` equality reads every document too,
+ *   docs/local-stack.md#ferretdb-notes): up to {@linkcode POINT_LOOKUPS_UP_TO} ids one by one,
+ *   more with one `$in`.
+ */
+export type IdLookup = "in" | "points" | "scan";
+
+export async function idLookupOf(db: Db): Promise<IdLookup> {
+  const any = await readingsPlan(db, { _id: { $in: ["", "-"] } });
+  if (any.filterPushdown !== false) return "in";
+  const one = await readingsPlan(db, { _id: "" });
+  return one.filterPushdown === true && readsIndex(one) ? "points" : "scan";
+}
+
+/**
+ * Where an `_id` equality reads every document (`scan`), up to this many ids are fetched one by
+ * one, concurrently; more with one `$in`. There FerretDB reads every document for either: an
+ * `_id` equality is filtered in SQLite (explain: `SCAN`), about 25 µs per stored document here,
+ * `$in` in FerretDB, about 650 µs per stored document but once for all the ids. On 20 000
+ * readings: one `_id` lookup 0.45 s, one `$in` of 50 ids 13 s, of 2 000 ids 23 s.
  */
 const POINT_LOOKUPS_UP_TO = 32;
+/** Indexed lookups in flight at once (`points`): a share of the pool, not all of it. */
+const POINTS_AT_ONCE = 32;
 
 async function findByIds<T extends { _id: string }>(
   collection: Collection<T>,
   ids: readonly string[],
+  lookup: IdLookup,
   projection?: Record<string, 1>,
 ): Promise<T[]> {
   const options = projection ? { projection } : {};
   // Every document here is a T (its _id is a string), so read the stored ones as T.
-  if (ids.length > POINT_LOOKUPS_UP_TO) {
+  if (lookup === "in" || (lookup === "scan" && ids.length > POINT_LOOKUPS_UP_TO)) {
     const filter = { _id: { $in: [...ids] } } as Filter<T>;
     return await collection.find(filter, options).toArray() as T[];
   }
-  const found: (T | null)[] = await Promise.all(
-    ids.map((id) => collection.findOne({ _id: id } as Filter<T>, options) as Promise<T | null>),
-  );
-  return found.filter((doc) => doc !== null);
+  const found: T[] = [];
+  for (let i = 0; i < ids.length; i += POINTS_AT_ONCE) {
+    const some = await Promise.all(
+      ids.slice(i, i + POINTS_AT_ONCE).map((id) =>
+        collection.findOne({ _id: id } as Filter<T>, options) as Promise<T | null>
+      ),
+    );
+    for (const doc of some) if (doc !== null) found.push(doc);
+  }
+  return found;
 }
 
 /**
- * Whether the server answers queries from secondary indexes. FerretDB 1.24 on SQLite does not: it
+ * Whether the server answers queries from secondary indexes. FerretDB 1.24 does not: on SQLite it
  * filters only `_id` in SQLite and everything else itself (explain: `filterPushdown: false`, plan
  * `SCAN`; a `deviceId` query took the same 95–99 ms over 2 000 readings with its index and
- * without), yet it still updates every index at every insert: the readings' index alone cost 14 %
- * of the raw insert rate (bench/RESULTS.md). MongoDB's explain has no `filterPushdown`: indexes
- * serve there, and on any server that pushes a field's filter down.
+ * without); on PostgreSQL it filters `_jsonb->'deviceId' @> …`, which its btree indexes cannot
+ * answer (plan `Seq Scan`). Yet it updates every index at every insert: the readings' index alone
+ * cost 14 % of the raw insert rate (bench/RESULTS.md). MongoDB's explain has no `filterPushdown`:
+ * indexes serve there. A FerretDB plan counts only if it reads an index, which before the index
+ * exists it cannot: a FerretDB that could use them would still get none.
  */
 export async function secondaryIndexesServe(db: Db): Promise<boolean> {
-  const plan = await db.collection(COLLECTIONS.readings).find({ deviceId: "" }).explain();
-  return plan.filterPushdown !== false;
+  const plan = await readingsPlan(db, { deviceId: "" });
+  return plan.filterPushdown === undefined || (plan.filterPushdown === true && readsIndex(plan));
+}
+
+/**
+ * Explain's plan of a query of the readings collection, which is made first if missing: FerretDB
+ * explains a missing collection with an empty plan and `filterPushdown: false`, so a probe at a
+ * fresh database's first start would differ from one at its next.
+ */
+async function readingsPlan(db: Db, filter: Filter<{ _id: string }>): Promise<Document> {
+  await db.createCollection(COLLECTIONS.readings).catch((error) => {
+    if (!(error instanceof MongoServerError && error.codeName === "NamespaceExists")) throw error;
+  });
+  return await db.collection<{ _id: string }>(COLLECTIONS.readings).find(filter).explain();
+}
+
+/** Whether a FerretDB plan reads an index (PostgreSQL: `Index Cond`; SQLite: `USING INDEX`). */
+function readsIndex(plan: Document): boolean {
+  return /index/i.test(JSON.stringify(plan.queryPlanner ?? {}));
 }
 
 /** FerretDB 1.24 hangs on 100+ update statements (docs/local-stack.md#ferretdb-notes). */
