@@ -12,6 +12,7 @@ import { MongoClient } from "mongodb";
 import { fileURLToPath } from "node:url";
 import { FERRETDB_VERSION, KAFKA_VERSION, settingsFromEnv } from "../stack/stack.ts";
 import { serviceProblems } from "../tests/fixtures.ts";
+import { ferretdbBackend } from "./store_cpu.ts";
 
 const STACK_SCRIPT = fileURLToPath(new URL("../stack/stack.ts", import.meta.url));
 
@@ -40,8 +41,11 @@ export async function openServices(log: (line: string) => void): Promise<Service
   } else if (!(await reachable(brokers, mongoUrl))) {
     throw new Error(`Services not reachable: Kafka ${brokers}, store ${mongoUrl}`);
   }
-  // The stack's backend when this run uses the stack; a given MONGO_URL's is not known.
-  const backend = env.MONGO_URL ? undefined : settingsFromEnv(env).ferretBackend;
+  // The stack's backend when this run uses the stack; a given MONGO_URL's from the FerretDB
+  // process serving it on this machine, if one does.
+  const backend = env.MONGO_URL
+    ? await ferretdbBackend(mongoUrl)
+    : settingsFromEnv(env).ferretBackend;
   const storeVersion = await serverVersion(mongoUrl, backend);
   return {
     brokers,

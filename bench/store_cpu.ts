@@ -21,16 +21,29 @@ export interface StoreProcesses {
   readonly pids: readonly number[];
 }
 
+/** The FerretDB process serving `mongoUrl` on this machine, if any. */
+async function ferretdbServing(mongoUrl: string): Promise<number | undefined> {
+  const port = /:(\d+)\/?/.exec(mongoUrl.replace(/^mongodb:\/\//, ""))?.[1];
+  if (!port) return undefined;
+  return await findProcess(
+    runFile("ferretdb"),
+    (args) => args.includes("ferretdb") && args.includes(`-addr=127.0.0.1:${port}`),
+  );
+}
+
+/** The storage backend (`--handler`: `pg`, `sqlite`) of the FerretDB serving `mongoUrl` here. */
+export async function ferretdbBackend(mongoUrl: string): Promise<string | undefined> {
+  const pid = await ferretdbServing(mongoUrl);
+  if (pid === undefined) return undefined;
+  const args = (await read(`/proc/${pid}/cmdline`)).replaceAll("\0", " ");
+  return /--handler[= ](\w+)/.exec(args)?.[1];
+}
+
 /** The store server behind `mongoUrl`, if it runs on this machine and is found. */
 export async function storeProcesses(mongoUrl: string): Promise<StoreProcesses | undefined> {
   const given = Number(Deno.env.get("BENCH_STORE_PID"));
   if (Number.isInteger(given) && given > 0) return { pids: [given] };
-  const port = /:(\d+)\/?/.exec(mongoUrl.replace(/^mongodb:\/\//, ""))?.[1];
-  if (!port) return undefined;
-  const ferretdb = await findProcess(
-    runFile("ferretdb"),
-    (args) => args.includes("ferretdb") && args.includes(`-addr=127.0.0.1:${port}`),
-  );
+  const ferretdb = await ferretdbServing(mongoUrl);
   if (ferretdb === undefined) return undefined;
   // `--postgresql-url=postgres://user@host:port/db`: the postmaster is the one listening there.
   const pgPort = /--postgresql-url=postgres(?:ql)?:\/\/[^ ]*?:(\d+)\//.exec(
