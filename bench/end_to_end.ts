@@ -12,7 +12,7 @@
  * @module
  */
 import type { SensorTemplate } from "../schemas/sensor_request.ts";
-import { startPipeline } from "./pipeline.ts";
+import { latencyParts, startPipeline } from "./pipeline.ts";
 import type { Services } from "./services.ts";
 import { cpuMs, Histogram, type LatencySummary, round } from "./stats.ts";
 import { sleep } from "./interrupt.ts";
@@ -158,6 +158,7 @@ async function measureWindow(
 ): Promise<WindowResult> {
   run.stored = new Histogram();
   run.alerts = new Histogram();
+  if (run.parts) run.parts = latencyParts();
   const sent0 = run.sentCount;
   const stored0 = run.storedCount;
   const cpu0 = cpuMs();
@@ -184,6 +185,14 @@ async function measureWindow(
   const seconds = (performance.now() - t0) / 1000;
   const storeCpuMs = await storeCpuTime(store) - storeCpu0;
   const machine = await machineBusyMs();
+  if (run.parts) {
+    const part = (h: Histogram) => `p50 ${h.percentile(50)} / p99 ${h.percentile(99)} ms`;
+    log(
+      `${label}: emit → stored in parts: to the writer ${part(run.parts.toWriter)}, queued ${
+        part(run.parts.queued)
+      }, writing ${part(run.parts.writing)}`,
+    );
+  }
   const third = Math.max(1, Math.floor(backlog.length / 3));
   const maxOf = (xs: (readonly [number, number])[]) => Math.max(0, ...xs.map(([, b]) => b));
   return {

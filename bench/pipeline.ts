@@ -34,6 +34,23 @@ export interface PipelineRun extends AsyncDisposable {
   readonly sentCount: number;
   /** Called with each reading a sensor publishes, before the producer sees it. */
   onPublish: ((reading: Reading, now: number) => void) | undefined;
+  /**
+   * With `BENCH_LATENCY_PARTS` set, emit → stored per reading in three parts (replace to start a
+   * new window): `toWriter` from `ts` until its batch is handed to the store writer (Kafka, the
+   * consumer, the processors), `queued` until the write holding it goes out (waiting in its lane),
+   * `writing` until that write is acknowledged.
+   */
+  parts: LatencyParts | undefined;
+}
+
+export interface LatencyParts {
+  readonly toWriter: Histogram;
+  readonly queued: Histogram;
+  readonly writing: Histogram;
+}
+
+export function latencyParts(): LatencyParts {
+  return { toWriter: new Histogram(), queued: new Histogram(), writing: new Histogram() };
 }
 
 export interface PipelineOptions {
@@ -96,6 +113,7 @@ export async function startPipeline(
       return app.parts.producer?.stats.sent ?? 0;
     },
     onPublish: undefined,
+    parts: Deno.env.get("BENCH_LATENCY_PARTS") ? latencyParts() : undefined,
     async [Symbol.asyncDispose]() {
       await app[Symbol.asyncDispose]();
       await cleanup();
@@ -116,7 +134,24 @@ function observeWrites(app: App, run: PipelineRun) {
   const seenAlerts = new Set<string>();
   writer.write = async (batch: WriteBatch, options?: { readonly onStart?: () => void }) => {
     if (run.firstWriteAt === 0) run.firstWriteAt = performance.now();
-    const result = await write(batch, options);
+    const handed = Date.now();
+    let wentOut = handed;
+    const result = await write(batch, {
+      ...options,
+      onStart: () => {
+        wentOut = Date.now();
+        options?.onStart?.();
+      },
+    });
+    const parts = run.parts;
+    if (parts) {
+      const acked = Date.now();
+      for (const r of batch.readings) {
+        parts.toWriter.add(handed - r.ts.getTime());
+        parts.queued.add(wentOut - handed);
+        parts.writing.add(acked - wentOut);
+      }
+    }
     if (batch.readings.length > 0) run.lastStoredAt = performance.now();
     const now = Date.now();
     const stored = run.stored;
