@@ -1082,8 +1082,8 @@ function compare(a: string, b: string): number {
  * - `points`: an `_id` equality is answered from an index, but `$in` is not pushed down at all
  *   (FerretDB 1.24 on PostgreSQL with the local stack's `_id` index): one lookup per id,
  *   {@linkcode POINTS_AT_ONCE} at a time. A `$in` there reads and decodes every document of the
- *   collection in FerretDB, about 650 µs each: a batch of readings replayed over 240 000 stored
- *   ones held the writer for minutes (bench/RESULTS.md, "Replayed readings on PostgreSQL").
+ *   collection in FerretDB, about 260 µs each here: a batch of readings replayed over 240 000
+ *   stored ones held the writer for minutes (bench/RESULTS.md, "Replayed readings on PostgreSQL").
  * - `scan`: neither (FerretDB 1.24 on SQLite, where an `_id` equality reads every document too,
  *   docs/local-stack.md#ferretdb-notes): up to {@linkcode POINT_LOOKUPS_UP_TO} ids one by one,
  *   more with one `$in`.

@@ -194,8 +194,8 @@ export async function storeCeiling(
       await readings.createIndex({ deviceId: 1, ts: -1 }, { name: "deviceId_ts" });
     }
     let inserted = 0;
-    const pid = await storeProcesses(services.mongoUrl);
-    const cpu0 = await storeCpuTime(pid);
+    const store = await storeProcesses(services.mongoUrl);
+    const cpu0 = await storeCpuTime(store);
     const started = performance.now();
     const processedAt = new Date();
     const devices = options.devices ?? 10_000;
@@ -218,7 +218,7 @@ export async function storeCeiling(
       inserted += docs.length;
     }
     const seconds = (performance.now() - started) / 1000;
-    const storeCpuMs = await storeCpuTime(pid) - cpu0;
+    const storeCpuMs = await storeCpuTime(store) - cpu0;
     return {
       batchSize: options.batchSize,
       inserted,

@@ -57,8 +57,8 @@ export async function processorThroughput(
     log(
       `  ceiling ${ceiling.insertsPerSec} docs/s, store CPU ${ceiling.storeCpuMsPer10k} ms per 10 000`,
     );
-    const pid = await storeProcesses(services.mongoUrl);
-    const storeCpu0 = await storeCpuTime(pid);
+    const store = await storeProcesses(services.mongoUrl);
+    const storeCpu0 = await storeCpuTime(store);
     await using run = await startPipeline(services, { role: "processors", partitions, topic });
     const lag: [number, number][] = [];
     const t0 = performance.now();
@@ -86,7 +86,7 @@ export async function processorThroughput(
     }
     const cpuCores = round((cpuMs() - cpu0) / (performance.now() - t0));
     const stored = run.storedCount;
-    const storeCpuMs = await storeCpuTime(pid) - storeCpu0;
+    const storeCpuMs = await storeCpuTime(store) - storeCpu0;
     const end = last || performance.now();
     const drainS = round((end - (first || t0)) / 1000, 1);
     return {

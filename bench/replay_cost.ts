@@ -21,7 +21,7 @@ import { silentLogger } from "../adapters/log.ts";
 import { type ReadingDoc, toReadingDoc } from "../schemas/documents.ts";
 import { sampleReading } from "./ceilings.ts";
 import { runName } from "./services.ts";
-import { formatSpread, round, spread } from "./stats.ts";
+import { formatSpread, spread } from "./stats.ts";
 
 const { values } = parseArgs({
   options: {
@@ -78,8 +78,8 @@ try {
         batches++;
       }
       const ms = (performance.now() - t0) / batches;
-      perBatchMs.get(lookup)!.push(round1(ms));
-      log(`round ${round + 1}, ${lookup}: ${round1(ms)} ms per replayed batch of ${batch}`);
+      perBatchMs.get(lookup)!.push(Math.round(ms));
+      log(`round ${round + 1}, ${lookup}: ${Math.round(ms)} ms per replayed batch of ${batch}`);
     }
   }
   console.log(
@@ -91,8 +91,4 @@ try {
 } finally {
   await client.db(db).dropDatabase().catch(() => {});
   await client.close();
-}
-
-function round1(ms: number): number {
-  return round(ms, 0);
 }

@@ -6,8 +6,8 @@
  * store is the local stack's FerretDB serving `MONGO_URL`'s port (this
  * checkout's, else any on this machine listening there) and, on its `pg`
  * backend, the PostgreSQL server it writes to with every process that server
- * forked (most of the store's work is there); or `BENCH_STORE_PID`'s process
- * and its children.
+ * forked (about 40 % of the store's CPU in a raw insert loop); or
+ * `BENCH_STORE_PID`'s process and its children.
  *
  * @module
  */
