@@ -107,7 +107,10 @@ export interface WebhookDispatcherOptions {
   readonly batch?: number;
   /** Attempts made at once; the others of a poll wait for a free slot (default 100). */
   readonly concurrency?: number;
-  /** How often the holder prunes (default 60 000 ms). */
+  /**
+   * How often the holder prunes (default: a tenth of the retention, at least 60 000 ms; see
+   * {@linkcode PRUNE_EVERY_OF_RETENTION}).
+   */
   readonly pruneEveryMs?: number;
   /** This dispatcher's lease owner id (default: a random UUID). */
   readonly owner?: string;
@@ -116,6 +119,14 @@ export interface WebhookDispatcherOptions {
 
 /** Settled events deleted per prune; a full batch prunes again at the next poll. */
 const PRUNE_BATCH = 1000;
+/**
+ * The holder prunes every this fraction of the retention (at least every minute): an event is
+ * kept for the retention and at most a tenth more. On FerretDB 1.24 a prune reads every settled
+ * event (it pushes no `settledAt: {$lt}` down): 8.5 s over 50 000 on PostgreSQL, which once a
+ * minute cost 14 % of a core and grew with every event of the retention (bench/RESULTS.md,
+ * "Webhook retention's prune"). MongoDB answers it from the `settledAt` index either way.
+ */
+const PRUNE_EVERY_OF_RETENTION = 0.1;
 
 export class WebhookDispatcher implements AsyncDisposable {
   readonly #options: WebhookDispatcherOptions;
@@ -238,7 +249,9 @@ export class WebhookDispatcher implements AsyncDisposable {
   }
 
   async #poll() {
-    const { store, timers, batch = 500, retentionMs, pruneEveryMs = 60_000 } = this.#options;
+    const { store, timers, batch = 500, retentionMs } = this.#options;
+    const pruneEveryMs = this.#options.pruneEveryMs ??
+      Math.max(60_000, retentionMs * PRUNE_EVERY_OF_RETENTION);
     // A record that could not be queued (a full mailbox) is made here rather than never.
     if (this.#ended.length > 0 && !this.#recordQueued) await this.#record();
     const now = timers.now();

@@ -479,6 +479,23 @@ for (const { site, with: t } of SITES) {
     assert.equal(hook.keys().length, 0, "and none sent");
   });
 
+  t.test(`WebhookDispatcher prunes every tenth of the retention, at least every minute, by default (${t === mongo ? "MongoDB" : "Deno KV"})`, async () => {
+    await using where = await site();
+    await using store = await where.open();
+    const time = new FakeTime();
+    // One hour kept: a prune every 6 minutes (one that reads every settled event on FerretDB).
+    const hour = counting(store);
+    await using h = dispatcher(hour.store, time, 100, { retentionMs: 3_600_000 });
+    await advance(time, h, 30 * 60_000);
+    assert.equal(hour.calls("prune"), 5, "at 0, 6, 12, 18 and 24 minutes");
+    await h[Symbol.asyncDispose]();
+    // Five minutes kept: a tenth would be 30 s; never more often than once a minute.
+    const short = counting(store);
+    await using s = dispatcher(short.store, time, 100, { retentionMs: 300_000 });
+    await advance(time, s, 10 * 60_000);
+    assert.equal(short.calls("prune"), 10, "once a minute");
+  });
+
   t.test(`WebhookDispatcher that stalled past its lease neither settles nor records what it delivered (${t === mongo ? "MongoDB" : "Deno KV"})`, async () => {
     await using where = await site();
     await using store = await where.open();
