@@ -159,6 +159,7 @@ async function measureWindow(
   run.stored = new Histogram();
   run.alerts = new Histogram();
   if (run.parts) run.parts = latencyParts();
+  using loop = run.parts ? loopDelay() : undefined;
   const sent0 = run.sentCount;
   const stored0 = run.storedCount;
   const cpu0 = cpuMs();
@@ -192,6 +193,17 @@ async function measureWindow(
         part(run.parts.queued)
       }, writing ${part(run.parts.writing)}`,
     );
+    log(
+      `${label}: event loop delay (a 10 ms timer's lateness) ${part(loop!.delays)}, max ${
+        loop!.delays.summary().max
+      } ms`,
+    );
+    const alerts = run.parts.alerts;
+    log(
+      `${label}: alert detection in parts: to the writer ${part(alerts.toWriter)}, queued ${
+        part(alerts.queued)
+      }, writing ${part(alerts.writing)}`,
+    );
   }
   const third = Math.max(1, Math.floor(backlog.length / 3));
   const maxOf = (xs: (readonly [number, number])[]) => Math.max(0, ...xs.map(([, b]) => b));
@@ -215,4 +227,21 @@ async function measureWindow(
     backlog,
     bounded: maxOf(backlog.slice(-third)) <= maxOf(backlog.slice(0, third)) + rate,
   };
+}
+
+/**
+ * How late a 10 ms timer fires on this process's event loop, which runs the app (sensors,
+ * producer, consumer, processors, writer): a stall there delays every reading in flight.
+ * `node:perf_hooks`' `monitorEventLoopDelay` answers nothing useful in Deno 2.
+ */
+function loopDelay(): { readonly delays: Histogram } & Disposable {
+  const delays = new Histogram();
+  const everyMs = 10;
+  let last = performance.now();
+  const timer = setInterval(() => {
+    const now = performance.now();
+    delays.add(Math.max(0, now - last - everyMs));
+    last = now;
+  }, everyMs);
+  return { delays, [Symbol.dispose]: () => clearInterval(timer) };
 }

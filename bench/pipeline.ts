@@ -38,19 +38,29 @@ export interface PipelineRun extends AsyncDisposable {
    * With `BENCH_LATENCY_PARTS` set, emit → stored per reading in three parts (replace to start a
    * new window): `toWriter` from `ts` until its batch is handed to the store writer (Kafka, the
    * consumer, the processors), `queued` until the write holding it goes out (waiting in its lane),
-   * `writing` until that write is acknowledged.
+   * `writing` until that write is acknowledged; `alerts` the same for each alert's first stored
+   * snapshot, from its raising reading's `ts`.
    */
   parts: LatencyParts | undefined;
 }
 
-export interface LatencyParts {
+export interface LatencyParts extends PartsOfWrite {
+  readonly alerts: PartsOfWrite;
+}
+
+interface PartsOfWrite {
   readonly toWriter: Histogram;
   readonly queued: Histogram;
   readonly writing: Histogram;
 }
 
 export function latencyParts(): LatencyParts {
-  return { toWriter: new Histogram(), queued: new Histogram(), writing: new Histogram() };
+  const parts = () => ({
+    toWriter: new Histogram(),
+    queued: new Histogram(),
+    writing: new Histogram(),
+  });
+  return { ...parts(), alerts: parts() };
 }
 
 export interface PipelineOptions {
@@ -146,11 +156,13 @@ function observeWrites(app: App, run: PipelineRun) {
     const parts = run.parts;
     if (parts) {
       const acked = Date.now();
-      for (const r of batch.readings) {
-        parts.toWriter.add(handed - r.ts.getTime());
-        parts.queued.add(wentOut - handed);
-        parts.writing.add(acked - wentOut);
-      }
+      const add = (into: PartsOfWrite, ts: Date) => {
+        into.toWriter.add(handed - ts.getTime());
+        into.queued.add(wentOut - handed);
+        into.writing.add(acked - wentOut);
+      };
+      for (const r of batch.readings) add(parts, r.ts);
+      for (const a of batch.alerts) if (!seenAlerts.has(a._id)) add(parts.alerts, a.raisedAt);
     }
     if (batch.readings.length > 0) run.lastStoredAt = performance.now();
     const now = Date.now();
