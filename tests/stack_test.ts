@@ -7,6 +7,7 @@ import "./env_guard.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
+  MONGO_URL,
   requireServices,
   tempDb,
   tempTopic,
@@ -14,7 +15,7 @@ import {
   testProducer,
   uniqueName,
 } from "./fixtures.ts";
-import { testWith } from "./needs.ts";
+import { needs, testWith } from "./needs.ts";
 import { settle } from "./wait.ts";
 
 /** Registrars for tests that need Kafka, the MongoDB-protocol store, or only permissions. */
@@ -234,3 +235,47 @@ permitted.test("postgresArgs() listens on loopback only, and asUser() drops root
     "/d",
   ]);
 });
+
+/** Whether the tests' store is the local stack's FerretDB on its PostgreSQL. */
+const onStackPostgres = MONGO_URL.includes("127.0.0.1:27017") &&
+  (await Deno.readTextFile(".stack/run/ferretdb.backend").catch(() => "")).trim() === "pg";
+
+/** Rows of `sql` in the stack's PostgreSQL, through `stackSql()` in a `deno` child (runs psql). */
+async function stackRows(sql: string): Promise<string[]> {
+  const stack = new URL("../stack/stack.ts", import.meta.url).href;
+  const code = `import { settingsFromEnv, stackSql } from ${JSON.stringify(stack)};
+    console.log(await stackSql(settingsFromEnv(Deno.env.toObject()), "ferretdb", Deno.args[0]));`;
+  const out = await new Deno.Command("deno", { args: ["eval", code, sql], stderr: "inherit" })
+    .output();
+  assert.ok(out.success, "psql through stack/stack.ts failed");
+  return new TextDecoder().decode(out.stdout).trim().split("\n").filter((l) => l !== "");
+}
+
+Deno.test(
+  "stack: each table FerretDB makes on PostgreSQL gets the `_id` GIN index and no statistics of its documents, and `_id` lookups still use the index after ANALYZE",
+  { ignore: (await needs({ mongo: true, deno: true })).ignore || !onStackPostgres },
+  async () => {
+    await using tmp = await tempDb("stackpg");
+    const { idLookupOf } = await import("../adapters/mongo_store.ts");
+    const readings = tmp.db.collection<{ _id: string; n: number }>("readings");
+    await readings.insertMany(Array.from({ length: 2000 }, (_, n) => ({ _id: `d:${n}`, n })));
+    const tables = await stackRows(`
+      SELECT a.attstattarget, (SELECT count(*) FROM pg_indexes i
+        WHERE i.schemaname = n.nspname AND i.tablename = c.relname AND i.indexdef LIKE '%USING gin%')
+      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = '${tmp.name}' AND c.relname LIKE 'readings%' AND a.attname = '_jsonb'`);
+    assert.deepEqual(tables, ["0|1"], "statistics target 0 and one GIN index");
+    await stackRows(`ANALYZE "${tmp.name}".${await tableOf(tmp.name, "readings")}`);
+    assert.equal(await idLookupOf(tmp.db), "points", "an `_id` equality reads the index");
+  },
+);
+
+async function tableOf(schema: string, collection: string): Promise<string> {
+  const [table] = await stackRows(
+    `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = '${schema}' AND c.relkind = 'r' AND c.relname LIKE '${collection}%'`,
+  );
+  assert.ok(table, `no table of ${collection}`);
+  return `"${table}"`;
+}
