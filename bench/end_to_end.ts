@@ -17,7 +17,7 @@ import type { Services } from "./services.ts";
 import { cpuMs, Histogram, type LatencySummary, round } from "./stats.ts";
 import { sleep } from "./interrupt.ts";
 import { machineBusyMs, storeCpuTime, type StoreProcesses, storeProcesses } from "./store_cpu.ts";
-import { type ApiLoadResult, type RouteLoad, startApiLoad } from "./api_load.ts";
+import { API_LOAD, type ApiLoadResult, type RouteLoad, startApiLoad } from "./api_load.ts";
 
 /**
  * What the overheating 1 % of sensors report: one raise (two readings at or
@@ -146,6 +146,9 @@ export function apiLoadSummary(r: EndToEndResult): string {
     `GET ${l.api.get.perSec}/s ${p(l.api.get)} (${routes.join("; ")})`,
     `POST ${l.api.post.perSec}/s ${p(l.api.post)}`,
     `errors ${l.api.get.errors + l.api.post.errors}`,
+    `not sent ${
+      (l.api.get.notSent ?? 0) + (l.api.post.notSent ?? 0)
+    } (${API_LOAD.maxOutstanding} outstanding)`,
   ].join(", ");
 }
 

@@ -275,8 +275,8 @@ export function markdown(r: BenchResults, file: string): string {
         "",
       );
       out.push(
-        "| Offered/s | Stored/s without → with API load | With ÷ without | Emit→stored p99 without → with | Store CPU cores without → with | GET/s | GET p50 / p99 | POST/s | POST p50 / p99 | Errors |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        `| Offered/s | Stored/s without → with API load | With ÷ without | Emit→stored p99 without → with | Store CPU cores without → with | GET/s | GET p50 / p99 | POST/s | POST p50 / p99 | Errors | Not sent (${API_LOAD.maxOutstanding} outstanding) |`,
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
       );
       for (const x of loaded) {
         out.push(
@@ -291,6 +291,10 @@ export function markdown(r: BenchResults, file: string): string {
               n(x.l.api.post.perSec)
             } | ${x.l.api.post.latencyMs.p50} / ${x.l.api.post.latencyMs.p99} ms | ${
               x.l.api.get.errors + x.l.api.post.errors
+            } | ${
+              x.l.api.get.notSent === undefined
+                ? "(in errors)"
+                : x.l.api.get.notSent + (x.l.api.post.notSent ?? 0)
             } |`,
         );
       }
