@@ -16,7 +16,13 @@ import { latencyParts, startPipeline } from "./pipeline.ts";
 import type { Services } from "./services.ts";
 import { cpuMs, Histogram, type LatencySummary, round } from "./stats.ts";
 import { sleep } from "./interrupt.ts";
-import { machineBusyMs, storeCpuTime, type StoreProcesses, storeProcesses } from "./store_cpu.ts";
+import {
+  busyCoresBetween,
+  machineBusyMs,
+  storeCpuTime,
+  type StoreProcesses,
+  storeProcesses,
+} from "./store_cpu.ts";
 import { API_LOAD, type ApiLoadResult, type RouteLoad, startApiLoad } from "./api_load.ts";
 
 /**
@@ -163,11 +169,15 @@ async function measureWindow(
   run.alerts = new Histogram();
   if (run.parts) run.parts = latencyParts();
   using loop = run.parts ? loopDelay() : undefined;
+  // The slow reads (a `/proc` file per store process) first: the window's counts and its clock are
+  // then taken together, and the store's CPU over its own interval, with the readings stored in it.
+  const storeCpu0 = await storeCpuTime(store);
+  const storeStored0 = run.storedCount;
+  const storeT0 = performance.now();
+  const machine0 = await machineBusyMs();
   const sent0 = run.sentCount;
   const stored0 = run.storedCount;
   const cpu0 = cpuMs();
-  const storeCpu0 = await storeCpuTime(store);
-  const machine0 = await machineBusyMs();
   const t0 = performance.now();
   const backlog: [number, number][] = [];
   let lastLog = t0;
@@ -187,8 +197,13 @@ async function measureWindow(
     }
   }
   const seconds = (performance.now() - t0) / 1000;
-  const storeCpuMs = await storeCpuTime(store) - storeCpu0;
+  const sent = run.sentCount - sent0;
+  const stored = run.storedCount - stored0;
+  const cpu = cpuMs() - cpu0;
   const machine = await machineBusyMs();
+  const storeCpuMs = await storeCpuTime(store) - storeCpu0;
+  const storeSeconds = (performance.now() - storeT0) / 1000;
+  const storeStored = run.storedCount - storeStored0;
   if (run.parts) {
     const part = (h: Histogram) => `p50 ${h.percentile(50)} / p99 ${h.percentile(99)} ms`;
     log(
@@ -213,16 +228,14 @@ async function measureWindow(
   return {
     windowS: round(seconds, 1),
     offeredPerSec: rate,
-    sentPerSec: Math.round((run.sentCount - sent0) / seconds),
-    storedPerSec: Math.round((run.storedCount - stored0) / seconds),
-    cpuCores: round((cpuMs() - cpu0) / 1000 / seconds),
-    storeCpuCores: round(storeCpuMs / 1000 / seconds),
+    sentPerSec: Math.round(sent / seconds),
+    storedPerSec: Math.round(stored / seconds),
+    cpuCores: round(cpu / 1000 / seconds),
+    storeCpuCores: round(storeCpuMs / 1000 / storeSeconds),
     // Per stored reading: a window that stored none (a wedged store) has no such figure.
-    ...(run.storedCount > stored0
-      ? { storeCpuMsPer10k: Math.round(storeCpuMs / (run.storedCount - stored0) * 10_000) }
-      : {}),
+    ...(storeStored > 0 ? { storeCpuMsPer10k: Math.round(storeCpuMs / storeStored * 10_000) } : {}),
     machineCpu: {
-      busyCores: round((machine.busyMs - machine0.busyMs) / 1000 / seconds),
+      busyCores: round(busyCoresBetween(machine0, machine)),
       cores: machine.cores,
     },
     storedLatencyMs: run.stored.summary(),

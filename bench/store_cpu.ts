@@ -105,18 +105,39 @@ async function treeCpuMs(pid: number): Promise<number> {
   return ms;
 }
 
+/** The machine's CPU time so far, from `/proc/stat` (see `machineBusyMs`). */
+export interface MachineCpu {
+  /** Every core's user, system, interrupt and steal time, not idle or waiting for I/O (NaN: unknown). */
+  readonly busyMs: number;
+  /** Every core's time in any state, idle included: the cores times the time they ran. */
+  readonly allMs: number;
+  readonly cores: number;
+}
+
 /**
- * CPU time the whole machine spent busy so far (every core's user, system, interrupt and steal
- * time, not idle or waiting for I/O), in ms (NaN when unknown), and its cores: what a window's
- * processes together could use, so a figure can be read against the machine's ceiling.
+ * CPU time the whole machine spent busy so far, and its cores: what a window's processes together
+ * could use, so a figure can be read against the machine's ceiling.
  */
-export async function machineBusyMs(): Promise<{ busyMs: number; cores: number }> {
+export async function machineBusyMs(): Promise<MachineCpu> {
   const lines = (await read("/proc/stat")).split("\n");
   const cores = lines.filter((line) => /^cpu\d+ /.test(line)).length;
   const ticks = (lines[0] ?? "").trim().split(/\s+/).slice(1).map(Number);
   // user nice system idle iowait irq softirq steal (guest time is counted in user already).
+  const known = ticks.length >= 8;
   const busy = ticks.slice(0, 8).reduce((sum, t, i) => (i === 3 || i === 4 ? sum : sum + t), 0);
-  return { busyMs: ticks.length >= 8 ? busy * 10 : NaN, cores: cores || NaN };
+  const all = ticks.slice(0, 8).reduce((sum, t) => sum + t, 0);
+  return { busyMs: known ? busy * 10 : NaN, allMs: known ? all * 10 : NaN, cores: cores || NaN };
+}
+
+/**
+ * Cores busy on average between two readings: the busy share of all the machine's CPU time in
+ * between, times its cores. Taken from the counters alone, not from a clock read beside them, which
+ * the reads of many `/proc` files after a window on a loaded machine put seconds apart (2.43 busy
+ * cores of 2 were printed that way).
+ */
+export function busyCoresBetween(before: MachineCpu, after: MachineCpu): number {
+  const all = after.allMs - before.allMs;
+  return all > 0 ? (after.busyMs - before.busyMs) / all * after.cores : NaN;
 }
 
 async function read(path: string): Promise<string> {

@@ -33,3 +33,11 @@ Deno.test("spread() gives the median and range and skips failed (NaN) runs", () 
   assert.deepEqual(formatSpread(spread([7])), "7");
   assert.deepEqual(formatSpread(spread([])), "n/a");
 });
+
+Deno.test("busyCoresBetween() reads the busy share from the counters, whatever clock was read beside them", async () => {
+  const { busyCoresBetween } = await import("../bench/store_cpu.ts");
+  const before = { busyMs: 10_000, allMs: 40_000, cores: 2 };
+  // 30 s on 2 cores (60 000 ms of CPU time), 45 000 ms of it busy: 1.5 cores.
+  assert.equal(busyCoresBetween(before, { busyMs: 55_000, allMs: 100_000, cores: 2 }), 1.5);
+  assert.ok(Number.isNaN(busyCoresBetween(before, before)), "no time between: no figure");
+});
